@@ -1,0 +1,1 @@
+//! Configuration: one TOML schema for client and server.

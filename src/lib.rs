@@ -1,0 +1,7 @@
+//! `isc`: a terminal client and bundled server for the OMA ISC / CPM / IM
+//! service procedures. The module tree follows `STYLE.md`: a sans-IO protocol
+//! core under [`proto`], thin tokio drivers under [`net`], the server roles
+//! under [`server`] and the client under [`client`].
+
+pub mod config;
+pub mod proto;
