@@ -1,0 +1,4 @@
+//! The bundled server: its modules are named after the spec roles.
+
+pub mod location_service;
+pub mod registrar;
