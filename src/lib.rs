@@ -6,3 +6,5 @@
 pub mod config;
 pub mod proto;
 pub mod server;
+pub mod flow;
+pub mod logging;
