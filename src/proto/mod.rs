@@ -4,5 +4,6 @@
 
 pub mod bodies;
 pub mod msrp;
+pub mod rtp;
 pub mod sdp;
 pub mod sip;
