@@ -1,0 +1,200 @@
+//! SIP over UDP and TCP on one local address (RFC 3261 §18): a thin tokio
+//! driver. It frames TCP streams with the sans-IO [`StreamFramer`], reuses
+//! connections in both directions (a device registered over TCP is reached
+//! over the connection it opened) and hands every datagram or framed message
+//! to the core unparsed: no protocol decision is taken here.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::proto::sip::framing::StreamFramer;
+use crate::proto::sip::transaction::Transport;
+
+/// Largest UDP datagram we accept (RFC 3261 §18.1.1 leaves the bound to us).
+const MAX_DATAGRAM: usize = 65_535;
+/// Messages queued towards one TCP peer before sends start failing.
+const TCP_QUEUE: usize = 256;
+
+/// One message (or datagram) received from the network.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub bytes: Vec<u8>,
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+type ConnMap = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+
+/// A bound SIP transport: UDP and TCP on the same address and port.
+#[derive(Clone)]
+pub struct SipTransport {
+    udp: Arc<UdpSocket>,
+    local: SocketAddr,
+    conns: ConnMap,
+    incoming: mpsc::Sender<Incoming>,
+}
+
+impl SipTransport {
+    /// Binds UDP and TCP on `addr`. Port 0 picks one free port for both.
+    pub async fn bind(addr: SocketAddr) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
+        let (udp, tcp) = bind_pair(addr).await?;
+        let local = udp.local_addr()?;
+        let (tx, rx) = mpsc::channel(1024);
+        let transport = SipTransport {
+            udp: Arc::new(udp),
+            local,
+            conns: Arc::new(Mutex::new(HashMap::new())),
+            incoming: tx,
+        };
+        transport.spawn_udp_reader();
+        transport.spawn_tcp_acceptor(tcp);
+        Ok((transport, rx))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends bytes to `dest`. Over TCP an existing connection to `dest` is
+    /// reused (either direction); otherwise one is opened.
+    pub async fn send(&self, dest: SocketAddr, transport: Transport, bytes: Vec<u8>) -> io::Result<()> {
+        match transport {
+            Transport::Udp => self.udp.send_to(&bytes, dest).await.map(|_| ()),
+            Transport::Tcp => {
+                let existing = self.conns.lock().map_err(|_| poisoned())?.get(&dest).cloned();
+                let sender = match existing {
+                    Some(s) if !s.is_closed() => s,
+                    _ => {
+                        let stream = TcpStream::connect(dest).await?;
+                        self.adopt_stream(stream, dest)?
+                    }
+                };
+                sender
+                    .send(bytes)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "TCP connection closed"))
+            }
+        }
+    }
+
+    fn spawn_udp_reader(&self) {
+        let udp = self.udp.clone();
+        let tx = self.incoming.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                match udp.recv_from(&mut buf).await {
+                    Ok((n, source)) => {
+                        // RFC 5626 §4.4.1 keep-alives (CRLF) carry no message.
+                        if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) {
+                            continue;
+                        }
+                        let msg = Incoming { bytes: buf[..n].to_vec(), source, transport: Transport::Udp };
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    // ICMP port unreachable surfaces here on Linux: not fatal.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "UDP receive failed");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn spawn_tcp_acceptor(&self, listener: TcpListener) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        if let Err(e) = this.adopt_stream(stream, peer) {
+                            tracing::warn!(error = %e, %peer, "TCP connection not adopted");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TCP accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Registers a connection in the map and starts its reader and writer.
+    fn adopt_stream(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<mpsc::Sender<Vec<u8>>> {
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+        self.conns.lock().map_err(|_| poisoned())?.insert(peer, wtx.clone());
+        tokio::spawn(async move {
+            while let Some(bytes) = wrx.recv().await {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    tracing::debug!(error = %e, %peer, "TCP write failed");
+                    return;
+                }
+            }
+        });
+        let conns = self.conns.clone();
+        let tx = self.incoming.clone();
+        tokio::spawn(async move {
+            let mut framer = StreamFramer::default();
+            let mut buf = vec![0u8; 16 * 1024];
+            'read: loop {
+                let n = match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                while let Some(next) = framer.next_message() {
+                    match next {
+                        Ok(bytes) => {
+                            let msg = Incoming { bytes, source: peer, transport: Transport::Tcp };
+                            if tx.send(msg).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                        // A stream that cannot be framed cannot be resynchronised:
+                        // close this connection only (RFC 3261 §18.3).
+                        Err(e) => {
+                            tracing::warn!(error = %e, %peer, "closing unframeable SIP stream");
+                            break 'read;
+                        }
+                    }
+                }
+            }
+            if let Ok(mut map) = conns.lock() {
+                map.remove(&peer);
+            }
+        });
+        Ok(wtx)
+    }
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("connection table poisoned")
+}
+
+/// Binds UDP, then TCP on the same port; with port 0 retries until both fit.
+async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut last_err = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        let port = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no port free for UDP and TCP")))
+}
