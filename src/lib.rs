@@ -7,4 +7,5 @@ pub mod config;
 pub mod proto;
 pub mod server;
 pub mod flow;
+pub mod ids;
 pub mod logging;
