@@ -385,9 +385,10 @@ pub fn parse_cseq(v: &str) -> Option<(u32, &str)> {
     (n < 1 << 31).then_some((n, m))
 }
 
-/// Parses a URI into rsip's model, falling back to our own reading where rsip's grammar
-/// refuses a valid one (escaped characters, `;` or `?` in the user part, passwords, long
-/// values: RFC 4475 §3.1.1.2, §3.1.1.3, §3.1.1.9). The user part stays escaped as received.
+/// Parses a URI into rsip's model. rsip's own URI grammar refuses or misreads valid URIs
+/// (escaped characters, `;` or `?` in the user part, passwords: RFC 4475 §3.1.1.2, §3.1.1.3,
+/// §3.1.1.9), so sip/sips URIs are split here and the rsip value built from the parts; the
+/// user part stays escaped as received. Other schemes (tel:, urn:) are kept opaque.
 pub fn parse_uri(s: &str) -> Result<rsip::Uri, SipParseError> {
     let bad = || SipParseError::BadRequestUri(s.chars().take(120).collect());
     if s.is_empty() || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
@@ -398,11 +399,6 @@ pub fn parse_uri(s: &str) -> Result<rsip::Uri, SipParseError> {
         && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
     if !scheme_ok || rest.is_empty() {
         return Err(bad());
-    }
-    if let Ok(uri) = rsip::Uri::try_from(s) {
-        if print_uri(&uri) == s {
-            return Ok(uri);
-        }
     }
     let is_sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
     if !is_sip {
@@ -449,10 +445,12 @@ pub fn parse_uri(s: &str) -> Result<rsip::Uri, SipParseError> {
             Some((n, v)) => (n, Some(v)),
             None => (p, None),
         };
-        out_params.push(match (n, v) {
-            (n, None) if n.eq_ignore_ascii_case("lr") => rsip::Param::Lr,
-            (n, v) => rsip::Param::Other(n.into(), v.map(Into::into)),
-        });
+        // rsip's typed param where it prints back the same (transport, lr, maddr, ...).
+        let typed = rsip::Param::try_from((n, v))
+            .ok()
+            .filter(|t| !matches!(t, rsip::Param::Other(..)))
+            .filter(|t| t.to_string().eq_ignore_ascii_case(&format!(";{p}")));
+        out_params.push(typed.unwrap_or_else(|| rsip::Param::Other(n.into(), v.map(Into::into))));
     }
     let scheme = if scheme.eq_ignore_ascii_case("sips") {
         rsip::Scheme::Sips
