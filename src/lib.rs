@@ -9,3 +9,4 @@ pub mod server;
 pub mod flow;
 pub mod ids;
 pub mod logging;
+pub mod net;

@@ -147,7 +147,7 @@ impl SipTransport {
         let conns = self.conns.clone();
         let tx = self.incoming.clone();
         tokio::spawn(async move {
-            let mut framer = StreamFramer::default();
+            let mut framer = StreamFramer::new(Default::default());
             let mut buf = vec![0u8; 16 * 1024];
             'read: loop {
                 let n = match reader.read(&mut buf).await {

@@ -219,7 +219,7 @@ impl ServerCore {
             return;
         };
         let source = Source { addr: source, transport: rsip_transport(transport) };
-        let outcome = self.registrar.handle_register(now, &req, source, &user);
+        let outcome = self.registrar.handle_register(now, &req, source, Some(&user));
         let mut response = outcome.response;
         response.headers.push(make_header("Server", SERVER_AGENT));
         let _ = self.tsx.send_response(now, &key, response);
@@ -526,7 +526,7 @@ impl ServerCore {
             host_of(self.settings.local),
             self.settings.local.port()
         );
-        let Ok(via) = rsip::headers::Via::new(via_text).typed() else {
+        let Ok(via) = rsip::typed::Via::try_from(rsip::headers::Via::from(via_text)) else {
             return;
         };
         let Ok(mut notify) = sub.dialog.create_request(rsip::Method::Notify, via) else {

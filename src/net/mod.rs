@@ -1,0 +1,3 @@
+//! Thin tokio drivers around the sans-IO core: no protocol decision here.
+
+pub mod sip_transport;
