@@ -326,7 +326,11 @@ impl MediaLine {
         }
     }
 
-    fn write(&self, f: &mut fmt::Formatter<'_>, session: Option<&ConnectionAddress>) -> fmt::Result {
+    fn write(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        session: Option<&ConnectionAddress>,
+    ) -> fmt::Result {
         let connection = self.connection().filter(|c| Some(*c) != session);
         match self {
             Self::Msrp(m) => m.write(f, connection),
@@ -421,7 +425,9 @@ impl Sdp {
                     accepted += 1;
                     answer.media.push(line);
                 }
-                _ => answer.media.push(offered.rejected(answer.connection.clone())),
+                _ => answer
+                    .media
+                    .push(offered.rejected(answer.connection.clone())),
             }
         }
         if accepted == 0 {

@@ -198,7 +198,12 @@ impl MsrpMedia {
             port: 0,
             setup: None,
             connection,
-            ..Self::offer(0, ConnectionAddress::Ip([0, 0, 0, 0].into()), Vec::new(), &[])
+            ..Self::offer(
+                0,
+                ConnectionAddress::Ip([0, 0, 0, 0].into()),
+                Vec::new(),
+                &[],
+            )
         }
     }
 
@@ -248,10 +253,13 @@ impl MsrpMedia {
                 continue;
             };
             let number = |name: &'static str| {
-                value.trim().parse::<u64>().map_err(|_| SdpError::BadAttribute {
-                    name,
-                    value: value.to_string(),
-                })
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| SdpError::BadAttribute {
+                        name,
+                        value: value.to_string(),
+                    })
             };
             match a.name.as_str() {
                 // RFC 4975 §8.2: several URIs, space separated; several
@@ -490,11 +498,7 @@ mod tests {
     }
 
     fn chat() -> MsrpMedia {
-        MsrpMedia::chat_offer(
-            7654,
-            lo(),
-            vec!["msrp://127.0.0.1:7654/abc;tcp".into()],
-        )
+        MsrpMedia::chat_offer(7654, lo(), vec!["msrp://127.0.0.1:7654/abc;tcp".into()])
     }
 
     #[test]
@@ -537,7 +541,8 @@ mod tests {
 
     #[test]
     fn answer_intersects_and_pairs_setup() {
-        let mut ours = MsrpAnswerParams::chat(8888, lo(), vec!["msrp://127.0.0.1:8888/b;tcp".into()]);
+        let mut ours =
+            MsrpAnswerParams::chat(8888, lo(), vec!["msrp://127.0.0.1:8888/b;tcp".into()]);
         ours.accept_types = vec!["text/plain".into(), "image/*".into()];
         let mut offer = chat();
         offer.accept_types.push("image/png".into());
@@ -545,7 +550,10 @@ mod tests {
         assert_eq!(a.accept_types, ["text/plain", "image/png"]);
         assert_eq!(a.setup, Some(Setup::Active));
         assert_eq!(a.path, ours.path);
-        assert_eq!(tcp_active_side(&offer, &a).unwrap(), TcpActiveSide::Answerer);
+        assert_eq!(
+            tcp_active_side(&offer, &a).unwrap(),
+            TcpActiveSide::Answerer
+        );
 
         ours.setup_preference = SetupPreference::Passive;
         let a = offer.answer(&ours).unwrap();

@@ -112,7 +112,10 @@ fn prepare(text: &str) -> Result<(String, Vec<Option<String>>), SdpError> {
             b'r' | b'z' => {
                 for field in value.split(' ') {
                     let digits = field.trim_end_matches(['d', 'h', 'm', 's']);
-                    if digits.parse::<i64>().is_ok_and(|v| v.abs() > MAX_TYPED_TIME) {
+                    if digits
+                        .parse::<i64>()
+                        .is_ok_and(|v| v.abs() > MAX_TYPED_TIME)
+                    {
                         return Err(bad("time value out of range"));
                     }
                 }
@@ -308,8 +311,9 @@ mod tests {
 
     #[test]
     fn huge_repeat_time_does_not_panic() {
-        let err = parse_sdp(b"v=0\no=a 1 2 IN IP4 1.2.3.4\ns=-\nt=0 0\nr=9223372036854775807d 1 0\n")
-            .unwrap_err();
+        let err =
+            parse_sdp(b"v=0\no=a 1 2 IN IP4 1.2.3.4\ns=-\nt=0 0\nr=9223372036854775807d 1 0\n")
+                .unwrap_err();
         assert!(matches!(err, SdpError::BadLine { line: 5, .. }), "{err:?}");
     }
 
@@ -317,7 +321,8 @@ mod tests {
     /// itself panics here (chrono `Duration::days` overflow).
     #[test]
     fn sdp_rs_itself_panics_on_huge_repeat_time() {
-        let body = "v=0\r\no=a 1 2 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nr=9223372036854775807d 1 0\r\n";
+        let body =
+            "v=0\r\no=a 1 2 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nr=9223372036854775807d 1 0\r\n";
         let caught = std::panic::catch_unwind(|| sdp_rs::SessionDescription::try_from(body));
         assert!(caught.is_err());
     }

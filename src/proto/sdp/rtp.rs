@@ -36,7 +36,11 @@ impl RtpMap {
 
 impl fmt::Display for RtpMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.payload_type, self.encoding, self.clock_rate)?;
+        write!(
+            f,
+            "{} {}/{}",
+            self.payload_type, self.encoding, self.clock_rate
+        )?;
         if let Some(c) = self.channels {
             write!(f, "/{c}")?;
         }
@@ -150,10 +154,7 @@ pub struct RtpMedia {
 }
 
 pub(super) fn format_list(pts: &[u8]) -> String {
-    pts.iter()
-        .map(u8::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
+    pts.iter().map(u8::to_string).collect::<Vec<_>>().join(" ")
 }
 
 impl RtpMedia {
@@ -324,7 +325,12 @@ mod tests {
     fn streamer_answers_sendonly() {
         let offer = RtpMedia::audio_pcmu(40000, lo(), Direction::RecvOnly);
         let a = offer
-            .answer(&[codecs::pcmu(), codecs::jpeg()], 50000, lo(), Direction::SendRecv)
+            .answer(
+                &[codecs::pcmu(), codecs::jpeg()],
+                50000,
+                lo(),
+                Direction::SendRecv,
+            )
             .unwrap();
         assert_eq!(a.direction, Direction::SendOnly);
         assert_eq!(a.payload_types, [0]);
