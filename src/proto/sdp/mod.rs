@@ -487,6 +487,98 @@ impl From<OtherMedia> for MediaLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn arb_address() -> impl Strategy<Value = ConnectionAddress> {
+        prop_oneof![
+            any::<[u8; 4]>().prop_map(|b| ConnectionAddress::Ip(Ipv4Addr::from(b).into())),
+            any::<[u8; 16]>().prop_map(|b| ConnectionAddress::Ip(Ipv6Addr::from(b).into())),
+            ("[a-z][a-z0-9-]{0,8}\\.example\\.com", any::<bool>()).prop_map(|(name, six)| {
+                ConnectionAddress::Host {
+                    addrtype: if six { AddrType::Ip6 } else { AddrType::Ip4 },
+                    name,
+                }
+            }),
+        ]
+    }
+
+    /// Attributes nothing reads specially (no direction, rtpmap, ptime...).
+    fn arb_attribute() -> impl Strategy<Value = Attribute> {
+        ("x-[a-z0-9-]{1,8}", proptest::option::of("[!-~][ -~]{0,15}"))
+            .prop_map(|(name, value)| Attribute { name, value })
+    }
+
+    fn arb_other() -> impl Strategy<Value = MediaLine> {
+        (
+            "[a-z]{1,8}",
+            any::<u16>(),
+            "[A-Z]{1,4}(/[A-Z]{1,4})?"
+                .prop_filter("typed", |p| p != "RTP/AVP" && !p.ends_with("/MSRP")),
+            "[a-z0-9]{1,4}( [a-z0-9]{1,4}){0,2}",
+            arb_address(),
+            proptest::collection::vec(
+                prop_oneof![
+                    arb_attribute(),
+                    Just(Attribute::flag("sendonly")),
+                    Just(Attribute::new("rtpmap", "200 X/1")),
+                ],
+                0..4,
+            ),
+        )
+            .prop_map(|(media, port, proto, fmt, c, attributes)| {
+                MediaLine::Other(OtherMedia {
+                    media,
+                    port,
+                    proto,
+                    fmt,
+                    connection: Some(c),
+                    attributes,
+                })
+            })
+    }
+
+    fn arb_sdp() -> impl Strategy<Value = Sdp> {
+        (
+            "[a-zA-Z0-9_-]{1,10}",
+            any::<u64>(),
+            any::<u64>(),
+            "[!-~][ -~]{0,20}",
+            arb_address(),
+            proptest::option::of(arb_address()),
+            proptest::collection::vec(arb_attribute(), 0..3),
+            proptest::collection::vec((arb_other(), arb_address(), 1u16..), 0..4),
+        )
+            .prop_map(|(user, id, version, name, o, c, attributes, lines)| {
+                let mut sdp = Sdp::new(&user, id, o);
+                sdp.origin.session_version = version;
+                sdp.session_name = name;
+                sdp.attributes = attributes;
+                let session_c = c.clone().or(Some(sdp.origin.address.clone()));
+                sdp.connection = session_c;
+                for (i, (other, addr, port)) in lines.into_iter().enumerate() {
+                    sdp.media.push(match i % 3 {
+                        0 => other,
+                        1 => MediaLine::Rtp(RtpMedia::audio_pcmu(port, addr, Direction::RecvOnly)),
+                        _ => MediaLine::Msrp(MsrpMedia::chat_offer(
+                            port,
+                            addr,
+                            vec!["msrp://h.example.com:1/x;tcp".into()],
+                        )),
+                    });
+                }
+                sdp
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn mixed_round_trip(sdp in arb_sdp()) {
+            let printed = sdp.to_string();
+            let back = parse_sdp(printed.as_bytes());
+            prop_assert_eq!(back, Ok(sdp), "{}", printed);
+        }
+    }
 
     #[test]
     fn direction_answer_mirrors() {

@@ -41,10 +41,39 @@ pub fn parse_sdp(bytes: &[u8]) -> Result<Sdp, SdpError> {
             let text = rest.split("\r\n").next().unwrap_or_default().to_string();
             return Err(SdpError::UnexpectedLine { line, text });
         }
-        sdp_rs::SessionDescription::try_from(tokens).map_err(|e| SdpError::Syntax(e.to_string()))
+        // attributes as sent (sdp-rs's typed ones print back lossily)
+        let raw = |attrs: &[sdp_rs::tokenizers::key_optvalue::Tokenizer<'_, 'a'>]| {
+            attrs
+                .iter()
+                .map(|a| Attribute {
+                    name: a.key.to_string(),
+                    value: a.value.map(String::from),
+                })
+                .collect::<Vec<_>>()
+        };
+        let session_attributes = raw(&tokens.attributes);
+        let media_attributes: Vec<Vec<Attribute>> = tokens
+            .media_descriptions
+            .iter()
+            .map(|m| raw(&m.attributes))
+            .collect();
+        let sd = sdp_rs::SessionDescription::try_from(tokens)
+            .map_err(|e| SdpError::Syntax(e.to_string()))?;
+        Ok(Raw {
+            sd,
+            session_attributes,
+            media_attributes,
+        })
     })
     .map_err(|_| SdpError::ParserPanicked)??;
     convert(parsed, hosts)
+}
+
+/// What `sdp-rs` gave: the typed description and the attributes as text.
+struct Raw {
+    sd: sdp_rs::SessionDescription,
+    session_attributes: Vec<Attribute>,
+    media_attributes: Vec<Vec<Attribute>>,
 }
 
 /// Splits lines, checks their shape, bounds `r=`/`z=` values and swaps host
@@ -158,7 +187,12 @@ fn address(
     }
 }
 
-fn convert(sd: sdp_rs::SessionDescription, hosts: Vec<Option<String>>) -> Result<Sdp, SdpError> {
+fn convert(raw: Raw, hosts: Vec<Option<String>>) -> Result<Sdp, SdpError> {
+    let Raw {
+        sd,
+        session_attributes: attributes,
+        media_attributes,
+    } = raw;
     let mut hosts = hosts.into_iter();
     let mut next_host = || hosts.next().flatten();
     if sd.version.to_string() != "v=0" {
@@ -181,11 +215,10 @@ fn convert(sd: sdp_rs::SessionDescription, hosts: Vec<Option<String>>) -> Result
         .connection
         .as_ref()
         .map(|c| address(&c.addrtype, c.connection_address.base, next_host()));
-    let attributes: Vec<Attribute> = sd.attributes.iter().map(attribute).collect();
     let session_direction = direction_of(&attributes);
 
     let mut media = Vec::with_capacity(sd.media_descriptions.len());
-    for md in &sd.media_descriptions {
+    for (md, attrs) in sd.media_descriptions.iter().zip(media_attributes) {
         let mut own = None;
         for (i, c) in md.connections.iter().enumerate() {
             let a = address(&c.addrtype, c.connection_address.base, next_host());
@@ -194,26 +227,32 @@ fn convert(sd: sdp_rs::SessionDescription, hosts: Vec<Option<String>>) -> Result
             }
         }
         let connection = own.or_else(|| connection.clone());
-        let mut rtpmaps = Vec::new();
-        let mut attrs = Vec::new();
-        for a in &md.attributes {
-            match a {
-                RsAttribute::Rtpmap(map) => rtpmaps.push(RtpMap::try_from(map)?),
-                other => attrs.push(attribute(other)),
-            }
-        }
         let direction = direction_of(&attrs)
             .or(session_direction)
             .unwrap_or_default();
-        attrs.retain(|a| a.value.is_some() || Direction::from_attribute(&a.name).is_none());
+        let not_direction =
+            |a: &Attribute| a.value.is_some() || Direction::from_attribute(&a.name).is_none();
         let kind = md.media.media.to_string();
         let proto = md.media.proto.to_string();
         let port = md.media.port;
         let line = if kind == "message" && proto.ends_with("/MSRP") {
+            let attrs = attrs.into_iter().filter(not_direction).collect();
             MediaLine::Msrp(MsrpMedia::from_parts(
                 port, proto, connection, direction, attrs,
             )?)
         } else if proto == rtp::RTP_AVP {
+            let rtpmaps = md
+                .attributes
+                .iter()
+                .filter_map(|a| match a {
+                    RsAttribute::Rtpmap(map) => Some(RtpMap::try_from(map)),
+                    _ => None,
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let other = attrs
+                .into_iter()
+                .filter(|a| not_direction(a) && a.name != "rtpmap")
+                .collect();
             MediaLine::Rtp(RtpMedia::from_parts(
                 &kind,
                 port,
@@ -221,15 +260,9 @@ fn convert(sd: sdp_rs::SessionDescription, hosts: Vec<Option<String>>) -> Result
                 connection,
                 direction,
                 rtpmaps,
-                attrs,
+                other,
             )?)
         } else {
-            // rtpmaps of a non-RTP/AVP line go back to text
-            attrs.extend(
-                rtpmaps
-                    .iter()
-                    .map(|m| Attribute::new("rtpmap", m.to_string())),
-            );
             MediaLine::Other(OtherMedia {
                 media: kind,
                 port,
@@ -241,23 +274,17 @@ fn convert(sd: sdp_rs::SessionDescription, hosts: Vec<Option<String>>) -> Result
         };
         media.push(line);
     }
+    let session_name = sd.session_name.to_string();
     Ok(Sdp {
         origin,
-        session_name: sd.session_name.to_string().trim_start_matches("s=").into(),
+        session_name: session_name
+            .strip_prefix("s=")
+            .unwrap_or(&session_name)
+            .to_string(),
         connection,
         attributes,
         media,
     })
-}
-
-/// Any sdp-rs attribute as name/value text.
-fn attribute(a: &RsAttribute) -> Attribute {
-    let text = a.to_string();
-    let text = text.strip_prefix("a=").unwrap_or(&text);
-    match text.split_once(':') {
-        Some((name, value)) => Attribute::new(name, value),
-        None => Attribute::flag(text),
-    }
 }
 
 /// The last direction attribute among these (RFC 3264 §5.1).
