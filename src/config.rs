@@ -127,6 +127,31 @@ pub struct SdpPolicy {
     pub allowed_codecs: Vec<String>,
 }
 
+impl MediaType {
+    /// The SDP `m=` media name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Audio => "audio",
+            Self::Video => "video",
+        }
+    }
+}
+
+impl SdpPolicy {
+    /// Is this `m=` media type (`message`, `audio`, ...) allowed?
+    pub fn allows_media(&self, media: &str) -> bool {
+        self.allowed_media.iter().any(|m| m.as_str() == media)
+    }
+
+    /// Is this RTP encoding name allowed (case-insensitive)?
+    pub fn allows_codec(&self, encoding: &str) -> bool {
+        self.allowed_codecs
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(encoding))
+    }
+}
+
 impl Default for SdpPolicy {
     fn default() -> Self {
         Self {
@@ -538,6 +563,14 @@ mod tests {
     #[test]
     fn empty_file_is_the_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn sdp_policy() {
+        let p = SdpPolicy::default();
+        assert!(p.allows_media("message") && p.allows_media("video"));
+        assert!(!p.allows_media("application"));
+        assert!(p.allows_codec("pcmu") && !p.allows_codec("H261"));
     }
 
     #[test]

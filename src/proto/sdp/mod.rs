@@ -291,6 +291,15 @@ impl MediaLine {
         }
     }
 
+    /// The media type of the `m=` line: `message`, `audio`, `video`, ...
+    pub fn media_type(&self) -> &str {
+        match self {
+            Self::Msrp(_) => "message",
+            Self::Rtp(m) => m.kind.as_str(),
+            Self::Other(m) => &m.media,
+        }
+    }
+
     /// The effective connection address.
     pub fn connection(&self) -> Option<&ConnectionAddress> {
         match self {
@@ -383,6 +392,12 @@ impl Sdp {
     pub fn with_media(mut self, media: impl Into<MediaLine>) -> Self {
         self.media.push(media.into());
         self
+    }
+
+    /// Increments `o=` sess-version, as every new offer or answer in the
+    /// same session must (RFC 3264 §8).
+    pub fn bump_version(&mut self) {
+        self.origin.session_version = self.origin.session_version.wrapping_add(1);
     }
 
     /// The MSRP lines.

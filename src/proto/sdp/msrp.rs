@@ -213,6 +213,12 @@ impl MsrpMedia {
         self.file_selector.is_some()
     }
 
+    /// True if this line offers a Large Message: sendonly with the whole
+    /// size given (seed 003 9.2.2 step 2).
+    pub fn is_large_message(&self) -> bool {
+        self.direction == Direction::SendOnly && self.file_size.is_some()
+    }
+
     /// Our URI (the last of `a=path`, RFC 4975 §8.2).
     pub fn own_uri(&self) -> Option<&str> {
         self.path.last().map(String::as_str)
