@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Largest `r=` / `z=` time value we pass to `sdp-rs` (it multiplies days by
 /// 86 400 000 ms inside chrono and panics past `i64`).
-const MAX_TYPED_TIME: i64 = 10_000_000_000;
+const MAX_TYPED_TIME: u64 = 10_000_000_000;
 
 /// Parses an SDP body. Never panics.
 pub fn parse_sdp(bytes: &[u8]) -> Result<Sdp, SdpError> {
@@ -143,7 +143,7 @@ fn prepare(text: &str) -> Result<(String, Vec<Option<String>>), SdpError> {
                     let digits = field.trim_end_matches(['d', 'h', 'm', 's']);
                     if digits
                         .parse::<i64>()
-                        .is_ok_and(|v| v.abs() > MAX_TYPED_TIME)
+                        .is_ok_and(|v| v.unsigned_abs() > MAX_TYPED_TIME)
                     {
                         return Err(bad("time value out of range"));
                     }
@@ -355,6 +355,20 @@ mod tests {
     }
 
     #[test]
+    fn most_negative_repeat_time_does_not_panic() {
+        for t in [
+            "-9223372036854775808d",
+            "-9223372036854775808",
+            "9223372036854775807m",
+        ] {
+            let body = format!("v=0\no=a 1 2 IN IP4 1.2.3.4\ns=-\nt=0 0\nr={t} 1 0\n");
+            assert!(parse_sdp(body.as_bytes()).is_err());
+            let body = format!("v=0\no=a 1 2 IN IP4 1.2.3.4\ns=-\nt=0 0\nz=1 {t}\n");
+            assert!(parse_sdp(body.as_bytes()).is_err());
+        }
+    }
+
+    #[test]
     fn last_line_without_line_end() {
         let sdp = parse_sdp(b"v=0\no=a 1 2 IN IP4 1.2.3.4\ns=-\nt=0 0\na=recvonly").unwrap();
         assert_eq!(sdp.attributes, vec![Attribute::flag("recvonly")]);
@@ -364,6 +378,12 @@ mod tests {
         #[test]
         fn never_panics_on_strings(s in "\\PC*") {
             let _ = parse_sdp(s.as_bytes());
+        }
+
+        #[test]
+        fn never_panics_on_time_lines(r in "[rz]=(-?[0-9]{1,20}[dhms]? ?){1,4}") {
+            let body = format!("v=0\r\no=a 1 2 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\n{r}\r\n");
+            let _ = parse_sdp(body.as_bytes());
         }
 
         #[test]
