@@ -51,9 +51,11 @@ fn main() -> ExitCode {
 
 fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let log = isc::logging::init_file_logging("server");
-    let mut options = isc::server::runner::ServerOptions::loopback_demo();
-    options.listen = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-    let _ = args.config;
+    let mut config = isc::config::Config::load(args.config.as_deref())?.server;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let options = isc::server::runner::ServerOptions::new(config);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let server = isc::server::runner::Server::start(options).await?;

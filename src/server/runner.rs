@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
+use crate::config::ServerConfig;
 use crate::ids::RandomIds;
 use crate::net::sip_transport::SipTransport;
 use crate::proto::sip::transaction::Transport;
@@ -34,28 +35,22 @@ pub struct WireEvent {
     pub bytes: Arc<[u8]>,
 }
 
-/// How to start a server.
+/// How to start a server: its configuration (`[server]` of the TOML file).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    pub listen: SocketAddr,
-    pub domain: String,
-    pub users: Vec<UserAccount>,
-    pub nonce_lifetime: Duration,
+    pub config: ServerConfig,
 }
 
 impl ServerOptions {
+    pub fn new(config: ServerConfig) -> Self {
+        ServerOptions { config }
+    }
+
     /// Loopback on an ephemeral port with the demo cast (alice, bob, carol,
     /// ted; each password its own name) in `isc.local`.
     pub fn loopback_demo() -> Self {
-        ServerOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            domain: "isc.local".to_string(),
-            users: ["alice", "bob", "carol", "ted"]
-                .iter()
-                .map(|n| UserAccount { name: n.to_string(), password: n.to_string() })
-                .collect(),
-            nonce_lifetime: Duration::from_secs(300),
-        }
+        let config = ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..ServerConfig::default() };
+        ServerOptions { config }
     }
 }
 
@@ -91,13 +86,19 @@ pub struct Server;
 impl Server {
     /// Binds and starts the server on the current tokio runtime.
     pub async fn start(options: ServerOptions) -> io::Result<ServerHandle> {
-        let (transport, mut incoming) = SipTransport::bind(options.listen).await?;
+        let config = options.config;
+        config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let (transport, mut incoming) = SipTransport::bind(config.listen).await?;
         let local = transport.local_addr();
         let settings = CoreSettings {
-            domain: options.domain,
+            domain: config.domain.clone(),
             local,
-            users: options.users,
-            nonce_lifetime: options.nonce_lifetime,
+            users: config
+                .effective_users()
+                .into_iter()
+                .map(|u| UserAccount { name: u.name, password: u.password })
+                .collect(),
+            nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs),
         };
         let mut core = ServerCore::new(settings, Box::new(RandomIds::new()), Instant::now());
         let stop = Arc::new(Notify::new());

@@ -9,13 +9,15 @@ use std::time::Duration;
 use isc::proto::sip::digest::client::DigestClient;
 use isc::proto::sip::headers::HeadersExt;
 use isc::proto::sip::message::{parse_message, to_bytes};
-use isc::server::core::UserAccount;
 use isc::server::runner::{Server, ServerHandle, ServerOptions};
 use tokio::net::UdpSocket;
 
 pub async fn start_server() -> ServerHandle {
     let mut opts = ServerOptions::loopback_demo();
-    opts.users.push(UserAccount { name: "mallory".into(), password: "mallory".into() });
+    opts.config.users = ["alice", "bob", "carol", "ted", "mallory"]
+        .iter()
+        .map(|n| isc::config::UserConfig::new(*n, *n))
+        .collect();
     Server::start(opts).await.expect("server starts")
 }
 
