@@ -17,7 +17,7 @@ use crate::server::location_service::Binding;
 
 /// Device name parameter a client puts in its Contact and the reginfo
 /// echoes as an `unknown-param` (and as `display-name`).
-pub const DEVICE_PARAM: &str = "+isc.device";
+pub const DEVICE_PARAM: &str = "+sip.description";
 
 /// Longest subscription we grant (RFC 3680 §6: the notifier may shorten).
 pub const MAX_EXPIRES: u32 = 3600;

@@ -120,7 +120,7 @@ impl Peer {
 
     pub async fn register(&mut self, instance: &str, device: &str) -> rsip::Response {
         let contact = format!(
-            "Contact: <sip:{}@{};transport=udp>;+sip.instance=\"<urn:uuid:{instance}>\";+isc.device=\"{device}\";expires=600",
+            "Contact: <sip:{}@{};transport=udp>;+sip.instance=\"<urn:uuid:{instance}>\";+sip.description=\"{device}\";expires=600",
             self.user,
             self.addr()
         );
