@@ -86,7 +86,10 @@ fn forked_provisionals_make_one_early_dialog_each() {
     assert_eq!(dialogs.get(&b).unwrap().state(), DialogState::Early);
     assert_eq!(dialogs.get(&c).unwrap().state(), DialogState::Confirmed);
     assert_eq!(dialogs.forks(&a.call_id, &a.local_tag).count(), 3);
-    assert_eq!(dialogs.get(&c).unwrap().remote_target().to_string(), "sip:bob@192.0.2.6");
+    assert_eq!(
+        dialogs.get(&c).unwrap().remote_target().to_string(),
+        "sip:bob@192.0.2.6"
+    );
 }
 
 #[test]
@@ -128,8 +131,19 @@ fn uac_route_set_is_reversed_record_route_and_loose_routing_keeps_the_target() {
         vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
     );
     assert_eq!(cseq(&bye), (314160, Method::Bye));
-    assert_eq!(bye.from_header().unwrap().tag().unwrap().unwrap().to_string(), "1928301774");
-    assert_eq!(bye.to_header().unwrap().tag().unwrap().unwrap().to_string(), "b");
+    assert_eq!(
+        bye.from_header()
+            .unwrap()
+            .tag()
+            .unwrap()
+            .unwrap()
+            .to_string(),
+        "1928301774"
+    );
+    assert_eq!(
+        bye.to_header().unwrap().tag().unwrap().unwrap().to_string(),
+        "b"
+    );
     assert_eq!(
         bye.call_id_header().unwrap().value(),
         "a84b4c76e66710@pc33.atlanta.example.com"
@@ -188,7 +202,13 @@ fn ack_for_2xx_is_built_from_the_dialog_and_resent_on_retransmission() {
     let other = invite_response(200, "z9hG4bK1", Some("b"));
     let mut later = other.clone();
     later.headers.retain(|h| !matches!(h, Header::CSeq(_)));
-    later.headers.push(rsip::typed::CSeq { seq: 1, method: Method::Invite }.into());
+    later.headers.push(
+        rsip::typed::CSeq {
+            seq: 1,
+            method: Method::Invite,
+        }
+        .into(),
+    );
     assert_eq!(d.ack_for_retransmission(&later), None);
 }
 
@@ -228,7 +248,13 @@ fn remote_cseq_order_and_target_refresh_on_the_uac() {
     let err = d
         .handle_request(&reinvite(9, "INFO", "sip:bob@192.0.2.4"))
         .unwrap_err();
-    assert_eq!(err, DialogError::CSeqOutOfOrder { remote: 12, received: 9 });
+    assert_eq!(
+        err,
+        DialogError::CSeqOutOfOrder {
+            remote: 12,
+            received: 9
+        }
+    );
     assert_eq!(err.status_code(), 500);
     // A request for another dialog.
     let mut stranger = reinvite(13, "INFO", "sip:x@y");
@@ -255,13 +281,25 @@ fn target_refresh_from_a_2xx_to_re_invite() {
     let (seq, _) = cseq(&re);
     let mut ok = answer(200, "b", "sip:bob@192.0.2.200", &[]);
     ok.headers.retain(|h| !matches!(h, Header::CSeq(_)));
-    ok.headers.push(rsip::typed::CSeq { seq, method: Method::Invite }.into());
+    ok.headers.push(
+        rsip::typed::CSeq {
+            seq,
+            method: Method::Invite,
+        }
+        .into(),
+    );
     d.handle_response(&ok).unwrap();
     assert_eq!(d.remote_target().to_string(), "sip:bob@192.0.2.200");
     // 481 to an in-dialog request ends it (§12.2.1.2).
     let mut gone = answer(481, "b", "sip:bob@192.0.2.200", &[]);
     gone.headers.retain(|h| !matches!(h, Header::CSeq(_)));
-    gone.headers.push(rsip::typed::CSeq { seq: seq + 1, method: Method::Info }.into());
+    gone.headers.push(
+        rsip::typed::CSeq {
+            seq: seq + 1,
+            method: Method::Info,
+        }
+        .into(),
+    );
     d.handle_response(&gone).unwrap();
     assert_eq!(d.state(), DialogState::Terminated);
 }
@@ -290,7 +328,10 @@ Content-Length: 0
     assert_eq!(d.id().local_tag, "bobtag");
     assert_eq!(d.id().remote_tag, "1928301774");
     assert_eq!(d.remote_seq(), Some(314159));
-    assert_eq!(d.remote_target().to_string(), "sip:alice@pc33.atlanta.example.com");
+    assert_eq!(
+        d.remote_target().to_string(),
+        "sip:alice@pc33.atlanta.example.com"
+    );
     let bye = d.create_request(Method::Bye, via("z9hG4bKbb")).unwrap();
     assert_eq!(cseq(&bye), (1, Method::Bye));
     assert_eq!(
@@ -298,8 +339,19 @@ Content-Length: 0
         vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
     );
     assert_eq!(bye.uri.to_string(), "sip:alice@pc33.atlanta.example.com");
-    assert_eq!(bye.from_header().unwrap().tag().unwrap().unwrap().to_string(), "bobtag");
-    assert_eq!(bye.to_header().unwrap().tag().unwrap().unwrap().to_string(), "1928301774");
+    assert_eq!(
+        bye.from_header()
+            .unwrap()
+            .tag()
+            .unwrap()
+            .unwrap()
+            .to_string(),
+        "bobtag"
+    );
+    assert_eq!(
+        bye.to_header().unwrap().tag().unwrap().unwrap().to_string(),
+        "1928301774"
+    );
     // The ACK of the 2xx (its own branch) matches the dialog.
     let ack_text = crlf(
         "ACK sip:bob@192.0.2.4 SIP/2.0

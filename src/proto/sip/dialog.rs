@@ -326,9 +326,7 @@ impl Dialog {
         // RFC 3261 §12.2.1.1: loose routing if the first route has `lr`.
         let (uri, routes): (Uri, Vec<UriWithParams>) = match self.route_set.first() {
             None => (self.remote_target.clone(), Vec::new()),
-            Some(first) if is_loose(first) => {
-                (self.remote_target.clone(), self.route_set.clone())
-            }
+            Some(first) if is_loose(first) => (self.remote_target.clone(), self.route_set.clone()),
             Some(first) => {
                 // Strict router: it becomes the Request-URI, the remote
                 // target goes last in Route.
@@ -338,9 +336,9 @@ impl Dialog {
                     params: Vec::new(),
                 });
                 let mut r_uri = first.uri.clone();
-                r_uri.params.retain(|p| {
-                    !matches!(p, Param::Method(_) | Param::Ttl(_) | Param::Lr)
-                });
+                r_uri
+                    .params
+                    .retain(|p| !matches!(p, Param::Method(_) | Param::Ttl(_) | Param::Lr));
                 (r_uri, rest)
             }
         };
