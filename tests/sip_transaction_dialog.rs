@@ -385,3 +385,77 @@ fn dialog_creation_errors() {
         DialogError::MissingTag("To")
     );
 }
+
+#[test]
+fn ack_for_invite_carries_its_credentials() {
+    let text = crlf(
+        "INVITE sip:bob@biloxi.example.com SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK2
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.example.com>
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: 314160 INVITE
+Proxy-Authorization: Digest username=\"alice\", realm=\"atlanta.example.com\", nonce=\"n\", uri=\"sip:bob@biloxi.example.com\", response=\"r\"
+Contact: <sip:alice@pc33.atlanta.example.com>
+Content-Length: 0
+
+",
+    );
+    let inv = req(&text);
+    let mut d = Dialog::new_uac(&inv, &answer(200, "b", "sip:bob@192.0.2.4", &[])).unwrap();
+    let ack = d.create_ack_for_invite(&inv, via("z9hG4bKack")).unwrap();
+    assert_eq!(cseq(&ack), (314160, Method::Ack));
+    assert!(
+        ack.headers
+            .iter()
+            .any(|h| matches!(h, Header::ProxyAuthorization(_)))
+    );
+    assert!(matches!(
+        ack.headers.iter().last(),
+        Some(Header::ContentLength(_))
+    ));
+}
+
+#[test]
+fn uas_early_dialog_confirmed_by_the_2xx_it_sends() {
+    let inv = invite("z9hG4bK1");
+    let ringing = invite_response(180, "z9hG4bK1", Some("b"));
+    let mut d = Dialog::new_uas(&inv, &ringing, 1).unwrap();
+    assert_eq!(d.state(), DialogState::Early);
+    d.handle_sent_response(&invite_response(200, "z9hG4bK1", Some("b")));
+    assert_eq!(d.state(), DialogState::Confirmed);
+    let mut e = Dialog::new_uas(&inv, &ringing, 1).unwrap();
+    e.handle_sent_response(&invite_response(486, "z9hG4bK1", Some("b")));
+    assert_eq!(e.state(), DialogState::Terminated);
+}
+
+#[test]
+fn ok_retransmission_matches_its_ack() {
+    let clock = Clock::new();
+    // The UAS sent this 2xx: To tag "b" is ours, From tag the caller's.
+    let ok = invite_response(200, "z9hG4bK1", Some("b"));
+    let m = OkRetransmission::new(
+        clock.now,
+        ok,
+        addr(),
+        isc::proto::sip::transaction::Transport::Udp,
+    );
+    let ack = |tag: &str, seq: u32| {
+        req(&crlf(&format!(
+            "ACK sip:bob@192.0.2.4 SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKack
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.example.com>;tag={tag}
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: {seq} ACK
+Content-Length: 0
+
+"
+        )))
+    };
+    assert!(m.matches_ack(&ack("b", 314159)));
+    assert!(!m.matches_ack(&ack("other", 314159)));
+    assert!(!m.matches_ack(&ack("b", 1)));
+}
