@@ -173,7 +173,10 @@ fn content_length(head: &[u8]) -> Result<u64, FramingError> {
     // Header values may carry stray bytes; only the ASCII name and digits matter here.
     let text = String::from_utf8_lossy(head);
     let mut found: Option<u64> = None;
-    for line in crate::proto::sip::message::logical_lines(&text).iter().skip(1) {
+    for line in crate::proto::sip::message::logical_lines(&text)
+        .iter()
+        .skip(1)
+    {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -203,7 +206,8 @@ pub(crate) fn parse_content_length(value: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 4\r\n\r\nbody";
+    const MSG: &[u8] =
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 4\r\n\r\nbody";
 
     #[test]
     fn cuts_by_content_length_and_keeps_the_rest() {
@@ -241,7 +245,10 @@ mod tests {
     #[test]
     fn errors() {
         let cases: [(&[u8], FramingError); 4] = [
-            (b"OPTIONS sip:a SIP/2.0\r\n\r\n", FramingError::MissingContentLength),
+            (
+                b"OPTIONS sip:a SIP/2.0\r\n\r\n",
+                FramingError::MissingContentLength,
+            ),
             (
                 b"OPTIONS sip:a SIP/2.0\r\nContent-Length: -1\r\n\r\n",
                 FramingError::BadContentLength("-1".into()),
