@@ -612,6 +612,11 @@ fn gap_unknown_method_is_answerable() {
         panic!()
     };
     assert_eq!(method, "NEWMETHOD");
+    let err = SipParseError::UnknownMethod {
+        method: method.clone(),
+        request: request.clone(),
+    };
+    assert_eq!(err.status().0, 501);
     let resp = build::response_with(
         &request,
         501,

@@ -67,6 +67,17 @@ pub enum SipParseError {
 }
 
 impl SipParseError {
+    /// The status a UAS answers with when it can answer at all (RFC 3261 §8.2, §21):
+    /// 501 for an unknown method, 505 for another version, 400 otherwise. The text suits a `Warning: 399 <host> "<text>"`.
+    pub fn status(&self) -> (u16, String) {
+        let code = match self {
+            Self::UnknownMethod { .. } => 501,
+            Self::BadVersion(_) => 505,
+            _ => 400,
+        };
+        (code, self.to_string())
+    }
+
     fn invalid(header: &'static str, value: &str) -> Self {
         Self::InvalidHeader {
             header,
