@@ -9,7 +9,8 @@ use super::message::parse_cseq;
 use std::net::IpAddr;
 
 /// A response to `req`: Via (all, in order), From, To (+ `to_tag` if the To has none),
-/// Call-ID and CSeq copied (RFC 3261 §8.2.6.2), `Content-Length: 0`.
+/// Call-ID and CSeq copied (RFC 3261 §8.2.6.2), Record-Route too for 101-299 (§12.1.1),
+/// `Content-Length: 0`.
 pub fn response_to(req: &rsip::Request, code: u16, to_tag: Option<&str>) -> rsip::Response {
     response_with(req, code, to_tag, None, Vec::new())
 }
@@ -31,7 +32,9 @@ pub fn response_with(
             .to_owned();
         let copy = ["Via", "From", "To", "Call-ID", "CSeq"]
             .iter()
-            .any(|n| n.eq_ignore_ascii_case(&full));
+            .any(|n| n.eq_ignore_ascii_case(&full))
+            // RFC 3261 §12.1.1: a response that can create a dialog carries Record-Route.
+            || (full.eq_ignore_ascii_case("Record-Route") && (101..300).contains(&code));
         if !copy {
             continue;
         }
@@ -275,6 +278,21 @@ mod tests {
         assert_eq!(call_id(&resp.headers).as_deref(), Some("cid1"));
         assert_eq!(cseq(&resp.headers), Some((1, "INVITE".into())));
         assert!(resp.headers.get_raw("Contact").is_none());
+        let mut rr = r.clone();
+        rr.headers
+            .push(make_header("Record-Route", "<sip:p.isc.local;lr>"));
+        assert!(
+            response_to(&rr, 200, Some("t"))
+                .headers
+                .get_raw("Record-Route")
+                .is_some()
+        );
+        assert!(
+            response_to(&rr, 486, Some("t"))
+                .headers
+                .get_raw("Record-Route")
+                .is_none()
+        );
         let trying = response_to(&r, 100, Some("t9"));
         assert_eq!(to_tag(&trying.headers), None);
         let custom = response_with(&r, 480, None, Some("Gone Fishing"), vec![]);

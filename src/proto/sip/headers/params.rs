@@ -298,7 +298,8 @@ impl fmt::Display for NameAddr {
         if let Some(name) = &self.display_name {
             write!(f, "{} ", quote(name))?;
         }
-        if self.angle || self.display_name.is_some() {
+        // RFC 3261 §20.10: a URI holding ';', ',' or '?' must be in angle brackets.
+        if self.angle || self.display_name.is_some() || self.uri.contains([';', ',', '?']) {
             write!(f, "<{}>", self.uri)?;
         } else {
             f.write_str(&self.uri)?;
