@@ -205,4 +205,43 @@ proptest! {
         let w = Warning::new(cause % 900 + 100, "isc.local", &text);
         prop_assert_eq!(Warning::parse(&w.to_string()), Ok(w));
     }
+
+    #[test]
+    fn contacts_round_trip(
+        users in proptest::collection::vec(("[a-z][a-z0-9.]{0,10}", host(), proptest::option::of("[A-Za-z \"\\\\,;<>]{1,12}")), 1..4),
+        instance in "[0-9a-f]{8}-[0-9a-f]{4}",
+        expires in proptest::option::of(0u32..100_000),
+        services in proptest::collection::vec("urn:urn-7:[a-z0-9.-]{1,20}", 0..3),
+        im in any::<bool>(),
+    ) {
+        let values: Vec<ContactValue> = users
+            .iter()
+            .map(|(u, h, d)| {
+                let mut c = ContactValue::new(format!("sip:{u}@{h};transport=tcp"))
+                    .with_param("+sip.instance", Some(&format!("\"<urn:uuid:{instance}>\"")));
+                if let Some(d) = d {
+                    c.0.display_name = Some(d.clone());
+                }
+                if let Some(e) = expires {
+                    c = c.with_param("expires", Some(&e.to_string()));
+                }
+                if !services.is_empty() {
+                    let refs: Vec<&str> = services.iter().map(String::as_str).collect();
+                    c = c.with_param(service::ICSI_REF, Some(&encode_service_ref(&refs)));
+                }
+                if im {
+                    c = c.with_param(service::IM_FEATURE_TAG, None);
+                }
+                c
+            })
+            .collect();
+        let contact = Contact::Addresses(values);
+        let back = Contact::parse(&contact.to_string()).unwrap();
+        prop_assert_eq!(&back, &contact);
+        let Contact::Addresses(a) = back else { unreachable!() };
+        prop_assert_eq!(a[0].instance(), Some(format!("<urn:uuid:{instance}>")));
+        prop_assert_eq!(a[0].expires(), expires);
+        prop_assert_eq!(a[0].service_refs(), services);
+        prop_assert_eq!(a[0].has_feature(service::IM_FEATURE_TAG), im);
+    }
 }
