@@ -526,13 +526,15 @@ pub(crate) mod tests {
             ),
             proptest::collection::vec(user, 0..4),
         )
-            .prop_map(|(entity, state, version, description, users)| ConferenceInfo {
-                entity,
-                state,
-                version,
-                description,
-                users,
-            })
+            .prop_map(
+                |(entity, state, version, description, users)| ConferenceInfo {
+                    entity,
+                    state,
+                    version,
+                    description,
+                    users,
+                },
+            )
     }
 
     fn user(entity: &str, status: EndpointStatus) -> User {
@@ -543,24 +545,31 @@ pub(crate) mod tests {
 
     #[test]
     fn yourown_any_prefix() {
-        let doc = br#"<conference-info xmlns="urn:ietf:params:xml:ns:conference-info" xmlns:o="urn:x"
+        let doc =
+            br#"<conference-info xmlns="urn:ietf:params:xml:ns:conference-info" xmlns:o="urn:x"
             entity="sip:g@isc.local" state="full" version="1"><users>
             <user entity="sip:a@isc.local" o:yourown="true"/><user entity="sip:b@isc.local"/>
             </users></conference-info>"#;
         let c = ConferenceInfo::parse(doc).unwrap();
-        assert_eq!(c.own_user().map(|u| u.entity.as_str()), Some("sip:a@isc.local"));
+        assert_eq!(
+            c.own_user().map(|u| u.entity.as_str()),
+            Some("sip:a@isc.local")
+        );
         assert!(!c.users.get(1).is_some_and(|u| u.yourown));
     }
 
     #[test]
     fn partial_merge() {
         let mut s = ConferenceInfo::new("sip:conf@isc.local", 1);
-        s.users.push(user("sip:a@isc.local", EndpointStatus::Connected));
-        s.users.push(user("sip:b@isc.local", EndpointStatus::Connected));
+        s.users
+            .push(user("sip:a@isc.local", EndpointStatus::Connected));
+        s.users
+            .push(user("sip:b@isc.local", EndpointStatus::Connected));
 
         let mut p = ConferenceInfo::new("sip:conf@isc.local", 2);
         p.state = ElementState::Partial;
-        p.users.push(user("sip:c@isc.local", EndpointStatus::Alerting));
+        p.users
+            .push(user("sip:c@isc.local", EndpointStatus::Alerting));
         let mut b = User::new("sip:b@isc.local");
         b.state = ElementState::Partial;
         let mut ep = Endpoint::new("sip:b@isc.local", EndpointStatus::Disconnected);
@@ -570,7 +579,11 @@ pub(crate) mod tests {
         s.apply(&p).unwrap();
         assert_eq!(s.version, 2);
         assert_eq!(s.users.len(), 3);
-        let b = s.users.iter().find(|u| u.entity == "sip:b@isc.local").unwrap();
+        let b = s
+            .users
+            .iter()
+            .find(|u| u.entity == "sip:b@isc.local")
+            .unwrap();
         assert_eq!(b.status(), Some(&EndpointStatus::Disconnected));
 
         let mut d = ConferenceInfo::new("sip:conf@isc.local", 3);
@@ -588,7 +601,8 @@ pub(crate) mod tests {
         d.version = 5;
         assert_eq!(s.apply(&d), Err(BodyError::VersionGap { have: 3, got: 5 }));
         let mut f = ConferenceInfo::new("sip:conf@isc.local", 9);
-        f.users.push(user("sip:z@isc.local", EndpointStatus::Connected));
+        f.users
+            .push(user("sip:z@isc.local", EndpointStatus::Connected));
         s.apply(&f).unwrap();
         assert_eq!(s, f);
     }

@@ -41,7 +41,10 @@ pub enum BodyError {
     #[error("XML document has no root element")]
     NoRoot,
     #[error("wrong root element <{found}>, expected <{expected}>")]
-    WrongRoot { expected: &'static str, found: String },
+    WrongRoot {
+        expected: &'static str,
+        found: String,
+    },
     #[error("missing element <{0}>")]
     MissingElement(&'static str),
     #[error("missing attribute `{0}`")]
@@ -68,4 +71,16 @@ pub enum BodyError {
     VersionGap { have: u32, got: u32 },
     #[error("partial notification without a previous full state")]
     PartialWithoutFull,
+}
+
+impl BodyError {
+    /// The SIP status to answer a request whose body fails this way: 413 for
+    /// an oversized body, else 400 (the body is bad; a body of a type we do
+    /// not take is 415, decided before parsing). Put `self` in the Warning.
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            BodyError::TooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
 }

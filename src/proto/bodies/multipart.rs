@@ -192,7 +192,9 @@ impl Multipart {
     /// The part a `cid:` URL (RFC 2392) refers to.
     pub fn by_cid(&self, cid_url: &str) -> Option<&Part> {
         let id = cid_url.strip_prefix("cid:").unwrap_or(cid_url);
-        let id = percent_encoding::percent_decode_str(id).decode_utf8().ok()?;
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .ok()?;
         self.parts.iter().find(|p| p.content_id() == Some(&*id))
     }
 }
@@ -296,7 +298,10 @@ mod tests {
             back.parts.get(1).and_then(Part::disposition).as_deref(),
             Some("recipient-list")
         );
-        assert_eq!(back.part_of_type("APPLICATION/SDP").map(|p| &p.body[..]), Some(&b"v=0\r\n"[..]));
+        assert_eq!(
+            back.part_of_type("APPLICATION/SDP").map(|p| &p.body[..]),
+            Some(&b"v=0\r\n"[..])
+        );
     }
 
     #[test]
@@ -305,7 +310,10 @@ mod tests {
         let m = Multipart::parse(body, "b42").unwrap();
         assert_eq!(m.parts.len(), 2);
         assert_eq!(m.parts[0].body, b"hello");
-        assert_eq!(m.by_cid("cid:x@y").map(|p| &p.body[..]), Some(&b"hello"[..]));
+        assert_eq!(
+            m.by_cid("cid:x@y").map(|p| &p.body[..]),
+            Some(&b"hello"[..])
+        );
         assert!(m.parts[1].headers.is_empty());
         assert_eq!(
             Multipart::parse(b"--b\r\n\r\nx", "b"),

@@ -354,11 +354,21 @@ fn write_list(w: &mut XmlOut, l: &List) {
             ListItem::EntryRef {
                 reference,
                 display_name,
-            } => leaf_or_empty(w, "entry-ref", &[("ref", reference)], display_name.as_deref()),
+            } => leaf_or_empty(
+                w,
+                "entry-ref",
+                &[("ref", reference)],
+                display_name.as_deref(),
+            ),
             ListItem::External {
                 anchor,
                 display_name,
-            } => leaf_or_empty(w, "external", &[("anchor", anchor)], display_name.as_deref()),
+            } => leaf_or_empty(
+                w,
+                "external",
+                &[("anchor", anchor)],
+                display_name.as_deref(),
+            ),
             ListItem::List(l) => write_list(w, l),
         }
     }
@@ -408,7 +418,11 @@ mod tests {
         assert_eq!(entry.target(), "sip:bob@biloxi.com");
         assert_eq!(
             entry.replaces(),
-            Some(Replaces::new("a84b4c76e66710@pc33", "1928301774", "a6c85cf"))
+            Some(Replaces::new(
+                "a84b4c76e66710@pc33",
+                "1928301774",
+                "a6c85cf"
+            ))
         );
     }
 
@@ -457,13 +471,21 @@ mod tests {
             proptest::option::of(value()),
             proptest::collection::vec(item, 0..4),
         )
-            .prop_map(|(name, display_name, items)| List { name, display_name, items });
+            .prop_map(|(name, display_name, items)| List {
+                name,
+                display_name,
+                items,
+            });
         leaf.prop_recursive(2, 8, 3, |inner| {
             (
                 proptest::option::of(value()),
                 proptest::collection::vec(inner.prop_map(ListItem::List), 0..3),
             )
-                .prop_map(|(name, items)| List { name, display_name: None, items })
+                .prop_map(|(name, items)| List {
+                    name,
+                    display_name: None,
+                    items,
+                })
         })
     }
 

@@ -116,16 +116,15 @@ fn start_element(e: &BytesStart<'_>) -> Result<Element, BodyError> {
     for a in e.attributes() {
         let a = a.map_err(xml_err)?;
         let (prefix, name) = split_qname(a.key.as_ref())?;
-        let value = a
-            .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|err| match err {
-                quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(
-                    _,
-                    name,
-                )) => BodyError::UnknownEntity(name),
-                other => xml_err(other),
-            })?
-            .into_owned();
+        let value =
+            a.normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|err| match err {
+                    quick_xml::Error::Escape(
+                        quick_xml::escape::EscapeError::UnrecognizedEntity(_, name),
+                    ) => BodyError::UnknownEntity(name),
+                    other => xml_err(other),
+                })?
+                .into_owned();
         attrs.push(Attr {
             prefix,
             name,
@@ -204,11 +203,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, BodyError> {
     root.ok_or(BodyError::NoRoot)
 }
 
-fn attach(
-    stack: &mut [Element],
-    root: &mut Option<Element>,
-    el: Element,
-) -> Result<(), BodyError> {
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) -> Result<(), BodyError> {
     match stack.last_mut() {
         Some(parent) => parent.children.push(Node::Element(el)),
         None if root.is_none() => *root = Some(el),
