@@ -294,3 +294,28 @@ fn rfc5628_gruu_contact() {
     assert_eq!(c.temp_gruu.as_ref().map(|t| t.first_cseq), Some(9));
     assert_eq!(Reginfo::parse(&r.to_bytes()).unwrap(), r);
 }
+
+#[test]
+fn extensions_in_other_namespaces_are_ignored() {
+    // 3GPP-style extensions: a foreign <contact> and <uri> are not ours
+    let doc = br#"<?xml version="1.0"?>
+<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" xmlns:ere="urn:3gpp:ns:extRegExp:1.0"
+         version="0" state="full">
+  <registration aor="sip:u@home1.net" id="a7" state="active">
+    <contact id="76" state="active" event="registered">
+      <uri>
+        sip:[5555::aaa:bbb:ccc:ddd];comp=sigcomp
+      </uri>
+      <o:uri xmlns:o="urn:other">sip:not-this@example.com</o:uri>
+    </contact>
+    <ere:wildcardedIdentity>sip:user!.*!@home1.net</ere:wildcardedIdentity>
+    <other:contact xmlns:other="urn:other" id="99" state="active" event="registered">
+      <other:uri>sip:ignored@example.com</other:uri>
+    </other:contact>
+  </registration>
+</reginfo>"#;
+    let r = Reginfo::parse(doc).unwrap();
+    let c = &r.registrations[0].contacts;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].uri, "sip:[5555::aaa:bbb:ccc:ddd];comp=sigcomp");
+}

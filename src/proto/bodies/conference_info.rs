@@ -211,15 +211,15 @@ impl ConferenceInfo {
             root.attr("version")
                 .ok_or(BodyError::MissingAttribute("version"))?,
         )?;
-        let description = root
-            .child("conference-description")
-            .map(|d| ConferenceDescription {
-                display_text: d.child_text("display-text"),
-                subject: d.child_text("subject"),
-            });
+        let description =
+            root.child_in(NS, "conference-description")
+                .map(|d| ConferenceDescription {
+                    display_text: d.child_text_in(NS, "display-text"),
+                    subject: d.child_text_in(NS, "subject"),
+                });
         let mut users = Vec::new();
-        if let Some(us) = root.child("users") {
-            for u in us.children_named("user") {
+        if let Some(us) = root.child_in(NS, "users") {
+            for u in us.children_in(NS, "user") {
                 users.push(read_user(u)?);
             }
         }
@@ -427,17 +427,19 @@ fn merge_user(mine: &mut User, u: &User) {
 
 fn read_user(u: &Element) -> Result<User, BodyError> {
     let mut endpoints = Vec::new();
-    for e in u.children_named("endpoint") {
+    for e in u.children_in(NS, "endpoint") {
         endpoints.push(Endpoint {
             entity: e.attr("entity").unwrap_or_default().to_owned(),
             state: ElementState::read(e)?,
-            display_text: e.child_text("display-text"),
-            status: e.child_text("status").map(|s| EndpointStatus::parse(&s)),
+            display_text: e.child_text_in(NS, "display-text"),
+            status: e
+                .child_text_in(NS, "status")
+                .map(|s| EndpointStatus::parse(&s)),
             joining_method: e
-                .child_text("joining-method")
+                .child_text_in(NS, "joining-method")
                 .map(|s| JoiningMethod::parse(&s)),
             disconnection_method: e
-                .child_text("disconnection-method")
+                .child_text_in(NS, "disconnection-method")
                 .map(|s| DisconnectionMethod::parse(&s)),
         });
     }
@@ -453,7 +455,7 @@ fn read_user(u: &Element) -> Result<User, BodyError> {
             .ok_or(BodyError::MissingAttribute("entity"))?
             .to_owned(),
         state: ElementState::read(u)?,
-        display_text: u.child_text("display-text"),
+        display_text: u.child_text_in(NS, "display-text"),
         yourown,
         endpoints,
     })

@@ -177,9 +177,9 @@ impl Reginfo {
     pub fn parse(bytes: &[u8]) -> Result<Self, BodyError> {
         let root = parse_root(bytes, "reginfo")?;
         let mut registrations = Vec::new();
-        for r in root.children_named("registration") {
+        for r in root.children_in(NS, "registration") {
             let mut contacts = Vec::new();
-            for c in r.children_named("contact") {
+            for c in r.children_in(NS, "contact") {
                 contacts.push(read_contact(c)?);
             }
             registrations.push(Registration {
@@ -300,7 +300,7 @@ impl Reginfo {
 
 fn read_contact(c: &Element) -> Result<Contact, BodyError> {
     let unknown_params = c
-        .children_named("unknown-param")
+        .children_in(NS, "unknown-param")
         .map(|p| {
             Ok(UnknownParam {
                 name: req(p, "name")?.to_owned(),
@@ -312,14 +312,14 @@ fn read_contact(c: &Element) -> Result<Contact, BodyError> {
             })
         })
         .collect::<Result<Vec<_>, BodyError>>()?;
-    let temp_gruu = match c.child("temp-gruu") {
+    let temp_gruu = match c.child_in(GRUU_NS, "temp-gruu") {
         Some(t) => Some(TempGruu {
             uri: req(t, "uri")?.to_owned(),
             first_cseq: parse_u32("first-cseq", req(t, "first-cseq")?)?,
         }),
         None => None,
     };
-    let pub_gruu = match c.child("pub-gruu") {
+    let pub_gruu = match c.child_in(GRUU_NS, "pub-gruu") {
         Some(p) => Some(req(p, "uri")?.to_owned()),
         None => None,
     };
@@ -334,9 +334,9 @@ fn read_contact(c: &Element) -> Result<Contact, BodyError> {
         callid: c.attr("callid").map(str::to_owned),
         cseq: opt_u32(c, "cseq")?,
         uri: c
-            .child_text("uri")
+            .child_text_in(NS, "uri")
             .ok_or(BodyError::MissingElement("uri"))?,
-        display_name: c.child_text("display-name"),
+        display_name: c.child_text_in(NS, "display-name"),
         unknown_params,
         pub_gruu,
         temp_gruu,

@@ -248,7 +248,7 @@ impl ResourceLists {
     pub fn parse(bytes: &[u8]) -> Result<Self, BodyError> {
         let root = parse_root(bytes, "resource-lists")?;
         let mut lists = Vec::new();
-        for l in root.children_named("list") {
+        for l in root.children_in(NS, "list") {
             lists.push(read_list(l)?);
         }
         Ok(ResourceLists { lists })
@@ -281,7 +281,7 @@ impl ResourceLists {
 
 fn read_list(l: &Element) -> Result<List, BodyError> {
     let mut items = Vec::new();
-    for c in l.elements() {
+    for c in l.elements().filter(|c| c.in_ns(NS)) {
         match c.name.as_str() {
             "entry" => {
                 let copy_control = match c.attr("copyControl").map(str::trim) {
@@ -301,7 +301,7 @@ fn read_list(l: &Element) -> Result<List, BodyError> {
                         .attr("uri")
                         .ok_or(BodyError::MissingAttribute("uri"))?
                         .to_owned(),
-                    display_name: c.child_text("display-name"),
+                    display_name: c.child_text_in(NS, "display-name"),
                     copy_control,
                     anonymize: c
                         .attr("anonymize")
@@ -313,14 +313,14 @@ fn read_list(l: &Element) -> Result<List, BodyError> {
                     .attr("ref")
                     .ok_or(BodyError::MissingAttribute("ref"))?
                     .to_owned(),
-                display_name: c.child_text("display-name"),
+                display_name: c.child_text_in(NS, "display-name"),
             }),
             "external" => items.push(ListItem::External {
                 anchor: c
                     .attr("anchor")
                     .ok_or(BodyError::MissingAttribute("anchor"))?
                     .to_owned(),
-                display_name: c.child_text("display-name"),
+                display_name: c.child_text_in(NS, "display-name"),
             }),
             "list" => items.push(ListItem::List(read_list(c)?)),
             _ => {}
@@ -328,7 +328,7 @@ fn read_list(l: &Element) -> Result<List, BodyError> {
     }
     Ok(List {
         name: l.attr("name").map(str::to_owned),
-        display_name: l.child_text("display-name"),
+        display_name: l.child_text_in(NS, "display-name"),
         items,
     })
 }
