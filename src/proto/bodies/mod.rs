@@ -4,8 +4,10 @@
 //!
 //! XML readers go through [`xml::parse_document`], which refuses DTDs (so no
 //! entity can ever be expanded), bounds the document size and nesting depth and
-//! builds a small element tree the body readers walk liberally (any namespace
-//! prefix, any order, unknown elements ignored).
+//! builds a small element tree with resolved namespaces. The ISC readers match
+//! elements by local name in any namespace or none; the RFC body readers take
+//! their RFC's namespace or none and skip elements of other namespaces
+//! (extensions). All take any order and ignore unknown elements.
 //!
 //! The three ISC bodies share one project namespace, documented in [`isc`].
 
