@@ -327,14 +327,10 @@ impl ConferenceInfo {
             });
         }
         self.version = n.version;
-        if let Some(d) = &n.description {
-            let mine = self.description.get_or_insert_with(Default::default);
-            if d.display_text.is_some() {
-                mine.display_text.clone_from(&d.display_text);
-            }
-            if d.subject.is_some() {
-                mine.subject.clone_from(&d.subject);
-            }
+        // RFC 4575 §4.6: an element without a `state` attribute
+        // (conference-description) replaces the previous one when present
+        if n.description.is_some() {
+            self.description.clone_from(&n.description);
         }
         for u in &n.users {
             let pos = self.users.iter().position(|m| m.entity == u.entity);
@@ -357,6 +353,47 @@ impl ConferenceInfo {
             }
         }
         Ok(())
+    }
+
+    /// The partial notification (version `version`) that turns `old` into
+    /// `new`, both full states: users gone are `deleted`, users new or changed
+    /// are sent `full`, the description when it changed (RFC 4575 §4.6).
+    pub fn diff(old: &ConferenceInfo, new: &ConferenceInfo, version: u32) -> ConferenceInfo {
+        let mut users: Vec<User> = old
+            .users
+            .iter()
+            .filter(|o| !new.users.iter().any(|u| u.entity == o.entity))
+            .map(|o| User {
+                state: ElementState::Deleted,
+                display_text: None,
+                yourown: false,
+                endpoints: Vec::new(),
+                entity: o.entity.clone(),
+            })
+            .collect();
+        for u in &new.users {
+            if old.users.iter().find(|o| o.entity == u.entity) != Some(u) {
+                users.push(full(u));
+            }
+        }
+        ConferenceInfo {
+            entity: new.entity.clone(),
+            state: ElementState::Partial,
+            version,
+            description: (old.description != new.description)
+                .then(|| new.description.clone().unwrap_or_default()),
+            users,
+        }
+    }
+
+    /// A copy for one subscriber: `yourown` set on its user entry only
+    /// (seed 004 7.2.2.10 2.a.v).
+    pub fn for_subscriber(&self, entity: &str) -> ConferenceInfo {
+        let mut c = self.clone();
+        for u in &mut c.users {
+            u.yourown = u.entity == entity;
+        }
+        c
     }
 
     /// A full state from a full document ([`BodyError::PartialWithoutFull`]
@@ -609,7 +646,54 @@ pub(crate) mod tests {
         assert_eq!(s, f);
     }
 
+    /// A full state as `apply` keeps it: unique users, all `full`.
+    fn normalized(mut c: ConferenceInfo) -> ConferenceInfo {
+        c.state = ElementState::Full;
+        let mut seen = std::collections::HashSet::new();
+        c.users.retain(|u| seen.insert(u.entity.clone()));
+        c.users = c.users.iter().map(full).collect();
+        for u in &mut c.users {
+            let mut seen = std::collections::HashSet::new();
+            u.endpoints.retain(|e| seen.insert(e.entity.clone()));
+        }
+        c
+    }
+
+    #[test]
+    fn for_subscriber_marks_one() {
+        let mut c = ConferenceInfo::new("sip:g@isc.local", 1);
+        c.users.push(User::new("sip:a@isc.local"));
+        c.users.push(User::new("sip:b@isc.local"));
+        let for_b = c.for_subscriber("sip:b@isc.local");
+        assert_eq!(
+            for_b.own_user().map(|u| u.entity.as_str()),
+            Some("sip:b@isc.local")
+        );
+        assert!(for_b.to_xml().contains("isc:yourown=\"true\""));
+        assert_eq!(for_b.users.iter().filter(|u| u.yourown).count(), 1);
+    }
+
     proptest! {
+        #[test]
+        fn diff_then_apply_gives_new(a in doc(), b in doc()) {
+            let mut old = normalized(a);
+            let mut new = normalized(b);
+            old.version = 7;
+            new.version = 8;
+            new.entity.clone_from(&old.entity);
+            let d = ConferenceInfo::diff(&old, &new, 8);
+            // through the wire and back
+            let d = ConferenceInfo::parse(&d.to_bytes()).unwrap();
+            let mut s = old.clone();
+            s.apply(&d).unwrap();
+            let key = |c: &ConferenceInfo| {
+                let mut u = c.users.clone();
+                u.sort_by(|x, y| x.entity.cmp(&y.entity));
+                (c.description.clone().unwrap_or_default(), u)
+            };
+            prop_assert_eq!(key(&s), key(&new));
+        }
+
         #[test]
         fn round_trip(c in doc()) {
             prop_assert_eq!(ConferenceInfo::parse(&c.to_bytes()), Ok(c));
