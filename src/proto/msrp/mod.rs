@@ -14,7 +14,7 @@ pub use message::{
     MsrpMethod, StartLine, Status, reason_phrase,
 };
 pub use parser::{MsrpParseError, MsrpParser, ParserConfig, parse_message};
-//TMP pub use session::{MsrpEvent, MsrpInput, MsrpSession, SessionConfig};
+pub use session::{MsrpEvent, MsrpInput, MsrpSession, SessionConfig};
 pub use uri::{MsrpPath, MsrpUri, UriError};
 
 /// Source of transaction ids and message ids, injected so that tests replay
