@@ -60,7 +60,8 @@ impl MsrpMethod {
         }
     }
 
-    fn from_token(t: &str) -> Self {
+    /// The method named by a start-line token.
+    pub fn from_token(t: &str) -> Self {
         match t {
             "SEND" => MsrpMethod::Send,
             "REPORT" => MsrpMethod::Report,
@@ -508,6 +509,38 @@ impl MsrpMessage {
         })
     }
 
+    /// RFC 4975 §7.3: every request and response carries To-Path and
+    /// From-Path; a SEND with a body carries Message-ID and Content-Type, a
+    /// REPORT Message-ID and Status. A request failing this gets 400.
+    pub fn check_mandatory(&self) -> Result<(), MessageError> {
+        if self.to_path().is_none() {
+            return Err(MessageError::MissingHeader("To-Path"));
+        }
+        if self.from_path().is_none() {
+            return Err(MessageError::MissingHeader("From-Path"));
+        }
+        match self.method() {
+            Some(MsrpMethod::Send) => {
+                if self.message_id().is_none() {
+                    return Err(MessageError::MissingHeader("Message-ID"));
+                }
+                if self.body.is_some() && self.content_type().is_none() {
+                    return Err(MessageError::MissingHeader("Content-Type"));
+                }
+            }
+            Some(MsrpMethod::Report) => {
+                if self.message_id().is_none() {
+                    return Err(MessageError::MissingHeader("Message-ID"));
+                }
+                if self.status().is_none() {
+                    return Err(MessageError::MissingHeader("Status"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The end-line without CRLF: `-------<tid><flag>`.
     pub fn end_line(&self) -> String {
         format!("-------{}{}", self.transaction_id, self.flag.as_byte() as char)
@@ -677,7 +710,9 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<(String, StartLine), Messa
     Ok((tid.to_string(), start))
 }
 
-/// Parses header lines (each without CRLF) and checks the mandatory ones.
+/// Parses header lines (each without CRLF). Which headers are mandatory is
+/// checked by [`MsrpMessage::check_mandatory`], not here, so that the RFC's
+/// illustrative fragments (RFC 4975 §5.1) still parse.
 pub(crate) fn parse_headers<'a>(
     lines: impl Iterator<Item = &'a [u8]>,
 ) -> Result<Vec<MsrpHeader>, MessageError> {
@@ -696,13 +731,6 @@ pub(crate) fn parse_headers<'a>(
             return Err(MessageError::BadHeaderLine);
         }
         headers.push(MsrpHeader::parse(name, value)?);
-    }
-    // RFC 4975 §7.3: To-Path and From-Path are mandatory.
-    if !headers.iter().any(|h| matches!(h, MsrpHeader::ToPath(_))) {
-        return Err(MessageError::MissingHeader("To-Path"));
-    }
-    if !headers.iter().any(|h| matches!(h, MsrpHeader::FromPath(_))) {
-        return Err(MessageError::MissingHeader("From-Path"));
     }
     Ok(headers)
 }

@@ -266,8 +266,16 @@ impl MsrpSession {
             _ => None,
         };
         if let Some((tid, code)) = answer {
+            self.bad_request(&tid, code);
+        }
+        self.events.push_back(MsrpEvent::StreamError { error });
+    }
+
+    /// Answers a request whose own paths are unusable, on the session's paths.
+    fn bad_request(&mut self, tid: &str, code: u16) {
+        {
             let r = MsrpMessage {
-                transaction_id: tid,
+                transaction_id: tid.to_string(),
                 start: StartLine::Response {
                     code,
                     comment: Some(reason_phrase(code).into()),
@@ -281,7 +289,6 @@ impl MsrpSession {
             };
             self.push_urgent(&r);
         }
-        self.events.push_back(MsrpEvent::StreamError { error });
     }
 
     fn push_urgent(&mut self, m: &MsrpMessage) {
@@ -317,6 +324,14 @@ impl MsrpSession {
         match m.start.clone() {
             StartLine::Response { code, comment } => self.handle_response(&m.transaction_id, code, comment),
             StartLine::Request(method) => {
+                if m.check_mandatory().is_err() {
+                    // RFC 4975 §7.3: a request missing mandatory headers gets 400
+                    // (a REPORT gets nothing, and without paths we answer on ours).
+                    if method != MsrpMethod::Report {
+                        self.bad_request(&m.transaction_id, 400);
+                    }
+                    return;
+                }
                 // RFC 4975 §7.3: the first To-Path URI must be ours, else 481.
                 let ours = m
                     .to_path()
@@ -342,10 +357,6 @@ impl MsrpSession {
             self.events.push_back(MsrpEvent::EmptySendReceived {
                 message_id: m.message_id().map(str::to_string),
             });
-            return;
-        }
-        if m.message_id().is_none() {
-            self.respond(&m, 400);
             return;
         }
         if let Some(ct) = m.content_type()
