@@ -49,7 +49,9 @@ fn all_examples_as_one_stream() {
         }
         assert_eq!(
             got,
-            ["a786hjs2", "a786hjs2", "dkei38sd", "dkei38ia", "d93kswow", "d93kswow", "dkei38sd"]
+            [
+                "a786hjs2", "a786hjs2", "dkei38sd", "dkei38ia", "d93kswow", "d93kswow", "dkei38sd"
+            ]
         );
     }
 }
@@ -138,7 +140,10 @@ fn section_11_5_report() {
     assert_eq!(rep.byte_range().unwrap().to_string(), "1-106/106");
     assert!(rep.body.is_none());
     rep.check_mandatory().unwrap();
-    assert!(rep.response(200, None).is_none(), "REPORTs are not answered");
+    assert!(
+        rep.response(200, None).is_none(),
+        "REPORTs are not answered"
+    );
 
     // Our REPORT builder on the §11.1 SEND addresses it the same way.
     let send = parse_message(&load("s11_1_send.msrp")).unwrap();

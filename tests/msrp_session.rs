@@ -67,7 +67,10 @@ fn chunked_message_with_success_report() {
     exchange(now, &mut alice, &mut bob);
 
     let bev = events(&mut bob);
-    let progress = bev.iter().filter(|e| matches!(e, MsrpEvent::Progress { .. })).count();
+    let progress = bev
+        .iter()
+        .filter(|e| matches!(e, MsrpEvent::Progress { .. }))
+        .count();
     assert_eq!(progress, 4, "5 chunks: 4 progress then complete");
     assert!(bev.contains(&MsrpEvent::MessageReceived {
         message_id: "a1".into(),
@@ -84,7 +87,11 @@ fn chunked_message_with_success_report() {
             success,
             byte_range,
             ..
-        } => Some((message_id.clone(), *success, byte_range.map(|b| b.to_string()))),
+        } => Some((
+            message_id.clone(),
+            *success,
+            byte_range.map(|b| b.to_string()),
+        )),
         _ => None,
     });
     assert_eq!(
@@ -151,7 +158,10 @@ fn failure_report_no_gets_no_response() {
     let moved = pump(now, &mut alice, &mut bob);
     assert_eq!(moved.len(), 1);
     assert_eq!(alice.poll_timeout(), None);
-    assert!(bob.poll_transmit().is_none(), "no 200 for Failure-Report: no");
+    assert!(
+        bob.poll_transmit().is_none(),
+        "no 200 for Failure-Report: no"
+    );
     assert_eq!(
         events(&mut alice),
         [MsrpEvent::Delivered {
@@ -214,7 +224,8 @@ fn unknown_method_gets_501_and_bad_frame_400() {
 #[test]
 fn unsupported_type_gets_415() {
     let now = Instant::now();
-    let (mut alice, mut bob) = pair(|c| c.accept_types = vec!["message/cpim".into(), "text/*".into()]);
+    let (mut alice, mut bob) =
+        pair(|c| c.accept_types = vec!["message/cpim".into(), "text/*".into()]);
     alice.send_message(now, "image/png", vec![1, 2, 3]);
     alice.send_message(now, "text/plain; charset=utf-8", b"ok".to_vec());
     exchange(now, &mut alice, &mut bob);
@@ -254,4 +265,54 @@ fn messages_interleave_and_abort() {
     }));
     assert!(bev.iter().any(|e| matches!(e,
         MsrpEvent::MessageReceived { message_id, body, .. } if message_id == "a2" && body == b"small")));
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The session never panics on arbitrary input, framed or not.
+        #[test]
+        fn session_survives_arbitrary_bytes(
+            tail in proptest::collection::vec(any::<u8>(), 0..400),
+            split in 0usize..400,
+        ) {
+            let now = Instant::now();
+            let (_, mut bob) = pair(|c| c.max_message_size = 64);
+            let mut data = format!(
+                "MSRP abcd1234 SEND\r\nTo-Path: {}\r\nFrom-Path: {}\r\nMessage-ID: m1\r\n",
+                bob_uri(),
+                alice_uri()
+            )
+            .into_bytes();
+            data.extend_from_slice(&tail);
+            data.extend_from_slice(b"\r\n-------abcd1234$\r\n");
+            let cut = split.min(data.len());
+            bob.handle_input(now, MsrpInput::Bytes(&data[..cut]));
+            bob.handle_input(now, MsrpInput::Bytes(&data[cut..]));
+            while bob.poll_transmit().is_some() {}
+            while bob.poll_event().is_some() {}
+            bob.handle_input(now, MsrpInput::Bytes(&tail));
+            bob.handle_timeout(now + Duration::from_secs(60));
+        }
+
+        /// Hand-built frames with odd ranges are refused, not panicked on.
+        #[test]
+        fn session_survives_odd_frames(start in prop_oneof![any::<u64>(), Just(0u64), (u64::MAX - 60)..=u64::MAX], end in proptest::option::of(any::<u64>()), total in proptest::option::of(any::<u64>()), len in 0usize..50) {
+            let now = Instant::now();
+            let (_, mut bob) = pair(|_| {});
+            let m = isc::proto::msrp::MsrpMessage::request(
+                isc::proto::msrp::MsrpMethod::Send,
+                "abcd",
+                MsrpPath::single(bob_uri()),
+                MsrpPath::single(alice_uri()),
+            )
+            .with_header(isc::proto::msrp::MsrpHeader::MessageId("m1".into()))
+            .with_header(isc::proto::msrp::MsrpHeader::ByteRange(isc::proto::msrp::ByteRange { start, end, total }))
+            .with_body("text/plain", vec![b'a'; len]);
+            bob.handle_input(now, MsrpInput::Frame(m));
+            while bob.poll_transmit().is_some() {}
+        }
+    }
 }

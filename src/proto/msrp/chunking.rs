@@ -176,7 +176,10 @@ impl Chunker {
             end: Some(self.offset as u64),
             total: Some(self.body.len() as u64),
         };
-        let ct = self.content_type.clone().unwrap_or_else(|| "text/plain".into());
+        let ct = self
+            .content_type
+            .clone()
+            .unwrap_or_else(|| "text/plain".into());
         Some(
             self.base(range)
                 .with_body(ct, Vec::new())
@@ -285,8 +288,19 @@ impl Reassembler {
             end: Some(len),
             total: (chunk.flag == ContinuationFlag::Complete).then_some(len),
         });
-        let start0 = range.start - 1;
-        let end0 = start0 + len;
+        // A hand-built frame may say 0; the wire parser never does.
+        let Some(start0) = range.start.checked_sub(1) else {
+            return Err(ChunkError::RangeMismatch {
+                range,
+                len: body.len(),
+            });
+        };
+        let Some(end0) = start0.checked_add(len) else {
+            return Err(ChunkError::RangeMismatch {
+                range,
+                len: body.len(),
+            });
+        };
         if chunk.flag != ContinuationFlag::Aborted && range.end.is_some_and(|e| e != end0) {
             return Err(ChunkError::RangeMismatch {
                 range,
@@ -315,11 +329,12 @@ impl Reassembler {
             return Err(too_large(end0));
         }
         if chunk.flag == ContinuationFlag::Aborted {
-            let bytes = self
-                .pending
-                .remove(&message_id)
-                .map_or(0, |p| p.received())
-                + if range.end.is_some_and(|e| e == end0) { len } else { 0 };
+            let bytes = self.pending.remove(&message_id).map_or(0, |p| p.received())
+                + if range.end.is_some_and(|e| e == end0) {
+                    len
+                } else {
+                    0
+                };
             return Ok(ReassemblyOutcome::Aborted { message_id, bytes });
         }
         if !self.pending.contains_key(&message_id) && self.pending.len() >= self.max_messages {
@@ -390,7 +405,14 @@ mod tests {
 
     fn chunks(body: &[u8], size: usize) -> Vec<MsrpMessage> {
         let (to, from) = paths();
-        let mut c = Chunker::new(to, from, "m1", Some("text/plain".into()), body.to_vec(), size);
+        let mut c = Chunker::new(
+            to,
+            from,
+            "m1",
+            Some("text/plain".into()),
+            body.to_vec(),
+            size,
+        );
         let mut ids = SequentialIds::new("tx");
         let mut out = Vec::new();
         while let Some(f) = c.next_frame(&mut ids) {
@@ -402,7 +424,10 @@ mod tests {
     #[test]
     fn chunk_flags_and_ranges() {
         let cs = chunks(b"0123456789", 4);
-        let ranges: Vec<_> = cs.iter().map(|c| c.byte_range().unwrap().to_string()).collect();
+        let ranges: Vec<_> = cs
+            .iter()
+            .map(|c| c.byte_range().unwrap().to_string())
+            .collect();
         assert_eq!(ranges, ["1-4/10", "5-8/10", "9-10/10"]);
         let flags: Vec<_> = cs.iter().map(|c| c.flag).collect();
         use ContinuationFlag::*;
@@ -419,18 +444,31 @@ mod tests {
             c.headers.push(MsrpHeader::MessageId("m2".into()));
         }
         let mut r = Reassembler::new(100, 4);
-        assert!(matches!(r.feed(&a[2]).unwrap(), ReassemblyOutcome::Progress { bytes: 2, .. }));
-        assert!(matches!(r.feed(&b[0]).unwrap(), ReassemblyOutcome::Progress { .. }));
-        assert!(matches!(r.feed(&a[0]).unwrap(), ReassemblyOutcome::Progress { bytes: 6, .. }));
+        assert!(matches!(
+            r.feed(&a[2]).unwrap(),
+            ReassemblyOutcome::Progress { bytes: 2, .. }
+        ));
+        assert!(matches!(
+            r.feed(&b[0]).unwrap(),
+            ReassemblyOutcome::Progress { .. }
+        ));
+        assert!(matches!(
+            r.feed(&a[0]).unwrap(),
+            ReassemblyOutcome::Progress { bytes: 6, .. }
+        ));
         match r.feed(&b[1]).unwrap() {
-            ReassemblyOutcome::Complete { message_id, body, .. } => {
+            ReassemblyOutcome::Complete {
+                message_id, body, ..
+            } => {
                 assert_eq!(message_id, "m2");
                 assert_eq!(body, b"xyz");
             }
             o => panic!("{o:?}"),
         }
         match r.feed(&a[1]).unwrap() {
-            ReassemblyOutcome::Complete { body, content_type, .. } => {
+            ReassemblyOutcome::Complete {
+                body, content_type, ..
+            } => {
                 assert_eq!(body, b"aaaabbbbcc");
                 assert_eq!(content_type.as_deref(), Some("text/plain"));
             }
@@ -489,7 +527,10 @@ mod tests {
         assert_eq!(r.feed(&o).unwrap_err(), ChunkError::TooManyMessages(1));
         let mut bad = cs[1].clone();
         bad.body = Some(vec![1; 3]);
-        assert!(matches!(r.feed(&bad).unwrap_err(), ChunkError::RangeMismatch { .. }));
+        assert!(matches!(
+            r.feed(&bad).unwrap_err(),
+            ChunkError::RangeMismatch { .. }
+        ));
     }
 
     #[test]

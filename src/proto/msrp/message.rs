@@ -243,7 +243,10 @@ pub enum MsrpHeader {
     Status(Status),
     ContentType(String),
     /// Any other header (extension or MIME header), kept in order.
-    Other { name: String, value: String },
+    Other {
+        name: String,
+        value: String,
+    },
 }
 
 impl MsrpHeader {
@@ -280,18 +283,19 @@ impl MsrpHeader {
             }
             "byte-range" => MsrpHeader::ByteRange(ByteRange::parse(value)?),
             "success-report" => MsrpHeader::SuccessReport(yes_no("Success-Report")?),
-            "failure-report" => MsrpHeader::FailureReport(match value.to_ascii_lowercase().as_str()
-            {
-                "yes" => FailureReport::Yes,
-                "no" => FailureReport::No,
-                "partial" => FailureReport::Partial,
-                _ => {
-                    return Err(MessageError::BadReportValue {
-                        header: "Failure-Report",
-                        value: value.to_string(),
-                    });
-                }
-            }),
+            "failure-report" => {
+                MsrpHeader::FailureReport(match value.to_ascii_lowercase().as_str() {
+                    "yes" => FailureReport::Yes,
+                    "no" => FailureReport::No,
+                    "partial" => FailureReport::Partial,
+                    _ => {
+                        return Err(MessageError::BadReportValue {
+                            header: "Failure-Report",
+                            value: value.to_string(),
+                        });
+                    }
+                })
+            }
             "status" => MsrpHeader::Status(Status::parse(value)?),
             "content-type" => {
                 if value.is_empty() {
@@ -405,8 +409,10 @@ impl MsrpMessage {
 
     /// Sets Content-Type (appended last) and the body.
     pub fn with_body(mut self, content_type: impl Into<String>, body: Vec<u8>) -> Self {
-        self.headers.retain(|h| !matches!(h, MsrpHeader::ContentType(_)));
-        self.headers.push(MsrpHeader::ContentType(content_type.into()));
+        self.headers
+            .retain(|h| !matches!(h, MsrpHeader::ContentType(_)));
+        self.headers
+            .push(MsrpHeader::ContentType(content_type.into()));
         self.body = Some(body);
         self
     }
@@ -543,7 +549,11 @@ impl MsrpMessage {
 
     /// The end-line without CRLF: `-------<tid><flag>`.
     pub fn end_line(&self) -> String {
-        format!("-------{}{}", self.transaction_id, self.flag.as_byte() as char)
+        format!(
+            "-------{}{}",
+            self.transaction_id,
+            self.flag.as_byte() as char
+        )
     }
 
     /// Whether `body` could be cut short by this transaction's end-line.
@@ -561,7 +571,9 @@ impl MsrpMessage {
         if let Some(b) = &self.body
             && Self::body_conflicts(b, &self.transaction_id)
         {
-            return Err(MessageError::BodyContainsEndLine(self.transaction_id.clone()));
+            return Err(MessageError::BodyContainsEndLine(
+                self.transaction_id.clone(),
+            ));
         }
         let mut out = Vec::with_capacity(128 + self.body.as_ref().map_or(0, Vec::len));
         out.extend_from_slice(b"MSRP ");
@@ -686,7 +698,9 @@ impl MsrpMessage {
 /// `MSRP <tid> <code>[ <comment>]`.
 pub(crate) fn parse_start_line(line: &[u8]) -> Result<(String, StartLine), MessageError> {
     let line = std::str::from_utf8(line).map_err(|_| MessageError::BadStartLine)?;
-    let rest = line.strip_prefix("MSRP ").ok_or(MessageError::BadStartLine)?;
+    let rest = line
+        .strip_prefix("MSRP ")
+        .ok_or(MessageError::BadStartLine)?;
     let (tid, rest) = rest.split_once(' ').ok_or(MessageError::BadStartLine)?;
     if !is_ident(tid) {
         return Err(MessageError::BadTransactionId(tid.to_string()));
@@ -807,7 +821,11 @@ mod tests {
         assert!(partial.ok_response().is_none());
         assert_eq!(partial.response(413, None).unwrap().code(), Some(413));
         let rep = send
-            .report("rep1", Status::new(200, Some("OK")), ByteRange::parse("1-5/5").unwrap())
+            .report(
+                "rep1",
+                Status::new(200, Some("OK")),
+                ByteRange::parse("1-5/5").unwrap(),
+            )
             .unwrap();
         assert!(rep.response(200, None).is_none(), "REPORTs get no response");
         assert_eq!(rep.to_path(), Some(&alice()));
@@ -828,5 +846,118 @@ mod tests {
         let bytes = m.assign_transaction_id_and_serialize(&mut gen_ids).unwrap();
         assert_eq!(m.transaction_id, "efgh");
         assert!(bytes.ends_with(b"-------efgh$\r\n"));
+    }
+
+    mod round_trip {
+        use super::super::*;
+        use crate::proto::msrp::parser::parse_message;
+        use crate::proto::msrp::uri::MsrpUri;
+        use proptest::prelude::*;
+
+        fn arb_path() -> impl Strategy<Value = MsrpPath> {
+            proptest::collection::vec(
+                (
+                    "[a-z]{1,8}\\.example\\.com",
+                    any::<u16>(),
+                    "[A-Za-z0-9]{4,12}",
+                )
+                    .prop_map(|(h, p, s)| MsrpUri::new(h, p, s)),
+                1..3,
+            )
+            .prop_map(MsrpPath)
+        }
+
+        fn arb_range() -> impl Strategy<Value = ByteRange> {
+            (
+                1u64..1_000_000,
+                proptest::option::of(0u64..1000),
+                any::<bool>(),
+            )
+                .prop_map(|(start, len, total_known)| {
+                    let end = len.map(|l| start + l - 1);
+                    ByteRange {
+                        start,
+                        end,
+                        total: total_known.then(|| end.unwrap_or(start) + 7),
+                    }
+                })
+        }
+
+        fn arb_header() -> impl Strategy<Value = MsrpHeader> {
+            prop_oneof![
+                "[A-Za-z0-9][A-Za-z0-9.+=-]{0,20}".prop_map(MsrpHeader::MessageId),
+                arb_range().prop_map(MsrpHeader::ByteRange),
+                any::<bool>().prop_map(MsrpHeader::SuccessReport),
+                prop_oneof![
+                    Just(FailureReport::Yes),
+                    Just(FailureReport::No),
+                    Just(FailureReport::Partial)
+                ]
+                .prop_map(MsrpHeader::FailureReport),
+                (
+                    0u16..1000,
+                    100u16..1000,
+                    proptest::option::of("[A-Za-z]{1,6}( [A-Za-z]{1,6})?")
+                )
+                    .prop_map(|(namespace, code, comment)| MsrpHeader::Status(
+                        Status {
+                            namespace,
+                            code,
+                            comment
+                        }
+                    )),
+                ("X-[A-Za-z]{1,8}", "[!-~]([ -~]{0,30}[!-~])?")
+                    .prop_map(|(name, value)| MsrpHeader::Other { name, value }),
+            ]
+        }
+
+        prop_compose! {
+            fn arb_message()(
+                tid in "[A-Za-z0-9][A-Za-z0-9.+%=-]{3,31}",
+                start in prop_oneof![
+                    prop_oneof![
+                        Just("SEND".to_string()),
+                        Just("REPORT".to_string()),
+                        Just("NICKNAME".to_string()),
+                        "[A-Z]{1,10}"
+                    ]
+                        .prop_map(|m| StartLine::Request(MsrpMethod::from_token(&m))),
+                    (100u16..1000, proptest::option::of("[ -~]{0,20}"))
+                        .prop_map(|(code, comment)| StartLine::Response { code, comment }),
+                ],
+                to in arb_path(),
+                from in arb_path(),
+                extra in proptest::collection::vec(arb_header(), 0..6),
+                body in proptest::option::of((
+                    "[a-z]{1,8}/[a-z0-9.+-]{1,10}",
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                )),
+                flag in prop_oneof![
+                    Just(ContinuationFlag::Complete),
+                    Just(ContinuationFlag::Continuation),
+                    Just(ContinuationFlag::Aborted)
+                ],
+            ) -> MsrpMessage {
+                let mut headers = vec![MsrpHeader::ToPath(to), MsrpHeader::FromPath(from)];
+                headers.extend(extra);
+                let mut m = MsrpMessage { transaction_id: tid, start, headers, body: None, flag };
+                if let Some((ct, b)) = body {
+                    m = m.with_body(ct, b);
+                }
+                m
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn parse_of_serialize_is_identity(m in arb_message()) {
+                let bytes = m.to_bytes();
+                prop_assume!(bytes.is_ok());
+                let bytes = bytes.unwrap();
+                let back = parse_message(&bytes);
+                prop_assert_eq!(back.as_ref(), Ok(&m));
+                prop_assert_eq!(back.unwrap().to_bytes().unwrap(), bytes);
+            }
+        }
     }
 }

@@ -202,9 +202,8 @@ impl MsrpParser {
                         // An early check so garbage is refused before a CRLF arrives.
                         let n = frame.len().min(5);
                         if frame.get(..n) != b"MSRP ".get(..n) {
-                            return self.poison(MsrpParseError::BadStartLine(
-                                MessageError::BadStartLine,
-                            ));
+                            return self
+                                .poison(MsrpParseError::BadStartLine(MessageError::BadStartLine));
                         }
                         return None;
                     };
@@ -256,7 +255,8 @@ impl MsrpParser {
                     if let Some(flag) = end_line_flag(text, tid) {
                         let headers_end = *line;
                         let total = *line + eol + 2;
-                        let (tid, is_request, sle) = (std::mem::take(tid), *is_request, *start_line_end);
+                        let (tid, is_request, sle) =
+                            (std::mem::take(tid), *is_request, *start_line_end);
                         let result = build(frame, tid, is_request, sle, headers_end, None, flag);
                         self.state = State::Start;
                         self.consume(total);
@@ -285,7 +285,8 @@ impl MsrpParser {
                         match tail {
                             None => break, // wait for more bytes
                             Some(t) => {
-                                if let Some(flag) = t.first().and_then(|b| ContinuationFlag::from_byte(*b))
+                                if let Some(flag) =
+                                    t.first().and_then(|b| ContinuationFlag::from_byte(*b))
                                     && t.get(1..3) == Some(b"\r\n")
                                 {
                                     found = Some((at, flag));
@@ -308,15 +309,21 @@ impl MsrpParser {
                             return Some(Err(err));
                         }
                         let body = frame.get(*body_start..at).map(<[u8]>::to_vec);
-                        let (tid, is_request, sle, he) =
-                            (std::mem::take(tid), *is_request, *start_line_end, *headers_end);
+                        let (tid, is_request, sle, he) = (
+                            std::mem::take(tid),
+                            *is_request,
+                            *start_line_end,
+                            *headers_end,
+                        );
                         let result = build(frame, tid, is_request, sle, he, body, flag);
                         self.state = State::Start;
                         self.consume(total);
                         return Some(result);
                     }
                     // Resume later just before where a pattern could start.
-                    *scan = from.max(frame.len().saturating_sub(pattern_len + 2)).max(*body_start);
+                    *scan = from
+                        .max(frame.len().saturating_sub(pattern_len + 2))
+                        .max(*body_start);
                     let body_len = frame.len().saturating_sub(*body_start);
                     if body_len > self.config.max_chunk_size + pattern_len + 3 {
                         let err = MsrpParseError::ChunkTooLarge {
@@ -342,7 +349,9 @@ impl MsrpParser {
                         match frame.get(at + pattern.len()..at + pattern.len() + 3) {
                             None => break,
                             Some(t) => {
-                                if t.first().and_then(|b| ContinuationFlag::from_byte(*b)).is_some()
+                                if t.first()
+                                    .and_then(|b| ContinuationFlag::from_byte(*b))
+                                    .is_some()
                                     && t.get(1..3) == Some(b"\r\n")
                                 {
                                     done = Some(at + pattern.len() + 3);
@@ -418,7 +427,9 @@ fn build(
         Ok(x) => x,
         Err(e) => return Err(malformed(tid, e)),
     };
-    let block = frame.get(start_line_end + 2..headers_end).unwrap_or_default();
+    let block = frame
+        .get(start_line_end + 2..headers_end)
+        .unwrap_or_default();
     let lines = CrlfLines(block);
     let headers = match parse_headers(lines) {
         Ok(h) => h,
@@ -499,7 +510,11 @@ Hey Bob, are you there?\r\n\
                 Some(r) => r.unwrap(),
                 None => p.next().unwrap().unwrap(),
             };
-            assert_eq!(m.body.as_deref(), Some(&b"Hey Bob, are you there?"[..]), "cut {cut}");
+            assert_eq!(
+                m.body.as_deref(),
+                Some(&b"Hey Bob, are you there?"[..]),
+                "cut {cut}"
+            );
             assert!(p.next().is_none());
         }
     }
@@ -555,7 +570,13 @@ Hey Bob, are you there?\r\n\
         let e = p.next().unwrap().unwrap_err();
         assert!(!e.is_fatal());
         assert_eq!(e.transaction_id(), Some("tx11"));
-        assert!(matches!(e, MsrpParseError::Malformed { is_request: true, .. }));
+        assert!(matches!(
+            e,
+            MsrpParseError::Malformed {
+                is_request: true,
+                ..
+            }
+        ));
         assert!(p.next().unwrap().is_ok(), "stream continues");
     }
 

@@ -176,7 +176,7 @@ impl MsrpSession {
         &self.config
     }
 
-    fn from_path(&self) -> MsrpPath {
+    fn local_path(&self) -> MsrpPath {
         MsrpPath::single(self.config.local_uri.clone())
     }
 
@@ -205,7 +205,7 @@ impl MsrpSession {
         );
         let chunker = Chunker::new(
             self.config.remote_path.clone(),
-            self.from_path(),
+            self.local_path(),
             message_id.clone(),
             content_type,
             body,
@@ -282,7 +282,7 @@ impl MsrpSession {
                 },
                 headers: vec![
                     MsrpHeader::ToPath(self.config.remote_path.clone()),
-                    MsrpHeader::FromPath(self.from_path()),
+                    MsrpHeader::FromPath(self.local_path()),
                 ],
                 body: None,
                 flag: ContinuationFlag::Complete,
@@ -322,7 +322,9 @@ impl MsrpSession {
 
     fn handle_frame(&mut self, now: Instant, m: MsrpMessage) {
         match m.start.clone() {
-            StartLine::Response { code, comment } => self.handle_response(&m.transaction_id, code, comment),
+            StartLine::Response { code, comment } => {
+                self.handle_response(&m.transaction_id, code, comment)
+            }
             StartLine::Request(method) => {
                 if m.check_mandatory().is_err() {
                     // RFC 4975 §7.3: a request missing mandatory headers gets 400
@@ -407,7 +409,8 @@ impl MsrpSession {
                         });
                     }
                     ReassemblyOutcome::Aborted { message_id, .. } => {
-                        self.events.push_back(MsrpEvent::MessageAborted { message_id });
+                        self.events
+                            .push_back(MsrpEvent::MessageAborted { message_id });
                     }
                 }
             }
@@ -522,7 +525,9 @@ impl MsrpSession {
                     m.transaction_id.clone(),
                     PendingTsx {
                         message_id: message_id.clone(),
-                        deadline: now + self.config.transaction_timeout,
+                        deadline: now
+                            .checked_add(self.config.transaction_timeout)
+                            .unwrap_or(now),
                         bytes: chunk_bytes,
                     },
                 );

@@ -98,7 +98,11 @@ impl MsrpUri {
         let rest = rest.strip_prefix(';').ok_or(UriError::MissingTransport)?;
         let mut parts = rest.split(';');
         let transport = parts.next().unwrap_or_default();
-        if transport.is_empty() || !transport.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if transport.is_empty()
+            || !transport
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(UriError::MissingTransport);
         }
         let mut params = Vec::new();
@@ -271,14 +275,20 @@ mod tests {
         assert_eq!(u.port, Some(8888));
         assert_eq!(u.session_id.as_deref(), Some("9di4eae923wzd"));
         assert_eq!(u.transport, "tcp");
-        assert_eq!(u.to_string(), "msrp://bob.example.com:8888/9di4eae923wzd;tcp");
+        assert_eq!(
+            u.to_string(),
+            "msrp://bob.example.com:8888/9di4eae923wzd;tcp"
+        );
 
         let r = MsrpUri::parse("msrps://alice@intra.example.com;tcp;foo=bar;baz").unwrap();
         assert!(r.secure);
         assert_eq!(r.userinfo.as_deref(), Some("alice"));
         assert_eq!(r.session_id, None);
         assert_eq!(r.port, None);
-        assert_eq!(r.to_string(), "msrps://alice@intra.example.com;tcp;foo=bar;baz");
+        assert_eq!(
+            r.to_string(),
+            "msrps://alice@intra.example.com;tcp;foo=bar;baz"
+        );
 
         let v6 = MsrpUri::parse("msrp://[2001:db8::1]:2855/abc;tcp").unwrap();
         assert_eq!(v6.host, "[2001:db8::1]");
@@ -333,15 +343,17 @@ mod tests {
             prop_oneof![Just("tcp".to_string()), Just("ws".to_string())],
             proptest::collection::vec(("[a-z]{1,4}", proptest::option::of("[a-z0-9]{1,4}")), 0..3),
         )
-            .prop_map(|(secure, userinfo, host, port, session_id, transport, params)| MsrpUri {
-                secure,
-                userinfo,
-                host,
-                port,
-                session_id,
-                transport,
-                params,
-            })
+            .prop_map(
+                |(secure, userinfo, host, port, session_id, transport, params)| MsrpUri {
+                    secure,
+                    userinfo,
+                    host,
+                    port,
+                    session_id,
+                    transport,
+                    params,
+                },
+            )
     }
 
     proptest! {
