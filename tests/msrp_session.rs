@@ -58,7 +58,7 @@ fn chunked_message_with_success_report() {
     });
     let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let id = alice.send_message(now, "application/octet-stream", body.clone());
-    assert_eq!(id, "a1");
+    assert_eq!(id, "a0001");
     assert!(alice.poll_timeout().is_none(), "nothing sent yet");
     // first chunk only: a transaction is open with a 30 s deadline
     let first = alice.poll_transmit().unwrap();
@@ -73,13 +73,13 @@ fn chunked_message_with_success_report() {
         .count();
     assert_eq!(progress, 4, "5 chunks: 4 progress then complete");
     assert!(bev.contains(&MsrpEvent::MessageReceived {
-        message_id: "a1".into(),
+        message_id: "a0001".into(),
         content_type: Some("application/octet-stream".into()),
         body: body.clone(),
     }));
     let aev = events(&mut alice);
     assert!(aev.contains(&MsrpEvent::Delivered {
-        message_id: "a1".into()
+        message_id: "a0001".into()
     }));
     let report = aev.iter().find_map(|e| match e {
         MsrpEvent::ReportReceived {
@@ -96,7 +96,7 @@ fn chunked_message_with_success_report() {
     });
     assert_eq!(
         report,
-        Some(("a1".to_string(), true, Some("1-10000/10000".to_string())))
+        Some(("a0001".to_string(), true, Some("1-10000/10000".to_string())))
     );
     assert_eq!(alice.poll_timeout(), None);
     assert_eq!(alice.outgoing(), 0);
@@ -121,7 +121,7 @@ fn to_path_mismatch_gets_481() {
     assert_eq!(
         events(&mut alice),
         [MsrpEvent::SendFailed {
-            message_id: "a1".into(),
+            message_id: "a0001".into(),
             code: 481,
             comment: Some("Session Does Not Exist".into())
         }]
@@ -142,7 +142,7 @@ fn no_response_means_408_after_30s() {
     assert_eq!(
         events(&mut alice),
         [MsrpEvent::SendFailed {
-            message_id: "a1".into(),
+            message_id: "a0001".into(),
             code: 408,
             comment: Some("Request Timeout".into())
         }]
@@ -165,7 +165,7 @@ fn failure_report_no_gets_no_response() {
     assert_eq!(
         events(&mut alice),
         [MsrpEvent::Delivered {
-            message_id: "a1".into()
+            message_id: "a0001".into()
         }]
     );
     assert!(matches!(
@@ -187,12 +187,12 @@ fn empty_send_binds() {
     assert_eq!(
         events(&mut bob),
         [MsrpEvent::EmptySendReceived {
-            message_id: Some("a1".into())
+            message_id: Some("a0001".into())
         }]
     );
     exchange(now, &mut alice, &mut bob);
     assert!(events(&mut alice).contains(&MsrpEvent::Delivered {
-        message_id: "a1".into()
+        message_id: "a0001".into()
     }));
 }
 
@@ -231,12 +231,12 @@ fn unsupported_type_gets_415() {
     exchange(now, &mut alice, &mut bob);
     let aev = events(&mut alice);
     assert!(aev.contains(&MsrpEvent::SendFailed {
-        message_id: "a1".into(),
+        message_id: "a0001".into(),
         code: 415,
         comment: Some("Unsupported Media Type".into())
     }));
     assert!(aev.contains(&MsrpEvent::Delivered {
-        message_id: "a2".into()
+        message_id: "a0002".into()
     }));
 }
 
@@ -250,21 +250,21 @@ fn messages_interleave_and_abort() {
     // chunk of a1, then a2 whole, then a1 goes on
     let f1 = parse_message(&alice.poll_transmit().unwrap()).unwrap();
     let f2 = parse_message(&alice.poll_transmit().unwrap()).unwrap();
-    assert_eq!(f1.message_id(), Some("a1"));
-    assert_eq!(f2.message_id(), Some("a2"));
+    assert_eq!(f1.message_id(), Some("a0001"));
+    assert_eq!(f2.message_id(), Some("a0002"));
     bob.handle_input(now, MsrpInput::Frame(f1));
     bob.handle_input(now, MsrpInput::Frame(f2));
-    alice.abort_message("a1");
+    alice.abort_message("a0001");
     let abort = parse_message(&alice.poll_transmit().unwrap()).unwrap();
     assert_eq!(abort.flag, isc::proto::msrp::ContinuationFlag::Aborted);
     bob.handle_input(now, MsrpInput::Frame(abort));
     assert!(alice.poll_transmit().is_none(), "nothing more of a1");
     let bev = events(&mut bob);
     assert!(bev.contains(&MsrpEvent::MessageAborted {
-        message_id: "a1".into()
+        message_id: "a0001".into()
     }));
     assert!(bev.iter().any(|e| matches!(e,
-        MsrpEvent::MessageReceived { message_id, body, .. } if message_id == "a2" && body == b"small")));
+        MsrpEvent::MessageReceived { message_id, body, .. } if message_id == "a0002" && body == b"small")));
 }
 
 mod fuzz {

@@ -23,10 +23,10 @@ fn fixture() -> Fixture {
     let mut body = vec![0u8; SIZE];
     rng.fill_bytes(&mut body);
     // Plant end-line look-alikes in the body: they must not cut frames. The
-    // first sits in the third chunk and names `tx3`, the id that chunk would
+    // first sits in the third chunk and names `tx0003`, the id that chunk would
     // get: the serializer must pick another (RFC 4975 §7.1).
     for (i, fake) in [
-        &b"\r\n-------tx3$\r\n"[..],
+        &b"\r\n-------tx0003$\r\n"[..],
         b"\r\n-------",
         b"-------tx99+\r\n",
     ]
@@ -52,7 +52,10 @@ fn fixture() -> Fixture {
         frames.push(f.unwrap().1);
     }
     assert_eq!(frames.len(), SIZE / CHUNK);
-    assert!(frames[2].starts_with(b"MSRP tx4 SEND"), "tx3 was skipped");
+    assert!(
+        frames[2].starts_with(b"MSRP tx0004 SEND"),
+        "tx0003 was skipped"
+    );
     let stream = frames.concat();
     Fixture {
         body,

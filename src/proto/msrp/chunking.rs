@@ -432,7 +432,7 @@ mod tests {
         let flags: Vec<_> = cs.iter().map(|c| c.flag).collect();
         use ContinuationFlag::*;
         assert_eq!(flags, [Continuation, Continuation, Complete]);
-        assert_eq!(cs[0].transaction_id, "tx1");
+        assert_eq!(cs[0].transaction_id, "tx0001");
     }
 
     #[test]

@@ -351,6 +351,11 @@ pub fn is_ident(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b".-+%=".contains(c))
 }
 
+/// `ident` with RFC 4975's own bounds (4..=32 characters): what we generate.
+pub fn is_rfc_ident(s: &str) -> bool {
+    (4..=32).contains(&s.len()) && is_ident(s)
+}
+
 /// One MSRP request or response, i.e. one frame on the wire (a whole message
 /// or one chunk of it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -613,7 +618,7 @@ impl MsrpMessage {
         const TRIES: usize = 32;
         for _ in 0..TRIES {
             let tid = ids.next_id();
-            if !is_ident(&tid) {
+            if !is_rfc_ident(&tid) {
                 continue;
             }
             if self

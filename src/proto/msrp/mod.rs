@@ -30,7 +30,9 @@ impl<F: FnMut() -> String> IdGenerator for F {
     }
 }
 
-/// Deterministic ids `<prefix><n>` (n from 1), for tests and demos.
+/// Deterministic ids `<prefix><n>` with `n` from 1 written with at least four
+/// digits (`a0001`), so every id meets RFC 4975's 4-character minimum; for
+/// tests and demos.
 #[derive(Debug, Clone)]
 pub struct SequentialIds {
     prefix: String,
@@ -49,6 +51,6 @@ impl SequentialIds {
 impl IdGenerator for SequentialIds {
     fn next_id(&mut self) -> String {
         self.n += 1;
-        format!("{}{}", self.prefix, self.n)
+        format!("{}{:04}", self.prefix, self.n)
     }
 }

@@ -556,6 +556,13 @@ impl MsrpSession {
         self.pending.values().map(|p| p.deadline).min()
     }
 
+    /// Whether the byte stream could not be framed (a fatal
+    /// [`MsrpEvent::StreamError`] was reported): the driver closes the
+    /// connection; further bytes are ignored.
+    pub fn is_stream_broken(&self) -> bool {
+        self.parser.is_poisoned()
+    }
+
     /// Outgoing messages not yet delivered or failed.
     pub fn outgoing(&self) -> usize {
         self.out.len()
