@@ -1,6 +1,12 @@
 //! MSRP (RFC 4975), sans-IO: URIs and paths, messages with typed headers, a
 //! streaming parser over a TCP byte stream, chunking and reassembly, and a
 //! session state machine driven by `handle_input` / `poll_*`.
+//!
+//! A driver owns one [`MsrpSession`] per session: it feeds bytes read from
+//! the TCP connection with `handle_input(now, MsrpInput::Bytes(..))`, writes
+//! whatever `poll_transmit()` returns, reads `poll_event()`, calls
+//! `handle_timeout(now)` at `poll_timeout()`, and closes the connection when a
+//! [`MsrpEvent::StreamError`] is fatal.
 
 pub mod chunking;
 pub mod message;

@@ -54,7 +54,13 @@ impl MsrpUri {
         }
     }
 
-    /// Parses one URI (the `pub fn` a fuzz target can call).
+    /// Parses one URI from raw bytes (the entry point a fuzz target calls).
+    pub fn parse_bytes(b: &[u8]) -> Result<Self, UriError> {
+        let s = std::str::from_utf8(b).map_err(|_| UriError::InvalidChar("URI"))?;
+        Self::parse(s)
+    }
+
+    /// Parses one URI.
     pub fn parse(s: &str) -> Result<Self, UriError> {
         let lower_prefix = |p: &str| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
         let (secure, rest) = if lower_prefix("msrps://") {
@@ -366,7 +372,8 @@ mod tests {
         }
 
         #[test]
-        fn uri_parse_never_panics(s in "\\PC*") {
+        fn uri_parse_never_panics(s in "\\PC*", b in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = MsrpUri::parse_bytes(&b);
             let _ = MsrpUri::parse(&s);
             let _ = MsrpPath::parse(&s);
         }
