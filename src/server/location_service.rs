@@ -119,7 +119,10 @@ impl Binding {
 /// What identifies a binding within its AOR.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BindingKey {
-    Instance { instance: String, reg_id: Option<u32> },
+    Instance {
+        instance: String,
+        reg_id: Option<u32>,
+    },
     Contact(String),
 }
 
@@ -362,7 +365,10 @@ mod tests {
 
     #[test]
     fn gruu_round_trip() {
-        let g = public_gruu("sip:alice@isc.local", "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+        let g = public_gruu(
+            "sip:alice@isc.local",
+            "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+        );
         assert_eq!(
             g,
             "sip:alice@isc.local;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"

@@ -9,8 +9,7 @@ pub mod contact;
 pub mod reg_event;
 
 pub use reg_event::{
-    ContactEvent, ContactState, RegContact, RegEventState, RegInfo, RegInfoKind,
-    RegistrationState,
+    ContactEvent, ContactState, RegContact, RegEventState, RegInfo, RegInfoKind, RegistrationState,
 };
 
 use std::time::Instant;
@@ -194,8 +193,7 @@ impl Registrar {
         authenticated_user: Option<&str>,
     ) -> RegistrarOutcome {
         let mut changes = Vec::new();
-        let response = match self.register(now, request, source, authenticated_user, &mut changes)
-        {
+        let response = match self.register(now, request, source, authenticated_user, &mut changes) {
             Ok(extra) => reply(request, StatusCode::OK, extra),
             Err((status, extra)) => {
                 // Expiries swept on the way are still reported.
@@ -224,7 +222,13 @@ impl Registrar {
         // RFC 3261 §10.3 step 1: Require
         let unknown: Vec<String> = option_tags(req, "Require", None)
             .into_iter()
-            .filter(|t| !self.config.supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .filter(|t| {
+                !self
+                    .config
+                    .supported
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(t))
+            })
             .collect();
         if !unknown.is_empty() {
             return Err((
@@ -297,7 +301,10 @@ impl Registrar {
                 return Err(fail(StatusCode::BadRequest));
             }
             // Step 7 applies to each binding removed
-            if current.iter().any(|b| b.call_id == call_id && cseq <= b.cseq) {
+            if current
+                .iter()
+                .any(|b| b.call_id == call_id && cseq <= b.cseq)
+            {
                 return Err(out_of_order());
             }
             changes.extend(current.drain(..).map(|binding| BindingChange {
@@ -339,7 +346,12 @@ impl Registrar {
             }
             let instance = entry
                 .param("+sip.instance")
-                .map(|i| i.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+                .map(|i| {
+                    i.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_owned()
+                })
                 .filter(|i| !i.is_empty());
             // RFC 5626 §6: reg-id counts only with an instance
             let reg_id = instance
@@ -362,7 +374,8 @@ impl Registrar {
         let mut touched: Vec<String> = Vec::new();
         for w in wanted {
             let existing = current.iter().position(|b| {
-                b.key() == w.key || (w.instance.is_some() && b.instance.is_none() && b.contact == w.entry.uri)
+                b.key() == w.key
+                    || (w.instance.is_some() && b.instance.is_none() && b.contact == w.entry.uri)
             });
             if let Some(i) = existing {
                 let Some(b) = current.get(i) else { continue };
@@ -382,7 +395,8 @@ impl Registrar {
                 continue;
             }
             reg_id_used |= w.reg_id.is_some();
-            let binding = self.binding_from(now, &aor, &w, &call_id, cseq, source, &user_agent, &path);
+            let binding =
+                self.binding_from(now, &aor, &w, &call_id, cseq, source, &user_agent, &path);
             touched.push(binding.id.clone());
             let event = match existing {
                 Some(i) => {
@@ -469,9 +483,16 @@ impl Registrar {
             .params
             .iter()
             .filter(|p| {
-                !["expires", "q", "+sip.instance", "reg-id", "pub-gruu", "temp-gruu"]
-                    .iter()
-                    .any(|n| p.name.eq_ignore_ascii_case(n))
+                ![
+                    "expires",
+                    "q",
+                    "+sip.instance",
+                    "reg-id",
+                    "pub-gruu",
+                    "temp-gruu",
+                ]
+                .iter()
+                .any(|n| p.name.eq_ignore_ascii_case(n))
             })
             .cloned()
             .collect();
@@ -524,7 +545,8 @@ fn parse_q(s: &str) -> Option<u16> {
 fn format_q(q: u16) -> String {
     let s = format!("{}.{:03}", q / 1000, q % 1000);
     let s = s.trim_end_matches('0');
-    s.strip_suffix('.').map_or_else(|| s.to_owned(), |t| format!("{t}.0"))
+    s.strip_suffix('.')
+        .map_or_else(|| s.to_owned(), |t| format!("{t}.0"))
 }
 
 /// One Contact of the 200: the binding with its remaining expiry and, when
@@ -612,12 +634,12 @@ fn reply(req: &rsip::Request, status: StatusCode, extra: Vec<Header>) -> rsip::R
             Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
                 headers.push(h.clone())
             }
-            Header::Other(n, _)
-                if ["v", "f", "i"].iter().any(|c| n.eq_ignore_ascii_case(c)) =>
-            {
+            Header::Other(n, _) if ["v", "f", "i"].iter().any(|c| n.eq_ignore_ascii_case(c)) => {
                 headers.push(h.clone())
             }
-            Header::To(v) => headers.push(Header::To(rsip::headers::To::new(with_tag(req, v.value())))),
+            Header::To(v) => {
+                headers.push(Header::To(rsip::headers::To::new(with_tag(req, v.value()))))
+            }
             Header::Other(n, v) if n.eq_ignore_ascii_case("t") => {
                 headers.push(Header::To(rsip::headers::To::new(with_tag(req, v))))
             }
@@ -625,7 +647,9 @@ fn reply(req: &rsip::Request, status: StatusCode, extra: Vec<Header>) -> rsip::R
         }
     }
     headers.extend(extra);
-    headers.push(Header::ContentLength(rsip::headers::ContentLength::new("0")));
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+        "0",
+    )));
     rsip::Response {
         status_code: status,
         version: rsip::Version::V2,

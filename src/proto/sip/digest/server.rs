@@ -49,12 +49,12 @@ impl AuthKind {
     /// A challenge header of this kind.
     pub fn challenge_header(self, c: &Challenge) -> rsip::Header {
         match self {
-            Self::Www => rsip::Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(
+            Self::Www => {
+                rsip::Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(c.to_string()))
+            }
+            Self::Proxy => rsip::Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(
                 c.to_string(),
             )),
-            Self::Proxy => rsip::Header::ProxyAuthenticate(
-                rsip::headers::ProxyAuthenticate::new(c.to_string()),
-            ),
         }
     }
 
@@ -138,7 +138,10 @@ pub enum DigestOutcome {
     Authenticated { user: String },
     /// Answer with a new challenge (401/407), `stale=true` if the password
     /// was right but the nonce is not usable any more.
-    Challenge { stale: bool, reason: ChallengeReason },
+    Challenge {
+        stale: bool,
+        reason: ChallengeReason,
+    },
     /// Answer 403: the credentials are wrong.
     Forbidden { reason: ForbiddenReason },
 }
@@ -467,7 +470,11 @@ fn uri_matches(digest_uri: &str, request_uri: &rsip::Uri) -> bool {
     };
     let host = |u: &rsip::Uri| u.host().to_string().to_ascii_lowercase();
     let port = |u: &rsip::Uri| u.port().map(|p| *p.value()).unwrap_or(5060);
-    let scheme = |u: &rsip::Uri| u.scheme.as_ref().map(|s| s.to_string().to_ascii_lowercase());
+    let scheme = |u: &rsip::Uri| {
+        u.scheme
+            .as_ref()
+            .map(|s| s.to_string().to_ascii_lowercase())
+    };
     d.user() == request_uri.user()
         && host(&d) == host(request_uri)
         && port(&d) == port(request_uri)
