@@ -194,11 +194,11 @@ impl Registrar {
     ) -> RegistrarOutcome {
         let mut changes = Vec::new();
         let response = match self.register(now, request, source, authenticated_user, &mut changes) {
-            Ok(extra) => reply(request, StatusCode::OK, extra),
+            Ok(extra) => response_for(request, StatusCode::OK, extra),
             Err((status, extra)) => {
                 // Expiries swept on the way are still reported.
                 changes.retain(|c| c.event == BindingEvent::Expired);
-                reply(request, status, extra)
+                response_for(request, status, extra)
             }
         };
         RegistrarOutcome { response, changes }
@@ -626,8 +626,10 @@ fn option_tags(req: &rsip::Request, name: &str, compact: Option<&str>) -> Vec<St
 
 /// A response to `req` (RFC 3261 §8.2.6.2): Via, From, To (with a tag),
 /// Call-ID and CSeq copied, then `extra`. The To tag is derived from the
-/// request, so a retransmission gets the same one.
-fn reply(req: &rsip::Request, status: StatusCode, extra: Vec<Header>) -> rsip::Response {
+/// request, so a retransmission gets the same one. Used for the registrar's
+/// own answers and for the 401/403 the digest check decides; to give way to
+/// the shared message builder later.
+pub fn response_for(req: &rsip::Request, status: StatusCode, extra: Vec<Header>) -> rsip::Response {
     let mut headers = rsip::Headers::default();
     for h in req.headers.iter() {
         match h {
