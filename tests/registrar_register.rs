@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use isc::server::location_service::{Source, canonical_aor, public_gruu};
 use isc::server::registrar::{
-    BindingEvent, ContactEvent, ContactState, RegEventState, RegInfoKind, Registrar,
+    BindingEvent, ContactEvent, ContactState, RegEventState, RegInfoKind, RegisterError, Registrar,
     RegistrarConfig, RegistrationState,
 };
 use rsip::headers::UntypedHeader;
@@ -312,6 +312,7 @@ fn another_users_aor_is_forbidden() {
     );
     assert_eq!(out.response.status_code, rsip::StatusCode::Forbidden);
     assert!(out.changes.is_empty());
+    assert!(matches!(out.error, Some(RegisterError::NotOwnAor { .. })));
     assert!(reg.location().is_empty());
     // a domain we do not serve
     let mut req = register("alice", "c1", 1, &[&tv], &[]);
@@ -336,6 +337,10 @@ fn too_brief_gets_423_with_min_expires() {
     );
     assert_eq!(out.response.status_code, rsip::StatusCode::IntervalTooBrief);
     assert_eq!(header(&out.response, "Min-Expires").as_deref(), Some("60"));
+    assert_eq!(
+        out.error,
+        Some(RegisterError::IntervalTooBrief { asked: 30 })
+    );
     assert!(reg.location().is_empty());
     // via the Expires header too
     let tv = tv_contact(None);
@@ -458,6 +463,7 @@ fn call_id_and_cseq_ordering() {
             out.response.status_code,
             rsip::StatusCode::ServerInternalError
         );
+        assert_eq!(out.error, Some(RegisterError::OutOfOrder { cseq, last: 5 }));
         assert!(out.changes.is_empty());
         assert_eq!(reg.location().bindings(ALICE).len(), 1);
     }

@@ -96,6 +96,81 @@ impl BindingChange {
 pub struct RegistrarOutcome {
     pub response: rsip::Response,
     pub changes: Vec<BindingChange>,
+    /// Why the REGISTER failed, if it did (the response says it too).
+    pub error: Option<RegisterError>,
+}
+
+/// Why a REGISTER is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    #[error("not a REGISTER")]
+    NotRegister,
+    #[error("Require names unsupported option tags {0:?}")]
+    UnsupportedRequire(Vec<String>),
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("unreadable header {0}")]
+    BadHeader(&'static str),
+    #[error("unreadable Contact: {0}")]
+    BadContact(contact::ContactError),
+    #[error("Contact {0:?} is not a SIP URI")]
+    NotSipContact(String),
+    #[error("`Contact: *` needs Expires: 0 and no other contact")]
+    BadStar,
+    #[error("{0:?} is not in our domain")]
+    NotOurDomain(String),
+    #[error("user {user:?} may not register {aor}")]
+    NotOwnAor { user: String, aor: String },
+    #[error("expiry {asked} s is below the minimum")]
+    IntervalTooBrief { asked: u32 },
+    #[error("CSeq {cseq} not above {last} for this Call-ID")]
+    OutOfOrder { cseq: u32, last: u32 },
+    #[error("more than {cap} contacts for one AOR")]
+    TooManyBindings { cap: usize },
+}
+
+impl RegisterError {
+    /// The one place a registrar error becomes a status code and headers.
+    pub fn status_and_headers(&self, config: &RegistrarConfig) -> (StatusCode, Vec<Header>) {
+        let warning = || {
+            Header::Warning(rsip::headers::Warning::new(format!(
+                "399 {} {}",
+                config.domain,
+                crate::server::location_service::quote(&self.to_string())
+            )))
+        };
+        match self {
+            Self::NotRegister => (
+                StatusCode::MethodNotAllowed,
+                vec![Header::Allow(rsip::headers::Allow::new("REGISTER"))],
+            ),
+            // RFC 3261 §10.3 step 1
+            Self::UnsupportedRequire(tags) => (
+                StatusCode::BadExtension,
+                vec![Header::Unsupported(rsip::headers::Unsupported::new(
+                    tags.join(", "),
+                ))],
+            ),
+            Self::MissingHeader(_)
+            | Self::BadHeader(_)
+            | Self::BadContact(_)
+            | Self::NotSipContact(_)
+            | Self::BadStar => (StatusCode::BadRequest, vec![warning()]),
+            Self::NotOurDomain(_) => (StatusCode::NotFound, vec![warning()]),
+            Self::NotOwnAor { .. } | Self::TooManyBindings { .. } => {
+                (StatusCode::Forbidden, vec![warning()])
+            }
+            // RFC 3261 §10.3 step 7
+            Self::IntervalTooBrief { .. } => (
+                StatusCode::IntervalTooBrief,
+                vec![Header::MinExpires(config.min_expires.into())],
+            ),
+            // RFC 3261 §10.3 step 7: same Call-ID, CSeq not higher: "the
+            // request fails"; 500 as the RFC names no code.
+            Self::OutOfOrder { .. } => (StatusCode::ServerInternalError, vec![warning()]),
+        }
+    }
 }
 
 /// The registrar: owns the [`LocationService`].
@@ -193,15 +268,23 @@ impl Registrar {
         authenticated_user: Option<&str>,
     ) -> RegistrarOutcome {
         let mut changes = Vec::new();
-        let response = match self.register(now, request, source, authenticated_user, &mut changes) {
-            Ok(extra) => response_for(request, StatusCode::OK, extra),
-            Err((status, extra)) => {
+        match self.register(now, request, source, authenticated_user, &mut changes) {
+            Ok(extra) => RegistrarOutcome {
+                response: response_for(request, StatusCode::OK, extra),
+                changes,
+                error: None,
+            },
+            Err(e) => {
                 // Expiries swept on the way are still reported.
                 changes.retain(|c| c.event == BindingEvent::Expired);
-                response_for(request, status, extra)
+                let (status, extra) = e.status_and_headers(&self.config);
+                RegistrarOutcome {
+                    response: response_for(request, status, extra),
+                    changes,
+                    error: Some(e),
+                }
             }
-        };
-        RegistrarOutcome { response, changes }
+        }
     }
 
     fn register(
@@ -211,13 +294,10 @@ impl Registrar {
         source: Source,
         authenticated_user: Option<&str>,
         changes: &mut Vec<BindingChange>,
-    ) -> Result<Vec<Header>, (StatusCode, Vec<Header>)> {
-        let fail = |s: StatusCode| (s, Vec::new());
+    ) -> Result<Vec<Header>, RegisterError> {
+        use RegisterError as E;
         if req.method != rsip::Method::Register {
-            return Err((
-                StatusCode::MethodNotAllowed,
-                vec![Header::Allow(rsip::headers::Allow::new("REGISTER"))],
-            ));
+            return Err(E::NotRegister);
         }
         // RFC 3261 §10.3 step 1: Require
         let unknown: Vec<String> = option_tags(req, "Require", None)
@@ -231,18 +311,15 @@ impl Registrar {
             })
             .collect();
         if !unknown.is_empty() {
-            return Err((
-                StatusCode::BadExtension,
-                vec![Header::Unsupported(rsip::headers::Unsupported::new(
-                    unknown.join(", "),
-                ))],
-            ));
+            return Err(E::UnsupportedRequire(unknown));
         }
         // Step 5: the AOR from To (steps 2-3, domain and authentication,
         // are the domain check here and the caller's digest check)
-        let to = header_value(req, "To", Some("t")).ok_or(fail(StatusCode::BadRequest))?;
-        let to = parse_entry(to).map_err(|_| fail(StatusCode::BadRequest))?;
-        let aor = self.aor_for(&to.uri).ok_or(fail(StatusCode::NotFound))?;
+        let to = header_value(req, "To", Some("t")).ok_or(E::MissingHeader("To"))?;
+        let to = parse_entry(to).map_err(|_| E::BadHeader("To"))?;
+        let aor = self
+            .aor_for(&to.uri)
+            .ok_or_else(|| E::NotOurDomain(to.uri.clone()))?;
         // Step 4: a user registers only its own AOR
         if let Some(user) = authenticated_user {
             let own = aor
@@ -250,30 +327,35 @@ impl Registrar {
                 .and_then(|r| r.rsplit_once('@'))
                 .is_some_and(|(u, _)| u == user);
             if !own {
-                return Err(fail(StatusCode::Forbidden));
+                return Err(E::NotOwnAor {
+                    user: user.to_owned(),
+                    aor,
+                });
             }
         }
         let call_id = header_value(req, "Call-ID", Some("i"))
             .map(str::trim)
             .filter(|c| !c.is_empty())
-            .ok_or(fail(StatusCode::BadRequest))?
+            .ok_or(E::MissingHeader("Call-ID"))?
             .to_owned();
         let cseq = header_value(req, "CSeq", None)
-            .and_then(|v| v.split_whitespace().next())
+            .ok_or(E::MissingHeader("CSeq"))?
+            .split_whitespace()
+            .next()
             .and_then(|n| n.parse::<u32>().ok())
-            .ok_or(fail(StatusCode::BadRequest))?;
+            .ok_or(E::BadHeader("CSeq"))?;
         let expires_header = match header_value(req, "Expires", None) {
             Some(v) => Some(
                 v.trim()
                     .parse::<u64>()
-                    .map_err(|_| fail(StatusCode::BadRequest))?,
+                    .map_err(|_| E::BadHeader("Expires"))?,
             ),
             None => None,
         };
         let mut star = false;
         let mut entries = Vec::new();
         for v in header_values(req, "Contact", Some("m")) {
-            match parse_contacts(v).map_err(|_| fail(StatusCode::BadRequest))? {
+            match parse_contacts(v).map_err(E::BadContact)? {
                 ContactList::Star => star = true,
                 ContactList::Entries(e) => entries.extend(e),
             }
@@ -298,14 +380,14 @@ impl Registrar {
         if star {
             // Step 6: `*` only alone and with Expires: 0
             if !entries.is_empty() || expires_header != Some(0) {
-                return Err(fail(StatusCode::BadRequest));
+                return Err(E::BadStar);
             }
             // Step 7 applies to each binding removed
-            if current
+            if let Some(b) = current
                 .iter()
-                .any(|b| b.call_id == call_id && cseq <= b.cseq)
+                .find(|b| b.call_id == call_id && cseq <= b.cseq)
             {
-                return Err(out_of_order());
+                return Err(E::OutOfOrder { cseq, last: b.cseq });
             }
             changes.extend(current.drain(..).map(|binding| BindingChange {
                 event: BindingEvent::Unregistered,
@@ -327,7 +409,7 @@ impl Registrar {
         let mut wanted = Vec::new();
         for entry in entries {
             if !has_sip_scheme(&entry.uri) {
-                return Err(fail(StatusCode::BadRequest));
+                return Err(E::NotSipContact(entry.uri));
             }
             let expires = match entry.param("expires") {
                 Some(v) => v
@@ -339,10 +421,7 @@ impl Registrar {
             let expires = u32::try_from(expires.min(u64::from(self.config.max_expires)))
                 .unwrap_or(self.config.max_expires);
             if expires != 0 && expires < self.config.min_expires {
-                return Err((
-                    StatusCode::IntervalTooBrief,
-                    vec![Header::MinExpires(self.config.min_expires.into())],
-                ));
+                return Err(E::IntervalTooBrief { asked: expires });
             }
             let instance = entry
                 .param("+sip.instance")
@@ -381,7 +460,7 @@ impl Registrar {
                 let Some(b) = current.get(i) else { continue };
                 // (a binding this same request already wrote is not re-checked)
                 if b.call_id == call_id && cseq <= b.cseq && !touched.contains(&b.id) {
-                    return Err(out_of_order());
+                    return Err(E::OutOfOrder { cseq, last: b.cseq });
                 }
                 if w.expires == 0 {
                     let binding = current.remove(i);
@@ -419,13 +498,7 @@ impl Registrar {
         if let Some(cap) = self.config.max_bindings_per_aor
             && current.len() > cap
         {
-            return Err((
-                StatusCode::Forbidden,
-                vec![Header::Warning(rsip::headers::Warning::new(format!(
-                    "399 {} \"At most {cap} contacts per AOR\"",
-                    self.config.domain
-                )))],
-            ));
+            return Err(E::TooManyBindings { cap });
         }
         // A refresh keeps the first registration time of the binding.
         for c in &mut pending {
@@ -521,11 +594,6 @@ impl Registrar {
 
 fn location_gruu(uri: &str) -> Option<(String, String)> {
     crate::server::location_service::parse_gruu(uri)
-}
-
-fn out_of_order() -> (StatusCode, Vec<Header>) {
-    // RFC 3261 §10.3 step 7: same Call-ID, CSeq not higher: the request fails
-    (StatusCode::ServerInternalError, Vec::new())
 }
 
 fn has_sip_scheme(uri: &str) -> bool {
