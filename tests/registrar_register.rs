@@ -624,3 +624,40 @@ fn reg_event_state_follows_changes() {
     assert_eq!(partial[0].state, RegistrationState::Terminated);
     assert_eq!(partial[0].contacts[0].event, ContactEvent::Unregistered);
 }
+
+#[test]
+fn gruu_of_an_instance_with_two_flows_picks_the_latest() {
+    // RFC 5626: one instance, two flows (reg-id 1 and 2), one GRUU.
+    let t0 = Instant::now();
+    let mut reg = registrar();
+    let flow1 = format!("<sip:alice@192.0.2.10:5070>;+sip.instance=\"<{TV}>\";reg-id=1");
+    let flow2 = format!("<sip:alice@192.0.2.10:5071>;+sip.instance=\"<{TV}>\";reg-id=2");
+    reg.handle_register(
+        t0,
+        &register("alice", "f1", 1, &[&flow1], &[]),
+        src(5070),
+        None,
+    );
+    let t1 = t0 + Duration::from_secs(5);
+    reg.handle_register(
+        t1,
+        &register("alice", "f2", 1, &[&flow2], &[]),
+        src(5071),
+        None,
+    );
+    assert_eq!(reg.lookup(t1, ALICE).len(), 2);
+    let gruu = public_gruu(ALICE, TV);
+    assert_eq!(reg.lookup(t1, &gruu)[0].reg_id, Some(2));
+    let t2 = t0 + Duration::from_secs(10);
+    reg.handle_register(
+        t2,
+        &register("alice", "f1", 2, &[&flow1], &[]),
+        src(5070),
+        None,
+    );
+    let found = reg.lookup(t2, &gruu);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].reg_id, Some(1));
+    assert_eq!(found[0].registered_at, t0);
+    assert_eq!(found[0].refreshed_at, t2);
+}

@@ -72,7 +72,10 @@ pub struct Binding {
     /// RFC 5626 `reg-id`, kept only together with an instance.
     pub reg_id: Option<u32>,
     pub expires_at: Instant,
+    /// When the binding was first created.
     pub registered_at: Instant,
+    /// When a REGISTER last wrote it.
+    pub refreshed_at: Instant,
     /// `q` in thousandths (`q=0.5` → 500).
     pub q: Option<u16>,
     pub call_id: String,
@@ -281,7 +284,7 @@ impl LocationService {
         self.bindings(aor)
             .iter()
             .filter(|b| b.is_active(now) && b.instance.as_deref() == Some(instance))
-            .max_by_key(|b| b.registered_at)
+            .max_by_key(|b| b.refreshed_at)
     }
 
     /// Every AOR with at least one binding.

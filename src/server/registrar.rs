@@ -578,6 +578,7 @@ impl Registrar {
             reg_id: w.reg_id,
             expires_at: now + secs(w.expires),
             registered_at: now,
+            refreshed_at: now,
             q,
             call_id: call_id.to_owned(),
             cseq,

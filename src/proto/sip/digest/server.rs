@@ -101,7 +101,9 @@ pub struct DigestServerConfig {
     /// The realm: the SIP domain (RFC 3261 §22.1).
     pub realm: String,
     /// Algorithms offered, one challenge each, in this order
-    /// (RFC 8760 §2.4: SHA-256 before MD5).
+    /// (RFC 8760 §2.4: SHA-256 before MD5). Recent SIPp answers the first
+    /// challenge it can compute; SIPp before SHA-256 support reads the first
+    /// `algorithm=` only and gives up on SHA-256, so for it use `[Md5]`.
     pub algorithms: Vec<Algorithm>,
     /// A nonce older than this gets a new challenge with `stale=true`.
     pub nonce_lifetime: Duration,
