@@ -6,7 +6,9 @@ use isc::proto::bodies::conference_info::{
 };
 use isc::proto::bodies::cpim::{CpimAddress, CpimMessage};
 use isc::proto::bodies::is_composing::{ComposingState, IsComposing};
-use isc::proto::bodies::reginfo::{ContactEvent, ContactState, DocState, Reginfo, RegistrationState};
+use isc::proto::bodies::reginfo::{
+    ContactEvent, ContactState, DocState, Reginfo, RegistrationState,
+};
 use isc::proto::bodies::resource_lists::{ListItem, ResourceLists};
 
 /// The RFC prints CPIM with the line ends of the wire (CRLF); the files hold
@@ -51,7 +53,10 @@ fn rfc4575_basic_example() {
     assert_eq!(ep.entity, "sip:4kfk4j392jsu@example.com;grid=433kj4j3u");
     assert_eq!(ep.status, Some(EndpointStatus::Connected));
     assert_eq!(ep.joining_method, Some(JoiningMethod::DialedOut));
-    assert_eq!(ep.display_text, None, "media display-text is not the endpoint's");
+    assert_eq!(
+        ep.display_text, None,
+        "media display-text is not the endpoint's"
+    );
 
     // what we print reads back the same
     assert_eq!(ConferenceInfo::parse(&c.to_bytes()).unwrap(), c);
@@ -69,7 +74,11 @@ fn rfc4575_partial_applied_to_full() {
     assert_eq!(entities, ["sip:alice@example.com", "sip:carol@example.com"]);
     let alice = &state.users[0];
     assert_eq!(alice.status(), Some(&EndpointStatus::OnHold));
-    assert_eq!(alice.display_text.as_deref(), Some("Alice"), "kept from full state");
+    assert_eq!(
+        alice.display_text.as_deref(),
+        Some("Alice"),
+        "kept from full state"
+    );
     assert_eq!(
         alice.endpoints[0].joining_method,
         Some(JoiningMethod::DialedOut),
@@ -77,7 +86,10 @@ fn rfc4575_partial_applied_to_full() {
     );
     assert_eq!(state.users[1].status(), Some(&EndpointStatus::Alerting));
     assert_eq!(
-        state.description.as_ref().and_then(|d| d.subject.as_deref()),
+        state
+            .description
+            .as_ref()
+            .and_then(|d| d.subject.as_deref()),
         Some("Agenda: This month's goals")
     );
     // the same partial again is stale
@@ -106,19 +118,38 @@ fn rfc4826_example() {
     let friends = &r.lists[0];
     assert_eq!(friends.name.as_deref(), Some("friends"));
     assert_eq!(friends.items.len(), 3);
-    let ListItem::Entry(bill) = &friends.items[0] else { panic!("entry") };
+    let ListItem::Entry(bill) = &friends.items[0] else {
+        panic!("entry")
+    };
     assert_eq!(bill.uri, "sip:bill@example.com");
     assert_eq!(bill.display_name.as_deref(), Some("Bill Doe"));
-    let ListItem::EntryRef { reference, .. } = &friends.items[1] else { panic!("entry-ref") };
+    let ListItem::EntryRef { reference, .. } = &friends.items[1] else {
+        panic!("entry-ref")
+    };
     assert!(reference.ends_with("entry%5b@uri=%22sip:petri@example.com%22%5d"));
-    let ListItem::List(close) = &friends.items[2] else { panic!("list") };
+    let ListItem::List(close) = &friends.items[2] else {
+        panic!("list")
+    };
     assert_eq!(close.name.as_deref(), Some("close-friends"));
     assert_eq!(close.display_name.as_deref(), Some("Close Friends"));
-    let ListItem::External { anchor, display_name } = &close.items[2] else { panic!("external") };
+    let ListItem::External {
+        anchor,
+        display_name,
+    } = &close.items[2]
+    else {
+        panic!("external")
+    };
     assert!(anchor.starts_with("http://xcap.example.org/"));
     assert_eq!(display_name.as_deref(), Some("Marketing"));
     let uris: Vec<_> = r.entries().iter().map(|e| e.uri.as_str()).collect();
-    assert_eq!(uris, ["sip:bill@example.com", "sip:joe@example.com", "sip:nancy@example.com"]);
+    assert_eq!(
+        uris,
+        [
+            "sip:bill@example.com",
+            "sip:joe@example.com",
+            "sip:nancy@example.com"
+        ]
+    );
     assert_eq!(ResourceLists::parse(&r.to_bytes()).unwrap(), r);
 }
 
@@ -136,7 +167,10 @@ fn rfc3862_simple_example() {
     assert_eq!(m.to()[0].display_name.as_deref(), Some("Depressed Donkey"));
     assert_eq!(m.to()[0].uri, "im:eeyore@100akerwood.com");
     assert_eq!(m.date_time(), Some("2000-12-13T13:40:00-08:00"));
-    assert_eq!(m.subjects(), vec![(None, "the weather will be fine today".to_owned())]);
+    assert_eq!(
+        m.subjects(),
+        vec![(None, "the weather will be fine today".to_owned())]
+    );
     assert_eq!(m.content_type(), Some("text/plain"));
     assert_eq!(m.body, b"Here is the text of my message.\r\n");
     assert_eq!(m.to_bytes(), after_outer_headers(&wire), "byte-exact print");
@@ -159,14 +193,23 @@ fn rfc3862_full_example() {
         m.subjects(),
         vec![
             (None, "the weather will be fine today".to_owned()),
-            (Some("fr".to_owned()), "beau temps prevu pour aujourd'hui".to_owned()),
+            (
+                Some("fr".to_owned()),
+                "beau temps prevu pour aujourd'hui".to_owned()
+            ),
         ]
     );
     assert_eq!(
         m.ns(),
-        vec![("MyFeatures".to_owned(), "mid:MessageFeatures@id.foo.com".to_owned())]
+        vec![(
+            "MyFeatures".to_owned(),
+            "mid:MessageFeatures@id.foo.com".to_owned()
+        )]
     );
-    assert_eq!(m.require(), vec!["MyFeatures.VitalMessageOption".to_owned()]);
+    assert_eq!(
+        m.require(),
+        vec!["MyFeatures.VitalMessageOption".to_owned()]
+    );
     assert_eq!(
         m.ns_header("mid:MessageFeatures@id.foo.com", "VitalMessageOption"),
         Some("Confirmation-requested")
@@ -176,7 +219,10 @@ fn rfc3862_full_example() {
         Some("Use-silly-font")
     );
     assert_eq!(m.content_type(), Some("text/xml; charset=utf-8"));
-    assert_eq!(m.body, b"<body>\r\nHere is the text of my message.\r\n</body>");
+    assert_eq!(
+        m.body,
+        b"<body>\r\nHere is the text of my message.\r\n</body>"
+    );
     assert_eq!(m.to_bytes(), after_outer_headers(&wire), "byte-exact print");
 }
 
@@ -209,7 +255,10 @@ fn rfc3680_partial_example() {
     let r = Reginfo::parse(include_bytes!("data/rfc3680/partial-joe.xml")).unwrap();
     assert_eq!((r.version, r.state), (1, DocState::Partial));
     let reg = &r.registrations[0];
-    assert_eq!((reg.aor.as_str(), reg.id.as_str()), ("sip:joe@example.com", "a7"));
+    assert_eq!(
+        (reg.aor.as_str(), reg.id.as_str()),
+        ("sip:joe@example.com", "a7")
+    );
     assert_eq!(reg.contacts[0].duration_registered, Some(0));
     assert_eq!(reg.contacts[0].uri, "sip:joe@pc34.example.com");
 }
@@ -232,7 +281,10 @@ fn rfc5628_gruu_contact() {
 </reginfo>"#;
     let r = Reginfo::parse(doc).unwrap();
     let c = &r.registrations[0].contacts[0];
-    assert_eq!(c.instance_id(), Some("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"));
+    assert_eq!(
+        c.instance_id(),
+        Some("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+    );
     assert_eq!(c.display_name.as_deref(), Some("Living-room TV"));
     assert_eq!(c.expires, Some(3600));
     assert_eq!(
@@ -241,4 +293,29 @@ fn rfc5628_gruu_contact() {
     );
     assert_eq!(c.temp_gruu.as_ref().map(|t| t.first_cseq), Some(9));
     assert_eq!(Reginfo::parse(&r.to_bytes()).unwrap(), r);
+}
+
+#[test]
+fn extensions_in_other_namespaces_are_ignored() {
+    // 3GPP-style extensions: a foreign <contact> and <uri> are not ours
+    let doc = br#"<?xml version="1.0"?>
+<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" xmlns:ere="urn:3gpp:ns:extRegExp:1.0"
+         version="0" state="full">
+  <registration aor="sip:u@home1.net" id="a7" state="active">
+    <contact id="76" state="active" event="registered">
+      <uri>
+        sip:[5555::aaa:bbb:ccc:ddd];comp=sigcomp
+      </uri>
+      <o:uri xmlns:o="urn:other">sip:not-this@example.com</o:uri>
+    </contact>
+    <ere:wildcardedIdentity>sip:user!.*!@home1.net</ere:wildcardedIdentity>
+    <other:contact xmlns:other="urn:other" id="99" state="active" event="registered">
+      <other:uri>sip:ignored@example.com</other:uri>
+    </other:contact>
+  </registration>
+</reginfo>"#;
+    let r = Reginfo::parse(doc).unwrap();
+    let c = &r.registrations[0].contacts;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].uri, "sip:[5555::aaa:bbb:ccc:ddd];comp=sigcomp");
 }

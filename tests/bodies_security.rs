@@ -10,8 +10,12 @@ type Reader = fn(&[u8]) -> Result<(), BodyError>;
 
 fn readers() -> Vec<(&'static str, Reader)> {
     vec![
-        ("isc_content_request", |b| isc_content_request::parse(b).map(drop)),
-        ("cm_recommendation", |b| cm_recommendation::parse(b).map(drop)),
+        ("isc_content_request", |b| {
+            isc_content_request::parse(b).map(drop)
+        }),
+        ("cm_recommendation", |b| {
+            cm_recommendation::parse(b).map(drop)
+        }),
         ("cv_cancellation", |b| cv_cancellation::parse(b).map(drop)),
         ("conference_info", |b| conference_info::parse(b).map(drop)),
         ("is_composing", |b| is_composing::parse(b).map(drop)),
@@ -35,8 +39,14 @@ fn billion_laughs_is_refused_by_every_reader() {
     // also behind the sub-level header block
     let mut wrapped = b"Content-Type: text/xml\r\n\r\n".to_vec();
     wrapped.extend_from_slice(doc);
-    assert_eq!(cm_recommendation::parse(&wrapped).map(drop), Err(BodyError::DtdRefused));
-    assert_eq!(cv_cancellation::parse(&wrapped).map(drop), Err(BodyError::DtdRefused));
+    assert_eq!(
+        cm_recommendation::parse(&wrapped).map(drop),
+        Err(BodyError::DtdRefused)
+    );
+    assert_eq!(
+        cv_cancellation::parse(&wrapped).map(drop),
+        Err(BodyError::DtdRefused)
+    );
 }
 
 #[test]
@@ -62,7 +72,9 @@ fn size_and_depth_are_bounded() {
     );
     assert_eq!(
         resource_lists::parse(deep.as_bytes()).map(drop),
-        Err(BodyError::TooDeep { limit: xml::MAX_XML_DEPTH })
+        Err(BodyError::TooDeep {
+            limit: xml::MAX_XML_DEPTH
+        })
     );
     let mut big = b"<conference-info entity=\"x\" version=\"1\">".to_vec();
     big.resize(xml::MAX_XML_BYTES + 1, b' ');

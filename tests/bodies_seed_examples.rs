@@ -18,7 +18,10 @@ fn c15_1_content_request_and_recommendation() {
     req.communication_client_addr = Some("sip:alice@isc.local;gr=urn:uuid:a2".into());
     req.content_viewing_client_addr = Some("sip:alice@isc.local;gr=urn:uuid:a1".into());
     req.target_users.push("sip:bob@isc.local".into());
-    assert_eq!(isc_content_request::CONTENT_TYPE, "application/ISC-content-request+xml");
+    assert_eq!(
+        isc_content_request::CONTENT_TYPE,
+        "application/ISC-content-request+xml"
+    );
     let got = IscContentRequest::parse(&req.to_bytes()).unwrap();
     assert_eq!(got, req);
 
@@ -54,7 +57,10 @@ fn c15_2_cancellation() {
     let text = String::from_utf8(c.to_bytes()).unwrap();
     assert!(text.contains("<CVInviteIdentifer>a84b4c76e66710@isc.local</CVInviteIdentifer>"));
     assert!(text.contains("<CancellationID>answered-elsewhere</CancellationID>"));
-    assert_eq!(cv_cancellation::CONTENT_TYPE, "application/vnd.oma.isc.cv.cancellation");
+    assert_eq!(
+        cv_cancellation::CONTENT_TYPE,
+        "application/vnd.oma.isc.cv.cancellation"
+    );
     assert_eq!(CvCancellation::parse(text.as_bytes()).unwrap(), c);
 }
 
@@ -106,7 +112,10 @@ Content-Type: text/plain\r\n\
 Content-Length: 18\r\n\
 \r\n\
 Watson, come here.";
-    let m = Multipart::new(vec![Part::message_sip(&stored[..]), Part::message_sip(&stored[..])]);
+    let m = Multipart::new(vec![
+        Part::message_sip(&stored[..]),
+        Part::message_sip(&stored[..]),
+    ]);
     let got = Multipart::parse_with_content_type(&m.content_type(), &m.to_bytes()).unwrap();
     assert_eq!(got.parts.len(), 2);
     assert!(got.parts.iter().all(|p| p.body == stored));

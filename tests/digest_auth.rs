@@ -27,7 +27,12 @@ fn request(method: &str, uri: &str) -> rsip::Request {
     rsip::Request::try_from(text.as_str()).expect("test request parses")
 }
 
-fn challenge_response(server: &DigestServer, now: Instant, kind: AuthKind, stale: bool) -> rsip::Response {
+fn challenge_response(
+    server: &DigestServer,
+    now: Instant,
+    kind: AuthKind,
+    stale: bool,
+) -> rsip::Response {
     rsip::Response {
         status_code: kind.status(),
         version: rsip::Version::V2,
@@ -55,7 +60,10 @@ fn authorization(req: &rsip::Request) -> Credentials {
 
 fn setup() -> (Instant, DigestServer) {
     let t0 = Instant::now();
-    (t0, DigestServer::new(DigestServerConfig::new("isc.local"), KEY, t0))
+    (
+        t0,
+        DigestServer::new(DigestServerConfig::new("isc.local"), KEY, t0),
+    )
 }
 
 #[test]
@@ -94,16 +102,28 @@ fn sha256_round_trip_client_and_server() {
     assert_eq!(creds.algorithm, Some(Algorithm::Sha256));
     assert_eq!(creds.nc, Some(1));
     assert_eq!(creds.cnonce.as_deref(), Some("0a4f113b"));
-    let outcome = server.verify_request(t0 + Duration::from_secs(1), &req, AuthKind::Www, passwords);
-    assert_eq!(outcome, DigestOutcome::Authenticated { user: "alice".into() });
+    let outcome =
+        server.verify_request(t0 + Duration::from_secs(1), &req, AuthKind::Www, passwords);
+    assert_eq!(
+        outcome,
+        DigestOutcome::Authenticated {
+            user: "alice".into()
+        }
+    );
 
     // The nonce is re-used for the next request with nc=2.
     let mut req2 = request("REGISTER", "sip:isc.local");
     client.authorize(&mut req2, "77aa");
     assert_eq!(authorization(&req2).nc, Some(2));
     assert_eq!(authorization(&req2).nonce, creds.nonce);
-    let outcome = server.verify_request(t0 + Duration::from_secs(2), &req2, AuthKind::Www, passwords);
-    assert_eq!(outcome, DigestOutcome::Authenticated { user: "alice".into() });
+    let outcome =
+        server.verify_request(t0 + Duration::from_secs(2), &req2, AuthKind::Www, passwords);
+    assert_eq!(
+        outcome,
+        DigestOutcome::Authenticated {
+            user: "alice".into()
+        }
+    );
 }
 
 #[test]
@@ -121,14 +141,19 @@ fn md5_round_trip_when_only_md5_offered() {
     assert_eq!(authorization(&req).algorithm, Some(Algorithm::Md5));
     assert_eq!(
         server.verify_request(t0, &req, AuthKind::Www, passwords),
-        DigestOutcome::Authenticated { user: "alice".into() }
+        DigestOutcome::Authenticated {
+            user: "alice".into()
+        }
     );
     // A SHA-256 answer is refused by a server that did not offer it.
     let mut sha = authorization(&req);
     sha.algorithm = Some(Algorithm::Sha256);
     assert_eq!(
         server.verify(t0, &sha, "REGISTER", b"", passwords),
-        DigestOutcome::Challenge { stale: false, reason: ChallengeReason::UnsupportedAlgorithm }
+        DigestOutcome::Challenge {
+            stale: false,
+            reason: ChallengeReason::UnsupportedAlgorithm
+        }
     );
 }
 
@@ -155,7 +180,9 @@ fn wrong_password_is_forbidden() {
     client.authorize(&mut req, "c1");
     assert_eq!(
         server.verify_request(t0, &req, AuthKind::Www, passwords),
-        DigestOutcome::Forbidden { reason: ForbiddenReason::WrongPassword }
+        DigestOutcome::Forbidden {
+            reason: ForbiddenReason::WrongPassword
+        }
     );
     let mut bob = DigestClient::new("bob", "x");
     bob.handle_challenge(&challenge_response(&server, t0, AuthKind::Www, false))
@@ -164,7 +191,9 @@ fn wrong_password_is_forbidden() {
     bob.authorize(&mut req, "c1");
     assert_eq!(
         server.verify_request(t0, &req, AuthKind::Www, passwords),
-        DigestOutcome::Forbidden { reason: ForbiddenReason::UnknownUser }
+        DigestOutcome::Forbidden {
+            reason: ForbiddenReason::UnknownUser
+        }
     );
 }
 
@@ -174,7 +203,10 @@ fn no_credentials_gets_a_challenge() {
     let req = request("REGISTER", "sip:isc.local");
     assert_eq!(
         server.verify_request(t0, &req, AuthKind::Www, passwords),
-        DigestOutcome::Challenge { stale: false, reason: ChallengeReason::NoCredentials }
+        DigestOutcome::Challenge {
+            stale: false,
+            reason: ChallengeReason::NoCredentials
+        }
     );
 }
 
@@ -190,7 +222,10 @@ fn expired_nonce_gets_stale_challenge_and_client_retries() {
     let late = t0 + Duration::from_secs(301);
     assert_eq!(
         server.verify_request(late, &req, AuthKind::Www, passwords),
-        DigestOutcome::Challenge { stale: true, reason: ChallengeReason::ExpiredNonce }
+        DigestOutcome::Challenge {
+            stale: true,
+            reason: ChallengeReason::ExpiredNonce
+        }
     );
     // stale=true: the client retries with the new nonce, no rejection.
     client
@@ -201,7 +236,9 @@ fn expired_nonce_gets_stale_challenge_and_client_retries() {
     assert_eq!(authorization(&req).nc, Some(1));
     assert_eq!(
         server.verify_request(late, &req, AuthKind::Www, passwords),
-        DigestOutcome::Authenticated { user: "alice".into() }
+        DigestOutcome::Authenticated {
+            user: "alice".into()
+        }
     );
 }
 
@@ -216,13 +253,30 @@ fn repeated_or_lower_nc_is_refused() {
     client.authorize(&mut first, "c1");
     let mut second = request("REGISTER", "sip:isc.local");
     client.authorize(&mut second, "c2");
-    let ok = DigestOutcome::Authenticated { user: "alice".into() };
-    let replay = DigestOutcome::Challenge { stale: true, reason: ChallengeReason::NonceReplay };
-    assert_eq!(server.verify_request(t0, &first, AuthKind::Www, passwords), ok);
-    assert_eq!(server.verify_request(t0, &first, AuthKind::Www, passwords), replay);
-    assert_eq!(server.verify_request(t0, &second, AuthKind::Www, passwords), ok);
+    let ok = DigestOutcome::Authenticated {
+        user: "alice".into(),
+    };
+    let replay = DigestOutcome::Challenge {
+        stale: true,
+        reason: ChallengeReason::NonceReplay,
+    };
+    assert_eq!(
+        server.verify_request(t0, &first, AuthKind::Www, passwords),
+        ok
+    );
+    assert_eq!(
+        server.verify_request(t0, &first, AuthKind::Www, passwords),
+        replay
+    );
+    assert_eq!(
+        server.verify_request(t0, &second, AuthKind::Www, passwords),
+        ok
+    );
     // nc=1 after nc=2: lower, refused
-    assert_eq!(server.verify_request(t0, &first, AuthKind::Www, passwords), replay);
+    assert_eq!(
+        server.verify_request(t0, &first, AuthKind::Www, passwords),
+        replay
+    );
 }
 
 #[test]
@@ -232,20 +286,27 @@ fn evicted_nonce_cannot_be_replayed() {
     config.max_tracked_nonces = 1;
     let mut server = DigestServer::new(config, KEY, t0);
     let mut a = DigestClient::new("alice", "wonderland");
-    a.handle_challenge(&challenge_response(&server, t0, AuthKind::Www, false)).unwrap();
+    a.handle_challenge(&challenge_response(&server, t0, AuthKind::Www, false))
+        .unwrap();
     let mut ra = request("REGISTER", "sip:isc.local");
     a.authorize(&mut ra, "a1");
     let t1 = t0 + Duration::from_secs(1);
     let mut b = DigestClient::new("alice", "wonderland");
-    b.handle_challenge(&challenge_response(&server, t1, AuthKind::Www, false)).unwrap();
+    b.handle_challenge(&challenge_response(&server, t1, AuthKind::Www, false))
+        .unwrap();
     let mut rb = request("REGISTER", "sip:isc.local");
     b.authorize(&mut rb, "b1");
-    let ok = DigestOutcome::Authenticated { user: "alice".into() };
+    let ok = DigestOutcome::Authenticated {
+        user: "alice".into(),
+    };
     assert_eq!(server.verify_request(t1, &ra, AuthKind::Www, passwords), ok);
     assert_eq!(server.verify_request(t1, &rb, AuthKind::Www, passwords), ok); // evicts a's
     assert_eq!(
         server.verify_request(t1, &ra, AuthKind::Www, passwords),
-        DigestOutcome::Challenge { stale: true, reason: ChallengeReason::NonceReplay }
+        DigestOutcome::Challenge {
+            stale: true,
+            reason: ChallengeReason::NonceReplay
+        }
     );
 }
 
@@ -261,7 +322,10 @@ fn nonce_of_another_server_is_stale_if_password_right() {
     client.authorize(&mut req, "c1");
     assert_eq!(
         server.verify_request(t0, &req, AuthKind::Www, passwords),
-        DigestOutcome::Challenge { stale: true, reason: ChallengeReason::UnknownNonce }
+        DigestOutcome::Challenge {
+            stale: true,
+            reason: ChallengeReason::UnknownNonce
+        }
     );
 }
 
@@ -275,18 +339,25 @@ fn client_reports_rejection_on_non_stale_rechallenge() {
     client.authorize(&mut req, "c1");
     assert_eq!(
         client.handle_challenge(&resp),
-        Err(DigestError::Rejected { realm: "isc.local".into() })
+        Err(DigestError::Rejected {
+            realm: "isc.local".into()
+        })
     );
     let none = rsip::Response {
         status_code: rsip::StatusCode::Unauthorized,
         version: rsip::Version::V2,
-        headers: vec![rsip::Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(
-            "Digest realm=\"x\", nonce=\"1\", algorithm=AKAv1-MD5",
-        ))]
+        headers: vec![rsip::Header::WwwAuthenticate(
+            rsip::headers::WwwAuthenticate::new(
+                "Digest realm=\"x\", nonce=\"1\", algorithm=AKAv1-MD5",
+            ),
+        )]
         .into(),
         body: Vec::new(),
     };
-    assert_eq!(client.handle_challenge(&none), Err(DigestError::NoSupportedChallenge));
+    assert_eq!(
+        client.handle_challenge(&none),
+        Err(DigestError::NoSupportedChallenge)
+    );
 }
 
 #[test]
@@ -297,15 +368,24 @@ fn proxy_challenge_for_invite() {
     assert_eq!(kind, AuthKind::Proxy);
     assert_eq!(AuthKind::for_method(&rsip::Method::Register), AuthKind::Www);
     let resp = challenge_response(&server, t0, kind, false);
-    assert_eq!(resp.status_code, rsip::StatusCode::ProxyAuthenticationRequired);
+    assert_eq!(
+        resp.status_code,
+        rsip::StatusCode::ProxyAuthenticationRequired
+    );
     let mut client = DigestClient::new("alice", "wonderland");
     client.handle_challenge(&resp).unwrap();
     let mut req = request("INVITE", "sip:bob@isc.local");
     client.authorize(&mut req, "c1");
-    assert!(req.headers.iter().any(|h| matches!(h, rsip::Header::ProxyAuthorization(_))));
+    assert!(
+        req.headers
+            .iter()
+            .any(|h| matches!(h, rsip::Header::ProxyAuthorization(_)))
+    );
     assert_eq!(
         server.verify_request(t0, &req, kind, passwords),
-        DigestOutcome::Authenticated { user: "alice".into() }
+        DigestOutcome::Authenticated {
+            user: "alice".into()
+        }
     );
     // Same credentials for another Request-URI: refused.
     let creds = authorization(&req);
@@ -313,7 +393,9 @@ fn proxy_challenge_for_invite() {
     moved.headers.push(kind.credentials_header(&creds));
     assert_eq!(
         server.verify_request(t0, &moved, kind, passwords),
-        DigestOutcome::Forbidden { reason: ForbiddenReason::UriMismatch }
+        DigestOutcome::Forbidden {
+            reason: ForbiddenReason::UriMismatch
+        }
     );
 }
 
@@ -345,9 +427,16 @@ fn sipp_style_md5_answers() {
         c.opaque.clone().unwrap()
     );
     let mut req = request("REGISTER", uri);
-    req.headers.push(rsip::Header::Authorization(rsip::headers::Authorization::new(header.clone())));
-    let ok = DigestOutcome::Authenticated { user: "alice".into() };
-    assert_eq!(server.verify_request(t0, &req, AuthKind::Www, passwords), ok);
+    req.headers.push(rsip::Header::Authorization(
+        rsip::headers::Authorization::new(header.clone()),
+    ));
+    let ok = DigestOutcome::Authenticated {
+        user: "alice".into(),
+    };
+    assert_eq!(
+        server.verify_request(t0, &req, AuthKind::Www, passwords),
+        ok
+    );
 
     let with_qop = compute_response(&ResponseInput {
         qop: Some(&Qop::Auth),
@@ -367,8 +456,13 @@ fn sipp_style_md5_answers() {
         c.nonce
     );
     let mut req = request("REGISTER", uri);
-    req.headers.push(rsip::Header::Authorization(rsip::headers::Authorization::new(header)));
-    assert_eq!(server.verify_request(t0, &req, AuthKind::Www, passwords), ok);
+    req.headers.push(rsip::Header::Authorization(
+        rsip::headers::Authorization::new(header),
+    ));
+    assert_eq!(
+        server.verify_request(t0, &req, AuthKind::Www, passwords),
+        ok
+    );
 
     // With the RFC 2069 form switched off, a qop is required.
     let mut config = DigestServerConfig::new("isc.local");
@@ -379,10 +473,15 @@ fn sipp_style_md5_answers() {
         "Digest username=\"alice\",realm=\"isc.local\",uri=\"{uri}\",nonce=\"{}\",response=\"{old}\",algorithm=MD5",
         c.nonce
     );
-    req.headers.push(rsip::Header::Authorization(rsip::headers::Authorization::new(old_header)));
+    req.headers.push(rsip::Header::Authorization(
+        rsip::headers::Authorization::new(old_header),
+    ));
     assert_eq!(
         strict.verify_request(t0, &req, AuthKind::Www, passwords),
-        DigestOutcome::Challenge { stale: false, reason: ChallengeReason::QopRequired }
+        DigestOutcome::Challenge {
+            stale: false,
+            reason: ChallengeReason::QopRequired
+        }
     );
 }
 

@@ -72,7 +72,10 @@ pub struct Binding {
     /// RFC 5626 `reg-id`, kept only together with an instance.
     pub reg_id: Option<u32>,
     pub expires_at: Instant,
+    /// When the binding was first created.
     pub registered_at: Instant,
+    /// When a REGISTER last wrote it.
+    pub refreshed_at: Instant,
     /// `q` in thousandths (`q=0.5` → 500).
     pub q: Option<u16>,
     pub call_id: String,
@@ -119,7 +122,10 @@ impl Binding {
 /// What identifies a binding within its AOR.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BindingKey {
-    Instance { instance: String, reg_id: Option<u32> },
+    Instance {
+        instance: String,
+        reg_id: Option<u32>,
+    },
     Contact(String),
 }
 
@@ -278,7 +284,7 @@ impl LocationService {
         self.bindings(aor)
             .iter()
             .filter(|b| b.is_active(now) && b.instance.as_deref() == Some(instance))
-            .max_by_key(|b| b.registered_at)
+            .max_by_key(|b| b.refreshed_at)
     }
 
     /// Every AOR with at least one binding.
@@ -362,7 +368,10 @@ mod tests {
 
     #[test]
     fn gruu_round_trip() {
-        let g = public_gruu("sip:alice@isc.local", "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+        let g = public_gruu(
+            "sip:alice@isc.local",
+            "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+        );
         assert_eq!(
             g,
             "sip:alice@isc.local;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"

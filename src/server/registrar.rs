@@ -9,8 +9,7 @@ pub mod contact;
 pub mod reg_event;
 
 pub use reg_event::{
-    ContactEvent, ContactState, RegContact, RegEventState, RegInfo, RegInfoKind,
-    RegistrationState,
+    ContactEvent, ContactState, RegContact, RegEventState, RegInfo, RegInfoKind, RegistrationState,
 };
 
 use std::time::Instant;
@@ -97,6 +96,81 @@ impl BindingChange {
 pub struct RegistrarOutcome {
     pub response: rsip::Response,
     pub changes: Vec<BindingChange>,
+    /// Why the REGISTER failed, if it did (the response says it too).
+    pub error: Option<RegisterError>,
+}
+
+/// Why a REGISTER is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    #[error("not a REGISTER")]
+    NotRegister,
+    #[error("Require names unsupported option tags {0:?}")]
+    UnsupportedRequire(Vec<String>),
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("unreadable header {0}")]
+    BadHeader(&'static str),
+    #[error("unreadable Contact: {0}")]
+    BadContact(contact::ContactError),
+    #[error("Contact {0:?} is not a SIP URI")]
+    NotSipContact(String),
+    #[error("`Contact: *` needs Expires: 0 and no other contact")]
+    BadStar,
+    #[error("{0:?} is not in our domain")]
+    NotOurDomain(String),
+    #[error("user {user:?} may not register {aor}")]
+    NotOwnAor { user: String, aor: String },
+    #[error("expiry {asked} s is below the minimum")]
+    IntervalTooBrief { asked: u32 },
+    #[error("CSeq {cseq} not above {last} for this Call-ID")]
+    OutOfOrder { cseq: u32, last: u32 },
+    #[error("more than {cap} contacts for one AOR")]
+    TooManyBindings { cap: usize },
+}
+
+impl RegisterError {
+    /// The one place a registrar error becomes a status code and headers.
+    pub fn status_and_headers(&self, config: &RegistrarConfig) -> (StatusCode, Vec<Header>) {
+        let warning = || {
+            Header::Warning(rsip::headers::Warning::new(format!(
+                "399 {} {}",
+                config.domain,
+                crate::server::location_service::quote(&self.to_string())
+            )))
+        };
+        match self {
+            Self::NotRegister => (
+                StatusCode::MethodNotAllowed,
+                vec![Header::Allow(rsip::headers::Allow::new("REGISTER"))],
+            ),
+            // RFC 3261 §10.3 step 1
+            Self::UnsupportedRequire(tags) => (
+                StatusCode::BadExtension,
+                vec![Header::Unsupported(rsip::headers::Unsupported::new(
+                    tags.join(", "),
+                ))],
+            ),
+            Self::MissingHeader(_)
+            | Self::BadHeader(_)
+            | Self::BadContact(_)
+            | Self::NotSipContact(_)
+            | Self::BadStar => (StatusCode::BadRequest, vec![warning()]),
+            Self::NotOurDomain(_) => (StatusCode::NotFound, vec![warning()]),
+            Self::NotOwnAor { .. } | Self::TooManyBindings { .. } => {
+                (StatusCode::Forbidden, vec![warning()])
+            }
+            // RFC 3261 §10.3 step 7
+            Self::IntervalTooBrief { .. } => (
+                StatusCode::IntervalTooBrief,
+                vec![Header::MinExpires(config.min_expires.into())],
+            ),
+            // RFC 3261 §10.3 step 7: same Call-ID, CSeq not higher: "the
+            // request fails"; 500 as the RFC names no code.
+            Self::OutOfOrder { .. } => (StatusCode::ServerInternalError, vec![warning()]),
+        }
+    }
 }
 
 /// The registrar: owns the [`LocationService`].
@@ -194,16 +268,23 @@ impl Registrar {
         authenticated_user: Option<&str>,
     ) -> RegistrarOutcome {
         let mut changes = Vec::new();
-        let response = match self.register(now, request, source, authenticated_user, &mut changes)
-        {
-            Ok(extra) => reply(request, StatusCode::OK, extra),
-            Err((status, extra)) => {
+        match self.register(now, request, source, authenticated_user, &mut changes) {
+            Ok(extra) => RegistrarOutcome {
+                response: response_for(request, StatusCode::OK, extra),
+                changes,
+                error: None,
+            },
+            Err(e) => {
                 // Expiries swept on the way are still reported.
                 changes.retain(|c| c.event == BindingEvent::Expired);
-                reply(request, status, extra)
+                let (status, extra) = e.status_and_headers(&self.config);
+                RegistrarOutcome {
+                    response: response_for(request, status, extra),
+                    changes,
+                    error: Some(e),
+                }
             }
-        };
-        RegistrarOutcome { response, changes }
+        }
     }
 
     fn register(
@@ -213,32 +294,32 @@ impl Registrar {
         source: Source,
         authenticated_user: Option<&str>,
         changes: &mut Vec<BindingChange>,
-    ) -> Result<Vec<Header>, (StatusCode, Vec<Header>)> {
-        let fail = |s: StatusCode| (s, Vec::new());
+    ) -> Result<Vec<Header>, RegisterError> {
+        use RegisterError as E;
         if req.method != rsip::Method::Register {
-            return Err((
-                StatusCode::MethodNotAllowed,
-                vec![Header::Allow(rsip::headers::Allow::new("REGISTER"))],
-            ));
+            return Err(E::NotRegister);
         }
         // RFC 3261 §10.3 step 1: Require
         let unknown: Vec<String> = option_tags(req, "Require", None)
             .into_iter()
-            .filter(|t| !self.config.supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .filter(|t| {
+                !self
+                    .config
+                    .supported
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(t))
+            })
             .collect();
         if !unknown.is_empty() {
-            return Err((
-                StatusCode::BadExtension,
-                vec![Header::Unsupported(rsip::headers::Unsupported::new(
-                    unknown.join(", "),
-                ))],
-            ));
+            return Err(E::UnsupportedRequire(unknown));
         }
         // Step 5: the AOR from To (steps 2-3, domain and authentication,
         // are the domain check here and the caller's digest check)
-        let to = header_value(req, "To", Some("t")).ok_or(fail(StatusCode::BadRequest))?;
-        let to = parse_entry(to).map_err(|_| fail(StatusCode::BadRequest))?;
-        let aor = self.aor_for(&to.uri).ok_or(fail(StatusCode::NotFound))?;
+        let to = header_value(req, "To", Some("t")).ok_or(E::MissingHeader("To"))?;
+        let to = parse_entry(to).map_err(|_| E::BadHeader("To"))?;
+        let aor = self
+            .aor_for(&to.uri)
+            .ok_or_else(|| E::NotOurDomain(to.uri.clone()))?;
         // Step 4: a user registers only its own AOR
         if let Some(user) = authenticated_user {
             let own = aor
@@ -246,30 +327,35 @@ impl Registrar {
                 .and_then(|r| r.rsplit_once('@'))
                 .is_some_and(|(u, _)| u == user);
             if !own {
-                return Err(fail(StatusCode::Forbidden));
+                return Err(E::NotOwnAor {
+                    user: user.to_owned(),
+                    aor,
+                });
             }
         }
         let call_id = header_value(req, "Call-ID", Some("i"))
             .map(str::trim)
             .filter(|c| !c.is_empty())
-            .ok_or(fail(StatusCode::BadRequest))?
+            .ok_or(E::MissingHeader("Call-ID"))?
             .to_owned();
         let cseq = header_value(req, "CSeq", None)
-            .and_then(|v| v.split_whitespace().next())
+            .ok_or(E::MissingHeader("CSeq"))?
+            .split_whitespace()
+            .next()
             .and_then(|n| n.parse::<u32>().ok())
-            .ok_or(fail(StatusCode::BadRequest))?;
+            .ok_or(E::BadHeader("CSeq"))?;
         let expires_header = match header_value(req, "Expires", None) {
             Some(v) => Some(
                 v.trim()
                     .parse::<u64>()
-                    .map_err(|_| fail(StatusCode::BadRequest))?,
+                    .map_err(|_| E::BadHeader("Expires"))?,
             ),
             None => None,
         };
         let mut star = false;
         let mut entries = Vec::new();
         for v in header_values(req, "Contact", Some("m")) {
-            match parse_contacts(v).map_err(|_| fail(StatusCode::BadRequest))? {
+            match parse_contacts(v).map_err(E::BadContact)? {
                 ContactList::Star => star = true,
                 ContactList::Entries(e) => entries.extend(e),
             }
@@ -294,11 +380,14 @@ impl Registrar {
         if star {
             // Step 6: `*` only alone and with Expires: 0
             if !entries.is_empty() || expires_header != Some(0) {
-                return Err(fail(StatusCode::BadRequest));
+                return Err(E::BadStar);
             }
             // Step 7 applies to each binding removed
-            if current.iter().any(|b| b.call_id == call_id && cseq <= b.cseq) {
-                return Err(out_of_order());
+            if let Some(b) = current
+                .iter()
+                .find(|b| b.call_id == call_id && cseq <= b.cseq)
+            {
+                return Err(E::OutOfOrder { cseq, last: b.cseq });
             }
             changes.extend(current.drain(..).map(|binding| BindingChange {
                 event: BindingEvent::Unregistered,
@@ -320,7 +409,7 @@ impl Registrar {
         let mut wanted = Vec::new();
         for entry in entries {
             if !has_sip_scheme(&entry.uri) {
-                return Err(fail(StatusCode::BadRequest));
+                return Err(E::NotSipContact(entry.uri));
             }
             let expires = match entry.param("expires") {
                 Some(v) => v
@@ -332,14 +421,16 @@ impl Registrar {
             let expires = u32::try_from(expires.min(u64::from(self.config.max_expires)))
                 .unwrap_or(self.config.max_expires);
             if expires != 0 && expires < self.config.min_expires {
-                return Err((
-                    StatusCode::IntervalTooBrief,
-                    vec![Header::MinExpires(self.config.min_expires.into())],
-                ));
+                return Err(E::IntervalTooBrief { asked: expires });
             }
             let instance = entry
                 .param("+sip.instance")
-                .map(|i| i.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+                .map(|i| {
+                    i.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_owned()
+                })
                 .filter(|i| !i.is_empty());
             // RFC 5626 §6: reg-id counts only with an instance
             let reg_id = instance
@@ -362,13 +453,14 @@ impl Registrar {
         let mut touched: Vec<String> = Vec::new();
         for w in wanted {
             let existing = current.iter().position(|b| {
-                b.key() == w.key || (w.instance.is_some() && b.instance.is_none() && b.contact == w.entry.uri)
+                b.key() == w.key
+                    || (w.instance.is_some() && b.instance.is_none() && b.contact == w.entry.uri)
             });
             if let Some(i) = existing {
                 let Some(b) = current.get(i) else { continue };
                 // (a binding this same request already wrote is not re-checked)
                 if b.call_id == call_id && cseq <= b.cseq && !touched.contains(&b.id) {
-                    return Err(out_of_order());
+                    return Err(E::OutOfOrder { cseq, last: b.cseq });
                 }
                 if w.expires == 0 {
                     let binding = current.remove(i);
@@ -382,7 +474,8 @@ impl Registrar {
                 continue;
             }
             reg_id_used |= w.reg_id.is_some();
-            let binding = self.binding_from(now, &aor, &w, &call_id, cseq, source, &user_agent, &path);
+            let binding =
+                self.binding_from(now, &aor, &w, &call_id, cseq, source, &user_agent, &path);
             touched.push(binding.id.clone());
             let event = match existing {
                 Some(i) => {
@@ -405,13 +498,7 @@ impl Registrar {
         if let Some(cap) = self.config.max_bindings_per_aor
             && current.len() > cap
         {
-            return Err((
-                StatusCode::Forbidden,
-                vec![Header::Warning(rsip::headers::Warning::new(format!(
-                    "399 {} \"At most {cap} contacts per AOR\"",
-                    self.config.domain
-                )))],
-            ));
+            return Err(E::TooManyBindings { cap });
         }
         // A refresh keeps the first registration time of the binding.
         for c in &mut pending {
@@ -469,9 +556,16 @@ impl Registrar {
             .params
             .iter()
             .filter(|p| {
-                !["expires", "q", "+sip.instance", "reg-id", "pub-gruu", "temp-gruu"]
-                    .iter()
-                    .any(|n| p.name.eq_ignore_ascii_case(n))
+                ![
+                    "expires",
+                    "q",
+                    "+sip.instance",
+                    "reg-id",
+                    "pub-gruu",
+                    "temp-gruu",
+                ]
+                .iter()
+                .any(|n| p.name.eq_ignore_ascii_case(n))
             })
             .cloned()
             .collect();
@@ -484,6 +578,7 @@ impl Registrar {
             reg_id: w.reg_id,
             expires_at: now + secs(w.expires),
             registered_at: now,
+            refreshed_at: now,
             q,
             call_id: call_id.to_owned(),
             cseq,
@@ -500,11 +595,6 @@ impl Registrar {
 
 fn location_gruu(uri: &str) -> Option<(String, String)> {
     crate::server::location_service::parse_gruu(uri)
-}
-
-fn out_of_order() -> (StatusCode, Vec<Header>) {
-    // RFC 3261 §10.3 step 7: same Call-ID, CSeq not higher: the request fails
-    (StatusCode::ServerInternalError, Vec::new())
 }
 
 fn has_sip_scheme(uri: &str) -> bool {
@@ -524,7 +614,8 @@ fn parse_q(s: &str) -> Option<u16> {
 fn format_q(q: u16) -> String {
     let s = format!("{}.{:03}", q / 1000, q % 1000);
     let s = s.trim_end_matches('0');
-    s.strip_suffix('.').map_or_else(|| s.to_owned(), |t| format!("{t}.0"))
+    s.strip_suffix('.')
+        .map_or_else(|| s.to_owned(), |t| format!("{t}.0"))
 }
 
 /// One Contact of the 200: the binding with its remaining expiry and, when
@@ -604,20 +695,22 @@ fn option_tags(req: &rsip::Request, name: &str, compact: Option<&str>) -> Vec<St
 
 /// A response to `req` (RFC 3261 §8.2.6.2): Via, From, To (with a tag),
 /// Call-ID and CSeq copied, then `extra`. The To tag is derived from the
-/// request, so a retransmission gets the same one.
-fn reply(req: &rsip::Request, status: StatusCode, extra: Vec<Header>) -> rsip::Response {
+/// request, so a retransmission gets the same one. Used for the registrar's
+/// own answers and for the 401/403 the digest check decides; to give way to
+/// the shared message builder later.
+pub fn response_for(req: &rsip::Request, status: StatusCode, extra: Vec<Header>) -> rsip::Response {
     let mut headers = rsip::Headers::default();
     for h in req.headers.iter() {
         match h {
             Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
                 headers.push(h.clone())
             }
-            Header::Other(n, _)
-                if ["v", "f", "i"].iter().any(|c| n.eq_ignore_ascii_case(c)) =>
-            {
+            Header::Other(n, _) if ["v", "f", "i"].iter().any(|c| n.eq_ignore_ascii_case(c)) => {
                 headers.push(h.clone())
             }
-            Header::To(v) => headers.push(Header::To(rsip::headers::To::new(with_tag(req, v.value())))),
+            Header::To(v) => {
+                headers.push(Header::To(rsip::headers::To::new(with_tag(req, v.value()))))
+            }
             Header::Other(n, v) if n.eq_ignore_ascii_case("t") => {
                 headers.push(Header::To(rsip::headers::To::new(with_tag(req, v))))
             }
@@ -625,7 +718,9 @@ fn reply(req: &rsip::Request, status: StatusCode, extra: Vec<Header>) -> rsip::R
         }
     }
     headers.extend(extra);
-    headers.push(Header::ContentLength(rsip::headers::ContentLength::new("0")));
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+        "0",
+    )));
     rsip::Response {
         status_code: status,
         version: rsip::Version::V2,

@@ -174,7 +174,9 @@ fn parse_param(p: &str) -> Result<ContactParam, ContactError> {
 
 /// The content of a whole quoted-string.
 fn unquote(s: &str) -> Result<String, ContactError> {
-    let inner = s.strip_prefix('"').ok_or(ContactError::Unterminated("\""))?;
+    let inner = s
+        .strip_prefix('"')
+        .ok_or(ContactError::Unterminated("\""))?;
     let mut out = String::new();
     let mut chars = inner.chars();
     while let Some(ch) = chars.next() {

@@ -163,10 +163,7 @@ impl RegEventState {
             let v = self.versions.entry(r.aor.clone()).or_insert(0);
             *v = v.saturating_add(1);
             r.version = *v;
-            let live = location
-                .bindings(&r.aor)
-                .iter()
-                .any(|b| b.is_active(now));
+            let live = location.bindings(&r.aor).iter().any(|b| b.is_active(now));
             // RFC 3680 §5.2.3: terminated once the last contact is gone
             r.state = if live {
                 RegistrationState::Active
