@@ -16,7 +16,7 @@ pub async fn start_server() -> ServerHandle {
     let mut opts = ServerOptions::loopback_demo();
     opts.config.users = ["alice", "bob", "carol", "ted", "mallory"]
         .iter()
-        .map(|n| isc::config::UserConfig::new(*n, *n))
+        .map(|n| isc::config::UserConfig::new(n, n))
         .collect();
     Server::start(opts).await.expect("server starts")
 }
