@@ -22,7 +22,9 @@ impl Default for RandomIds {
 impl IdGen for RandomIds {
     fn token(&mut self) -> String {
         const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-        (0..20).map(|_| ALPHABET[self.0.random_range(0..ALPHABET.len())] as char).collect()
+        (0..20)
+            .map(|_| ALPHABET[self.0.random_range(0..ALPHABET.len())] as char)
+            .collect()
     }
 
     fn fill(&mut self, buf: &mut [u8]) {

@@ -4,9 +4,9 @@
 //! under [`server`] and the client under [`client`].
 
 pub mod config;
-pub mod proto;
-pub mod server;
 pub mod flow;
 pub mod ids;
 pub mod logging;
 pub mod net;
+pub mod proto;
+pub mod server;

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "isc", version, about = "Co-watch and chat over SIP/MSRP from a terminal (OMA ISC / CPM / IM)")]
+#[command(
+    name = "isc",
+    version,
+    about = "Co-watch and chat over SIP/MSRP from a terminal (OMA ISC / CPM / IM)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -59,7 +63,10 @@ fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let server = isc::server::runner::Server::start(options).await?;
-        println!("isc server listening on {} (UDP and TCP)", server.local_addr());
+        println!(
+            "isc server listening on {} (UDP and TCP)",
+            server.local_addr()
+        );
         if let Some(path) = log {
             println!("log: {}", path.display());
         }

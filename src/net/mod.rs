@@ -1,3 +1,4 @@
 //! Thin tokio drivers around the sans-IO core: no protocol decision here.
 
+pub mod msrp_tcp;
 pub mod sip_transport;

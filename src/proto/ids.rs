@@ -19,7 +19,10 @@ pub struct SeqIds {
 
 impl SeqIds {
     pub fn new(prefix: impl Into<String>) -> Self {
-        SeqIds { prefix: prefix.into(), next: 1 }
+        SeqIds {
+            prefix: prefix.into(),
+            next: 1,
+        }
     }
 }
 

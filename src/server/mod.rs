@@ -4,6 +4,6 @@ pub mod core;
 pub mod location_service;
 pub mod proxy_core;
 pub mod reg_notifier;
-pub mod sip_util;
 pub mod registrar;
 pub mod runner;
+pub mod sip_util;

@@ -68,7 +68,13 @@ impl ProxyCore {
             Context {
                 server,
                 invite,
-                branches: branches.into_iter().map(|key| Branch { key, final_code: None }).collect(),
+                branches: branches
+                    .into_iter()
+                    .map(|key| Branch {
+                        key,
+                        final_code: None,
+                    })
+                    .collect(),
                 best: None,
                 final_sent: false,
                 got_2xx: false,
@@ -143,14 +149,24 @@ impl ProxyCore {
 
     /// A branch timed out (Timer B/F) or failed at the transport: it counts
     /// as a 408 (§16.7 step 2) or 503 (§16.9) from that branch.
-    pub fn on_branch_failure(&mut self, now: Instant, tsx: &mut TransactionLayer, branch: &TsxKey, code: u16) {
+    pub fn on_branch_failure(
+        &mut self,
+        now: Instant,
+        tsx: &mut TransactionLayer,
+        branch: &TsxKey,
+        code: u16,
+    ) {
         let Some(server) = self.by_branch.get(branch).cloned() else {
             return;
         };
         let Some(ctx) = self.contexts.get_mut(&server) else {
             return;
         };
-        if ctx.branches.iter().any(|b| &b.key == branch && b.final_code.is_none()) {
+        if ctx
+            .branches
+            .iter()
+            .any(|b| &b.key == branch && b.final_code.is_none())
+        {
             mark_final(ctx, branch, code);
             if better(ctx.best.as_ref(), code)
                 && let Some(req) = tsx.server_request(&ctx.server)
@@ -172,7 +188,10 @@ impl ProxyCore {
         if let Some(server) = self.by_branch.remove(branch)
             && let Some(ctx) = self.contexts.get(&server)
             && ctx.final_sent
-            && ctx.branches.iter().all(|b| !self.by_branch.contains_key(&b.key))
+            && ctx
+                .branches
+                .iter()
+                .all(|b| !self.by_branch.contains_key(&b.key))
         {
             self.contexts.remove(&server);
         }
@@ -212,7 +231,11 @@ fn mark_final(ctx: &mut Context, branch: &TsxKey, code: u16) {
 }
 
 fn pending(ctx: &Context) -> Vec<TsxKey> {
-    ctx.branches.iter().filter(|b| b.final_code.is_none()).map(|b| b.key.clone()).collect()
+    ctx.branches
+        .iter()
+        .filter(|b| b.final_code.is_none())
+        .map(|b| b.key.clone())
+        .collect()
 }
 
 /// §16.7 step 6: a 6xx beats everything; else the lowest class wins, and

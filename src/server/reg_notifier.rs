@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::proto::bodies::reginfo::{
-    Contact, ContactEvent, ContactState, DocState, Registration, RegistrationState, Reginfo, UnknownParam,
+    Contact, ContactEvent, ContactState, DocState, Reginfo, Registration, RegistrationState,
+    UnknownParam,
 };
 use crate::proto::sip::dialog::{Dialog, DialogId};
 use crate::proto::sip::transaction::Transport;
@@ -64,13 +65,18 @@ impl RegNotifier {
     }
 
     /// The subscriptions watching `aor`.
-    pub fn for_aor<'a>(&'a mut self, aor: &'a str) -> impl Iterator<Item = &'a mut RegSubscription> + 'a {
+    pub fn for_aor<'a>(
+        &'a mut self,
+        aor: &'a str,
+    ) -> impl Iterator<Item = &'a mut RegSubscription> + 'a {
         self.subs.iter_mut().filter(move |s| s.aor == aor)
     }
 
     /// Removes and returns the subscriptions expired at `now`.
     pub fn take_expired(&mut self, now: Instant) -> Vec<RegSubscription> {
-        let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.subs).into_iter().partition(|s| s.expires_at <= now);
+        let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.subs)
+            .into_iter()
+            .partition(|s| s.expires_at <= now);
         self.subs = keep;
         gone
     }
@@ -99,7 +105,13 @@ pub fn remaining(expires_at: Instant, now: Instant) -> u32 {
 }
 
 /// A full `reginfo` document of `aor` from its active bindings.
-pub fn full_state(now: Instant, aor: &str, bindings: &[&Binding], version: u32, terminated: bool) -> Reginfo {
+pub fn full_state(
+    now: Instant,
+    aor: &str,
+    bindings: &[&Binding],
+    version: u32,
+    terminated: bool,
+) -> Reginfo {
     let contacts = bindings
         .iter()
         .map(|b| {
@@ -109,14 +121,19 @@ pub fn full_state(now: Instant, aor: &str, bindings: &[&Binding], version: u32, 
             c.expires = Some(b.expires_in(now));
             c.callid = Some(b.call_id.clone());
             c.cseq = Some(b.cseq);
-            c.duration_registered =
-                Some(u32::try_from(now.saturating_duration_since(b.registered_at).as_secs()).unwrap_or(0));
+            c.duration_registered = Some(
+                u32::try_from(now.saturating_duration_since(b.registered_at).as_secs())
+                    .unwrap_or(0),
+            );
             c.display_name = b.device_name.clone();
             if let Some(instance) = &b.instance {
                 c.set_instance_id(instance.trim_start_matches('<').trim_end_matches('>'));
             }
             if let Some(device) = &b.device_name {
-                c.unknown_params.push(UnknownParam { name: DEVICE_PARAM.to_string(), value: Some(device.clone()) });
+                c.unknown_params.push(UnknownParam {
+                    name: DEVICE_PARAM.to_string(),
+                    value: Some(device.clone()),
+                });
             }
             c.pub_gruu = b.gruu.clone();
             c
@@ -132,12 +149,19 @@ pub fn full_state(now: Instant, aor: &str, bindings: &[&Binding], version: u32, 
     Reginfo {
         version,
         state: DocState::Full,
-        registrations: vec![Registration { aor: aor.to_string(), id: registration_id(aor), state, contacts }],
+        registrations: vec![Registration {
+            aor: aor.to_string(),
+            id: registration_id(aor),
+            state,
+            contacts,
+        }],
     }
 }
 
 fn registration_id(aor: &str) -> String {
     // A stable id per AOR: the AOR's characters folded into a short hash.
-    let h = aor.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let h = aor.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
     format!("reg{h:016x}")
 }

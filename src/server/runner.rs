@@ -49,7 +49,10 @@ impl ServerOptions {
     /// Loopback on an ephemeral port with the demo cast (alice, bob, carol,
     /// ted; each password its own name) in `isc.local`.
     pub fn loopback_demo() -> Self {
-        let config = ServerConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..ServerConfig::default() };
+        let config = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..ServerConfig::default()
+        };
         ServerOptions { config }
     }
 }
@@ -87,7 +90,9 @@ impl Server {
     /// Binds and starts the server on the current tokio runtime.
     pub async fn start(options: ServerOptions) -> io::Result<ServerHandle> {
         let config = options.config;
-        config.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let (transport, mut incoming) = SipTransport::bind(config.listen).await?;
         let local = transport.local_addr();
         let settings = CoreSettings {
@@ -96,7 +101,10 @@ impl Server {
             users: config
                 .effective_users()
                 .into_iter()
-                .map(|u| UserAccount { name: u.name, password: u.password })
+                .map(|u| UserAccount {
+                    name: u.name,
+                    password: u.password,
+                })
                 .collect(),
             nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs),
         };
@@ -108,7 +116,9 @@ impl Server {
             let wire = wire.clone();
             tokio::spawn(async move {
                 loop {
-                    let wake = core.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                    let wake = core
+                        .poll_timeout()
+                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                     tokio::select! {
                         msg = incoming.recv() => {
                             let Some(msg) = msg else { break };
@@ -140,6 +150,11 @@ impl Server {
             })
         };
         tracing::info!(%local, "server started");
-        Ok(ServerHandle { local, stop, wire, task })
+        Ok(ServerHandle {
+            local,
+            stop,
+            wire,
+            task,
+        })
     }
 }

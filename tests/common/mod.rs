@@ -33,7 +33,14 @@ pub struct Peer {
 impl Peer {
     pub async fn new(server: SocketAddr, user: &str, password: &str) -> Peer {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        Peer { sock, server, user: user.into(), digest: DigestClient::new(user, password), seq: 0, n: 0 }
+        Peer {
+            sock,
+            server,
+            user: user.into(),
+            digest: DigestClient::new(user, password),
+            seq: 0,
+            n: 0,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -46,7 +53,14 @@ impl Peer {
     }
 
     /// A request from this peer; `extra` are whole header lines.
-    pub fn request(&mut self, method: &str, uri: &str, to: &str, extra: &[String], body: &str) -> rsip::Request {
+    pub fn request(
+        &mut self,
+        method: &str,
+        uri: &str,
+        to: &str,
+        extra: &[String],
+        body: &str,
+    ) -> rsip::Request {
         self.seq += 1;
         let branch = format!("z9hG4bK{}", self.token());
         let tag = self.token();
@@ -69,13 +83,17 @@ impl Peer {
     }
 
     pub async fn send(&self, msg: impl Into<rsip::SipMessage>) {
-        self.sock.send_to(&to_bytes(&msg.into()), self.server).await.unwrap();
+        self.sock
+            .send_to(&to_bytes(&msg.into()), self.server)
+            .await
+            .unwrap();
     }
 
     /// The next message, or None after `secs`.
     pub async fn recv_within(&self, secs: f64) -> Option<rsip::SipMessage> {
         let mut buf = vec![0u8; 65535];
-        let r = tokio::time::timeout(Duration::from_secs_f64(secs), self.sock.recv_from(&mut buf)).await;
+        let r = tokio::time::timeout(Duration::from_secs_f64(secs), self.sock.recv_from(&mut buf))
+            .await;
         let (n, _) = r.ok()?.ok()?;
         Some(parse_message(&buf[..n]).expect("server sends parseable SIP"))
     }
@@ -83,7 +101,10 @@ impl Peer {
     /// The next datagram as text (for responses our parser would refuse).
     pub async fn recv_text(&self) -> String {
         let mut buf = vec![0u8; 65535];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), self.sock.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), self.sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
@@ -107,7 +128,9 @@ impl Peer {
         self.send(req.clone()).await;
         let resp = self.final_response().await;
         if matches!(resp.status_code.code(), 401 | 407) {
-            self.digest.handle_challenge(&resp).expect("challenge readable");
+            self.digest
+                .handle_challenge(&resp)
+                .expect("challenge readable");
             self.seq += 1;
             bump_cseq(&mut req, self.seq);
             new_branch(&mut req, &format!("z9hG4bK{}", self.token()));
@@ -125,7 +148,13 @@ impl Peer {
             self.addr()
         );
         let to = format!("sip:{}@isc.local", self.user);
-        let req = self.request("REGISTER", "sip:isc.local", &to, &[contact, "Supported: gruu".into()], "");
+        let req = self.request(
+            "REGISTER",
+            "sip:isc.local",
+            &to,
+            &[contact, "Supported: gruu".into()],
+            "",
+        );
         self.send_authenticated(req).await
     }
 
@@ -139,13 +168,19 @@ impl Peer {
 pub fn bump_cseq(req: &mut rsip::Request, seq: u32) {
     let method = req.method.to_string();
     req.headers.remove_named("CSeq");
-    req.headers.push(isc::proto::sip::headers::make_header("CSeq", &format!("{seq} {method}")));
+    req.headers.push(isc::proto::sip::headers::make_header(
+        "CSeq",
+        &format!("{seq} {method}"),
+    ));
 }
 
 pub fn new_branch(req: &mut rsip::Request, branch: &str) {
     let via = req.headers.get_raw("Via").unwrap();
     let start = via.find("branch=").unwrap() + 7;
-    let end = via[start..].find(';').map(|e| start + e).unwrap_or(via.len());
+    let end = via[start..]
+        .find(';')
+        .map(|e| start + e)
+        .unwrap_or(via.len());
     let new = format!("{}{}{}", &via[..start], branch, &via[end..]);
     req.headers.remove_named("Via");
     let mut all: Vec<rsip::Header> = std::mem::take(&mut req.headers).into();
