@@ -61,14 +61,15 @@ fn frame_survives_rtp_in_any_packet_order() {
     let direct = decode_rgb(&jpeg).unwrap();
     let via_rtp = decode_rgb(&frame.jpeg).unwrap();
     assert_eq!(via_rtp, direct);
-    // Against the source: 30 dB is the usual floor for "good" lossy video and
-    // 4:2:0 at quality 85 on gradients, soft colour edges and luma steps lands
-    // near 40 dB (measured 47 dB on pure gradients); 35 dB leaves margin for
-    // encoder changes while still catching a wrong table, sampling or order
-    // (those fall to 10-20 dB).
+    // Against the source: 30 dB is the usual floor for "good" lossy video.
+    // This card measures 35.6 dB at quality 85 / 4:2:0 (pure gradients alone
+    // 47 dB; the disc's colour edge costs most, as 4:2:0 halves chroma). A
+    // wrong table, sampling type or fragment order falls below 20 dB, so 33 dB
+    // separates "the frame came back" from "something is broken" with margin
+    // for encoder changes.
     let db = psnr(&src.data, &via_rtp.data);
     eprintln!("PSNR source vs RTP round trip: {db:.1} dB");
-    assert!(db > 35.0, "PSNR {db:.1} dB");
+    assert!(db > 33.0, "PSNR {db:.1} dB");
 }
 
 #[test]
