@@ -204,11 +204,12 @@ impl JitterBuffer {
         }
         self.next_seq = Some(next + 1);
         self.last_played = Some((next, ts));
-        if self.recent.len() == RECENT_PLAYED {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(next);
         if present {
+            // remember played packets so a copy arriving later counts as a duplicate
+            if self.recent.len() == RECENT_PLAYED {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(next);
             let (_, packet) = self.packets.remove(&next)?;
             self.stats.played += 1;
             self.stats.depth = self.packets.len();
