@@ -8,3 +8,4 @@ pub mod proto;
 pub mod server;
 pub mod flow;
 pub mod logging;
+pub mod media;
