@@ -80,7 +80,11 @@ fn write_piece(root: &Path, meta: &Metadata, samples: &[i16], frames: &[RgbFrame
         }
         std::fs::write(dir.join(&v.file), mjpeg).expect("write video");
     }
-    std::fs::write(dir.join("content.toml"), toml::to_string(meta).expect("metadata")).expect("write metadata");
+    std::fs::write(
+        dir.join("content.toml"),
+        toml::to_string(meta).expect("metadata"),
+    )
+    .expect("write metadata");
     println!("wrote {}", dir.display());
 }
 
@@ -89,8 +93,15 @@ fn metadata(id: &str, title: &str) -> Metadata {
         id: id.into(),
         title: title.into(),
         duration_ms: u64::from(SECONDS) * 1000,
-        audio: AudioMeta { file: "audio.wav".into() },
-        video: Some(VideoMeta { file: "video.mjpeg".into(), width: W, height: H, fps: FPS }),
+        audio: AudioMeta {
+            file: "audio.wav".into(),
+        },
+        video: Some(VideoMeta {
+            file: "video.mjpeg".into(),
+            width: W,
+            height: H,
+            fps: FPS,
+        }),
     }
 }
 
@@ -110,12 +121,28 @@ fn test_card(root: &Path) {
             samples[second * rate + i] = (v * 32767.0) as i16;
         }
     }
-    let bars: [[u16; 3]; 8] = [[255, 255, 255], [255, 255, 0], [0, 255, 255], [0, 255, 0], [255, 0, 255], [255, 0, 0], [0, 0, 255], [0, 0, 0]];
+    let bars: [[u16; 3]; 8] = [
+        [255, 255, 255],
+        [255, 255, 0],
+        [0, 255, 255],
+        [0, 255, 0],
+        [255, 0, 255],
+        [255, 0, 0],
+        [0, 0, 255],
+        [0, 0, 0],
+    ];
     let frames: Vec<RgbFrame> = (0..SECONDS * FPS)
         .map(|n| {
             let mut f = RgbFrame::new(W, H);
             for (i, c) in bars.iter().enumerate() {
-                fill(&mut f, i as i32 * 20, 0, 20, 80, c.map(|v| (v * 3 / 4) as u8));
+                fill(
+                    &mut f,
+                    i as i32 * 20,
+                    0,
+                    20,
+                    80,
+                    c.map(|v| (v * 3 / 4) as u8),
+                );
             }
             fill(&mut f, 0, 80, 160, 40, [40, 40, 40]);
             // a square bouncing left and right over the bars
@@ -127,7 +154,14 @@ fn test_card(root: &Path) {
             number(&mut f, 8, 88, 4, n, 4, [255, 255, 255]);
             number(&mut f, 112, 92, 3, n / FPS, 2, [255, 220, 0]);
             // progress bar
-            fill(&mut f, 0, 116, (160 * n / (SECONDS * FPS)) as i32, 4, [0, 200, 0]);
+            fill(
+                &mut f,
+                0,
+                116,
+                (160 * n / (SECONDS * FPS)) as i32,
+                4,
+                [0, 200, 0],
+            );
             if n % FPS == 0 {
                 // the beep frame: white border
                 fill(&mut f, 0, 0, 160, 4, [255; 3]);
@@ -138,12 +172,20 @@ fn test_card(root: &Path) {
             f
         })
         .collect();
-    write_piece(root, &metadata("test-card", "Test card (bars, counter, beep every second)"), &samples, &frames);
+    write_piece(
+        root,
+        &metadata("test-card", "Test card (bars, counter, beep every second)"),
+        &samples,
+        &frames,
+    );
 }
 
 fn melody(root: &Path) {
     // MIDI note numbers, half a second each: a scale up, down, and an arpeggio (24 × 0.5 s = 12 s)
-    let notes: [u8; 24] = [60, 62, 64, 65, 67, 69, 71, 72, 72, 71, 69, 67, 65, 64, 62, 60, 60, 64, 67, 72, 67, 64, 60, 60];
+    let notes: [u8; 24] = [
+        60, 62, 64, 65, 67, 69, 71, 72, 72, 71, 69, 67, 65, 64, 62, 60, 60, 64, 67, 72, 67, 64, 60,
+        60,
+    ];
     let rate = AUDIO_SAMPLE_RATE as usize;
     let note_len = rate / 2;
     let mut samples = Vec::with_capacity(rate * SECONDS as usize);
@@ -152,7 +194,10 @@ fn melody(root: &Path) {
         for i in 0..note_len {
             let t = i as f64 / rate as f64;
             let decay = (-2.5 * t).exp();
-            let v = ((TAU * hz * t).sin() + 0.25 * (TAU * 2.0 * hz * t).sin()) * 0.4 * decay * envelope(i, note_len);
+            let v = ((TAU * hz * t).sin() + 0.25 * (TAU * 2.0 * hz * t).sin())
+                * 0.4
+                * decay
+                * envelope(i, note_len);
             samples.push((v * 32767.0) as i16);
         }
     }
@@ -162,12 +207,22 @@ fn melody(root: &Path) {
             let m = notes[index.min(notes.len() - 1)];
             let step = u32::from(m - 60);
             let mut f = RgbFrame::new(W, H);
-            let hue = [(30 + step * 15) as u8, (200 - step * 10) as u8, (90 + step * 12) as u8];
+            let hue = [
+                (30 + step * 15) as u8,
+                (200 - step * 10) as u8,
+                (90 + step * 12) as u8,
+            ];
             fill(&mut f, 0, 0, 160, 120, [hue[0] / 3, hue[1] / 3, hue[2] / 3]);
             // a keyboard of 13 keys with the sounding one lit
             for k in 0..13 {
                 let lit = k == step;
-                let colour = if lit { [255, 230, 80] } else if [1, 3, 6, 8, 10].contains(&k) { [30, 30, 30] } else { [220, 220, 220] };
+                let colour = if lit {
+                    [255, 230, 80]
+                } else if [1, 3, 6, 8, 10].contains(&k) {
+                    [30, 30, 30]
+                } else {
+                    [220, 220, 220]
+                };
                 fill(&mut f, 2 + k as i32 * 12, 84, 11, 32, colour);
             }
             // a bar whose height is the pitch, shrinking as the note decays
@@ -178,11 +233,19 @@ fn melody(root: &Path) {
             f
         })
         .collect();
-    write_piece(root, &metadata("melody", "Melody (sine notes, a scale and an arpeggio)"), &samples, &frames);
+    write_piece(
+        root,
+        &metadata("melody", "Melody (sine notes, a scale and an arpeggio)"),
+        &samples,
+        &frames,
+    );
 }
 
 fn main() {
-    let root = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("assets/content"));
+    let root = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("assets/content"));
     test_card(&root);
     melody(&root);
 }

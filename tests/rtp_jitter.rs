@@ -14,7 +14,10 @@ fn audio(seq: u16, ts: u32) -> RtpPacket {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -22,7 +25,13 @@ impl Lcg {
 /// Sends `count` packets every 20 ms starting at `first_seq`, with network delay
 /// 30 ms + 0..jitter_ms, dropping every seq in `drop`, duplicating every 17th.
 /// Returns (arrival, packet) sorted by arrival.
-fn network(count: u16, first_seq: u16, jitter_ms: u64, drop: &[u16], t0: Instant) -> Vec<(Instant, RtpPacket)> {
+fn network(
+    count: u16,
+    first_seq: u16,
+    jitter_ms: u64,
+    drop: &[u16],
+    t0: Instant,
+) -> Vec<(Instant, RtpPacket)> {
     let mut rng = Lcg(42);
     let mut out = Vec::new();
     for i in 0..count {
@@ -43,7 +52,12 @@ fn network(count: u16, first_seq: u16, jitter_ms: u64, drop: &[u16], t0: Instant
 }
 
 /// Runs the buffer on a 5 ms tick until `end`, returning what was played.
-fn run(jb: &mut JitterBuffer, arrivals: Vec<(Instant, RtpPacket)>, t0: Instant, end: Duration) -> Vec<(Instant, Playout)> {
+fn run(
+    jb: &mut JitterBuffer,
+    arrivals: Vec<(Instant, RtpPacket)>,
+    t0: Instant,
+    end: Duration,
+) -> Vec<(Instant, Playout)> {
     let mut arrivals = arrivals.into_iter().peekable();
     let mut played = Vec::new();
     let mut now = t0;
@@ -66,7 +80,9 @@ fn run(jb: &mut JitterBuffer, arrivals: Vec<(Instant, RtpPacket)>, t0: Instant, 
 fn seq_of(p: &Playout) -> u16 {
     match p {
         Playout::Packet(p) => p.sequence_number,
-        Playout::Lost { sequence_number, .. } => *sequence_number,
+        Playout::Lost {
+            sequence_number, ..
+        } => *sequence_number,
     }
 }
 
@@ -81,8 +97,15 @@ fn lossy_reordering_stream_plays_in_order_with_gaps_concealed() {
 
     let seqs: Vec<u16> = played.iter().map(|(_, p)| seq_of(p)).collect();
     let expected: Vec<u16> = (0..100u16).map(|i| 65500u16.wrapping_add(i)).collect();
-    assert_eq!(seqs, expected, "every slot played once, in order, across the wrap");
-    let lost: Vec<u16> = played.iter().filter(|(_, p)| matches!(p, Playout::Lost { .. })).map(|(_, p)| seq_of(p)).collect();
+    assert_eq!(
+        seqs, expected,
+        "every slot played once, in order, across the wrap"
+    );
+    let lost: Vec<u16> = played
+        .iter()
+        .filter(|(_, p)| matches!(p, Playout::Lost { .. }))
+        .map(|(_, p)| seq_of(p))
+        .collect();
     assert_eq!(lost, drop);
 
     let s = jb.stats();
@@ -115,7 +138,11 @@ fn target_delay_grows_with_jitter() {
         rough.push(at, p);
     }
     assert_eq!(calm.stats().target_delay, Duration::from_millis(40));
-    assert!(rough.stats().target_delay > Duration::from_millis(80), "{:?}", rough.stats());
+    assert!(
+        rough.stats().target_delay > Duration::from_millis(80),
+        "{:?}",
+        rough.stats()
+    );
     assert!(rough.stats().target_delay <= Duration::from_millis(400));
 }
 
@@ -160,7 +187,10 @@ fn timeout_tells_when_the_next_packet_is_due() {
 #[test]
 fn capacity_bounds_the_buffer() {
     let t0 = Instant::now();
-    let config = JitterConfig { capacity: 8, ..JitterConfig::audio() };
+    let config = JitterConfig {
+        capacity: 8,
+        ..JitterConfig::audio()
+    };
     let mut jb = JitterBuffer::new(config);
     for seq in 0..20u16 {
         jb.push(t0, audio(seq, u32::from(seq) * 160));

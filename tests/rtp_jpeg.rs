@@ -1,7 +1,9 @@
 //! RFC 2435 end to end: encode → packetize → (reorder) → depacketize → decode.
 
 use isc::proto::rtp::RtpPacket;
-use isc::proto::rtp::jpeg::{JpegDepacketizer, JpegError, JpegPacketizer, JpegPayload, make_tables, split_jpeg};
+use isc::proto::rtp::jpeg::{
+    JpegDepacketizer, JpegError, JpegPacketizer, JpegPayload, make_tables, split_jpeg,
+};
 use isc::proto::rtp::jpeg_codec::{RgbFrame, decode_rgb, encode_rgb, psnr};
 
 /// A test card: smooth colour gradients, a soft-edged disc and grey steps
@@ -34,13 +36,23 @@ fn frame_survives_rtp_in_any_packet_order() {
     let mut packetizer = JpegPacketizer::new(0x1234, 65533, 400);
     let mut packets = packetizer.packetize(&jpeg, 90_000).unwrap();
     assert!(packets.len() > 2, "{} packets", packets.len());
-    assert!(packets.iter().all(|p| p.len() <= 400 && p.payload_type == 26 && p.timestamp == 90_000));
+    assert!(
+        packets
+            .iter()
+            .all(|p| p.len() <= 400 && p.payload_type == 26 && p.timestamp == 90_000)
+    );
     assert_eq!(packets.iter().filter(|p| p.marker).count(), 1);
     assert!(packets.last().unwrap().marker);
-    assert_eq!(packetizer.next_seq(), 65533u16.wrapping_add(packets.len() as u16));
+    assert_eq!(
+        packetizer.next_seq(),
+        65533u16.wrapping_add(packets.len() as u16)
+    );
     let first = JpegPayload::parse(&packets[0].payload).unwrap();
     let h = first.header;
-    assert_eq!((h.jpeg_type, h.q, h.width, h.height, h.fragment_offset), (1, 255, 160, 120, 0));
+    assert_eq!(
+        (h.jpeg_type, h.q, h.width, h.height, h.fragment_offset),
+        (1, 255, 160, 120, 0)
+    );
     assert_eq!(first.quant.as_ref().unwrap().data.len(), 128);
 
     packets.reverse();
@@ -54,7 +66,10 @@ fn frame_survives_rtp_in_any_packet_order() {
     }
     assert_eq!(frames.len(), 1);
     let frame = &frames[0];
-    assert_eq!((frame.width, frame.height, frame.timestamp), (160, 120, 90_000));
+    assert_eq!(
+        (frame.width, frame.height, frame.timestamp),
+        (160, 120, 90_000)
+    );
 
     // The rebuilt stream carries the same tables and entropy data, so it decodes
     // to exactly the picture the sender's JPEG decodes to.
@@ -78,7 +93,8 @@ fn four_two_two_is_type_0() {
     let mut jpeg = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut jpeg, 80);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_1);
-    enc.encode(&src.data, 160, 120, jpeg_encoder::ColorType::Rgb).unwrap();
+    enc.encode(&src.data, 160, 120, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
     let parts = split_jpeg(&jpeg).unwrap();
     assert_eq!(parts.jpeg_type, 0);
     let packets = JpegPacketizer::new(1, 0, 1200).packetize(&jpeg, 0).unwrap();
@@ -118,7 +134,11 @@ fn incomplete_frame_is_dropped_when_the_next_begins() {
     first.remove(1);
     let second = pk.packetize(&a, 9000).unwrap();
     let mut d = JpegDepacketizer::new();
-    let frames: Vec<_> = first.iter().chain(&second).filter_map(|p| d.push(p).unwrap()).collect();
+    let frames: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .filter_map(|p| d.push(p).unwrap())
+        .collect();
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].timestamp, 9000);
     assert_eq!(d.frames_dropped, 1);
@@ -131,17 +151,25 @@ fn rejects_what_rfc_2435_cannot_carry() {
     let mut enc = jpeg_encoder::Encoder::new(&mut restart, 80);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     enc.set_restart_interval(4);
-    enc.encode(&src.data, 160, 120, jpeg_encoder::ColorType::Rgb).unwrap();
-    assert_eq!(split_jpeg(&restart), Err(JpegError::Unsupported("restart markers")));
+    enc.encode(&src.data, 160, 120, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    assert_eq!(
+        split_jpeg(&restart),
+        Err(JpegError::Unsupported("restart markers"))
+    );
 
     let mut optimized = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut optimized, 80);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     enc.set_optimized_huffman_tables(true);
-    enc.encode(&src.data, 160, 120, jpeg_encoder::ColorType::Rgb).unwrap();
+    enc.encode(&src.data, 160, 120, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
     assert!(split_jpeg(&optimized).is_err());
 
     let odd = encode_rgb(&RgbFrame::new(100, 50), 80).unwrap();
     assert!(matches!(split_jpeg(&odd), Err(JpegError::BadSize { .. })));
-    assert_eq!(split_jpeg(b"not a jpeg"), Err(JpegError::MissingSegment("SOI")));
+    assert_eq!(
+        split_jpeg(b"not a jpeg"),
+        Err(JpegError::MissingSegment("SOI"))
+    );
 }

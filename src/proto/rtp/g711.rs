@@ -12,7 +12,11 @@ const fn decode_table() -> [i16; 256] {
         let exponent = (u >> 4) & 0x07;
         let mantissa = (u & 0x0f) as i32;
         let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-        t[c] = if u & 0x80 != 0 { -magnitude as i16 } else { magnitude as i16 };
+        t[c] = if u & 0x80 != 0 {
+            -magnitude as i16
+        } else {
+            magnitude as i16
+        };
         c += 1;
     }
     t
@@ -128,7 +132,10 @@ mod tests {
             let biased = (v >> 2).abs().min(8159) + 0x21;
             let seg = SEG_UEND.iter().position(|&end| biased <= end).unwrap_or(7) as i32;
             let half_step = 4 << seg;
-            assert!((i32::from(back) - v).abs() <= half_step + 4, "{s} -> {back}");
+            assert!(
+                (i32::from(back) - v).abs() <= half_step + 4,
+                "{s} -> {back}"
+            );
         }
     }
 

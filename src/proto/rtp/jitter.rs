@@ -24,11 +24,23 @@ pub struct JitterConfig {
 impl JitterConfig {
     /// PCMU audio: 8 kHz, 40–400 ms, 64 packets (1.28 s of 20 ms packets).
     pub fn audio() -> Self {
-        Self { clock_rate: 8000, min_delay: Duration::from_millis(40), max_delay: Duration::from_millis(400), jitter_factor: 4.0, capacity: 64 }
+        Self {
+            clock_rate: 8000,
+            min_delay: Duration::from_millis(40),
+            max_delay: Duration::from_millis(400),
+            jitter_factor: 4.0,
+            capacity: 64,
+        }
     }
     /// JPEG video: 90 kHz, 60–500 ms, 1024 packets.
     pub fn video() -> Self {
-        Self { clock_rate: 90_000, min_delay: Duration::from_millis(60), max_delay: Duration::from_millis(500), jitter_factor: 4.0, capacity: 1024 }
+        Self {
+            clock_rate: 90_000,
+            min_delay: Duration::from_millis(60),
+            max_delay: Duration::from_millis(500),
+            jitter_factor: 4.0,
+            capacity: 1024,
+        }
     }
 }
 
@@ -38,7 +50,10 @@ pub enum Playout {
     /// The packet due now.
     Packet(RtpPacket),
     /// The packet due now never came: conceal (repeat / fade the last frame).
-    Lost { sequence_number: u16, extended_seq: u64 },
+    Lost {
+        sequence_number: u16,
+        extended_seq: u64,
+    },
 }
 
 /// Counters and the current state of the buffer.
@@ -98,7 +113,10 @@ impl JitterBuffer {
             jitter: 0.0,
             last_played: None,
             recent: VecDeque::with_capacity(RECENT_PLAYED),
-            stats: JitterStats { target_delay: config.min_delay, ..JitterStats::default() },
+            stats: JitterStats {
+                target_delay: config.min_delay,
+                ..JitterStats::default()
+            },
         }
     }
 
@@ -156,7 +174,9 @@ impl JitterBuffer {
         self.packets.insert(ext, (ext_ts, packet));
         self.stats.received += 1;
         while self.packets.len() > self.config.capacity.max(1) {
-            let Some((dropped, _)) = self.packets.pop_first() else { break };
+            let Some((dropped, _)) = self.packets.pop_first() else {
+                break;
+            };
             self.stats.overflow += 1;
             if self.next_seq.is_none_or(|n| n <= dropped) {
                 self.next_seq = Some(dropped + 1);
@@ -171,20 +191,25 @@ impl JitterBuffer {
 
     fn due(&self, ext_ts: i64) -> Option<Instant> {
         let origin = self.origin?;
-        let offset = self.media_secs(ext_ts) + self.min_transit + self.stats.target_delay.as_secs_f64();
+        let offset =
+            self.media_secs(ext_ts) + self.min_transit + self.stats.target_delay.as_secs_f64();
         Some(origin + Duration::from_secs_f64(offset.max(0.0)))
     }
 
     /// The next thing to play and when it is due: (extended seq, its timestamp, present?).
     fn next_slot(&self) -> Option<(u64, i64, bool)> {
-        let next = self.next_seq.or_else(|| self.packets.keys().next().copied())?;
+        let next = self
+            .next_seq
+            .or_else(|| self.packets.keys().next().copied())?;
         if let Some((ts, _)) = self.packets.get(&next) {
             return Some((next, *ts, true));
         }
         let (&k, (ts_k, _)) = self.packets.range(next..).next()?;
         // a gap: estimate the missing timestamp between its neighbours
         let ts = match self.last_played {
-            Some((seq_p, ts_p)) if k > seq_p => ts_p + (ts_k - ts_p) * (next - seq_p) as i64 / (k - seq_p) as i64,
+            Some((seq_p, ts_p)) if k > seq_p => {
+                ts_p + (ts_k - ts_p) * (next - seq_p) as i64 / (k - seq_p) as i64
+            }
             _ => *ts_k,
         };
         Some((next, ts, false))
@@ -216,7 +241,10 @@ impl JitterBuffer {
             Some(Playout::Packet(packet))
         } else {
             self.stats.lost += 1;
-            Some(Playout::Lost { sequence_number: next as u16, extended_seq: next })
+            Some(Playout::Lost {
+                sequence_number: next as u16,
+                extended_seq: next,
+            })
         }
     }
 

@@ -92,12 +92,24 @@ impl JpegPayload {
         let q = r.u8("JPEG main header")?;
         let width = u16::from(r.u8("JPEG main header")?) * 8;
         let height = u16::from(r.u8("JPEG main header")?) * 8;
-        let header = JpegHeader { type_specific, fragment_offset, jpeg_type, q, width, height };
+        let header = JpegHeader {
+            type_specific,
+            fragment_offset,
+            jpeg_type,
+            q,
+            width,
+            height,
+        };
         // RFC 2435 §3.1.7: types 64-127 carry a Restart Marker header
         let restart = if (64..128).contains(&jpeg_type) {
             let interval = r.u16("JPEG restart header")?;
             let flags = r.u16("JPEG restart header")?;
-            Some(RestartHeader { interval, first: flags & 0x8000 != 0, last: flags & 0x4000 != 0, count: flags & 0x3fff })
+            Some(RestartHeader {
+                interval,
+                first: flags & 0x8000 != 0,
+                last: flags & 0x4000 != 0,
+                count: flags & 0x3fff,
+            })
         } else {
             None
         };
@@ -106,28 +118,42 @@ impl JpegPayload {
             r.u8("JPEG quantization table header")?;
             let precision = r.u8("JPEG quantization table header")?;
             let len = usize::from(r.u16("JPEG quantization table header")?);
-            Some(QuantTables { precision, data: r.take(len, "JPEG quantization tables")?.to_vec() })
+            Some(QuantTables {
+                precision,
+                data: r.take(len, "JPEG quantization tables")?.to_vec(),
+            })
         } else {
             None
         };
-        Ok(Self { header, restart, quant, data: r.rest().to_vec() })
+        Ok(Self {
+            header,
+            restart,
+            quant,
+            data: r.rest().to_vec(),
+        })
     }
 
     /// Serialise; sizes must be multiples of 8 up to 2040.
     pub fn to_bytes(&self) -> Result<Vec<u8>, JpegError> {
         let h = &self.header;
-        let (w, hh) = (block_count(h.width, h.height)?, block_count(h.height, h.width)?);
+        let (w, hh) = (
+            block_count(h.width, h.height)?,
+            block_count(h.height, h.width)?,
+        );
         let mut out = Vec::with_capacity(8 + 4 + 132 + self.data.len());
         out.push(h.type_specific);
         out.extend_from_slice(&(h.fragment_offset & 0xff_ffff).to_be_bytes()[1..]);
         out.extend_from_slice(&[h.jpeg_type, h.q, w, hh]);
         if let Some(rh) = &self.restart {
             out.extend_from_slice(&rh.interval.to_be_bytes());
-            let flags = if rh.first { 0x8000 } else { 0 } | if rh.last { 0x4000 } else { 0 } | (rh.count & 0x3fff);
+            let flags = if rh.first { 0x8000 } else { 0 }
+                | if rh.last { 0x4000 } else { 0 }
+                | (rh.count & 0x3fff);
             out.extend_from_slice(&flags.to_be_bytes());
         }
         if let Some(qt) = &self.quant {
-            let len = u16::try_from(qt.data.len()).map_err(|_| JpegError::BadQuantTables("longer than 65535"))?;
+            let len = u16::try_from(qt.data.len())
+                .map_err(|_| JpegError::BadQuantTables("longer than 65535"))?;
             out.extend_from_slice(&[0, qt.precision]);
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(&qt.data);
@@ -226,7 +252,9 @@ pub fn split_jpeg(jpeg: &[u8]) -> Result<ScanParts<'_>, JpegError> {
                     _ => return Err(JpegError::Unsupported("sampling other than 4:2:2 or 4:2:0")),
                 };
                 if comp[1][2] != comp[2][2] {
-                    return Err(JpegError::Unsupported("Cb and Cr with different quantization tables"));
+                    return Err(JpegError::Unsupported(
+                        "Cb and Cr with different quantization tables",
+                    ));
                 }
                 frame = Some((width, height, jpeg_type, [comp[0][2], comp[1][2]]));
             }
@@ -268,9 +296,14 @@ pub fn split_jpeg(jpeg: &[u8]) -> Result<ScanParts<'_>, JpegError> {
                     *t = s.u8("SOS tables")?;
                 }
                 if sel != [0x00, 0x11, 0x11] {
-                    return Err(JpegError::Unsupported("scan Huffman table selectors other than 0/1/1"));
+                    return Err(JpegError::Unsupported(
+                        "scan Huffman table selectors other than 0/1/1",
+                    ));
                 }
-                let mut quant = QuantTables { precision: 0, data: Vec::with_capacity(128) };
+                let mut quant = QuantTables {
+                    precision: 0,
+                    data: Vec::with_capacity(128),
+                };
                 for (i, tq) in [tq_luma, tq_chroma].into_iter().enumerate() {
                     let (wide, t) = tables
                         .get(usize::from(tq))
@@ -283,9 +316,18 @@ pub fn split_jpeg(jpeg: &[u8]) -> Result<ScanParts<'_>, JpegError> {
                 block_count(width, height)?;
                 block_count(height, width)?;
                 let rest = r.rest();
-                let end = rest.windows(2).position(|w| w == [0xff, EOI]).unwrap_or(rest.len());
+                let end = rest
+                    .windows(2)
+                    .position(|w| w == [0xff, EOI])
+                    .unwrap_or(rest.len());
                 let scan = rest.get(..end).unwrap_or_default();
-                return Ok(ScanParts { width, height, jpeg_type, quant, scan });
+                return Ok(ScanParts {
+                    width,
+                    height,
+                    jpeg_type,
+                    quant,
+                    scan,
+                });
             }
             _ => {} // APPn, COM: not carried
         }
@@ -336,7 +378,12 @@ pub struct JpegPacketizer {
 impl JpegPacketizer {
     /// `mtu` is the RTP packet budget (e.g. 1200); the payload gets mtu − 12.
     pub fn new(ssrc: u32, first_seq: u16, mtu: usize) -> Self {
-        Self { ssrc, payload_type: PT_JPEG, next_seq: first_seq, max_payload: mtu.saturating_sub(12) }
+        Self {
+            ssrc,
+            payload_type: PT_JPEG,
+            next_seq: first_seq,
+            max_payload: mtu.saturating_sub(12),
+        }
     }
     /// Sequence number the next packet will carry.
     pub fn next_seq(&self) -> u16 {
@@ -348,7 +395,13 @@ impl JpegPacketizer {
         let n = payloads.len();
         let mut packets = Vec::with_capacity(n);
         for (i, p) in payloads.into_iter().enumerate() {
-            let mut packet = RtpPacket::new(self.payload_type, self.next_seq, timestamp, self.ssrc, p.to_bytes()?);
+            let mut packet = RtpPacket::new(
+                self.payload_type,
+                self.next_seq,
+                timestamp,
+                self.ssrc,
+                p.to_bytes()?,
+            );
             // RFC 2435 §3: marker on the last packet of a frame
             packet.marker = i + 1 == n;
             self.next_seq = self.next_seq.wrapping_add(1);
@@ -398,7 +451,11 @@ impl JpegDepacketizer {
         if !matches!(p.header.jpeg_type & !64, 0 | 1) {
             return Err(JpegError::UnsupportedType(p.header.jpeg_type));
         }
-        if self.current.as_ref().is_some_and(|a| a.timestamp != packet.timestamp) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|a| a.timestamp != packet.timestamp)
+        {
             self.current = None;
             self.frames_dropped += 1;
         }
@@ -419,7 +476,9 @@ impl JpegDepacketizer {
         if packet.marker {
             a.end = Some(end);
         }
-        a.fragments.entry(p.header.fragment_offset).or_insert(p.data);
+        a.fragments
+            .entry(p.header.fragment_offset)
+            .or_insert(p.data);
         let Some(total) = a.end else { return Ok(None) };
         // complete when fragments tile 0..total
         let mut next = 0u32;
@@ -432,7 +491,9 @@ impl JpegDepacketizer {
         if next != total {
             return Ok(None);
         }
-        let Some(a) = self.current.take() else { return Ok(None) };
+        let Some(a) = self.current.take() else {
+            return Ok(None);
+        };
         let frame = self.finish(a);
         if frame.is_err() {
             self.frames_dropped += 1;
@@ -452,13 +513,23 @@ impl JpegDepacketizer {
                 }
                 // RFC 2435 §3.1.8: Q = 255 must carry tables; 128-254 may reuse
                 _ if h.q == 255 => return Err(JpegError::MissingQuantTables(h.q)),
-                _ => self.cached_tables.get(&h.q).cloned().ok_or(JpegError::MissingQuantTables(h.q))?,
+                _ => self
+                    .cached_tables
+                    .get(&h.q)
+                    .cloned()
+                    .ok_or(JpegError::MissingQuantTables(h.q))?,
             }
         } else {
             make_tables(h.q)
         };
         let scan_len: usize = a.fragments.values().map(Vec::len).sum();
-        let mut jpeg = make_headers(h.jpeg_type & 1, h.width, h.height, &tables, a.restart.map(|r| r.interval))?;
+        let mut jpeg = make_headers(
+            h.jpeg_type & 1,
+            h.width,
+            h.height,
+            &tables,
+            a.restart.map(|r| r.interval),
+        )?;
         jpeg.reserve(scan_len + 2);
         for data in a.fragments.values() {
             jpeg.extend_from_slice(data);
@@ -466,27 +537,32 @@ impl JpegDepacketizer {
         if !jpeg.ends_with(&[0xff, EOI]) {
             jpeg.extend_from_slice(&[0xff, EOI]);
         }
-        Ok(JpegFrame { timestamp: a.timestamp, width: h.width, height: h.height, jpeg })
+        Ok(JpegFrame {
+            timestamp: a.timestamp,
+            width: h.width,
+            height: h.height,
+            jpeg,
+        })
     }
 }
 
 /// Table K.1 (luminance), natural order.
 const JPEG_LUMA_QUANTIZER: [u8; 64] = [
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51,
-    87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99,
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
+    92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
 ];
 /// Table K.2 (chrominance), natural order.
 const JPEG_CHROMA_QUANTIZER: [u8; 64] = [
-    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99,
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99, 99,
 ];
 /// Natural-order index of the k-th coefficient in zig-zag order (T.81 figure A.6).
 const ZIGZAG: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
-    54, 47, 55, 62, 63,
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
 /// Quantization tables for Q 1–99 (RFC 2435 Appendix A), in zig-zag order as
@@ -494,7 +570,11 @@ const ZIGZAG: [usize; 64] = [
 /// common depacketizers do).
 pub fn make_tables(q: u8) -> QuantTables {
     let factor = u32::from(q.clamp(1, 99));
-    let scale = if factor < 50 { 5000 / factor } else { 200 - factor * 2 };
+    let scale = if factor < 50 {
+        5000 / factor
+    } else {
+        200 - factor * 2
+    };
     let mut data = Vec::with_capacity(128);
     for table in [&JPEG_LUMA_QUANTIZER, &JPEG_CHROMA_QUANTIZER] {
         for &natural in &ZIGZAG {
@@ -524,7 +604,9 @@ pub fn make_headers(
         }
         let wide = tables.precision >> i & 1;
         let n = if wide == 1 { 128 } else { 64 };
-        let (t, tail) = rest.split_at_checked(n).ok_or(JpegError::BadQuantTables("partial table"))?;
+        let (t, tail) = rest
+            .split_at_checked(n)
+            .ok_or(JpegError::BadQuantTables("partial table"))?;
         found.push(((wide << 4) | i, t));
         rest = tail;
     }
@@ -570,61 +652,51 @@ pub fn make_headers(
 
 // Standard Huffman tables, ITU-T T.81 Annex K.3 (tables K.3–K.6).
 const DC_LUMA_BITS: [u8; 16] = [
-    0x00, 0x01, 0x05, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00,
+    0x00, 0x01, 0x05, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
 const DC_LUMA_VALS: [u8; 12] = [
     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
 ];
 
 const AC_LUMA_BITS: [u8; 16] = [
-    0x00, 0x02, 0x01, 0x03, 0x03, 0x02, 0x04, 0x03, 0x05, 0x05, 0x04, 0x04,
-    0x00, 0x00, 0x01, 0x7d,
+    0x00, 0x02, 0x01, 0x03, 0x03, 0x02, 0x04, 0x03, 0x05, 0x05, 0x04, 0x04, 0x00, 0x00, 0x01, 0x7d,
 ];
 const AC_LUMA_VALS: [u8; 162] = [
-    0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06,
-    0x13, 0x51, 0x61, 0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xa1, 0x08,
-    0x23, 0x42, 0xb1, 0xc1, 0x15, 0x52, 0xd1, 0xf0, 0x24, 0x33, 0x62, 0x72,
-    0x82, 0x09, 0x0a, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x25, 0x26, 0x27, 0x28,
-    0x29, 0x2a, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44, 0x45,
-    0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59,
-    0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74, 0x75,
-    0x76, 0x77, 0x78, 0x79, 0x7a, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
-    0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3,
-    0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6,
-    0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9,
-    0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xe1, 0xe2,
-    0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf1, 0xf2, 0xf3, 0xf4,
-    0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+    0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61, 0x07,
+    0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xa1, 0x08, 0x23, 0x42, 0xb1, 0xc1, 0x15, 0x52, 0xd1, 0xf0,
+    0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0a, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x25, 0x26, 0x27, 0x28,
+    0x29, 0x2a, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49,
+    0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69,
+    0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+    0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
+    0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5,
+    0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xe1, 0xe2,
+    0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8,
+    0xf9, 0xfa,
 ];
 
 const DC_CHROMA_BITS: [u8; 16] = [
-    0x00, 0x03, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00,
-    0x00, 0x00, 0x00, 0x00,
+    0x00, 0x03, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
 const DC_CHROMA_VALS: [u8; 12] = [
     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
 ];
 
 const AC_CHROMA_BITS: [u8; 16] = [
-    0x00, 0x02, 0x01, 0x02, 0x04, 0x04, 0x03, 0x04, 0x07, 0x05, 0x04, 0x04,
-    0x00, 0x01, 0x02, 0x77,
+    0x00, 0x02, 0x01, 0x02, 0x04, 0x04, 0x03, 0x04, 0x07, 0x05, 0x04, 0x04, 0x00, 0x01, 0x02, 0x77,
 ];
 const AC_CHROMA_VALS: [u8; 162] = [
-    0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41,
-    0x51, 0x07, 0x61, 0x71, 0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91,
-    0xa1, 0xb1, 0xc1, 0x09, 0x23, 0x33, 0x52, 0xf0, 0x15, 0x62, 0x72, 0xd1,
-    0x0a, 0x16, 0x24, 0x34, 0xe1, 0x25, 0xf1, 0x17, 0x18, 0x19, 0x1a, 0x26,
-    0x27, 0x28, 0x29, 0x2a, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44,
-    0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58,
-    0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74,
-    0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
-    0x88, 0x89, 0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a,
-    0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4,
-    0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
-    0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda,
-    0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf2, 0xf3, 0xf4,
-    0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+    0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61, 0x71,
+    0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xa1, 0xb1, 0xc1, 0x09, 0x23, 0x33, 0x52, 0xf0,
+    0x15, 0x62, 0x72, 0xd1, 0x0a, 0x16, 0x24, 0x34, 0xe1, 0x25, 0xf1, 0x17, 0x18, 0x19, 0x1a, 0x26,
+    0x27, 0x28, 0x29, 0x2a, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,
+    0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+    0x69, 0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+    0x88, 0x89, 0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5,
+    0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3,
+    0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda,
+    0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8,
+    0xf9, 0xfa,
 ];
 
 #[cfg(test)]
@@ -643,34 +715,74 @@ mod tests {
 
     #[test]
     fn payload_errors() {
-        assert!(matches!(JpegPayload::parse(&[0; 7]), Err(JpegError::Payload(RtpError::Truncated { .. }))));
+        assert!(matches!(
+            JpegPayload::parse(&[0; 7]),
+            Err(JpegError::Payload(RtpError::Truncated { .. }))
+        ));
         // Q = 255 at offset 0 needs the table header
         assert!(matches!(
             JpegPayload::parse(&[0, 0, 0, 0, 1, 255, 20, 15]),
-            Err(JpegError::Payload(RtpError::Truncated { what: "JPEG quantization table header", .. }))
+            Err(JpegError::Payload(RtpError::Truncated {
+                what: "JPEG quantization table header",
+                ..
+            }))
         ));
         let bad = JpegPayload {
-            header: JpegHeader { type_specific: 0, fragment_offset: 0, jpeg_type: 1, q: 50, width: 161, height: 120 },
+            header: JpegHeader {
+                type_specific: 0,
+                fragment_offset: 0,
+                jpeg_type: 1,
+                q: 50,
+                width: 161,
+                height: 120,
+            },
             restart: None,
             quant: None,
             data: vec![],
         };
-        assert!(matches!(bad.to_bytes(), Err(JpegError::BadSize { width: 161, .. })));
+        assert!(matches!(
+            bad.to_bytes(),
+            Err(JpegError::BadSize { width: 161, .. })
+        ));
     }
 
     fn arb_payload() -> impl Strategy<Value = JpegPayload> {
         (
-            (any::<u8>(), 0u32..0x100_0000, any::<u8>(), any::<u8>(), 1u16..=255, 1u16..=255),
+            (
+                any::<u8>(),
+                0u32..0x100_0000,
+                any::<u8>(),
+                any::<u8>(),
+                1u16..=255,
+                1u16..=255,
+            ),
             any::<(u16, bool, bool, u16)>(),
             any::<u8>(),
             prop::collection::vec(any::<u8>(), 0..140),
             prop::collection::vec(any::<u8>(), 0..100),
         )
-            .prop_map(|((ts, off, ty, q, w, h), (ri, f, l, c), prec, qt, data)| JpegPayload {
-                header: JpegHeader { type_specific: ts, fragment_offset: off, jpeg_type: ty, q, width: w * 8, height: h * 8 },
-                restart: (64..128).contains(&ty).then_some(RestartHeader { interval: ri, first: f, last: l, count: c & 0x3fff }),
-                quant: (q >= 128 && off == 0).then_some(QuantTables { precision: prec, data: qt }),
-                data,
+            .prop_map(|((ts, off, ty, q, w, h), (ri, f, l, c), prec, qt, data)| {
+                JpegPayload {
+                    header: JpegHeader {
+                        type_specific: ts,
+                        fragment_offset: off,
+                        jpeg_type: ty,
+                        q,
+                        width: w * 8,
+                        height: h * 8,
+                    },
+                    restart: (64..128).contains(&ty).then_some(RestartHeader {
+                        interval: ri,
+                        first: f,
+                        last: l,
+                        count: c & 0x3fff,
+                    }),
+                    quant: (q >= 128 && off == 0).then_some(QuantTables {
+                        precision: prec,
+                        data: qt,
+                    }),
+                    data,
+                }
             })
     }
 

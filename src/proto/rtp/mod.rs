@@ -31,7 +31,11 @@ pub const JPEG_CLOCK_RATE: u32 = 90_000;
 pub enum RtpError {
     /// The input ends before `what` is complete.
     #[error("truncated {what}: need {needed} bytes, have {have}")]
-    Truncated { what: &'static str, needed: usize, have: usize },
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        have: usize,
+    },
     /// The version field is not 2.
     #[error("unsupported RTP version {0}")]
     BadVersion(u8),
@@ -46,7 +50,10 @@ pub enum RtpError {
     ExtensionNotAligned(usize),
     /// An RTCP packet's body does not match what its header announces.
     #[error("RTCP {what}: {detail}")]
-    BadRtcp { what: &'static str, detail: &'static str },
+    BadRtcp {
+        what: &'static str,
+        detail: &'static str,
+    },
     /// An SDES item or BYE reason is not UTF-8 or too long.
     #[error("bad text in {0}")]
     BadText(&'static str),
@@ -72,7 +79,11 @@ impl<'a> Reader<'a> {
     }
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], RtpError> {
         if self.buf.len() < n {
-            return Err(RtpError::Truncated { what, needed: n, have: self.buf.len() });
+            return Err(RtpError::Truncated {
+                what,
+                needed: n,
+                have: self.buf.len(),
+            });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;

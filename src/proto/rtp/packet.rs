@@ -30,8 +30,21 @@ pub const RTP_HEADER_LEN: usize = 12;
 
 impl RtpPacket {
     /// A packet with no CSRC, extension or padding.
-    pub fn new(payload_type: u8, sequence_number: u16, timestamp: u32, ssrc: u32, payload: Vec<u8>) -> Self {
-        Self { payload_type: payload_type & 0x7f, sequence_number, timestamp, ssrc, payload, ..Self::default() }
+    pub fn new(
+        payload_type: u8,
+        sequence_number: u16,
+        timestamp: u32,
+        ssrc: u32,
+        payload: Vec<u8>,
+    ) -> Self {
+        Self {
+            payload_type: payload_type & 0x7f,
+            sequence_number,
+            timestamp,
+            ssrc,
+            payload,
+            ..Self::default()
+        }
     }
 
     /// Parse one packet (RFC 3550 §5.1); rejects version ≠ 2 and inconsistent lengths.
@@ -66,13 +79,19 @@ impl RtpPacket {
         let padding = if has_padding {
             let pad = rest.last().copied().map_or(0, usize::from);
             if pad == 0 || pad > rest.len() {
-                return Err(RtpError::BadPadding { pad, len: buf.len() });
+                return Err(RtpError::BadPadding {
+                    pad,
+                    len: buf.len(),
+                });
             }
             pad
         } else {
             0
         };
-        let payload = rest.get(..rest.len() - padding).unwrap_or_default().to_vec();
+        let payload = rest
+            .get(..rest.len() - padding)
+            .unwrap_or_default()
+            .to_vec();
         Ok(Self {
             padding: padding as u8,
             marker: b1 & 0x80 != 0,
@@ -89,7 +108,10 @@ impl RtpPacket {
     /// Serialise; fails on more than 15 CSRCs or an unaligned extension.
     pub fn to_bytes(&self) -> Result<Vec<u8>, RtpError> {
         if self.csrc.len() > 15 {
-            return Err(RtpError::TooMany { what: "CSRCs", count: self.csrc.len() });
+            return Err(RtpError::TooMany {
+                what: "CSRCs",
+                count: self.csrc.len(),
+            });
         }
         if let Some(ext) = &self.extension
             && (ext.data.len() % 4 != 0 || ext.data.len() / 4 > usize::from(u16::MAX))
@@ -149,7 +171,9 @@ mod tests {
 
     #[test]
     fn parses_a_pcmu_packet() {
-        let bytes = [0x80, 0x80, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef, 0xff, 0x7f];
+        let bytes = [
+            0x80, 0x80, 0x12, 0x34, 0, 0, 0x01, 0x40, 0xde, 0xad, 0xbe, 0xef, 0xff, 0x7f,
+        ];
         let p = RtpPacket::parse(&bytes).unwrap();
         assert!(p.marker);
         assert_eq!(p.payload_type, 0);
@@ -165,36 +189,60 @@ mod tests {
         assert_eq!(RtpPacket::parse(&[0x40; 12]), Err(RtpError::BadVersion(1)));
         assert!(matches!(
             RtpPacket::parse(&[0x80, 0, 0]),
-            Err(RtpError::Truncated { what: "RTP sequence number", .. })
+            Err(RtpError::Truncated {
+                what: "RTP sequence number",
+                ..
+            })
         ));
         let mut padded = vec![0xa0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9, 0];
-        assert!(matches!(RtpPacket::parse(&padded), Err(RtpError::BadPadding { pad: 0, .. })));
+        assert!(matches!(
+            RtpPacket::parse(&padded),
+            Err(RtpError::BadPadding { pad: 0, .. })
+        ));
         padded[13] = 3;
-        assert!(matches!(RtpPacket::parse(&padded), Err(RtpError::BadPadding { pad: 3, .. })));
+        assert!(matches!(
+            RtpPacket::parse(&padded),
+            Err(RtpError::BadPadding { pad: 3, .. })
+        ));
         padded[13] = 2;
         assert_eq!(RtpPacket::parse(&padded).unwrap().payload, Vec::<u8>::new());
-        let csrc16 = RtpPacket { csrc: vec![0; 16], ..RtpPacket::default() };
+        let csrc16 = RtpPacket {
+            csrc: vec![0; 16],
+            ..RtpPacket::default()
+        };
         assert!(matches!(csrc16.to_bytes(), Err(RtpError::TooMany { .. })));
     }
 
     fn arb_packet() -> impl Strategy<Value = RtpPacket> {
         (
-            (any::<u8>(), any::<bool>(), 0u8..128, any::<u16>(), any::<u32>(), any::<u32>()),
+            (
+                any::<u8>(),
+                any::<bool>(),
+                0u8..128,
+                any::<u16>(),
+                any::<u32>(),
+                any::<u32>(),
+            ),
             prop::collection::vec(any::<u32>(), 0..16),
             prop::option::of((any::<u16>(), prop::collection::vec(any::<[u8; 4]>(), 0..8))),
             prop::collection::vec(any::<u8>(), 0..200),
         )
-            .prop_map(|((padding, marker, pt, seq, ts, ssrc), csrc, ext, payload)| RtpPacket {
-                padding,
-                marker,
-                payload_type: pt,
-                sequence_number: seq,
-                timestamp: ts,
-                ssrc,
-                csrc,
-                extension: ext.map(|(profile, words)| RtpExtension { profile, data: words.concat() }),
-                payload,
-            })
+            .prop_map(
+                |((padding, marker, pt, seq, ts, ssrc), csrc, ext, payload)| RtpPacket {
+                    padding,
+                    marker,
+                    payload_type: pt,
+                    sequence_number: seq,
+                    timestamp: ts,
+                    ssrc,
+                    csrc,
+                    extension: ext.map(|(profile, words)| RtpExtension {
+                        profile,
+                        data: words.concat(),
+                    }),
+                    payload,
+                },
+            )
     }
 
     proptest! {

@@ -46,12 +46,20 @@ impl NtpTime {
 /// A duration in the 1/65536 s units of DLSR (RFC 3550 §6.4.1), saturating.
 pub fn to_dlsr(d: Duration) -> u32 {
     let units = d.as_secs_f64() * 65536.0;
-    if units >= f64::from(u32::MAX) { u32::MAX } else { units as u32 }
+    if units >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        units as u32
+    }
 }
 
 /// Round-trip time from an RR block (RFC 3550 §6.4.1): arrival − LSR − DLSR.
 /// `None` when the block carries no LSR or the result would be negative.
-pub fn round_trip_time(arrival: NtpTime, last_sr: u32, delay_since_last_sr: u32) -> Option<Duration> {
+pub fn round_trip_time(
+    arrival: NtpTime,
+    last_sr: u32,
+    delay_since_last_sr: u32,
+) -> Option<Duration> {
     if last_sr == 0 {
         return None;
     }
@@ -150,11 +158,20 @@ pub struct SdesChunk {
 impl SdesChunk {
     /// A chunk carrying only a CNAME.
     pub fn cname(ssrc: u32, cname: &str) -> Self {
-        Self { ssrc, items: vec![SdesItem { kind: SDES_CNAME, value: cname.to_owned() }] }
+        Self {
+            ssrc,
+            items: vec![SdesItem {
+                kind: SDES_CNAME,
+                value: cname.to_owned(),
+            }],
+        }
     }
     /// The CNAME item's value, if any.
     pub fn get_cname(&self) -> Option<&str> {
-        self.items.iter().find(|i| i.kind == SDES_CNAME).map(|i| i.value.as_str())
+        self.items
+            .iter()
+            .find(|i| i.kind == SDES_CNAME)
+            .map(|i| i.value.as_str())
     }
 }
 
@@ -173,7 +190,11 @@ pub enum RtcpPacket {
     SourceDescription(Vec<SdesChunk>),
     Bye(Bye),
     /// APP and anything else, kept whole.
-    Unknown { packet_type: u8, count: u8, body: Vec<u8> },
+    Unknown {
+        packet_type: u8,
+        count: u8,
+        body: Vec<u8>,
+    },
 }
 
 fn text(bytes: &[u8], what: &'static str) -> Result<String, RtpError> {
@@ -204,20 +225,34 @@ impl RtcpPacket {
         let packet = match packet_type {
             RTCP_SR => {
                 let ssrc = r.u32("SR SSRC")?;
-                let ntp = (u64::from(r.u32("SR sender info")?) << 32) | u64::from(r.u32("SR sender info")?);
+                let ntp = (u64::from(r.u32("SR sender info")?) << 32)
+                    | u64::from(r.u32("SR sender info")?);
                 let info = SenderInfo {
                     ntp: NtpTime(ntp),
                     rtp_timestamp: r.u32("SR sender info")?,
                     packet_count: r.u32("SR sender info")?,
                     octet_count: r.u32("SR sender info")?,
                 };
-                let reports = (0..count).map(|_| ReportBlock::read(&mut r)).collect::<Result<_, _>>()?;
-                Self::SenderReport(SenderReport { ssrc, info, reports, extension: r.rest().to_vec() })
+                let reports = (0..count)
+                    .map(|_| ReportBlock::read(&mut r))
+                    .collect::<Result<_, _>>()?;
+                Self::SenderReport(SenderReport {
+                    ssrc,
+                    info,
+                    reports,
+                    extension: r.rest().to_vec(),
+                })
             }
             RTCP_RR => {
                 let ssrc = r.u32("RR SSRC")?;
-                let reports = (0..count).map(|_| ReportBlock::read(&mut r)).collect::<Result<_, _>>()?;
-                Self::ReceiverReport(ReceiverReport { ssrc, reports, extension: r.rest().to_vec() })
+                let reports = (0..count)
+                    .map(|_| ReportBlock::read(&mut r))
+                    .collect::<Result<_, _>>()?;
+                Self::ReceiverReport(ReceiverReport {
+                    ssrc,
+                    reports,
+                    extension: r.rest().to_vec(),
+                })
             }
             RTCP_SDES => {
                 let mut chunks = Vec::with_capacity(usize::from(count));
@@ -231,7 +266,10 @@ impl RtcpPacket {
                             break;
                         }
                         let len = usize::from(r.u8("SDES item length")?);
-                        items.push(SdesItem { kind, value: text(r.take(len, "SDES item text")?, "SDES item")? });
+                        items.push(SdesItem {
+                            kind,
+                            value: text(r.take(len, "SDES item text")?, "SDES item")?,
+                        });
                     }
                     // RFC 3550 §6.5: null octets pad the chunk to a 32-bit boundary
                     let used = start - r.remaining();
@@ -241,7 +279,9 @@ impl RtcpPacket {
                 Self::SourceDescription(chunks)
             }
             RTCP_BYE => {
-                let sources = (0..count).map(|_| r.u32("BYE SSRC")).collect::<Result<_, _>>()?;
+                let sources = (0..count)
+                    .map(|_| r.u32("BYE SSRC"))
+                    .collect::<Result<_, _>>()?;
                 let reason = if r.remaining() > 0 {
                     let len = usize::from(r.u8("BYE reason length")?);
                     Some(text(r.take(len, "BYE reason")?, "BYE reason")?)
@@ -250,7 +290,11 @@ impl RtcpPacket {
                 };
                 Self::Bye(Bye { sources, reason })
             }
-            _ => Self::Unknown { packet_type, count, body: body.to_vec() },
+            _ => Self::Unknown {
+                packet_type,
+                count,
+                body: body.to_vec(),
+            },
         };
         Ok((packet, total))
     }
@@ -280,9 +324,13 @@ impl RtcpPacket {
                     let start = body.len();
                     body.extend_from_slice(&c.ssrc.to_be_bytes());
                     for item in &c.items {
-                        let len = u8::try_from(item.value.len()).map_err(|_| RtpError::BadText("SDES item"))?;
+                        let len = u8::try_from(item.value.len())
+                            .map_err(|_| RtpError::BadText("SDES item"))?;
                         if item.kind == 0 {
-                            return Err(RtpError::BadRtcp { what: "SDES", detail: "item type 0 is the terminator" });
+                            return Err(RtpError::BadRtcp {
+                                what: "SDES",
+                                detail: "item type 0 is the terminator",
+                            });
                         }
                         body.push(item.kind);
                         body.push(len);
@@ -296,9 +344,12 @@ impl RtcpPacket {
                 (chunks.len(), RTCP_SDES)
             }
             Self::Bye(bye) => {
-                bye.sources.iter().for_each(|s| body.extend_from_slice(&s.to_be_bytes()));
+                bye.sources
+                    .iter()
+                    .for_each(|s| body.extend_from_slice(&s.to_be_bytes()));
                 if let Some(reason) = &bye.reason {
-                    let len = u8::try_from(reason.len()).map_err(|_| RtpError::BadText("BYE reason"))?;
+                    let len =
+                        u8::try_from(reason.len()).map_err(|_| RtpError::BadText("BYE reason"))?;
                     body.push(len);
                     body.extend_from_slice(reason.as_bytes());
                     while body.len() % 4 != 0 {
@@ -307,19 +358,31 @@ impl RtcpPacket {
                 }
                 (bye.sources.len(), RTCP_BYE)
             }
-            Self::Unknown { packet_type, count, body: b } => {
+            Self::Unknown {
+                packet_type,
+                count,
+                body: b,
+            } => {
                 body.extend_from_slice(b);
                 (usize::from(*count), *packet_type)
             }
         };
         if count > 31 {
-            return Err(RtpError::TooMany { what: "RTCP items", count });
+            return Err(RtpError::TooMany {
+                what: "RTCP items",
+                count,
+            });
         }
         if body.len() % 4 != 0 {
-            return Err(RtpError::BadRtcp { what: "packet", detail: "body is not 32-bit aligned" });
+            return Err(RtpError::BadRtcp {
+                what: "packet",
+                detail: "body is not 32-bit aligned",
+            });
         }
-        let words = u16::try_from(body.len() / 4)
-            .map_err(|_| RtpError::BadRtcp { what: "packet", detail: "longer than 65535 words" })?;
+        let words = u16::try_from(body.len() / 4).map_err(|_| RtpError::BadRtcp {
+            what: "packet",
+            detail: "longer than 65535 words",
+        })?;
         let mut out = Vec::with_capacity(4 + body.len());
         out.push(0x80 | count as u8);
         out.push(packet_type);
@@ -334,7 +397,11 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtpError> {
     let mut packets = Vec::new();
     let mut rest = buf;
     if rest.is_empty() {
-        return Err(RtpError::Truncated { what: "RTCP header", needed: 4, have: 0 });
+        return Err(RtpError::Truncated {
+            what: "RTCP header",
+            needed: 4,
+            have: 0,
+        });
     }
     while !rest.is_empty() {
         let (p, used) = RtcpPacket::parse_one(rest)?;
@@ -364,11 +431,15 @@ mod tests {
         assert_eq!(t.0 >> 32, 1_700_000_000 + NTP_UNIX_OFFSET);
         assert_eq!(t.0 & 0xffff_ffff, 0x8000_0000);
         assert_eq!(t.to_unix(), Duration::new(1_700_000_000, 500_000_000));
-        assert_eq!(t.middle32(), (((1_700_000_000 + NTP_UNIX_OFFSET) as u32) << 16) | 0x8000);
+        assert_eq!(
+            t.middle32(),
+            (((1_700_000_000 + NTP_UNIX_OFFSET) as u32) << 16) | 0x8000
+        );
         assert_eq!(to_dlsr(Duration::from_millis(1500)), 98304);
         let sent = NtpTime::from_unix(Duration::from_secs(100));
         let back = NtpTime::from_unix(Duration::from_millis(100_250));
-        let rtt = round_trip_time(back, sent.middle32(), to_dlsr(Duration::from_millis(200))).unwrap();
+        let rtt =
+            round_trip_time(back, sent.middle32(), to_dlsr(Duration::from_millis(200))).unwrap();
         assert!((rtt.as_secs_f64() - 0.05).abs() < 0.001, "{rtt:?}");
     }
 
@@ -386,38 +457,63 @@ mod tests {
         let packets = vec![
             RtcpPacket::SenderReport(SenderReport {
                 ssrc: 1,
-                info: SenderInfo { ntp: NtpTime(0x1234_5678_9abc_def0), rtp_timestamp: 160, packet_count: 1, octet_count: 160 },
+                info: SenderInfo {
+                    ntp: NtpTime(0x1234_5678_9abc_def0),
+                    rtp_timestamp: 160,
+                    packet_count: 1,
+                    octet_count: 160,
+                },
                 reports: vec![block],
                 extension: vec![],
             }),
             RtcpPacket::SourceDescription(vec![SdesChunk::cname(1, "alice@tv.example.com")]),
-            RtcpPacket::Bye(Bye { sources: vec![1], reason: Some("done".into()) }),
+            RtcpPacket::Bye(Bye {
+                sources: vec![1],
+                reason: Some("done".into()),
+            }),
         ];
         let bytes = build_compound(&packets).unwrap();
         assert_eq!(bytes[0], 0x81);
         assert_eq!(bytes[1], 200);
-        assert_eq!(u16::from_be_bytes([bytes[2], bytes[3]]), 12, "SR with one block is 13 words");
+        assert_eq!(
+            u16::from_be_bytes([bytes[2], bytes[3]]),
+            12,
+            "SR with one block is 13 words"
+        );
         let back = parse_compound(&bytes).unwrap();
         assert_eq!(back, packets);
-        let RtcpPacket::SourceDescription(chunks) = &back[1] else { panic!() };
+        let RtcpPacket::SourceDescription(chunks) = &back[1] else {
+            panic!()
+        };
         assert_eq!(chunks[0].get_cname(), Some("alice@tv.example.com"));
     }
 
     #[test]
     fn padded_last_packet() {
-        let rr = RtcpPacket::ReceiverReport(ReceiverReport { ssrc: 9, ..Default::default() });
+        let rr = RtcpPacket::ReceiverReport(ReceiverReport {
+            ssrc: 9,
+            ..Default::default()
+        });
         let mut bytes = rr.to_bytes().unwrap();
         bytes[0] |= 0x20;
         bytes[3] = 2; // 3 words: header, SSRC, padding
         bytes.extend_from_slice(&[0, 0, 0, 4]);
         assert_eq!(parse_compound(&bytes).unwrap(), vec![rr]);
         bytes[7 + 4] = 9;
-        assert!(matches!(parse_compound(&bytes), Err(RtpError::BadPadding { .. })));
+        assert!(matches!(
+            parse_compound(&bytes),
+            Err(RtpError::BadPadding { .. })
+        ));
     }
 
     fn arb_block() -> impl Strategy<Value = ReportBlock> {
-        (any::<u32>(), any::<u8>(), -0x80_0000i32..0x80_0000, any::<[u32; 4]>()).prop_map(|(ssrc, f, lost, w)| {
-            ReportBlock {
+        (
+            any::<u32>(),
+            any::<u8>(),
+            -0x80_0000i32..0x80_0000,
+            any::<[u32; 4]>(),
+        )
+            .prop_map(|(ssrc, f, lost, w)| ReportBlock {
                 ssrc,
                 fraction_lost: f,
                 cumulative_lost: lost,
@@ -425,31 +521,40 @@ mod tests {
                 jitter: w[1],
                 last_sr: w[2],
                 delay_since_last_sr: w[3],
-            }
-        })
+            })
     }
 
     fn arb_packet() -> impl Strategy<Value = RtcpPacket> {
         let blocks = || prop::collection::vec(arb_block(), 0..4);
         let ext = || prop::collection::vec(any::<[u8; 4]>(), 0..3).prop_map(|w| w.concat());
         prop_oneof![
-            (any::<u32>(), any::<[u32; 5]>(), blocks(), ext()).prop_map(|(ssrc, w, reports, extension)| {
-                RtcpPacket::SenderReport(SenderReport {
+            (any::<u32>(), any::<[u32; 5]>(), blocks(), ext()).prop_map(
+                |(ssrc, w, reports, extension)| {
+                    RtcpPacket::SenderReport(SenderReport {
+                        ssrc,
+                        info: SenderInfo {
+                            ntp: NtpTime((u64::from(w[0]) << 32) | u64::from(w[1])),
+                            rtp_timestamp: w[2],
+                            packet_count: w[3],
+                            octet_count: w[4],
+                        },
+                        reports,
+                        extension,
+                    })
+                }
+            ),
+            (any::<u32>(), blocks(), ext()).prop_map(|(ssrc, reports, extension)| {
+                RtcpPacket::ReceiverReport(ReceiverReport {
                     ssrc,
-                    info: SenderInfo {
-                        ntp: NtpTime((u64::from(w[0]) << 32) | u64::from(w[1])),
-                        rtp_timestamp: w[2],
-                        packet_count: w[3],
-                        octet_count: w[4],
-                    },
                     reports,
                     extension,
                 })
             }),
-            (any::<u32>(), blocks(), ext())
-                .prop_map(|(ssrc, reports, extension)| RtcpPacket::ReceiverReport(ReceiverReport { ssrc, reports, extension })),
             prop::collection::vec(
-                (any::<u32>(), prop::collection::vec((1u8..=255, "[a-z@.0-9]{0,40}"), 0..3)),
+                (
+                    any::<u32>(),
+                    prop::collection::vec((1u8..=255, "[a-z@.0-9]{0,40}"), 0..3)
+                ),
                 0..4
             )
             .prop_map(|chunks| RtcpPacket::SourceDescription(
@@ -457,14 +562,28 @@ mod tests {
                     .into_iter()
                     .map(|(ssrc, items)| SdesChunk {
                         ssrc,
-                        items: items.into_iter().map(|(kind, value)| SdesItem { kind, value }).collect()
+                        items: items
+                            .into_iter()
+                            .map(|(kind, value)| SdesItem { kind, value })
+                            .collect()
                     })
                     .collect()
             )),
-            (prop::collection::vec(any::<u32>(), 0..5), prop::option::of("[ -~]{0,60}"))
+            (
+                prop::collection::vec(any::<u32>(), 0..5),
+                prop::option::of("[ -~]{0,60}")
+            )
                 .prop_map(|(sources, reason)| RtcpPacket::Bye(Bye { sources, reason })),
-            (204u8..=207, 0u8..32, prop::collection::vec(any::<[u8; 4]>(), 0..4))
-                .prop_map(|(packet_type, count, w)| RtcpPacket::Unknown { packet_type, count, body: w.concat() }),
+            (
+                204u8..=207,
+                0u8..32,
+                prop::collection::vec(any::<[u8; 4]>(), 0..4)
+            )
+                .prop_map(|(packet_type, count, w)| RtcpPacket::Unknown {
+                    packet_type,
+                    count,
+                    body: w.concat()
+                }),
         ]
     }
 
