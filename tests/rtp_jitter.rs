@@ -200,3 +200,56 @@ fn capacity_bounds_the_buffer() {
     let first = jb.pop(t0 + Duration::from_secs(1)).unwrap();
     assert_eq!(seq_of(&first), 12);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary sequence numbers, timestamps and arrival gaps never panic,
+        /// and what comes out is in strictly increasing extended order.
+        #[test]
+        fn never_panics_and_stays_ordered(
+            input in prop::collection::vec((any::<u16>(), any::<u32>(), 0u64..200, any::<bool>()), 0..200),
+            capacity in 1usize..50,
+        ) {
+            let t0 = Instant::now();
+            let mut jb = JitterBuffer::new(JitterConfig { capacity, ..JitterConfig::audio() });
+            let mut now = t0;
+            let mut last = None;
+            for (seq, ts, gap_ms, pop) in input {
+                now += Duration::from_millis(gap_ms);
+                jb.push(now, audio(seq, ts));
+                if pop {
+                    while let Some(out) = jb.pop(now) {
+                        let ext = match out {
+                            Playout::Packet(_) => None,
+                            Playout::Lost { extended_seq, .. } => Some(extended_seq),
+                        };
+                        if let (Some(e), Some(l)) = (ext, last) {
+                            prop_assert!(e > l);
+                        }
+                        last = ext.or(last);
+                    }
+                }
+                let _ = jb.poll_timeout();
+                prop_assert!(jb.stats().depth <= capacity);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_long_gap_is_one_lost_and_a_jump() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::audio());
+    jb.push(t0, audio(0, 0));
+    jb.push(t0, audio(1000, 160 * 1000));
+    let late = t0 + Duration::from_secs(30);
+    let out: Vec<u16> = std::iter::from_fn(|| jb.pop(late))
+        .map(|p| seq_of(&p))
+        .collect();
+    assert_eq!(out, [0, 1, 1000]);
+    assert_eq!(jb.stats().lost, 999);
+}

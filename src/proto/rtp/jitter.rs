@@ -130,7 +130,7 @@ impl JitterBuffer {
 
     fn extend_ts(&mut self, ts: u32) -> i64 {
         let ext = match self.last_ts {
-            Some((ext, last)) => ext + i64::from(ts.wrapping_sub(last) as i32),
+            Some((ext, last)) => ext.saturating_add(i64::from(ts.wrapping_sub(last) as i32)),
             None => 0,
         };
         if self.last_ts.is_none_or(|(e, _)| ext > e) {
@@ -193,7 +193,8 @@ impl JitterBuffer {
         let origin = self.origin?;
         let offset =
             self.media_secs(ext_ts) + self.min_transit + self.stats.target_delay.as_secs_f64();
-        Some(origin + Duration::from_secs_f64(offset.max(0.0)))
+        // a hostile timestamp far in the future must not overflow: never due
+        origin.checked_add(Duration::try_from_secs_f64(offset.max(0.0)).ok()?)
     }
 
     /// The next thing to play and when it is due: (extended seq, its timestamp, present?).
@@ -208,7 +209,9 @@ impl JitterBuffer {
         // a gap: estimate the missing timestamp between its neighbours
         let ts = match self.last_played {
             Some((seq_p, ts_p)) if k > seq_p => {
-                ts_p + (ts_k - ts_p) * (next - seq_p) as i64 / (k - seq_p) as i64
+                let span = i128::from(*ts_k) - i128::from(ts_p);
+                let step = span * i128::from(next - seq_p) / i128::from(k - seq_p);
+                (i128::from(ts_p) + step).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
             }
             _ => *ts_k,
         };
@@ -240,7 +243,16 @@ impl JitterBuffer {
             self.stats.depth = self.packets.len();
             Some(Playout::Packet(packet))
         } else {
-            self.stats.lost += 1;
+            // a gap longer than the buffer (sender restart, burst loss) is one
+            // Lost and a jump to the next packet held, not thousands of slots
+            let resume = self.packets.keys().next().copied().unwrap_or(next + 1);
+            let gap = resume.saturating_sub(next);
+            if gap > self.config.capacity as u64 {
+                self.next_seq = Some(resume);
+                self.stats.lost += gap;
+            } else {
+                self.stats.lost += 1;
+            }
             Some(Playout::Lost {
                 sequence_number: next as u16,
                 extended_seq: next,

@@ -164,7 +164,7 @@ impl JpegPayload {
 }
 
 fn block_count(v: u16, other: u16) -> Result<u8, JpegError> {
-    if v % 8 != 0 || v == 0 || v > 2040 {
+    if !v.is_multiple_of(8) || v == 0 || v > 2040 {
         let (width, height) = (v, other);
         return Err(JpegError::BadSize { width, height });
     }
@@ -279,11 +279,11 @@ pub fn split_jpeg(jpeg: &[u8]) -> Result<ScanParts<'_>, JpegError> {
                     }
                 }
             }
-            DRI => {
-                if s.u16("DRI")? != 0 {
-                    return Err(JpegError::Unsupported("restart markers"));
-                }
-            }
+            // RFC 2435 types 0/1: no restart markers
+            DRI => match s.u16("DRI")? {
+                0 => {}
+                _ => return Err(JpegError::Unsupported("restart markers")),
+            },
             SOS => {
                 let (width, height, jpeg_type, [tq_luma, tq_chroma]) =
                     frame.ok_or(JpegError::MissingSegment("SOF0"))?;
