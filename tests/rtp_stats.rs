@@ -80,3 +80,20 @@ fn restart_after_large_jump() {
     assert_eq!(s.extended_highest_seq(), 30001);
     assert_eq!(s.cumulative_lost(), 0);
 }
+
+#[test]
+fn sender_stats_feed_the_sr() {
+    let mut s = isc::proto::rtp::SenderStats::default();
+    s.on_sent(&pkt(0, 0));
+    s.on_sent(&pkt(1, 160));
+    let info = s.sender_info(NtpTime(5), 320);
+    assert_eq!(
+        (
+            info.packet_count,
+            info.octet_count,
+            info.rtp_timestamp,
+            info.ntp
+        ),
+        (2, 320, 320, NtpTime(5))
+    );
+}

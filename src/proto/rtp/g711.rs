@@ -1,4 +1,7 @@
-//! G.711 μ-law (PCMU, RFC 3551 §4.5.14), ITU-T G.711 on 16-bit linear PCM.
+//! G.711 μ-law (PCMU, RFC 3551 §4.5.14), ITU-T G.711 on 16-bit linear PCM,
+//! and the PCMU packetizer.
+
+use super::{PT_PCMU, RtpPacket};
 
 /// Decoded value of every μ-law code (ITU-T G.711 table 2a, scaled to 16 bits).
 pub const ULAW_TO_LINEAR: [i16; 256] = decode_table();
@@ -55,6 +58,84 @@ pub fn encode_slice(samples: &[i16]) -> Vec<u8> {
 /// Decode a PCMU payload.
 pub fn decode_slice(codes: &[u8]) -> Vec<i16> {
     codes.iter().map(|&c| decode(c)).collect()
+}
+
+/// Samples in a 20 ms PCMU packet (RFC 3551 §4.5: default ptime 20 ms).
+pub const SAMPLES_PER_20MS: usize = 160;
+
+/// Frames 8 kHz PCM into PCMU RTP packets (PT 0), one timestamp unit per sample.
+#[derive(Debug, Clone)]
+pub struct PcmuPacketizer {
+    pub ssrc: u32,
+    next_seq: u16,
+    next_timestamp: u32,
+    samples_per_packet: usize,
+    pending: Vec<i16>,
+    first: bool,
+}
+
+impl PcmuPacketizer {
+    /// `samples_per_packet` is clamped to at least 1 (160 = 20 ms).
+    pub fn new(ssrc: u32, first_seq: u16, first_timestamp: u32, samples_per_packet: usize) -> Self {
+        Self {
+            ssrc,
+            next_seq: first_seq,
+            next_timestamp: first_timestamp,
+            samples_per_packet: samples_per_packet.max(1),
+            pending: Vec::new(),
+            first: true,
+        }
+    }
+
+    /// Timestamp the next packet will carry.
+    pub fn next_timestamp(&self) -> u32 {
+        self.next_timestamp
+    }
+
+    /// Sequence number the next packet will carry.
+    pub fn next_seq(&self) -> u16 {
+        self.next_seq
+    }
+
+    fn packet(&mut self, samples: &[i16]) -> RtpPacket {
+        let mut p = RtpPacket::new(
+            PT_PCMU,
+            self.next_seq,
+            self.next_timestamp,
+            self.ssrc,
+            encode_slice(samples),
+        );
+        // RFC 3551 §4.1: marker on the first packet of a talkspurt
+        p.marker = std::mem::take(&mut self.first);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_timestamp = self.next_timestamp.wrapping_add(samples.len() as u32);
+        p
+    }
+
+    /// Add samples; returns every packet now complete (the rest waits).
+    pub fn push(&mut self, samples: &[i16]) -> Vec<RtpPacket> {
+        self.pending.extend_from_slice(samples);
+        let n = self.samples_per_packet;
+        let full = self.pending.len() / n * n;
+        let ready: Vec<i16> = self.pending.drain(..full).collect();
+        ready.chunks(n).map(|c| self.packet(c)).collect()
+    }
+
+    /// The remaining samples as a short last packet, if any.
+    pub fn flush(&mut self) -> Option<RtpPacket> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let rest = std::mem::take(&mut self.pending);
+        Some(self.packet(&rest))
+    }
+
+    /// Start a new talkspurt after silence (next packet gets the marker) and
+    /// skip `silent_samples` of timestamp.
+    pub fn resume_after_silence(&mut self, silent_samples: u32) {
+        self.first = true;
+        self.next_timestamp = self.next_timestamp.wrapping_add(silent_samples);
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +218,25 @@ mod tests {
                 "{s} -> {back}"
             );
         }
+    }
+
+    #[test]
+    fn packetizer_frames_20ms() {
+        let mut p = PcmuPacketizer::new(5, 65535, u32::MAX - 100, SAMPLES_PER_20MS);
+        let out = p.push(&[1000; 400]);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].marker && !out[1].marker);
+        assert_eq!((out[0].sequence_number, out[1].sequence_number), (65535, 0));
+        assert_eq!(out[1].timestamp, (u32::MAX - 100).wrapping_add(160));
+        assert_eq!(out[0].payload.len(), 160);
+        assert_eq!(decode(out[0].payload[0]), decode(encode(1000)));
+        let last = p.flush().unwrap();
+        assert_eq!((last.payload.len(), last.sequence_number), (80, 1));
+        assert_eq!(p.flush(), None);
+        p.resume_after_silence(800);
+        let next = p.push(&[0; 160]);
+        assert!(next[0].marker);
+        assert_eq!(next[0].timestamp, (u32::MAX - 100).wrapping_add(400 + 800));
     }
 
     #[test]

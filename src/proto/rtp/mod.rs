@@ -14,7 +14,7 @@ pub mod stats;
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{RtpExtension, RtpPacket};
 pub use rtcp::{NtpTime, ReportBlock, RtcpPacket};
-pub use stats::ReceiverStats;
+pub use stats::{ReceiverStats, SenderStats};
 
 /// Static payload type of PCMU (RFC 3551 §6, table 4).
 pub const PT_PCMU: u8 = 0;

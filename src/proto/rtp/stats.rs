@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::RtpPacket;
-use super::rtcp::{NtpTime, ReportBlock, to_dlsr};
+use super::rtcp::{NtpTime, ReportBlock, SenderInfo, to_dlsr};
 
 /// RFC 3550 A.1 constants.
 pub const MAX_DROPOUT: u16 = 3000;
@@ -204,5 +204,32 @@ impl ReceiverStats {
             last_sr,
             delay_since_last_sr,
         })
+    }
+}
+
+/// Sender-side counts for our SR (RFC 3550 §6.4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    pub packet_count: u32,
+    /// Payload octets (headers and padding excluded).
+    pub octet_count: u32,
+}
+
+impl SenderStats {
+    /// Count one sent packet.
+    pub fn on_sent(&mut self, packet: &RtpPacket) {
+        self.packet_count = self.packet_count.wrapping_add(1);
+        self.octet_count = self.octet_count.wrapping_add(packet.payload.len() as u32);
+    }
+
+    /// Sender info for an SR: `ntp` (from the caller's wall clock) and the RTP
+    /// timestamp that corresponds to the same instant.
+    pub fn sender_info(&self, ntp: NtpTime, rtp_timestamp: u32) -> SenderInfo {
+        SenderInfo {
+            ntp,
+            rtp_timestamp,
+            packet_count: self.packet_count,
+            octet_count: self.octet_count,
+        }
     }
 }
