@@ -19,6 +19,11 @@ pub struct JitterConfig {
     pub jitter_factor: f64,
     /// Most packets held; beyond it the oldest are dropped.
     pub capacity: usize,
+    /// How a gap's due time is guessed. `true` (audio: one timestamp step per
+    /// packet) interpolates between its neighbours, so `Lost` comes on time;
+    /// `false` (video: a frame's packets share one timestamp) waits until the
+    /// next packet held is due, the latest moment that makes nothing late.
+    pub interpolate_gaps: bool,
 }
 
 impl JitterConfig {
@@ -30,6 +35,7 @@ impl JitterConfig {
             max_delay: Duration::from_millis(400),
             jitter_factor: 4.0,
             capacity: 64,
+            interpolate_gaps: true,
         }
     }
     /// JPEG video: 90 kHz, 60–500 ms, 1024 packets.
@@ -40,6 +46,7 @@ impl JitterConfig {
             max_delay: Duration::from_millis(500),
             jitter_factor: 4.0,
             capacity: 1024,
+            interpolate_gaps: false,
         }
     }
 }
@@ -208,7 +215,7 @@ impl JitterBuffer {
         let (&k, (ts_k, _)) = self.packets.range(next..).next()?;
         // a gap: estimate the missing timestamp between its neighbours
         let ts = match self.last_played {
-            Some((seq_p, ts_p)) if k > seq_p => {
+            Some((seq_p, ts_p)) if k > seq_p && self.config.interpolate_gaps => {
                 let span = i128::from(*ts_k) - i128::from(ts_p);
                 let step = span * i128::from(next - seq_p) / i128::from(k - seq_p);
                 (i128::from(ts_p) + step).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
