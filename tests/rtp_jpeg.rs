@@ -173,3 +173,40 @@ fn rejects_what_rfc_2435_cannot_carry() {
         Err(JpegError::MissingSegment("SOI"))
     );
 }
+
+#[test]
+fn endless_fragments_are_capped() {
+    use isc::proto::rtp::jpeg::{JpegHeader, MAX_FRAME_BYTES};
+    let mut d = JpegDepacketizer::new();
+    let mut result = Ok(None);
+    for i in 0..(MAX_FRAME_BYTES / 60_000 + 2) {
+        let payload = JpegPayload {
+            header: JpegHeader {
+                type_specific: 0,
+                fragment_offset: (i * 60_000) as u32 + 1,
+                jpeg_type: 1,
+                q: 50,
+                width: 160,
+                height: 120,
+            },
+            restart: None,
+            quant: None,
+            data: vec![0; 60_000],
+        };
+        result = d.push(&RtpPacket::new(
+            26,
+            i as u16,
+            0,
+            1,
+            payload.to_bytes().unwrap(),
+        ));
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(
+        matches!(result, Err(JpegError::FrameTooLarge(_))),
+        "{result:?}"
+    );
+    assert_eq!(d.frames_dropped, 1);
+}

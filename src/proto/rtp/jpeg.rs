@@ -35,6 +35,9 @@ pub enum JpegError {
     /// The payload budget is too small for the headers.
     #[error("payload size {0} too small")]
     PayloadTooSmall(usize),
+    /// A frame being reassembled grew past [`MAX_FRAME_BYTES`].
+    #[error("frame of more than {0} bytes")]
+    FrameTooLarge(usize),
     /// The encoder failed.
     #[error("JPEG encode: {0}")]
     Encode(String),
@@ -411,6 +414,10 @@ impl JpegPacketizer {
     }
 }
 
+/// Most scan bytes the depacketizer holds for one frame (a 2040×2040 frame at
+/// high quality stays well below it).
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
 /// A reassembled frame, as a complete JFIF stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JpegFrame {
@@ -427,6 +434,7 @@ struct Assembly {
     restart: Option<RestartHeader>,
     quant: Option<QuantTables>,
     fragments: BTreeMap<u32, Vec<u8>>,
+    bytes: usize,
     end: Option<u32>,
 }
 
@@ -465,6 +473,7 @@ impl JpegDepacketizer {
             restart: p.restart,
             quant: None,
             fragments: BTreeMap::new(),
+            bytes: 0,
             end: None,
         });
         if p.header.fragment_offset == 0 {
@@ -476,9 +485,18 @@ impl JpegDepacketizer {
         if packet.marker {
             a.end = Some(end);
         }
-        a.fragments
-            .entry(p.header.fragment_offset)
-            .or_insert(p.data);
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            a.fragments.entry(p.header.fragment_offset)
+        {
+            a.bytes += p.data.len();
+            slot.insert(p.data);
+        }
+        if a.bytes > MAX_FRAME_BYTES {
+            let bytes = a.bytes;
+            self.current = None;
+            self.frames_dropped += 1;
+            return Err(JpegError::FrameTooLarge(bytes));
+        }
         let Some(total) = a.end else { return Ok(None) };
         // complete when fragments tile 0..total
         let mut next = 0u32;

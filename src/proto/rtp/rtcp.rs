@@ -404,9 +404,17 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtpError> {
         });
     }
     while !rest.is_empty() {
+        let padded = rest.first().is_some_and(|b| b & 0x20 != 0);
         let (p, used) = RtcpPacket::parse_one(rest)?;
         packets.push(p);
         rest = rest.get(used..).unwrap_or_default();
+        // RFC 3550 A.2: only the last packet of a compound may be padded
+        if padded && !rest.is_empty() {
+            return Err(RtpError::BadRtcp {
+                what: "compound",
+                detail: "padding before the last packet",
+            });
+        }
     }
     Ok(packets)
 }
@@ -499,6 +507,15 @@ mod tests {
         bytes[3] = 2; // 3 words: header, SSRC, padding
         bytes.extend_from_slice(&[0, 0, 0, 4]);
         assert_eq!(parse_compound(&bytes).unwrap(), vec![rr]);
+        let mut twice = bytes.clone();
+        twice.extend_from_slice(&bytes);
+        assert!(matches!(
+            parse_compound(&twice),
+            Err(RtpError::BadRtcp {
+                what: "compound",
+                ..
+            })
+        ));
         bytes[7 + 4] = 9;
         assert!(matches!(
             parse_compound(&bytes),
