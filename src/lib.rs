@@ -7,6 +7,7 @@ pub mod config;
 pub mod flow;
 pub mod ids;
 pub mod logging;
+pub mod media;
 pub mod net;
 pub mod proto;
 pub mod server;
