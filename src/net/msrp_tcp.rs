@@ -60,7 +60,7 @@ impl MsrpTransport {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        let conn = this.adopt(stream, peer);
+                        let conn = this.adopt(stream);
                         if this
                             .events
                             .send(MsrpNetEvent::Accepted { conn, peer })
@@ -88,7 +88,7 @@ impl MsrpTransport {
     /// `Connected` event follows on success.
     pub async fn connect(&self, peer: SocketAddr) -> io::Result<ConnId> {
         let stream = TcpStream::connect(peer).await?;
-        let conn = self.adopt(stream, peer);
+        let conn = self.adopt(stream);
         let _ = self
             .events
             .send(MsrpNetEvent::Connected { conn, peer })
@@ -123,7 +123,7 @@ impl MsrpTransport {
         }
     }
 
-    fn adopt(&self, stream: TcpStream, peer: SocketAddr) -> ConnId {
+    fn adopt(&self, stream: TcpStream) -> ConnId {
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
