@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod flow;
+pub mod fuzz_targets;
 pub mod ids;
 pub mod logging;
 pub mod media;
