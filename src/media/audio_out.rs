@@ -204,24 +204,32 @@ impl AudioSink for NullSink {
     }
 }
 
-/// Keeps what is played in memory (tests, benchmarks), paced like [`NullSink`].
-#[derive(Debug, Default)]
+/// Keeps what is played in memory (tests, benchmarks), paced like
+/// [`NullSink`]; [`MemorySink::tap`] reads it from outside the player.
+#[derive(Debug)]
 pub struct MemorySink {
-    pacer: Option<Pacer>,
+    pacer: Pacer,
     queue: VecDeque<i16>,
-    /// Samples played so far, in order.
-    pub played: Vec<i16>,
+    played: std::sync::Arc<std::sync::Mutex<Vec<i16>>>,
 }
 
 impl MemorySink {
     pub fn new(rate: u32) -> Self {
         Self {
-            pacer: Some(Pacer::new(rate)),
-            ..Self::default()
+            pacer: Pacer::new(rate),
+            queue: VecDeque::new(),
+            played: Default::default(),
         }
     }
-    fn pacer(&mut self) -> &mut Pacer {
-        self.pacer.get_or_insert_with(|| Pacer::new(8000))
+    /// The samples played so far, in order, shared with the sink.
+    pub fn tap(&self) -> std::sync::Arc<std::sync::Mutex<Vec<i16>>> {
+        self.played.clone()
+    }
+    fn emit(&mut self, n: usize) {
+        let n = n.min(self.queue.len());
+        if let Ok(mut played) = self.played.lock() {
+            played.extend(self.queue.drain(..n));
+        }
     }
 }
 
@@ -230,26 +238,26 @@ impl AudioSink for MemorySink {
         SinkKind::Memory
     }
     fn sample_rate(&self) -> u32 {
-        self.pacer.as_ref().map_or(8000, |p| p.rate)
+        self.pacer.rate
     }
     fn write(&mut self, _now: Instant, samples: &[i16]) {
-        self.pacer().write(samples.len());
+        self.pacer.write(samples.len());
         self.queue.extend(samples);
     }
     fn advance(&mut self, now: Instant) -> u64 {
-        let n = self.pacer().advance(now) as usize;
-        self.played.extend(self.queue.drain(..n.min(self.queue.len())));
-        self.pacer().played()
+        let n = self.pacer.advance(now) as usize;
+        self.emit(n);
+        self.pacer.played()
     }
     fn queued(&self) -> u64 {
-        self.pacer.as_ref().map_or(0, Pacer::queued)
+        self.pacer.queued()
     }
     fn underruns(&self) -> u64 {
-        self.pacer.as_ref().map_or(0, Pacer::underruns)
+        self.pacer.underruns()
     }
     fn finish(&mut self) -> Result<(), AudioError> {
-        self.pacer().drain();
-        self.played.extend(self.queue.drain(..));
+        let n = self.pacer.drain() as usize;
+        self.emit(n);
         Ok(())
     }
 }
