@@ -445,10 +445,20 @@ impl Player {
                 return;
             }
         };
-        let s = self.stream(media);
-        if s.ssrc != Some(packet.ssrc) {
+        if self.stream(media).ssrc != Some(packet.ssrc) {
             // RFC 3550 §8.2: a new SSRC is a new source; start over with it
-            let first = s.ssrc.is_none();
+            let first = self.stream(media).ssrc.is_none();
+            if media == Media::Audio {
+                // what the old source left in the buffer plays out now, not lost
+                let later = now + Duration::from_secs(3600);
+                while let Some(p) = self.audio.jb.pop(later) {
+                    match p {
+                        Playout::Packet(old) => self.out.play(now, &old),
+                        Playout::Lost { .. } => self.out.conceal(now),
+                    }
+                }
+            }
+            let s = self.stream(media);
             s.reset(packet.ssrc);
             if first {
                 s.stats.ssrc_changes = 0;
