@@ -25,7 +25,10 @@ use ratatui::layout::Rect;
 /// Process CPU time from /proc (Linux); `None` elsewhere.
 fn cpu_time() -> Option<Duration> {
     if let Ok(s) = std::fs::read_to_string("/proc/self/schedstat")
-        && let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok())
+        && let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
     {
         return Some(Duration::from_nanos(ns));
     }
@@ -67,7 +70,11 @@ fn run(content: &Content, area: Rect, audio: bool, video: bool, render: bool) ->
     arrivals.sort_by_key(|a| a.0);
     let end = t0 + content.duration + Duration::from_millis(500);
     let cpu0 = cpu_time().unwrap_or_default();
-    let mut p = Player::new(PlayerConfig::new(3, "bench"), Box::new(NullSink::new(48_000)), t0);
+    let mut p = Player::new(
+        PlayerConfig::new(3, "bench"),
+        Box::new(NullSink::new(48_000)),
+        t0,
+    );
     let mut buf = Buffer::empty(area);
     let (mut frames, mut rendered) = (0u64, 0u64);
     let mut it = arrivals.into_iter().peekable();
@@ -119,7 +126,11 @@ fn main() {
     println!(
         "bench-player: test-card {:.1} s, pane {cols}x{rows} cells, {passes} passes, {} build",
         content.duration.as_secs_f64(),
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     for (name, a, v, r) in [
         ("audio only (PCMU→48 kHz, null sink)", true, false, false),

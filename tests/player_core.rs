@@ -49,7 +49,12 @@ fn sine(freq: f64, n: usize) -> Vec<i16> {
         .collect()
 }
 
-fn audio_arrivals(t0: Instant, samples: &[i16], ssrc: u32, drop: impl Fn(usize) -> bool) -> Vec<Arrival> {
+fn audio_arrivals(
+    t0: Instant,
+    samples: &[i16],
+    ssrc: u32,
+    drop: impl Fn(usize) -> bool,
+) -> Vec<Arrival> {
     let mut tx = PcmuPacketizer::new(ssrc, 100, 5000, SAMPLES_PER_20MS);
     tx.push(samples)
         .into_iter()
@@ -77,21 +82,49 @@ fn loss_is_concealed_without_clicks_and_keeps_the_timeline() {
     let src = sine(440.0, 8000 * 2);
     // lose single packets and a burst of 5
     let lost = |i: usize| [10, 20, 21, 40, 41, 42, 43, 44].contains(&i);
-    drive(&mut p, audio_arrivals(t0, &src, 7, lost), t0 + Duration::from_secs(3));
+    drive(
+        &mut p,
+        audio_arrivals(t0, &src, 7, lost),
+        t0 + Duration::from_secs(3),
+    );
     let stats = p.finish().unwrap();
     let out = played.lock().unwrap().clone();
-    assert_eq!(out.len(), src.len(), "timeline kept: one packet out per packet in");
+    assert_eq!(
+        out.len(),
+        src.len(),
+        "timeline kept: one packet out per packet in"
+    );
     assert_eq!(stats.audio_concealed, 8);
     assert_eq!(stats.audio.playout_gaps, 8);
-    let clean_step = src.windows(2).map(|w| (w[1] - w[0]).unsigned_abs()).max().unwrap();
-    let worst = out.windows(2).map(|w| (i32::from(w[1]) - i32::from(w[0])).unsigned_abs()).max().unwrap();
+    let clean_step = src
+        .windows(2)
+        .map(|w| (w[1] - w[0]).unsigned_abs())
+        .max()
+        .unwrap();
+    let worst = out
+        .windows(2)
+        .map(|w| (i32::from(w[1]) - i32::from(w[0])).unsigned_abs())
+        .max()
+        .unwrap();
     // no click: no jump much above the signal's own slope
-    assert!(worst <= u32::from(clean_step) * 3 / 2, "step {worst} vs clean {clean_step}");
+    assert!(
+        worst <= u32::from(clean_step) * 3 / 2,
+        "step {worst} vs clean {clean_step}"
+    );
     // the burst fades to silence after 3 repeats
     let burst = &out[44 * 160..45 * 160];
-    assert!(burst.iter().all(|s| s.unsigned_abs() < 300), "{:?}", &burst[..8]);
+    assert!(
+        burst.iter().all(|s| s.unsigned_abs() < 300),
+        "{:?}",
+        &burst[..8]
+    );
     // good packets are untouched outside the splices
-    assert_eq!(&out[30 * 160 + 20..31 * 160], &isc::proto::rtp::g711::decode_slice(&isc::proto::rtp::g711::encode_slice(&src[30 * 160 + 20..31 * 160]))[..]);
+    assert_eq!(
+        &out[30 * 160 + 20..31 * 160],
+        &isc::proto::rtp::g711::decode_slice(&isc::proto::rtp::g711::encode_slice(
+            &src[30 * 160 + 20..31 * 160]
+        ))[..]
+    );
 }
 
 #[test]
@@ -114,7 +147,13 @@ fn a_new_ssrc_starts_the_stream_over() {
         ));
     }
     let events = drive(&mut p, arrivals, t0 + Duration::from_secs(3));
-    assert!(events.iter().any(|e| matches!(e, PlayerEvent::SourceChanged { media: Media::Audio, ssrc: 8 })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        PlayerEvent::SourceChanged {
+            media: Media::Audio,
+            ssrc: 8
+        }
+    )));
     let stats = p.finish().unwrap();
     assert_eq!(stats.audio.ssrc, Some(8));
     assert_eq!(stats.audio.ssrc_changes, 1);
@@ -146,7 +185,13 @@ fn receiver_reports_go_to_the_sr_source_on_its_port() {
         let mut p = Player::new(cfg, Box::new(MemorySink::new(8000)), t0);
         let mut arrivals = audio_arrivals(t0, &sine(1000.0, 8000 * 3), 7, |_| false);
         let port = if mux { Port::Rtp } else { Port::Rtcp };
-        arrivals.push((t0 + Duration::from_millis(50), Media::Audio, port, peer(6001), sr(7, 5400)));
+        arrivals.push((
+            t0 + Duration::from_millis(50),
+            Media::Audio,
+            port,
+            peer(6001),
+            sr(7, 5400),
+        ));
         let mut rrs = Vec::new();
         let mut now = t0;
         arrivals.sort_by_key(|a| a.0);
@@ -161,15 +206,26 @@ fn receiver_reports_go_to_the_sr_source_on_its_port() {
         }
         assert!(rrs.len() >= 2, "mux {mux}: {} RRs", rrs.len());
         for t in &rrs {
-            assert_eq!((t.media, t.from_port, t.to), (Media::Audio, port, peer(6001)));
+            assert_eq!(
+                (t.media, t.from_port, t.to),
+                (Media::Audio, port, peer(6001))
+            );
             let pkts = parse_compound(&t.bytes).unwrap();
-            let RtcpPacket::ReceiverReport(rr) = &pkts[0] else { panic!("{pkts:?}") };
+            let RtcpPacket::ReceiverReport(rr) = &pkts[0] else {
+                panic!("{pkts:?}")
+            };
             assert_eq!(rr.ssrc, 0xabc);
-            assert!(matches!(pkts.get(1), Some(RtcpPacket::SourceDescription(_))));
+            assert!(matches!(
+                pkts.get(1),
+                Some(RtcpPacket::SourceDescription(_))
+            ));
             let block = rr.reports.first().unwrap();
             assert_eq!(block.ssrc, 7);
             // LSR echoes the SR (RFC 3550 §6.4.1)
-            assert_eq!(block.last_sr, NtpTime::from_unix(Duration::from_secs(1_800_000_000)).middle32());
+            assert_eq!(
+                block.last_sr,
+                NtpTime::from_unix(Duration::from_secs(1_800_000_000)).middle32()
+            );
         }
     }
 }
@@ -177,7 +233,11 @@ fn receiver_reports_go_to_the_sr_source_on_its_port() {
 #[test]
 fn video_without_audio_shows_frames_as_they_come() {
     let t0 = Instant::now();
-    let mut p = Player::new(PlayerConfig::new(1, "me"), Box::new(MemorySink::new(8000)), t0);
+    let mut p = Player::new(
+        PlayerConfig::new(1, "me"),
+        Box::new(MemorySink::new(8000)),
+        t0,
+    );
     let mut tx = JpegPacketizer::new(9, 1, 1000);
     let mut arrivals = Vec::new();
     for i in 0..10u32 {
@@ -185,7 +245,13 @@ fn video_without_audio_shows_frames_as_they_come() {
         f.data.iter_mut().for_each(|b| *b = (i * 20) as u8);
         let jpeg = encode_rgb(&f, 80).unwrap();
         for pk in tx.packetize(&jpeg, i * 9000).unwrap() {
-            arrivals.push((t0 + Duration::from_millis(100 * u64::from(i)), Media::Video, Port::Rtp, peer(7000), pk.to_bytes().unwrap()));
+            arrivals.push((
+                t0 + Duration::from_millis(100 * u64::from(i)),
+                Media::Video,
+                Port::Rtp,
+                peer(7000),
+                pk.to_bytes().unwrap(),
+            ));
         }
     }
     let events = drive(&mut p, arrivals, t0 + Duration::from_secs(2));
@@ -205,13 +271,24 @@ fn video_without_audio_shows_frames_as_they_come() {
 #[test]
 fn wrong_payload_types_and_garbage_are_counted_not_played() {
     let t0 = Instant::now();
-    let mut p = Player::new(PlayerConfig::new(1, "me"), Box::new(MemorySink::new(8000)), t0);
+    let mut p = Player::new(
+        PlayerConfig::new(1, "me"),
+        Box::new(MemorySink::new(8000)),
+        t0,
+    );
     let pcma = RtpPacket::new(8, 1, 0, 5, vec![0; 160]).to_bytes().unwrap();
     p.handle_datagram(t0, Media::Audio, Port::Rtp, peer(1), &pcma);
     p.handle_datagram(t0, Media::Audio, Port::Rtp, peer(1), b"hello");
     p.handle_datagram(t0, Media::Video, Port::Rtcp, peer(1), b"\x80\xc8");
     let s = p.stats();
-    assert_eq!((s.audio.malformed, s.video.malformed, s.audio.packets_received), (2, 1, 0));
+    assert_eq!(
+        (
+            s.audio.malformed,
+            s.video.malformed,
+            s.audio.packets_received
+        ),
+        (2, 1, 0)
+    );
 }
 
 proptest! {

@@ -16,7 +16,10 @@ use isc::net::rtp_socket::{PlayerSockets, spawn_player};
 use player_support::read_wav;
 
 fn have_ffmpeg() -> bool {
-    Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success())
+    Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +35,11 @@ async fn ffmpeg_pcmu_tone_is_decoded() {
         rate: 8000,
     })
     .unwrap();
-    let player = Player::new(PlayerConfig::new(0xf00d, "player@test"), sink, Instant::now());
+    let player = Player::new(
+        PlayerConfig::new(0xf00d, "player@test"),
+        sink,
+        Instant::now(),
+    );
     let sockets = PlayerSockets {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         audio_port: Some(0),
@@ -54,7 +61,11 @@ async fn ffmpeg_pcmu_tone_is_decoded() {
     })
     .await
     .unwrap();
-    assert!(ffmpeg.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&ffmpeg.stderr));
+    assert!(
+        ffmpeg.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&ffmpeg.stderr)
+    );
     // let the jitter buffer play out
     tokio::time::sleep(Duration::from_millis(800)).await;
     let stats = handle.stop().await.unwrap();

@@ -156,15 +156,25 @@ fn report(name: &str, o: &Outcome, ncc: (f64, i64), offsets: &[f64]) {
     eprintln!("{name}: A/V offsets (ms) {offsets:.1?}");
     eprintln!("{name}: stats {}", serde_json::to_string(&o.stats).unwrap());
     if let Some(s) = o.shim {
-        eprintln!("{name}: shim forwarded {} dropped {} duplicated {} reordered {}", s[0], s[1], s[2], s[3]);
+        eprintln!(
+            "{name}: shim forwarded {} dropped {} duplicated {} reordered {}",
+            s[0], s[1], s[2], s[3]
+        );
     }
 }
 
 /// 12 white-border frames are sent (one a second); `min` must be shown.
 fn assert_in_sync(offsets: &[f64], min: usize) {
-    assert!(offsets.len() >= min, "only {} sync frames: {offsets:?}", offsets.len());
+    assert!(
+        offsets.len() >= min,
+        "only {} sync frames: {offsets:?}",
+        offsets.len()
+    );
     let worst = offsets.iter().fold(0.0f64, |m, o| m.max(o.abs()));
-    assert!(worst <= AV_BOUND_MS, "A/V offset {worst:.1} ms over ±{AV_BOUND_MS} ms: {offsets:?}");
+    assert!(
+        worst <= AV_BOUND_MS,
+        "A/V offset {worst:.1} ms over ±{AV_BOUND_MS} ms: {offsets:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,12 +199,24 @@ async fn test_card_over_loopback_matches_source_and_stays_in_sync() {
     assert_eq!(ncc.1, 0, "played audio is shifted");
     // video: every frame sent is decoded (allow one late one under load)
     assert_eq!(o.sent.video_frames, 120);
-    assert!(o.stats.frames_decoded + 1 >= o.sent.video_frames as u64, "{:?}", o.stats);
-    assert!(o.stats.frames_presented + 3 >= o.stats.frames_decoded, "{:?}", o.stats);
+    assert!(
+        o.stats.frames_decoded + 1 >= o.sent.video_frames as u64,
+        "{:?}",
+        o.stats
+    );
+    assert!(
+        o.stats.frames_presented + 3 >= o.stats.frames_decoded,
+        "{:?}",
+        o.stats
+    );
     // RTCP: SRs used for sync, RRs back to the sender's RTCP sockets
     assert_eq!(o.stats.sync, SyncBasis::Sr);
     assert!(o.stats.audio.sender_reports >= 10 && o.stats.video.sender_reports >= 10);
-    assert!(o.sent.receiver_reports >= 4, "RRs {}", o.sent.receiver_reports);
+    assert!(
+        o.sent.receiver_reports >= 4,
+        "RRs {}",
+        o.sent.receiver_reports
+    );
     assert!(o.bye);
     // (d) A/V within ±40 ms over the whole clip (a sync frame lost to a
     // late packet on a loaded machine is allowed)

@@ -134,7 +134,8 @@ impl Pacer {
             }
             Some((since, base)) => {
                 let elapsed = now.saturating_duration_since(since);
-                let due = base + (elapsed.as_nanos() * u128::from(self.rate) / 1_000_000_000) as u64;
+                let due =
+                    base + (elapsed.as_nanos() * u128::from(self.rate) / 1_000_000_000) as u64;
                 if due >= self.written {
                     self.played = self.written;
                     self.running = None;

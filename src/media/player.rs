@@ -72,9 +72,12 @@ pub struct PresentedFrame {
 pub enum PlayerEvent {
     Frame(PresentedFrame),
     /// Every `stats_interval`.
-    Stats(PlayerStats),
+    Stats(Box<PlayerStats>),
     /// A stream's sender changed (new SSRC): its buffers started over.
-    SourceChanged { media: Media, ssrc: u32 },
+    SourceChanged {
+        media: Media,
+        ssrc: u32,
+    },
     /// The sender said goodbye (RTCP BYE).
     Bye {
         media: Media,
@@ -159,7 +162,12 @@ impl PlayerConfig {
             cname: cname.into(),
             rr_interval: Duration::from_secs(5),
             stats_interval: Duration::from_secs(1),
-            audio_jitter: JitterConfig::audio(),
+            // audio waits at least as long as video plus a decode margin, so
+            // a frame is ready when its sound plays (audio is the master)
+            audio_jitter: JitterConfig {
+                min_delay: Duration::from_millis(120),
+                ..JitterConfig::audio()
+            },
             video_jitter: JitterConfig::video(),
             video_queue: 8,
             audio_timeout: Duration::from_secs(1),
@@ -491,7 +499,14 @@ impl Player {
         s.jb.push(now, packet);
     }
 
-    fn handle_rtcp(&mut self, now: Instant, media: Media, port: Port, from: SocketAddr, bytes: &[u8]) {
+    fn handle_rtcp(
+        &mut self,
+        now: Instant,
+        media: Media,
+        port: Port,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
         let Ok(packets) = parse_compound(bytes) else {
             self.stream(media).stats.malformed += 1;
             return;
@@ -513,8 +528,14 @@ impl Player {
                         s.next_rr = Some(first_rr);
                     }
                     match media {
-                        Media::Audio => self.sync.audio.on_sender_report(sr.info.ntp, sr.info.rtp_timestamp),
-                        Media::Video => self.sync.video.on_sender_report(sr.info.ntp, sr.info.rtp_timestamp),
+                        Media::Audio => self
+                            .sync
+                            .audio
+                            .on_sender_report(sr.info.ntp, sr.info.rtp_timestamp),
+                        Media::Video => self
+                            .sync
+                            .video
+                            .on_sender_report(sr.info.ntp, sr.info.rtp_timestamp),
                     }
                 }
                 RtcpPacket::Bye(bye) => {
@@ -583,7 +604,8 @@ impl Player {
         self.send_reports(now);
         if now >= self.next_stats {
             self.next_stats = now + self.config.stats_interval;
-            self.events.push_back(PlayerEvent::Stats(self.stats()));
+            self.events
+                .push_back(PlayerEvent::Stats(Box::new(self.stats())));
         }
     }
 
@@ -688,8 +710,12 @@ impl Player {
         let mut t = [
             self.audio.jb.poll_timeout(),
             self.video.jb.poll_timeout(),
-            self.audio.next_rr.filter(|_| self.audio.rtcp_peer.is_some()),
-            self.video.next_rr.filter(|_| self.video.rtcp_peer.is_some()),
+            self.audio
+                .next_rr
+                .filter(|_| self.audio.rtcp_peer.is_some()),
+            self.video
+                .next_rr
+                .filter(|_| self.video.rtcp_peer.is_some()),
             Some(self.next_stats),
             self.next_frame_due(),
         ]
@@ -750,6 +776,8 @@ impl Player {
 
 impl std::fmt::Debug for Player {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Player").field("stats", &self.stats()).finish()
+        f.debug_struct("Player")
+            .field("stats", &self.stats())
+            .finish()
     }
 }

@@ -43,10 +43,7 @@ impl Resampler {
             if i == 0 {
                 f64::from(self.prev)
             } else {
-                input
-                    .get((i - 1) as usize)
-                    .copied()
-                    .map_or(0.0, f64::from)
+                input.get((i - 1) as usize).copied().map_or(0.0, f64::from)
             }
         };
         out.reserve((n * to / u64::from(self.from) + 1) as usize);
@@ -116,7 +113,10 @@ mod tests {
             // interpolation waits for the right-hand neighbour)
             let want = 2 * to as usize;
             let lag = (to / 8000 + 1) as usize;
-            assert!(total <= want && want - total <= lag, "{to}: {total} vs {want}");
+            assert!(
+                total <= want && want - total <= lag,
+                "{to}: {total} vs {want}"
+            );
         }
     }
 

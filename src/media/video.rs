@@ -159,7 +159,10 @@ impl FrameQueue {
 
     /// Takes the newest frame for which `due` holds, dropping the older due
     /// ones; returns it and how many were dropped as late.
-    pub fn take_due(&mut self, mut due: impl FnMut(&QueuedFrame) -> bool) -> (Option<QueuedFrame>, u64) {
+    pub fn take_due(
+        &mut self,
+        mut due: impl FnMut(&QueuedFrame) -> bool,
+    ) -> (Option<QueuedFrame>, u64) {
         let mut shown = None;
         let mut late = 0;
         while self.frames.front().is_some_and(&mut due) {

@@ -71,7 +71,10 @@ impl Pair {
                 });
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "no free RTP/RTCP port pair"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no free RTP/RTCP port pair",
+        ))
     }
 
     fn socket(&self, port: Port) -> &UdpSocket {
@@ -132,7 +135,11 @@ pub async fn spawn_player(sockets: PlayerSockets, player: Player) -> io::Result<
         Some(p) => Some(Pair::bind(sockets.ip, p, sockets.rtcp_mux).await?),
         None => None,
     };
-    let port = |p: &Option<Pair>| p.as_ref().and_then(|p| p.rtp.local_addr().ok()).map(|a| a.port());
+    let port = |p: &Option<Pair>| {
+        p.as_ref()
+            .and_then(|p| p.rtp.local_addr().ok())
+            .map(|a| a.port())
+    };
     let (audio_port, video_port) = (port(&audio), port(&video));
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let (cmd_tx, cmd_rx) = mpsc::channel(4);

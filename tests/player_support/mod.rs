@@ -16,8 +16,10 @@ use isc::proto::rtp::rtcp::{Bye, SdesChunk, SenderReport, build_compound, parse_
 use isc::proto::rtp::{JPEG_CLOCK_RATE, NtpTime, RtcpPacket, RtpPacket, SenderStats};
 
 pub fn test_card() -> Content {
-    Content::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/content/test-card"))
-        .unwrap()
+    Content::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/content/test-card"),
+    )
+    .unwrap()
 }
 
 /// Where the sender sends each stream: RTP to `rtp`, SRs to `rtcp`.
@@ -62,14 +64,17 @@ pub fn send_content(content: &Content, audio: Dest, video: Dest) -> SendReport {
         .into_iter()
         .map(|s| {
             let s = s.try_clone().unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
             let (done, rrs) = (done.clone(), rrs.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
                 while !done.load(Ordering::Relaxed) {
                     if let Ok((n, _)) = s.recv_from(&mut buf)
                         && let Ok(pkts) = parse_compound(&buf[..n])
-                        && pkts.iter().any(|p| matches!(p, RtcpPacket::ReceiverReport(_)))
+                        && pkts
+                            .iter()
+                            .any(|p| matches!(p, RtcpPacket::ReceiverReport(_)))
                     {
                         rrs.fetch_add(1, Ordering::Relaxed);
                     }
@@ -87,7 +92,8 @@ pub fn send_content(content: &Content, audio: Dest, video: Dest) -> SendReport {
         }
     }
     if let Some(p) = atx.flush() {
-        let at = Duration::from_millis(20 * (content.audio.samples.len() / SAMPLES_PER_20MS) as u64);
+        let at =
+            Duration::from_millis(20 * (content.audio.samples.len() / SAMPLES_PER_20MS) as u64);
         schedule.push((at, Item::Audio(p)));
     }
     if let Some(v) = &content.video {
@@ -144,13 +150,20 @@ pub fn send_content(content: &Content, audio: Dest, video: Dest) -> SendReport {
                 let ntp = NtpTime::from_system_time(wall0 + at);
                 let a_ts = AUDIO_TS0.wrapping_add((at.as_secs_f64() * 8000.0) as u32);
                 let v_ts = VIDEO_TS0.wrapping_add((at.as_secs_f64() * 90_000.0) as u32);
-                a_rtcp.send_to(&sr(AUDIO_SSRC, &a_stats, ntp, a_ts), audio.rtcp).unwrap();
-                v_rtcp.send_to(&sr(VIDEO_SSRC, &v_stats, ntp, v_ts), video.rtcp).unwrap();
+                a_rtcp
+                    .send_to(&sr(AUDIO_SSRC, &a_stats, ntp, a_ts), audio.rtcp)
+                    .unwrap();
+                v_rtcp
+                    .send_to(&sr(VIDEO_SSRC, &v_stats, ntp, v_ts), video.rtcp)
+                    .unwrap();
             }
         }
     }
     std::thread::sleep(Duration::from_millis(600));
-    for (sock, ssrc, to) in [(&a_rtcp, AUDIO_SSRC, audio.rtcp), (&v_rtcp, VIDEO_SSRC, video.rtcp)] {
+    for (sock, ssrc, to) in [
+        (&a_rtcp, AUDIO_SSRC, audio.rtcp),
+        (&v_rtcp, VIDEO_SSRC, video.rtcp),
+    ] {
         let bye = build_compound(&[RtcpPacket::Bye(Bye {
             sources: vec![ssrc],
             reason: Some("end of content".into()),
@@ -185,9 +198,16 @@ pub struct Shim {
 }
 
 impl Shim {
-    pub fn spawn(target: SocketAddr, drop_pct: u64, dup_pct: u64, reorder_pct: u64, seed: u64) -> Self {
+    pub fn spawn(
+        target: SocketAddr,
+        drop_pct: u64,
+        dup_pct: u64,
+        reorder_pct: u64,
+        seed: u64,
+    ) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let addr = sock.local_addr().unwrap();
         let counts = Arc::new(ShimCounts::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -263,7 +283,11 @@ pub fn best_ncc(want: &[i16], got: &[i16], max_lag: i64) -> (f64, i64) {
         let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
         for (i, &x) in want.iter().enumerate() {
             let j = i as i64 + lag;
-            let y = if j >= 0 { got.get(j as usize).copied().unwrap_or(0) } else { 0 };
+            let y = if j >= 0 {
+                got.get(j as usize).copied().unwrap_or(0)
+            } else {
+                0
+            };
             let (x, y) = (f64::from(x), f64::from(y));
             xy += x * y;
             xx += x * x;

@@ -82,9 +82,7 @@ fn start_stream(shared: Arc<Shared>) -> Result<(cpal::Stream, u32), String> {
     let device = host
         .default_output_device()
         .ok_or_else(|| "no default output device".to_string())?;
-    let supported = device
-        .default_output_config()
-        .map_err(|e| e.to_string())?;
+    let supported = device.default_output_config().map_err(|e| e.to_string())?;
     let config = supported.config();
     let rate = config.sample_rate;
     let stream = match supported.sample_format() {
