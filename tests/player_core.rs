@@ -312,3 +312,42 @@ proptest! {
         let _ = p.finish();
     }
 }
+
+#[test]
+fn events_serialize_for_the_headless_client() {
+    let t0 = Instant::now();
+    let mut p = Player::new(
+        PlayerConfig::new(1, "me"),
+        Box::new(MemorySink::new(8000)),
+        t0,
+    );
+    let events = drive(
+        &mut p,
+        audio_arrivals(t0, &sine(1000.0, 8000), 7, |_| false),
+        t0 + Duration::from_millis(1500),
+    );
+    let stats = events
+        .iter()
+        .find(|e| matches!(e, PlayerEvent::Stats(_)))
+        .map(PlayerEvent::to_json)
+        .unwrap();
+    assert_eq!(stats["event"], "stats");
+    assert_eq!(stats["stats"]["audio"]["ssrc"], 7);
+    assert_eq!(stats["stats"]["sink"], "memory");
+    assert!(
+        stats["stats"]["audio"]["packets_received"]
+            .as_u64()
+            .unwrap()
+            >= 40
+    );
+    let bye = PlayerEvent::Bye {
+        media: Media::Video,
+        ssrc: 3,
+        reason: None,
+    }
+    .to_json();
+    assert_eq!(
+        bye,
+        serde_json::json!({"event": "bye", "media": "video", "ssrc": 3, "reason": null})
+    );
+}

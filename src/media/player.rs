@@ -86,6 +86,35 @@ pub enum PlayerEvent {
     },
 }
 
+impl PlayerEvent {
+    /// The event as one JSON object for the headless client (frames as their
+    /// timing and size, not their pixels).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            PlayerEvent::Frame(f) => json!({
+                "event": "frame",
+                "timestamp": f.timestamp,
+                "width": f.rgb.width,
+                "height": f.rgb.height,
+                "audio_position_s": f.audio_position.as_secs_f64(),
+                "av_offset_ms": f.av_offset_ms,
+            }),
+            PlayerEvent::Stats(s) => json!({ "event": "stats", "stats": s }),
+            PlayerEvent::SourceChanged { media, ssrc } => {
+                json!({ "event": "source_changed", "media": media, "ssrc": ssrc })
+            }
+            PlayerEvent::Bye {
+                media,
+                ssrc,
+                reason,
+            } => {
+                json!({ "event": "bye", "media": media, "ssrc": ssrc, "reason": reason })
+            }
+        }
+    }
+}
+
 /// Per-stream figures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StreamStats {
@@ -194,6 +223,9 @@ struct Stream {
     rtcp_peer: Option<(SocketAddr, Port)>,
     next_rr: Option<Instant>,
     last_packet: Option<Instant>,
+    /// Latest SR: (SSRC, arrival, NTP, RTP timestamp). An SR that came before
+    /// the source's first RTP packet is applied again once the source starts.
+    last_sr: Option<(u32, Instant, crate::proto::rtp::NtpTime, u32)>,
     stats: StreamStats,
     /// Jitter-buffer counters of earlier sources, kept across SSRC changes.
     past: StreamStats,
@@ -210,6 +242,7 @@ impl Stream {
             rtcp_peer: None,
             next_rr: None,
             last_packet: None,
+            last_sr: None,
             stats: StreamStats::default(),
             past: StreamStats::default(),
         }
@@ -453,7 +486,9 @@ impl Player {
                 return;
             }
         };
+        let mut replay_sr = None;
         if self.stream(media).ssrc != Some(packet.ssrc) {
+            replay_sr = self.stream(media).last_sr.filter(|sr| sr.0 == packet.ssrc);
             // RFC 3550 §8.2: a new SSRC is a new source; start over with it
             let first = self.stream(media).ssrc.is_none();
             if media == Media::Audio {
@@ -494,6 +529,14 @@ impl Player {
         }
         let s = self.stream(media);
         s.rx.on_packet(now, &packet);
+        if let Some((_, at, ntp, ts)) = replay_sr {
+            s.rx.on_sender_report(at, ntp);
+            match media {
+                Media::Audio => self.sync.audio.on_sender_report(ntp, ts),
+                Media::Video => self.sync.video.on_sender_report(ntp, ts),
+            }
+        }
+        let s = self.stream(media);
         s.stats.packets_received += 1;
         s.last_packet = Some(now);
         s.jb.push(now, packet);
@@ -516,8 +559,9 @@ impl Player {
                 RtcpPacket::SenderReport(sr) => {
                     let first_rr = now + self.config.rr_interval / 2;
                     let s = self.stream(media);
+                    s.last_sr = Some((sr.ssrc, now, sr.info.ntp, sr.info.rtp_timestamp));
                     if s.ssrc.is_some_and(|x| x != sr.ssrc) {
-                        continue; // an SR of a source we no longer (or not yet) play
+                        continue; // a source we do not play (yet): kept for when it starts
                     }
                     s.rx.on_sender_report(now, sr.info.ntp);
                     s.stats.sender_reports += 1;
