@@ -2,6 +2,7 @@
 
 pub mod core;
 pub mod location_service;
+pub mod msrp_relay;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;
