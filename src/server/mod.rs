@@ -1,6 +1,7 @@
 //! The bundled server: its modules are named after the spec roles.
 
 pub mod core;
+pub mod history_store;
 pub mod location_service;
 pub mod msrp_relay;
 pub mod proxy_core;
