@@ -1,5 +1,6 @@
 //! The bundled server: its modules are named after the spec roles.
 
+pub mod b2bua;
 pub mod core;
 pub mod history_store;
 pub mod location_service;
