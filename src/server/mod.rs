@@ -2,6 +2,7 @@
 
 pub mod b2bua;
 pub mod core;
+pub mod cpm_participating_function;
 pub mod history_store;
 pub mod location_service;
 pub mod msrp_relay;
