@@ -470,9 +470,18 @@ impl CpmParticipatingFunction {
         headers.push(make_header("CSeq", "1 INVITE"));
         // Step 8.b.iii.2: our own Contact (never the originator's).
         headers.push(make_header("Contact", &ctx.contact(target.transport)));
+        // RFC 3325 §5: Privacy: id keeps the identity from the devices.
+        let hide_identity = t.headers.get_all_raw("Privacy").iter().any(|p| {
+            p.split(';')
+                .any(|v| v.trim().eq_ignore_ascii_case("id"))
+        });
+        if !hide_identity {
+            for v in t.headers.get_all_raw("P-Asserted-Identity") {
+                headers.push(make_header("P-Asserted-Identity", &v));
+            }
+        }
         for name in [
             "Accept-Contact",
-            "P-Asserted-Identity",
             "P-Asserted-Service",
             "Privacy",
             "Supported",
