@@ -220,16 +220,17 @@ impl B2bua {
         let c = self.calls.get_mut(&call)?;
         let branch = format!("z9hG4bK{}", ctx.ids.token());
         push_via(&mut request.headers, ctx.local, target.transport, &branch);
-        let key = match ctx
-            .tsx
-            .send_request(ctx.now, request.clone(), target.addr, target.transport)
-        {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(error = %e, "B2BUA leg not started");
-                return None;
-            }
-        };
+        let key =
+            match ctx
+                .tsx
+                .send_request(ctx.now, request.clone(), target.addr, target.transport)
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(error = %e, "B2BUA leg not started");
+                    return None;
+                }
+            };
         let leg = c.outgoing.len();
         c.outgoing.push(OutgoingLeg {
             request,

@@ -27,9 +27,7 @@ use crate::proto::sip::headers::{HeadersExt, make_header};
 use crate::proto::sip::transaction::{Transport, TsxKey};
 use crate::server::location_service::{Binding, LocationService};
 
-use super::b2bua::{
-    B2bua, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx,
-};
+use super::b2bua::{B2bua, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx};
 use super::core::{ANONYMOUS_HOST, SERVER_AGENT};
 use super::history_store::{HistoryEntry, HistoryStore, conversation_key};
 use super::msrp_relay::{LegId, LegRole, MsrpRelay, RelayEvent, RelayInput, RelayOutput};
@@ -315,7 +313,10 @@ impl CpmParticipatingFunction {
         // Step 2 (RFC 3323: Privacy id/user/header, or the anonymous From)
         let anonymous = req.headers.get_all_raw("Privacy").iter().any(|p| {
             p.split(';').any(|v| {
-                matches!(v.trim().to_ascii_lowercase().as_str(), "id" | "user" | "header")
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "id" | "user" | "header"
+                )
             })
         }) || name_addr_uri(&req.headers, "From")
             .is_some_and(|(_, f)| f.host.eq_ignore_ascii_case(ANONYMOUS_HOST));
@@ -395,7 +396,8 @@ impl CpmParticipatingFunction {
                 )]
             })
             .unwrap_or_default();
-        self.b2bua.answer(ctx, call, code, Some(reason), extra, None);
+        self.b2bua
+            .answer(ctx, call, code, Some(reason), extra, None);
     }
 
     /// A fresh local MSRP URI (session id of 128 random bits, RFC 4975 §14.1).
@@ -471,10 +473,11 @@ impl CpmParticipatingFunction {
         // Step 8.b.iii.2: our own Contact (never the originator's).
         headers.push(make_header("Contact", &ctx.contact(target.transport)));
         // RFC 3325 §5: Privacy: id keeps the identity from the devices.
-        let hide_identity = t.headers.get_all_raw("Privacy").iter().any(|p| {
-            p.split(';')
-                .any(|v| v.trim().eq_ignore_ascii_case("id"))
-        });
+        let hide_identity = t
+            .headers
+            .get_all_raw("Privacy")
+            .iter()
+            .any(|p| p.split(';').any(|v| v.trim().eq_ignore_ascii_case("id")));
         if !hide_identity {
             for v in t.headers.get_all_raw("P-Asserted-Identity") {
                 headers.push(make_header("P-Asserted-Identity", &v));
@@ -564,7 +567,12 @@ impl CpmParticipatingFunction {
         self.b2bua.on_terminated(key);
     }
 
-    fn on_leg_response(&mut self, ctx: &mut SipCtx<'_>, location: &LocationService, r: LegResponse) {
+    fn on_leg_response(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        location: &LocationService,
+        r: LegResponse,
+    ) {
         let LegResponse {
             call,
             leg,
@@ -619,18 +627,16 @@ impl CpmParticipatingFunction {
         let Some(b) = self.b2bua.call(call) else {
             return;
         };
-        if b.incoming.final_sent
-            || b.outgoing.iter().any(|o| o.is_pending() || o.is_up())
-        {
+        if b.incoming.final_sent || b.outgoing.iter().any(|o| o.is_pending() || o.is_up()) {
             return;
         }
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let (code, reason, warnings) = c
-            .best_error
-            .clone()
-            .unwrap_or((480, "Temporarily Unavailable".into(), vec![]));
+        let (code, reason, warnings) =
+            c.best_error
+                .clone()
+                .unwrap_or((480, "Temporarily Unavailable".into(), vec![]));
         // Step 4: a group session stays in the path with a 200.
         if c.group && matches!(code, 480 | 408 | 487 | 500 | 503 | 504) {
             let accept = crate::proto::sdp::CHAT_ACCEPT_TYPES
@@ -643,11 +649,9 @@ impl CpmParticipatingFunction {
         }
         // Step 5.b: forward one of the errors (RFC 3261 §16.7 step 6 choice).
         let code = if code == 503 { 500 } else { code };
-        let extra = warnings
-            .iter()
-            .map(|w| make_header("Warning", w))
-            .collect();
-        self.b2bua.answer(ctx, call, code, Some(&reason), extra, None);
+        let extra = warnings.iter().map(|w| make_header("Warning", w)).collect();
+        self.b2bua
+            .answer(ctx, call, code, Some(&reason), extra, None);
         self.drop_call(call);
     }
 
@@ -665,8 +669,12 @@ impl CpmParticipatingFunction {
         };
         if c.chosen.is_some_and(|x| x != leg) {
             // A sibling answered after the user chose a device: end it.
-            self.b2bua
-                .send_bye(ctx, call, Side::Outgoing(leg), Some(REASON_COMPLETED_ELSEWHERE));
+            self.b2bua.send_bye(
+                ctx,
+                call,
+                Side::Outgoing(leg),
+                Some(REASON_COMPLETED_ELSEWHERE),
+            );
             return;
         }
         let answer = response
@@ -701,10 +709,7 @@ impl CpmParticipatingFunction {
         {
             d.relay_leg = Some(relay_leg);
         }
-        let answered = self
-            .b2bua
-            .call(call)
-            .is_some_and(|b| b.incoming.final_sent);
+        let answered = self.b2bua.call(call).is_some_and(|b| b.incoming.final_sent);
         if !answered {
             // "Upon receiving the first SIP 200 OK" steps 1–4.
             self.answer_originator(
@@ -765,9 +770,9 @@ impl CpmParticipatingFunction {
         let body = sdp.to_string().into_bytes();
         c.answer_sdp = Some(body.clone());
         let orig_local = c.orig_local.clone();
-        let orig_leg = self
-            .relay
-            .add_leg(call, LegRole::Originator, orig_local, remote, connect_to);
+        let orig_leg =
+            self.relay
+                .add_leg(call, LegRole::Originator, orig_local, remote, connect_to);
         self.relay_legs.insert(orig_leg, (call, None));
         if let Some(c) = self.calls.get_mut(&call) {
             c.orig_leg = Some(orig_leg);
@@ -777,10 +782,7 @@ impl CpmParticipatingFunction {
             call,
             200,
             None,
-            vec![make_header(
-                "P-Asserted-Service",
-                CPM_SESSION_ICSI,
-            )],
+            vec![make_header("P-Asserted-Service", CPM_SESSION_ICSI)],
             Some(("application/sdp", body)),
         );
         self.flush_relay(ctx);
@@ -836,10 +838,9 @@ impl CpmParticipatingFunction {
                     }
                     Side::Outgoing(leg) => {
                         self.release_device_media(call, leg);
-                        let any_left = self
-                            .b2bua
-                            .call(call)
-                            .is_some_and(|b| b.outgoing.iter().any(|o| o.is_pending() || o.is_up()));
+                        let any_left = self.b2bua.call(call).is_some_and(|b| {
+                            b.outgoing.iter().any(|o| o.is_pending() || o.is_up())
+                        });
                         let group = self.calls.get(&call).is_some_and(|c| c.group);
                         if !any_left && !group {
                             self.b2bua.send_bye(ctx, call, Side::Incoming, None);
@@ -979,7 +980,13 @@ impl CpmParticipatingFunction {
     }
 
     /// Seed 001 8.3.2.1.1 "Upon receiving an MSRP SEND" step 2.
-    fn store_history(&mut self, call: CallRef, message_id: String, content_type: String, body: Vec<u8>) {
+    fn store_history(
+        &mut self,
+        call: CallRef,
+        message_id: String,
+        content_type: String,
+        body: Vec<u8>,
+    ) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };

@@ -18,7 +18,9 @@ use crate::net::sip_transport::SipTransport;
 use crate::proto::sip::transaction::Transport;
 
 use super::core::{CoreSettings, ServerCore, UserAccount};
-use super::cpm_participating_function::{CpmConfig, CpmParticipatingFunction, system_wall_clock_ms};
+use super::cpm_participating_function::{
+    CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
+};
 use super::history_store::{HistoryStore, SqliteHistory};
 use super::msrp_relay::{RelayInput, RelayOutput};
 
@@ -43,11 +45,16 @@ pub struct WireEvent {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub config: ServerConfig,
+    /// Keep chat history in memory, not under `data_dir` (demos, tests).
+    pub history_in_memory: bool,
 }
 
 impl ServerOptions {
     pub fn new(config: ServerConfig) -> Self {
-        ServerOptions { config }
+        ServerOptions {
+            config,
+            history_in_memory: false,
+        }
     }
 
     /// Loopback on an ephemeral port with the demo cast (alice, bob, carol,
@@ -57,7 +64,10 @@ impl ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..ServerConfig::default()
         };
-        ServerOptions { config }
+        ServerOptions {
+            config,
+            history_in_memory: true,
+        }
     }
 }
 
@@ -99,7 +109,7 @@ pub struct Server;
 impl Server {
     /// Binds and starts the server on the current tokio runtime.
     pub async fn start(options: ServerOptions) -> io::Result<ServerHandle> {
-        let config = options.config;
+        let config = options.config.clone();
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -122,14 +132,16 @@ impl Server {
         // The MSRP side of the B2BUA roles (seed 001 8.3.2.1.1).
         let (msrp, mut msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
         let msrp_local = msrp.local_addr();
-        let history: Box<dyn HistoryStore> = match SqliteHistory::open_in(&config.data_dir()) {
+        let opened = if options.history_in_memory && config.data_dir.is_none() {
+            SqliteHistory::in_memory()
+        } else {
+            SqliteHistory::open_in(&config.data_dir())
+        };
+        let history: Box<dyn HistoryStore> = match opened {
             Ok(h) => Box::new(h),
             Err(e) => {
                 tracing::warn!(error = %e, "history kept in memory only");
-                Box::new(
-                    SqliteHistory::in_memory()
-                        .map_err(|e| io::Error::other(e.to_string()))?,
-                )
+                Box::new(SqliteHistory::in_memory().map_err(|e| io::Error::other(e.to_string()))?)
             }
         };
         let cpm_config = CpmConfig {
