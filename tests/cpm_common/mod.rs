@@ -310,3 +310,58 @@ impl Device {
         }
     }
 }
+
+/// An established 1-1 session: alice ↔ server ↔ bob's one device.
+pub struct Session {
+    pub alice: Peer,
+    pub alice_uri: MsrpUri,
+    /// The server's path towards alice (from its SDP answer).
+    pub to_server: MsrpPath,
+    pub a: MsrpConn,
+    pub bob: Device,
+    /// The server's path towards bob (from its INVITE's SDP).
+    pub bob_server_path: MsrpPath,
+    pub b: MsrpConn,
+    pub invite: rsip::Request,
+    pub ok: rsip::Response,
+}
+
+pub async fn one_device_session(server: &ServerHandle) -> Session {
+    let addr = server.local_addr();
+    let mut alice = Peer::new(addr, "alice", "alice").await;
+    let bob = Device::register(addr, "bob", "bob-phone", "phone").await;
+    let alice_uri = MsrpUri::new("127.0.0.1", 7, "alicesess");
+    let sdp = msrp_sdp(&alice_uri, "actpass", "");
+    let req = cpm_invite(&mut alice, "sip:bob@isc.local", &sdp, &[]);
+    let invite = send_invite(&mut alice, req).await;
+    let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
+    let bob_server_path = sdp_path(&inv.body);
+    answer(
+        &bob.sip,
+        &inv,
+        200,
+        "bobtag",
+        Some(&msrp_sdp(&bob.uri, "passive", "")),
+    )
+    .await;
+    let ok = final_for(&alice, &invite).await;
+    assert_eq!(ok.status_code.code(), 200);
+    let ack = ack_2xx(&mut alice, &invite, &ok);
+    alice.send(ack).await;
+    let to_server = sdp_path(&ok.body);
+    let mut b = MsrpConn::accept(&bob.listener).await;
+    let bind = b.recv_request().await;
+    assert!(bind.body.is_none());
+    let a = MsrpConn::connect(server.msrp_addr()).await;
+    Session {
+        alice,
+        alice_uri,
+        to_server,
+        a,
+        bob,
+        bob_server_path,
+        b,
+        invite,
+        ok,
+    }
+}
