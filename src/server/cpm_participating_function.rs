@@ -937,6 +937,9 @@ impl CpmParticipatingFunction {
 
     /// The next thing for the MSRP transport to do.
     pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
+        while let Some(o) = self.relay.poll_output() {
+            self.outputs.push_back(o);
+        }
         self.outputs.pop_front()
     }
 
