@@ -3,6 +3,8 @@
 //! isComposing, OPTIONS); [`runner`] drives it over tokio sockets and
 //! [`headless`] puts a line protocol on stdin/stdout around the runner.
 
+pub mod chat;
+pub mod chats;
 pub mod composing;
 pub mod headless;
 pub mod ids;
