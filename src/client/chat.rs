@@ -298,6 +298,35 @@ fn finish_request(req: &mut Request, extra: Vec<Header>, body: Option<(&str, Vec
     }
 }
 
+/// A copy whose Contact is the bare `<uri>`: rsip's typed Contact refuses
+/// quoted feature-tag values such as `+sip.instance="<urn:...>"`.
+fn plain_contact<M: Clone + HasHeaders>(m: &M) -> M {
+    let mut m = m.clone();
+    if let Some(c) = m.headers_mut().get_raw("Contact") {
+        let uri = uri_of(&c);
+        m.headers_mut().remove_named("Contact");
+        m.headers_mut()
+            .push(make_header("Contact", &format!("<{uri}>")));
+    }
+    m
+}
+
+trait HasHeaders {
+    fn headers_mut(&mut self) -> &mut rsip::Headers;
+}
+
+impl HasHeaders for Request {
+    fn headers_mut(&mut self) -> &mut rsip::Headers {
+        &mut self.headers
+    }
+}
+
+impl HasHeaders for Response {
+    fn headers_mut(&mut self) -> &mut rsip::Headers {
+        &mut self.headers
+    }
+}
+
 fn with_body(mut resp: Response, content_type: &str, body: Vec<u8>) -> Response {
     resp.headers.remove_named("Content-Length");
     resp.headers.push(make_header("Content-Type", content_type));
@@ -790,7 +819,7 @@ impl ChatSession {
             "application/sdp",
             self.local_sdp(),
         );
-        match Dialog::new_uas(&invite, &resp, 1) {
+        match Dialog::new_uas(&plain_contact(&invite), &plain_contact(&resp), 1) {
             Ok(d) => self.dialog = Some(d),
             Err(e) => {
                 tracing::debug!(error = %e, "chat INVITE cannot make a dialog");
@@ -1011,7 +1040,7 @@ impl ChatSession {
             }
             return;
         }
-        let mut dialog = match Dialog::new_uac(invite, &resp) {
+        let mut dialog = match Dialog::new_uac(&plain_contact(invite), &plain_contact(&resp)) {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(error = %e, "2xx to chat INVITE makes no dialog");
