@@ -344,3 +344,143 @@ fn too_small_session_interval_is_retried_with_min_se() {
     assert!(invites[1].contains("Session-Expires: 600;refresher=uac"));
     assert!(invites[1].contains("CSeq: 2 INVITE"));
 }
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {msg}"))
+        .trim()
+}
+
+/// A request from bob to alice inside their dialog, written by hand.
+fn bob_in_dialog(net: &Net, method: &str, cseq: u32, extra: &str, body: &str) -> Vec<u8> {
+    let invite = net.trace.iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    let ok = net
+        .trace
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains("INVITE"))
+        .unwrap();
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".to_string()
+    };
+    format!(
+        "{method} sip:alice@127.0.0.1:{ALICE};transport=udp SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{BOB};branch=z9hG4bKhand{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
+         Contact: <sip:bob@127.0.0.1:{BOB}>\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+        header(ok, "To"),
+        header(invite, "From"),
+        header(invite, "Call-ID"),
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn bye_with_reason_200_means_continued_on_another_device() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    established(&mut net);
+    let bye = bob_in_dialog(
+        &net,
+        "BYE",
+        50,
+        "Reason: SIP;cause=200;text=\"Call completed elsewhere\"\r\n",
+        "",
+    );
+    let now = net.now;
+    net.peers[0].input(now, addr(BOB), &bye);
+    net.run();
+    assert_eq!(net.peers[0].ended(), Some(&EndReason::CompletedElsewhere));
+    assert!(
+        net.trace
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 200") && m.contains("50 BYE"))
+    );
+}
+
+#[test]
+fn reinvite_without_usable_msrp_gets_488_and_a_subset_is_accepted() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    established(&mut net);
+    let now = net.now;
+    let audio = "v=0\r\no=bob 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let m = bob_in_dialog(&net, "INVITE", 60, "", audio);
+    net.peers[0].input(now, addr(BOB), &m);
+    net.run();
+    assert!(
+        net.trace
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 488") && m.contains("60 INVITE"))
+    );
+    // an offer with fewer accept-types keeps the session
+    let subset = format!(
+        "v=0\r\no=bob 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=message {} TCP/MSRP *\r\na=accept-types:message/cpim\r\na=path:{}\r\na=setup:actpass\r\n",
+        BOB + 1000,
+        net.trace
+            .iter()
+            .find(|m| m.starts_with("SIP/2.0 200") && m.contains("INVITE"))
+            .and_then(|m| m.lines().find_map(|l| l.strip_prefix("a=path:")))
+            .unwrap()
+    );
+    let m = bob_in_dialog(&net, "INVITE", 61, "", &subset);
+    net.peers[0].input(now, addr(BOB), &m);
+    net.run();
+    let ok = net
+        .trace
+        .iter()
+        .rev()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains("61 INVITE"))
+        .expect("200 to the re-INVITE");
+    assert!(ok.contains("m=message 6070 TCP/MSRP *"));
+    assert!(net.peers[0].ended().is_none());
+}
+
+#[test]
+fn proxy_challenge_is_answered_with_the_ua_digest() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    net.mute[1] = true;
+    let now = net.now;
+    net.peers[0].command(
+        now,
+        ChatCommand::Start {
+            to: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        },
+    );
+    let t = net.peers[0].layer.poll_transmit().unwrap();
+    let rsip::SipMessage::Request(invite) = t.message else {
+        panic!()
+    };
+    let challenge = isc::proto::sip::build::response_with(
+        &invite,
+        407,
+        Some("proxy1"),
+        None,
+        vec![isc::proto::sip::headers::make_header(
+            "Proxy-Authenticate",
+            "Digest realm=\"isc.local\", nonce=\"abc\", algorithm=MD5, qop=\"auth\"",
+        )],
+    );
+    let bytes = isc::proto::sip::message::to_bytes(&rsip::SipMessage::Response(challenge));
+    net.peers[0].input(now, addr(BOB), &bytes);
+    let mut again = None;
+    while let Some(t) = net.peers[0].layer.poll_transmit() {
+        if let rsip::SipMessage::Request(r) = t.message
+            && r.method == rsip::Method::Invite
+        {
+            again = Some(r);
+        }
+    }
+    let again = again.expect("INVITE re-sent");
+    let text = String::from_utf8_lossy(&isc::proto::sip::message::to_bytes(
+        &rsip::SipMessage::Request(again),
+    ))
+    .into_owned();
+    assert!(text.contains("Proxy-Authorization: Digest"), "{text}");
+    assert!(text.contains("CSeq: 2 INVITE"));
+    assert!(text.contains("m=message"));
+}
