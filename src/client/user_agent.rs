@@ -399,6 +399,7 @@ impl UserAgent {
             self.watch.start(cid, tag);
         }
         let expires = self.cfg.subscribe_expires;
+        self.watch.sending();
         self.subscribe_with(now, expires, Purpose::Subscribe);
     }
 
