@@ -48,7 +48,10 @@ fn rfc3261_registration() {
     assert_eq!(cseq(&req.headers), Some((1826, "REGISTER".into())));
     assert_eq!(req.expires_header().unwrap().seconds().unwrap(), 7200);
     let c: Contact = req.headers.typed().unwrap().unwrap();
-    assert_eq!(c, Contact::Addresses(vec![ContactValue::new("sip:bob@192.0.2.4")]));
+    assert_eq!(
+        c,
+        Contact::Addresses(vec![ContactValue::new("sip:bob@192.0.2.4")])
+    );
 
     let resp = parse_response(&rfc3261("24.1-f2-200")).unwrap();
     assert_eq!(resp.status_code, rsip::StatusCode::OK);
@@ -63,8 +66,14 @@ fn rfc3261_session_setup() {
     let f1 = parse_request(&rfc3261("24.2-f1-invite")).unwrap();
     assert_eq!(f1.method, rsip::Method::Invite);
     assert_eq!(f1.body.len(), 142);
-    assert_eq!(top_via_branch(&f1.headers).as_deref(), Some("z9hG4bKnashds8"));
-    assert_eq!(f1.call_id_header().unwrap().to_string(), "Call-ID: a84b4c76e66710");
+    assert_eq!(
+        top_via_branch(&f1.headers).as_deref(),
+        Some("z9hG4bKnashds8")
+    );
+    assert_eq!(
+        f1.call_id_header().unwrap().to_string(),
+        "Call-ID: a84b4c76e66710"
+    );
 
     let f5 = parse_request(&rfc3261("24.2-f5-invite")).unwrap();
     assert_eq!(header_values(&f5.headers, "Via").len(), 3);
@@ -84,7 +93,10 @@ fn rfc3261_session_setup() {
     assert_eq!(f11.body.len(), 131);
     let ack = parse_request(&rfc3261("24.2-f12-ack")).unwrap();
     assert_eq!(cseq(&ack.headers), Some((314159, "ACK".into())));
-    assert_eq!(top_via_branch(&ack.headers).as_deref(), Some("z9hG4bKnashds9"));
+    assert_eq!(
+        top_via_branch(&ack.headers).as_deref(),
+        Some("z9hG4bKnashds9")
+    );
     let bye = parse_request(&rfc3261("24.2-f13-bye")).unwrap();
     assert_eq!(bye.method, rsip::Method::Bye);
     assert_eq!(from_tag(&bye.headers).as_deref(), Some("a6c85cf"));
@@ -123,7 +135,10 @@ fn rfc3261_examples_round_trip_through_to_bytes() {
 fn t3_1_1_1_wsinv() {
     let req = parse_request(&torture("wsinv")).unwrap();
     assert_eq!(req.method, rsip::Method::Invite);
-    assert_eq!(req.uri.to_string(), "sip:vivekg@chair-dnrc.example.com;unknownparam");
+    assert_eq!(
+        req.uri.to_string(),
+        "sip:vivekg@chair-dnrc.example.com;unknownparam"
+    );
     assert_eq!(to_tag(&req.headers).as_deref(), Some("1918181833n"));
     let from = NameAddr::parse(&req.headers.get_raw("From").unwrap()).unwrap();
     assert_eq!(from.display_name.as_deref(), Some("J Rosenberg \\\""));
@@ -136,14 +151,25 @@ fn t3_1_1_1_wsinv() {
         Some("newfangled value continued newfangled value")
     );
     assert_eq!(
-        req.headers.get_raw("UnknownHeaderWithUnusualValue").as_deref(),
+        req.headers
+            .get_raw("UnknownHeaderWithUnusualValue")
+            .as_deref(),
         Some(";;,,;;,;")
     );
     let vias: Vec<ViaValue> = req.headers.all().unwrap();
     assert_eq!(vias.len(), 3);
-    assert_eq!(vias[0].to_string(), "SIP/2.0/UDP 192.0.2.2;branch=390skdjuw");
-    assert_eq!(vias[1].to_string(), "SIP/2.0/TCP spindle.example.com;branch=z9hG4bK9ikj8");
-    assert_eq!(vias[2].to_string(), "SIP/2.0/UDP 192.168.255.111;branch=z9hG4bK30239");
+    assert_eq!(
+        vias[0].to_string(),
+        "SIP/2.0/UDP 192.0.2.2;branch=390skdjuw"
+    );
+    assert_eq!(
+        vias[1].to_string(),
+        "SIP/2.0/TCP spindle.example.com;branch=z9hG4bK9ikj8"
+    );
+    assert_eq!(
+        vias[2].to_string(),
+        "SIP/2.0/UDP 192.168.255.111;branch=z9hG4bK30239"
+    );
     // and rsip's own typed readers now work on them
     assert!(req.via_header().unwrap().typed().is_ok());
     assert!(req.to_header().unwrap().typed().is_ok());
@@ -164,16 +190,25 @@ fn t3_1_1_2_intmeth() {
         request.uri.to_string(),
         "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com"
     );
-    assert_eq!(request.uri.auth.as_ref().unwrap().password.as_deref(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+    assert_eq!(
+        request.uri.auth.as_ref().unwrap().password.as_deref(),
+        Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+    );
     assert_eq!(cseq(&request.headers), Some((139122385, method.clone())));
     assert_eq!(
         request.headers.get_raw("Call-ID").as_deref(),
         Some("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{")
     );
     let to = NameAddr::parse(&request.headers.get_raw("To").unwrap()).unwrap();
-    assert_eq!(to.display_name.as_deref(), Some("BEL:\u{7} NUL:\u{0} DEL:\u{7f}"));
     assert_eq!(
-        request.headers.get_raw("extensionHeader-!.%*+_`'~").as_deref(),
+        to.display_name.as_deref(),
+        Some("BEL:\u{7} NUL:\u{0} DEL:\u{7f}")
+    );
+    assert_eq!(
+        request
+            .headers
+            .get_raw("extensionHeader-!.%*+_`'~")
+            .as_deref(),
         Some("\u{feff}\u{5927}\u{505c}\u{96fb}")
     );
     // a UAS answers 501 with the CSeq copied verbatim
@@ -190,15 +225,24 @@ fn t3_1_1_2_intmeth() {
 #[test]
 fn t3_1_1_3_esc01() {
     let req = parse_request(&torture("esc01")).unwrap();
-    assert_eq!(req.uri.to_string(), "sip:sips%3Auser%40example.com@example.net");
+    assert_eq!(
+        req.uri.to_string(),
+        "sip:sips%3Auser%40example.com@example.net"
+    );
     assert_eq!(req.uri.user(), Some("sips%3Auser%40example.com"));
     assert_eq!(req.uri.host().to_string(), "example.net");
     let from = NameAddr::parse(&req.headers.get_raw("From").unwrap()).unwrap();
     assert_eq!(from.uri, "sip:I%20have%20spaces@example.net");
     let c: Contact = req.headers.typed().unwrap().unwrap();
     let Contact::Addresses(a) = c else { panic!() };
-    assert_eq!(a[0].uri(), "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
-    assert_eq!(req.headers.get_raw("Content-Type").as_deref(), Some("application/sdp"));
+    assert_eq!(
+        a[0].uri(),
+        "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31"
+    );
+    assert_eq!(
+        req.headers.get_raw("Content-Type").as_deref(),
+        Some("application/sdp")
+    );
     assert_eq!(req.body.len(), 150);
 }
 
@@ -222,7 +266,10 @@ fn t3_1_1_5_esc02() {
         panic!("expected UnknownMethod: RE%47IST%45R is not REGISTER");
     };
     assert_eq!(method, "RE%47IST%45R");
-    assert_eq!(top_via_branch(&request.headers).as_deref(), Some("z9hG4bK209%fzsnel234"));
+    assert_eq!(
+        top_via_branch(&request.headers).as_deref(),
+        Some("z9hG4bK209%fzsnel234")
+    );
     // C%6Fntact is an unknown header, not a Contact
     assert_eq!(request.headers.get_all_raw("Contact").len(), 2);
     assert_eq!(
@@ -261,7 +308,10 @@ fn t3_1_1_7_longreq() {
 fn t3_1_1_8_dblreq_keeps_only_the_first() {
     let req = parse_request(&torture("dblreq")).unwrap();
     assert_eq!(req.method, rsip::Method::Register);
-    assert!(req.body.is_empty(), "RFC 3261 §18.3: octets past Content-Length are dropped");
+    assert!(
+        req.body.is_empty(),
+        "RFC 3261 §18.3: octets past Content-Length are dropped"
+    );
     // compact `I:` becomes a real Call-ID that rsip reads
     assert_eq!(
         req.call_id_header().unwrap().to_string(),
@@ -277,7 +327,9 @@ fn t3_1_1_9_semiuri() {
     assert_eq!(req.uri.host().to_string(), "example.com");
     assert_eq!(
         req.headers.get_raw("Accept").as_deref(),
-        Some("application/sdp, application/pkcs7-mime, multipart/mixed, multipart/signed, message/sip, message/sipfrag")
+        Some(
+            "application/sdp, application/pkcs7-mime, multipart/mixed, multipart/signed, message/sip, message/sipfrag"
+        )
     );
 }
 
@@ -298,9 +350,17 @@ fn t3_1_1_11_mpart01() {
     let raw = torture("mpart01");
     let req = parse_request(&raw).unwrap();
     assert_eq!(req.method, rsip::Method::Message);
-    let declared: usize = req.headers.get_raw("Content-Length").unwrap().parse().unwrap();
+    let declared: usize = req
+        .headers
+        .get_raw("Content-Length")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(req.body.len(), declared);
-    assert!(std::str::from_utf8(&req.body).is_err(), "binary body kept as bytes");
+    assert!(
+        std::str::from_utf8(&req.body).is_err(),
+        "binary body kept as bytes"
+    );
     assert!(raw.ends_with(&req.body));
     let ua: UserAgent = req.headers.typed().unwrap().unwrap();
     assert!(ua.version_of("SIPimp.org").is_some());
@@ -334,8 +394,19 @@ fn without_content_length(mut m: rsip::SipMessage) -> rsip::SipMessage {
 #[test]
 fn every_valid_torture_message_survives_to_bytes() {
     for name in [
-        "wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq",
-        "semiuri", "transports", "mpart01", "unreason", "noreason",
+        "wsinv",
+        "intmeth",
+        "esc01",
+        "escnull",
+        "esc02",
+        "lwsdisp",
+        "longreq",
+        "dblreq",
+        "semiuri",
+        "transports",
+        "mpart01",
+        "unreason",
+        "noreason",
     ] {
         let (first, bytes) = match parse_message(&torture(name)) {
             Ok(m) => (m.clone(), to_bytes(&m)),
@@ -347,11 +418,17 @@ fn every_valid_torture_message_survives_to_bytes() {
         };
         let again = match parse_message(&bytes) {
             Ok(m) => m,
-            Err(SipParseError::UnknownMethod { request, .. }) => rsip::SipMessage::Request(*request),
+            Err(SipParseError::UnknownMethod { request, .. }) => {
+                rsip::SipMessage::Request(*request)
+            }
             Err(e) => panic!("{name} reprinted: {e}"),
         };
         // to_bytes writes Content-Length last; otherwise nothing changes
-        assert_eq!(without_content_length(again), without_content_length(first), "{name}");
+        assert_eq!(
+            without_content_length(again),
+            without_content_length(first),
+            "{name}"
+        );
     }
 }
 
@@ -363,7 +440,11 @@ fn gap_compact_forms_become_rsip_headers() {
     let req = parse_request(m).unwrap();
     assert!(req.via_header().is_ok() && req.from_header().is_ok() && req.to_header().is_ok());
     assert!(req.call_id_header().is_ok() && req.contact_header().is_ok());
-    assert!(req.headers.iter().all(|h| !matches!(h, rsip::Header::Other(..))));
+    assert!(
+        req.headers
+            .iter()
+            .all(|h| !matches!(h, rsip::Header::Other(..)))
+    );
 }
 
 #[test]
@@ -389,7 +470,10 @@ fn gap_content_length_frames_streams_and_datagrams() {
     let short = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 10\r\n\r\nabc";
     assert_eq!(
         parse_message(short),
-        Err(SipParseError::BodyTooShort { declared: 10, actual: 3 })
+        Err(SipParseError::BodyTooShort {
+            declared: 10,
+            actual: 3
+        })
     );
 }
 
@@ -404,7 +488,9 @@ fn gap_two_addresses_in_one_contact() {
         "<sip:a@192.0.2.1>;expires=60, \"Tv\" <sip:a@192.0.2.2>;+sip.instance=\"<urn:uuid:1>\"",
     )
     .unwrap();
-    let Contact::Addresses(a) = typed else { panic!() };
+    let Contact::Addresses(a) = typed else {
+        panic!()
+    };
     assert_eq!(a[1].instance().as_deref(), Some("<urn:uuid:1>"));
 }
 
@@ -426,7 +512,10 @@ fn gap_contact_star_prints_as_star() {
     let text = String::from_utf8(to_bytes(&req.into())).unwrap();
     assert!(text.contains("\r\nContact: *\r\n"), "{text}");
     let back = parse_request(text.as_bytes()).unwrap();
-    assert_eq!(back.headers.typed::<Contact>().unwrap(), Some(Contact::Star));
+    assert_eq!(
+        back.headers.typed::<Contact>().unwrap(),
+        Some(Contact::Star)
+    );
 }
 
 #[test]
@@ -436,24 +525,48 @@ fn gap_typed_values_checked_eagerly() {
         let m = format!("{}\r\n", base.replace(from, to));
         parse_message(m.as_bytes()).unwrap_err()
     };
-    assert_eq!(case("Call-ID: c\r\n", ""), SipParseError::MissingHeader("Call-ID"));
+    assert_eq!(
+        case("Call-ID: c\r\n", ""),
+        SipParseError::MissingHeader("Call-ID")
+    );
     assert_eq!(
         case("CSeq: 1 OPTIONS", "CSeq: x OPTIONS"),
-        SipParseError::InvalidHeader { header: "CSeq", value: "x OPTIONS".into() }
+        SipParseError::InvalidHeader {
+            header: "CSeq",
+            value: "x OPTIONS".into()
+        }
     );
     assert_eq!(
         case("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"),
-        SipParseError::CSeqMethodMismatch { method: "OPTIONS".into(), cseq: "INVITE".into() }
+        SipParseError::CSeqMethodMismatch {
+            method: "OPTIONS".into(),
+            cseq: "INVITE".into()
+        }
     );
     assert_eq!(
         case("Max-Forwards: 70", "Max-Forwards: seventy"),
-        SipParseError::InvalidHeader { header: "Max-Forwards", value: "seventy".into() }
+        SipParseError::InvalidHeader {
+            header: "Max-Forwards",
+            value: "seventy".into()
+        }
     );
-    assert_eq!(case("To: <sip:a@b>", "To: <a b>"), SipParseError::InvalidHeader { header: "To", value: "<a b>".into() });
-    assert_eq!(case("Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", ""), SipParseError::MissingHeader("Via"));
+    assert_eq!(
+        case("To: <sip:a@b>", "To: <a b>"),
+        SipParseError::InvalidHeader {
+            header: "To",
+            value: "<a b>".into()
+        }
+    );
+    assert_eq!(
+        case("Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", ""),
+        SipParseError::MissingHeader("Via")
+    );
     assert_eq!(
         case("Max-Forwards: 70", "Content-Length: -1"),
-        SipParseError::InvalidHeader { header: "Content-Length", value: "-1".into() }
+        SipParseError::InvalidHeader {
+            header: "Content-Length",
+            value: "-1".into()
+        }
     );
 }
 
@@ -499,6 +612,11 @@ fn gap_unknown_method_is_answerable() {
         panic!()
     };
     assert_eq!(method, "NEWMETHOD");
+    let err = SipParseError::UnknownMethod {
+        method: method.clone(),
+        request: request.clone(),
+    };
+    assert_eq!(err.status().0, 501);
     let resp = build::response_with(
         &request,
         501,

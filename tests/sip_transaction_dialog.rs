@@ -86,7 +86,10 @@ fn forked_provisionals_make_one_early_dialog_each() {
     assert_eq!(dialogs.get(&b).unwrap().state(), DialogState::Early);
     assert_eq!(dialogs.get(&c).unwrap().state(), DialogState::Confirmed);
     assert_eq!(dialogs.forks(&a.call_id, &a.local_tag).count(), 3);
-    assert_eq!(dialogs.get(&c).unwrap().remote_target().to_string(), "sip:bob@192.0.2.6");
+    assert_eq!(
+        dialogs.get(&c).unwrap().remote_target().to_string(),
+        "sip:bob@192.0.2.6"
+    );
 }
 
 #[test]
@@ -128,8 +131,19 @@ fn uac_route_set_is_reversed_record_route_and_loose_routing_keeps_the_target() {
         vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
     );
     assert_eq!(cseq(&bye), (314160, Method::Bye));
-    assert_eq!(bye.from_header().unwrap().tag().unwrap().unwrap().to_string(), "1928301774");
-    assert_eq!(bye.to_header().unwrap().tag().unwrap().unwrap().to_string(), "b");
+    assert_eq!(
+        bye.from_header()
+            .unwrap()
+            .tag()
+            .unwrap()
+            .unwrap()
+            .to_string(),
+        "1928301774"
+    );
+    assert_eq!(
+        bye.to_header().unwrap().tag().unwrap().unwrap().to_string(),
+        "b"
+    );
     assert_eq!(
         bye.call_id_header().unwrap().value(),
         "a84b4c76e66710@pc33.atlanta.example.com"
@@ -188,7 +202,13 @@ fn ack_for_2xx_is_built_from_the_dialog_and_resent_on_retransmission() {
     let other = invite_response(200, "z9hG4bK1", Some("b"));
     let mut later = other.clone();
     later.headers.retain(|h| !matches!(h, Header::CSeq(_)));
-    later.headers.push(rsip::typed::CSeq { seq: 1, method: Method::Invite }.into());
+    later.headers.push(
+        rsip::typed::CSeq {
+            seq: 1,
+            method: Method::Invite,
+        }
+        .into(),
+    );
     assert_eq!(d.ack_for_retransmission(&later), None);
 }
 
@@ -228,7 +248,13 @@ fn remote_cseq_order_and_target_refresh_on_the_uac() {
     let err = d
         .handle_request(&reinvite(9, "INFO", "sip:bob@192.0.2.4"))
         .unwrap_err();
-    assert_eq!(err, DialogError::CSeqOutOfOrder { remote: 12, received: 9 });
+    assert_eq!(
+        err,
+        DialogError::CSeqOutOfOrder {
+            remote: 12,
+            received: 9
+        }
+    );
     assert_eq!(err.status_code(), 500);
     // A request for another dialog.
     let mut stranger = reinvite(13, "INFO", "sip:x@y");
@@ -255,13 +281,25 @@ fn target_refresh_from_a_2xx_to_re_invite() {
     let (seq, _) = cseq(&re);
     let mut ok = answer(200, "b", "sip:bob@192.0.2.200", &[]);
     ok.headers.retain(|h| !matches!(h, Header::CSeq(_)));
-    ok.headers.push(rsip::typed::CSeq { seq, method: Method::Invite }.into());
+    ok.headers.push(
+        rsip::typed::CSeq {
+            seq,
+            method: Method::Invite,
+        }
+        .into(),
+    );
     d.handle_response(&ok).unwrap();
     assert_eq!(d.remote_target().to_string(), "sip:bob@192.0.2.200");
     // 481 to an in-dialog request ends it (§12.2.1.2).
     let mut gone = answer(481, "b", "sip:bob@192.0.2.200", &[]);
     gone.headers.retain(|h| !matches!(h, Header::CSeq(_)));
-    gone.headers.push(rsip::typed::CSeq { seq: seq + 1, method: Method::Info }.into());
+    gone.headers.push(
+        rsip::typed::CSeq {
+            seq: seq + 1,
+            method: Method::Info,
+        }
+        .into(),
+    );
     d.handle_response(&gone).unwrap();
     assert_eq!(d.state(), DialogState::Terminated);
 }
@@ -290,7 +328,10 @@ Content-Length: 0
     assert_eq!(d.id().local_tag, "bobtag");
     assert_eq!(d.id().remote_tag, "1928301774");
     assert_eq!(d.remote_seq(), Some(314159));
-    assert_eq!(d.remote_target().to_string(), "sip:alice@pc33.atlanta.example.com");
+    assert_eq!(
+        d.remote_target().to_string(),
+        "sip:alice@pc33.atlanta.example.com"
+    );
     let bye = d.create_request(Method::Bye, via("z9hG4bKbb")).unwrap();
     assert_eq!(cseq(&bye), (1, Method::Bye));
     assert_eq!(
@@ -298,8 +339,19 @@ Content-Length: 0
         vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
     );
     assert_eq!(bye.uri.to_string(), "sip:alice@pc33.atlanta.example.com");
-    assert_eq!(bye.from_header().unwrap().tag().unwrap().unwrap().to_string(), "bobtag");
-    assert_eq!(bye.to_header().unwrap().tag().unwrap().unwrap().to_string(), "1928301774");
+    assert_eq!(
+        bye.from_header()
+            .unwrap()
+            .tag()
+            .unwrap()
+            .unwrap()
+            .to_string(),
+        "bobtag"
+    );
+    assert_eq!(
+        bye.to_header().unwrap().tag().unwrap().unwrap().to_string(),
+        "1928301774"
+    );
     // The ACK of the 2xx (its own branch) matches the dialog.
     let ack_text = crlf(
         "ACK sip:bob@192.0.2.4 SIP/2.0
@@ -332,4 +384,78 @@ fn dialog_creation_errors() {
         Dialog::new_uac(&inv, &invite_response(200, "z9hG4bK1", None)).unwrap_err(),
         DialogError::MissingTag("To")
     );
+}
+
+#[test]
+fn ack_for_invite_carries_its_credentials() {
+    let text = crlf(
+        "INVITE sip:bob@biloxi.example.com SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK2
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.example.com>
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: 314160 INVITE
+Proxy-Authorization: Digest username=\"alice\", realm=\"atlanta.example.com\", nonce=\"n\", uri=\"sip:bob@biloxi.example.com\", response=\"r\"
+Contact: <sip:alice@pc33.atlanta.example.com>
+Content-Length: 0
+
+",
+    );
+    let inv = req(&text);
+    let mut d = Dialog::new_uac(&inv, &answer(200, "b", "sip:bob@192.0.2.4", &[])).unwrap();
+    let ack = d.create_ack_for_invite(&inv, via("z9hG4bKack")).unwrap();
+    assert_eq!(cseq(&ack), (314160, Method::Ack));
+    assert!(
+        ack.headers
+            .iter()
+            .any(|h| matches!(h, Header::ProxyAuthorization(_)))
+    );
+    assert!(matches!(
+        ack.headers.iter().last(),
+        Some(Header::ContentLength(_))
+    ));
+}
+
+#[test]
+fn uas_early_dialog_confirmed_by_the_2xx_it_sends() {
+    let inv = invite("z9hG4bK1");
+    let ringing = invite_response(180, "z9hG4bK1", Some("b"));
+    let mut d = Dialog::new_uas(&inv, &ringing, 1).unwrap();
+    assert_eq!(d.state(), DialogState::Early);
+    d.handle_sent_response(&invite_response(200, "z9hG4bK1", Some("b")));
+    assert_eq!(d.state(), DialogState::Confirmed);
+    let mut e = Dialog::new_uas(&inv, &ringing, 1).unwrap();
+    e.handle_sent_response(&invite_response(486, "z9hG4bK1", Some("b")));
+    assert_eq!(e.state(), DialogState::Terminated);
+}
+
+#[test]
+fn ok_retransmission_matches_its_ack() {
+    let clock = Clock::new();
+    // The UAS sent this 2xx: To tag "b" is ours, From tag the caller's.
+    let ok = invite_response(200, "z9hG4bK1", Some("b"));
+    let m = OkRetransmission::new(
+        clock.now,
+        ok,
+        addr(),
+        isc::proto::sip::transaction::Transport::Udp,
+    );
+    let ack = |tag: &str, seq: u32| {
+        req(&crlf(&format!(
+            "ACK sip:bob@192.0.2.4 SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKack
+Max-Forwards: 70
+To: Bob <sip:bob@biloxi.example.com>;tag={tag}
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com
+CSeq: {seq} ACK
+Content-Length: 0
+
+"
+        )))
+    };
+    assert!(m.matches_ack(&ack("b", 314159)));
+    assert!(!m.matches_ack(&ack("other", 314159)));
+    assert!(!m.matches_ack(&ack("b", 1)));
 }

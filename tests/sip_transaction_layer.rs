@@ -19,18 +19,39 @@ fn new_invite_creates_a_server_transaction_and_retransmission_gets_100() {
     let clock = Clock::new();
     let mut layer = TransactionLayer::new();
     layer
-        .handle_message(clock.now, SipMessage::Request(invite(BR)), peer(), Transport::Udp)
+        .handle_message(
+            clock.now,
+            SipMessage::Request(invite(BR)),
+            peer(),
+            Transport::Udp,
+        )
         .unwrap();
     let ev = events(&mut layer);
-    let [LayerEvent::NewRequest { key, request, source, transport }] = &ev[..] else {
+    let [
+        LayerEvent::NewRequest {
+            key,
+            request,
+            source,
+            transport,
+        },
+    ] = &ev[..]
+    else {
         panic!("{ev:?}")
     };
     assert_eq!(request.method, rsip::Method::Invite);
     assert_eq!((*source, *transport), (peer(), Transport::Udp));
-    assert_eq!(layer.server_invite_state(key), Some(ServerInviteState::Proceeding));
+    assert_eq!(
+        layer.server_invite_state(key),
+        Some(ServerInviteState::Proceeding)
+    );
     assert_eq!(layer.poll_timeout(), Some(clock.at(200)));
     layer
-        .handle_message(clock.at(100), SipMessage::Request(invite(BR)), peer(), Transport::Udp)
+        .handle_message(
+            clock.at(100),
+            SipMessage::Request(invite(BR)),
+            peer(),
+            Transport::Udp,
+        )
         .unwrap();
     assert!(events(&mut layer).is_empty());
     let t = layer.poll_transmit().unwrap();
@@ -42,7 +63,12 @@ fn cancel_finds_its_invite_and_the_core_answers_200_and_487() {
     let clock = Clock::new();
     let mut layer = TransactionLayer::new();
     layer
-        .handle_message(clock.now, SipMessage::Request(invite(BR)), peer(), Transport::Udp)
+        .handle_message(
+            clock.now,
+            SipMessage::Request(invite(BR)),
+            peer(),
+            Transport::Udp,
+        )
         .unwrap();
     let invite_key = match &events(&mut layer)[..] {
         [LayerEvent::NewRequest { key, .. }] => key.clone(),
@@ -50,20 +76,41 @@ fn cancel_finds_its_invite_and_the_core_answers_200_and_487() {
     };
     let cancel = request("CANCEL", BR, 314159);
     layer
-        .handle_message(clock.at(300), SipMessage::Request(cancel), peer(), Transport::Udp)
+        .handle_message(
+            clock.at(300),
+            SipMessage::Request(cancel),
+            peer(),
+            Transport::Udp,
+        )
         .unwrap();
     let ev = events(&mut layer);
-    let [LayerEvent::Cancel { key, invite, invite_pending, .. }] = &ev[..] else {
+    let [
+        LayerEvent::Cancel {
+            key,
+            invite,
+            invite_pending,
+            ..
+        },
+    ] = &ev[..]
+    else {
         panic!("{ev:?}")
     };
     assert_eq!(invite.as_ref(), Some(&invite_key));
     assert!(*invite_pending);
     assert_ne!(key, &invite_key); // CANCEL has its own transaction
     layer
-        .send_response(clock.at(310), key, response(200, "CANCEL", BR, 314159, Some("b")))
+        .send_response(
+            clock.at(310),
+            key,
+            response(200, "CANCEL", BR, 314159, Some("b")),
+        )
         .unwrap();
     layer
-        .send_response(clock.at(311), &invite_key, invite_response(487, BR, Some("b")))
+        .send_response(
+            clock.at(311),
+            &invite_key,
+            invite_response(487, BR, Some("b")),
+        )
         .unwrap();
     let sent: Vec<String> = drain(|| layer.poll_transmit()).iter().map(what).collect();
     assert_eq!(sent, vec!["200", "487"]);
@@ -77,7 +124,10 @@ fn cancel_finds_its_invite_and_the_core_answers_200_and_487() {
         )
         .unwrap();
     assert!(events(&mut layer).is_empty());
-    assert_eq!(layer.server_invite_state(&invite_key), Some(ServerInviteState::Confirmed));
+    assert_eq!(
+        layer.server_invite_state(&invite_key),
+        Some(ServerInviteState::Confirmed)
+    );
 }
 
 #[test]
@@ -94,17 +144,30 @@ fn cancel_without_invite_and_after_final() {
         .unwrap();
     assert!(matches!(
         &events(&mut layer)[..],
-        [LayerEvent::Cancel { invite: None, invite_pending: false, .. }]
+        [LayerEvent::Cancel {
+            invite: None,
+            invite_pending: false,
+            ..
+        }]
     ));
     layer
-        .handle_message(clock.now, SipMessage::Request(invite(BR)), peer(), Transport::Udp)
+        .handle_message(
+            clock.now,
+            SipMessage::Request(invite(BR)),
+            peer(),
+            Transport::Udp,
+        )
         .unwrap();
     let invite_key = match &events(&mut layer)[..] {
         [LayerEvent::NewRequest { key, .. }] => key.clone(),
         ev => panic!("{ev:?}"),
     };
     layer
-        .send_response(clock.at(5), &invite_key, invite_response(200, BR, Some("b")))
+        .send_response(
+            clock.at(5),
+            &invite_key,
+            invite_response(200, BR, Some("b")),
+        )
         .unwrap();
     layer
         .handle_message(
@@ -116,7 +179,11 @@ fn cancel_without_invite_and_after_final() {
         .unwrap();
     assert!(matches!(
         &events(&mut layer)[..],
-        [LayerEvent::Cancel { invite: Some(_), invite_pending: false, .. }]
+        [LayerEvent::Cancel {
+            invite: Some(_),
+            invite_pending: false,
+            ..
+        }]
     ));
 }
 
@@ -125,7 +192,12 @@ fn ack_for_a_2xx_goes_to_the_core() {
     let clock = Clock::new();
     let mut layer = TransactionLayer::new();
     layer
-        .handle_message(clock.now, SipMessage::Request(invite(BR)), peer(), Transport::Udp)
+        .handle_message(
+            clock.now,
+            SipMessage::Request(invite(BR)),
+            peer(),
+            Transport::Udp,
+        )
         .unwrap();
     let key = match &events(&mut layer)[..] {
         [LayerEvent::NewRequest { key, .. }] => key.clone(),
@@ -180,14 +252,23 @@ fn forked_2xx_reach_the_core_then_stray_after_timer_m() {
         .map(|e| match e {
             LayerEvent::Response { key: k, response } => {
                 assert_eq!(k, key);
-                response.to_header().unwrap().tag().unwrap().unwrap().to_string()
+                response
+                    .to_header()
+                    .unwrap()
+                    .tag()
+                    .unwrap()
+                    .unwrap()
+                    .to_string()
             }
             e => panic!("{e:?}"),
         })
         .collect();
     assert_eq!(tags, vec!["fork-a", "fork-b"]);
     assert_eq!(clock.step(&mut layer), Some(100 + 32000));
-    assert_eq!(events(&mut layer), vec![LayerEvent::Terminated { key: key.clone() }]);
+    assert_eq!(
+        events(&mut layer),
+        vec![LayerEvent::Terminated { key: key.clone() }]
+    );
     assert!(!layer.has_client(&key));
     layer
         .handle_message(
@@ -197,7 +278,10 @@ fn forked_2xx_reach_the_core_then_stray_after_timer_m() {
             Transport::Udp,
         )
         .unwrap();
-    assert!(matches!(&events(&mut layer)[..], [LayerEvent::StrayResponse { .. }]));
+    assert!(matches!(
+        &events(&mut layer)[..],
+        [LayerEvent::StrayResponse { .. }]
+    ));
 }
 
 #[test]
@@ -209,7 +293,12 @@ fn soonest_timeout_of_all_and_timeouts_reported() {
         .unwrap();
     clock.advance(std::time::Duration::from_millis(1000));
     let opt = layer
-        .send_request(clock.now, request("OPTIONS", "z9hG4bKopt", 1), peer(), Transport::Udp)
+        .send_request(
+            clock.now,
+            request("OPTIONS", "z9hG4bKopt", 1),
+            peer(),
+            Transport::Udp,
+        )
         .unwrap();
     assert_ne!(inv, opt);
     assert_eq!(layer.poll_timeout(), Some(clock.at(1500))); // E of OPTIONS
@@ -239,7 +328,11 @@ fn layer_cancel_builds_a_cancel_transaction() {
     assert_eq!(ckey.branch, key.branch);
     let t = layer.poll_transmit().unwrap();
     assert_eq!(what(&t), "CANCEL");
-    assert!(layer.send_request(clock.at(11), invite(BR), peer(), Transport::Udp).is_err());
+    assert!(
+        layer
+            .send_request(clock.at(11), invite(BR), peer(), Transport::Udp)
+            .is_err()
+    );
 }
 
 #[test]
@@ -258,7 +351,10 @@ fn responses_are_routed_by_branch_and_method() {
             Transport::Udp,
         )
         .unwrap();
-    assert!(matches!(&events(&mut layer)[..], [LayerEvent::StrayResponse { .. }]));
+    assert!(matches!(
+        &events(&mut layer)[..],
+        [LayerEvent::StrayResponse { .. }]
+    ));
     layer
         .handle_message(
             clock.at(6),

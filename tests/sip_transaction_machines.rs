@@ -31,7 +31,10 @@ fn client_invite_timer_a_doubles_until_timer_b() {
     let mut clock = Clock::new();
     let mut tsx =
         ClientInviteTransaction::new(clock.now, invite(BR), peer(), Transport::Udp).unwrap();
-    assert_eq!(tsx.poll_transmit().map(|t| what(&t)).as_deref(), Some("INVITE"));
+    assert_eq!(
+        tsx.poll_transmit().map(|t| what(&t)).as_deref(),
+        Some("INVITE")
+    );
     let schedule = run(&mut clock, &mut tsx, |t| drain(|| t.poll_transmit()));
     // RFC 3261 §17.1.1.2: A at T1, 2T1, 4T1, ... ; B at 64*T1.
     assert_eq!(
@@ -97,13 +100,35 @@ fn client_invite_non_2xx_is_acked_and_timer_d_absorbs_retransmissions() {
     assert_eq!(ack.method, rsip::Method::Ack);
     assert_eq!(ack.uri.to_string(), "sip:bob@biloxi.example.com");
     assert_eq!(ack.cseq_header().unwrap().typed().unwrap().seq, 314159);
-    assert_eq!(ack.cseq_header().unwrap().typed().unwrap().method, rsip::Method::Ack);
     assert_eq!(
-        ack.to_header().unwrap().tag().unwrap().map(|t| t.to_string()),
+        ack.cseq_header().unwrap().typed().unwrap().method,
+        rsip::Method::Ack
+    );
+    assert_eq!(
+        ack.to_header()
+            .unwrap()
+            .tag()
+            .unwrap()
+            .map(|t| t.to_string()),
         Some("a6c85cf".into())
     );
-    assert_eq!(ack.via_header().unwrap().typed().unwrap().branch().unwrap().to_string(), BR);
-    assert_eq!(ack.headers.iter().filter(|h| matches!(h, rsip::Header::Via(_))).count(), 1);
+    assert_eq!(
+        ack.via_header()
+            .unwrap()
+            .typed()
+            .unwrap()
+            .branch()
+            .unwrap()
+            .to_string(),
+        BR
+    );
+    assert_eq!(
+        ack.headers
+            .iter()
+            .filter(|h| matches!(h, rsip::Header::Via(_)))
+            .count(),
+        1
+    );
     let events = drain(|| tsx.poll_event());
     assert_eq!(events.len(), 2); // 180 and 486
     // A retransmitted 486 is ACKed again and not passed up.
@@ -190,11 +215,13 @@ fn client_non_invite_timer_e_caps_at_t2_until_timer_f() {
     .unwrap();
     assert_eq!(drain(|| tsx.poll_transmit()).len(), 1);
     let schedule = run(&mut clock, &mut tsx, |t| drain(|| t.poll_transmit()));
-    let expect: Vec<(u64, usize)> = [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
-        .into_iter()
-        .map(|ms| (ms, 1))
-        .chain([(32000, 0)])
-        .collect();
+    let expect: Vec<(u64, usize)> = [
+        500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
+    ]
+    .into_iter()
+    .map(|ms| (ms, 1))
+    .chain([(32000, 0)])
+    .collect();
     assert_eq!(schedule, expect);
     assert_eq!(
         drain(|| tsx.poll_event()),
@@ -370,11 +397,13 @@ fn server_invite_timer_h_without_ack() {
         .unwrap();
     drain(|| tsx.poll_transmit());
     let schedule = run(&mut clock, &mut tsx, |t| drain(|| t.poll_transmit()));
-    let expect: Vec<(u64, usize)> = [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
-        .into_iter()
-        .map(|ms| (ms, 1))
-        .chain([(32000, 0)])
-        .collect();
+    let expect: Vec<(u64, usize)> = [
+        500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
+    ]
+    .into_iter()
+    .map(|ms| (ms, 1))
+    .chain([(32000, 0)])
+    .collect();
     assert_eq!(schedule, expect);
     assert_eq!(
         drain(|| tsx.poll_event()),

@@ -112,7 +112,10 @@ mod tests {
         let bytes = r.to_bytes();
         assert!(bytes.starts_with(b"Content-Type: text/xml\r\n\r\n<?xml"));
         assert_eq!(CmRecommendation::parse(&bytes), Ok(r.clone()));
-        assert_eq!(CmRecommendation::parse(r.to_xml().as_bytes()), Ok(r.clone()));
+        assert_eq!(
+            CmRecommendation::parse(r.to_xml().as_bytes()),
+            Ok(r.clone())
+        );
         let lf = String::from_utf8(bytes).unwrap().replace("\r\n", "\n");
         assert_eq!(CmRecommendation::parse(lf.as_bytes()), Ok(r));
     }
@@ -120,7 +123,9 @@ mod tests {
     #[test]
     fn missing_convergence_id() {
         assert_eq!(
-            CmRecommendation::parse(b"Content-Type: text/xml\r\n\r\n<r><SessionType>cv-cm</SessionType></r>"),
+            CmRecommendation::parse(
+                b"Content-Type: text/xml\r\n\r\n<r><SessionType>cv-cm</SessionType></r>"
+            ),
             Err(BodyError::MissingElement("ISCConvergenceID"))
         );
     }

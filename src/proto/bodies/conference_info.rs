@@ -211,15 +211,15 @@ impl ConferenceInfo {
             root.attr("version")
                 .ok_or(BodyError::MissingAttribute("version"))?,
         )?;
-        let description = root
-            .child("conference-description")
-            .map(|d| ConferenceDescription {
-                display_text: d.child_text("display-text"),
-                subject: d.child_text("subject"),
-            });
+        let description =
+            root.child_in(NS, "conference-description")
+                .map(|d| ConferenceDescription {
+                    display_text: d.child_text_in(NS, "display-text"),
+                    subject: d.child_text_in(NS, "subject"),
+                });
         let mut users = Vec::new();
-        if let Some(us) = root.child("users") {
-            for u in us.children_named("user") {
+        if let Some(us) = root.child_in(NS, "users") {
+            for u in us.children_in(NS, "user") {
                 users.push(read_user(u)?);
             }
         }
@@ -327,14 +327,10 @@ impl ConferenceInfo {
             });
         }
         self.version = n.version;
-        if let Some(d) = &n.description {
-            let mine = self.description.get_or_insert_with(Default::default);
-            if d.display_text.is_some() {
-                mine.display_text.clone_from(&d.display_text);
-            }
-            if d.subject.is_some() {
-                mine.subject.clone_from(&d.subject);
-            }
+        // RFC 4575 §4.6: an element without a `state` attribute
+        // (conference-description) replaces the previous one when present
+        if n.description.is_some() {
+            self.description.clone_from(&n.description);
         }
         for u in &n.users {
             let pos = self.users.iter().position(|m| m.entity == u.entity);
@@ -357,6 +353,47 @@ impl ConferenceInfo {
             }
         }
         Ok(())
+    }
+
+    /// The partial notification (version `version`) that turns `old` into
+    /// `new`, both full states: users gone are `deleted`, users new or changed
+    /// are sent `full`, the description when it changed (RFC 4575 §4.6).
+    pub fn diff(old: &ConferenceInfo, new: &ConferenceInfo, version: u32) -> ConferenceInfo {
+        let mut users: Vec<User> = old
+            .users
+            .iter()
+            .filter(|o| !new.users.iter().any(|u| u.entity == o.entity))
+            .map(|o| User {
+                state: ElementState::Deleted,
+                display_text: None,
+                yourown: false,
+                endpoints: Vec::new(),
+                entity: o.entity.clone(),
+            })
+            .collect();
+        for u in &new.users {
+            if old.users.iter().find(|o| o.entity == u.entity) != Some(u) {
+                users.push(full(u));
+            }
+        }
+        ConferenceInfo {
+            entity: new.entity.clone(),
+            state: ElementState::Partial,
+            version,
+            description: (old.description != new.description)
+                .then(|| new.description.clone().unwrap_or_default()),
+            users,
+        }
+    }
+
+    /// A copy for one subscriber: `yourown` set on its user entry only
+    /// (seed 004 7.2.2.10 2.a.v).
+    pub fn for_subscriber(&self, entity: &str) -> ConferenceInfo {
+        let mut c = self.clone();
+        for u in &mut c.users {
+            u.yourown = u.entity == entity;
+        }
+        c
     }
 
     /// A full state from a full document ([`BodyError::PartialWithoutFull`]
@@ -427,17 +464,19 @@ fn merge_user(mine: &mut User, u: &User) {
 
 fn read_user(u: &Element) -> Result<User, BodyError> {
     let mut endpoints = Vec::new();
-    for e in u.children_named("endpoint") {
+    for e in u.children_in(NS, "endpoint") {
         endpoints.push(Endpoint {
             entity: e.attr("entity").unwrap_or_default().to_owned(),
             state: ElementState::read(e)?,
-            display_text: e.child_text("display-text"),
-            status: e.child_text("status").map(|s| EndpointStatus::parse(&s)),
+            display_text: e.child_text_in(NS, "display-text"),
+            status: e
+                .child_text_in(NS, "status")
+                .map(|s| EndpointStatus::parse(&s)),
             joining_method: e
-                .child_text("joining-method")
+                .child_text_in(NS, "joining-method")
                 .map(|s| JoiningMethod::parse(&s)),
             disconnection_method: e
-                .child_text("disconnection-method")
+                .child_text_in(NS, "disconnection-method")
                 .map(|s| DisconnectionMethod::parse(&s)),
         });
     }
@@ -453,7 +492,7 @@ fn read_user(u: &Element) -> Result<User, BodyError> {
             .ok_or(BodyError::MissingAttribute("entity"))?
             .to_owned(),
         state: ElementState::read(u)?,
-        display_text: u.child_text("display-text"),
+        display_text: u.child_text_in(NS, "display-text"),
         yourown,
         endpoints,
     })
@@ -526,13 +565,15 @@ pub(crate) mod tests {
             ),
             proptest::collection::vec(user, 0..4),
         )
-            .prop_map(|(entity, state, version, description, users)| ConferenceInfo {
-                entity,
-                state,
-                version,
-                description,
-                users,
-            })
+            .prop_map(
+                |(entity, state, version, description, users)| ConferenceInfo {
+                    entity,
+                    state,
+                    version,
+                    description,
+                    users,
+                },
+            )
     }
 
     fn user(entity: &str, status: EndpointStatus) -> User {
@@ -543,24 +584,31 @@ pub(crate) mod tests {
 
     #[test]
     fn yourown_any_prefix() {
-        let doc = br#"<conference-info xmlns="urn:ietf:params:xml:ns:conference-info" xmlns:o="urn:x"
+        let doc =
+            br#"<conference-info xmlns="urn:ietf:params:xml:ns:conference-info" xmlns:o="urn:x"
             entity="sip:g@isc.local" state="full" version="1"><users>
             <user entity="sip:a@isc.local" o:yourown="true"/><user entity="sip:b@isc.local"/>
             </users></conference-info>"#;
         let c = ConferenceInfo::parse(doc).unwrap();
-        assert_eq!(c.own_user().map(|u| u.entity.as_str()), Some("sip:a@isc.local"));
+        assert_eq!(
+            c.own_user().map(|u| u.entity.as_str()),
+            Some("sip:a@isc.local")
+        );
         assert!(!c.users.get(1).is_some_and(|u| u.yourown));
     }
 
     #[test]
     fn partial_merge() {
         let mut s = ConferenceInfo::new("sip:conf@isc.local", 1);
-        s.users.push(user("sip:a@isc.local", EndpointStatus::Connected));
-        s.users.push(user("sip:b@isc.local", EndpointStatus::Connected));
+        s.users
+            .push(user("sip:a@isc.local", EndpointStatus::Connected));
+        s.users
+            .push(user("sip:b@isc.local", EndpointStatus::Connected));
 
         let mut p = ConferenceInfo::new("sip:conf@isc.local", 2);
         p.state = ElementState::Partial;
-        p.users.push(user("sip:c@isc.local", EndpointStatus::Alerting));
+        p.users
+            .push(user("sip:c@isc.local", EndpointStatus::Alerting));
         let mut b = User::new("sip:b@isc.local");
         b.state = ElementState::Partial;
         let mut ep = Endpoint::new("sip:b@isc.local", EndpointStatus::Disconnected);
@@ -570,7 +618,11 @@ pub(crate) mod tests {
         s.apply(&p).unwrap();
         assert_eq!(s.version, 2);
         assert_eq!(s.users.len(), 3);
-        let b = s.users.iter().find(|u| u.entity == "sip:b@isc.local").unwrap();
+        let b = s
+            .users
+            .iter()
+            .find(|u| u.entity == "sip:b@isc.local")
+            .unwrap();
         assert_eq!(b.status(), Some(&EndpointStatus::Disconnected));
 
         let mut d = ConferenceInfo::new("sip:conf@isc.local", 3);
@@ -588,12 +640,60 @@ pub(crate) mod tests {
         d.version = 5;
         assert_eq!(s.apply(&d), Err(BodyError::VersionGap { have: 3, got: 5 }));
         let mut f = ConferenceInfo::new("sip:conf@isc.local", 9);
-        f.users.push(user("sip:z@isc.local", EndpointStatus::Connected));
+        f.users
+            .push(user("sip:z@isc.local", EndpointStatus::Connected));
         s.apply(&f).unwrap();
         assert_eq!(s, f);
     }
 
+    /// A full state as `apply` keeps it: unique users, all `full`.
+    fn normalized(mut c: ConferenceInfo) -> ConferenceInfo {
+        c.state = ElementState::Full;
+        let mut seen = std::collections::HashSet::new();
+        c.users.retain(|u| seen.insert(u.entity.clone()));
+        c.users = c.users.iter().map(full).collect();
+        for u in &mut c.users {
+            let mut seen = std::collections::HashSet::new();
+            u.endpoints.retain(|e| seen.insert(e.entity.clone()));
+        }
+        c
+    }
+
+    #[test]
+    fn for_subscriber_marks_one() {
+        let mut c = ConferenceInfo::new("sip:g@isc.local", 1);
+        c.users.push(User::new("sip:a@isc.local"));
+        c.users.push(User::new("sip:b@isc.local"));
+        let for_b = c.for_subscriber("sip:b@isc.local");
+        assert_eq!(
+            for_b.own_user().map(|u| u.entity.as_str()),
+            Some("sip:b@isc.local")
+        );
+        assert!(for_b.to_xml().contains("isc:yourown=\"true\""));
+        assert_eq!(for_b.users.iter().filter(|u| u.yourown).count(), 1);
+    }
+
     proptest! {
+        #[test]
+        fn diff_then_apply_gives_new(a in doc(), b in doc()) {
+            let mut old = normalized(a);
+            let mut new = normalized(b);
+            old.version = 7;
+            new.version = 8;
+            new.entity.clone_from(&old.entity);
+            let d = ConferenceInfo::diff(&old, &new, 8);
+            // through the wire and back
+            let d = ConferenceInfo::parse(&d.to_bytes()).unwrap();
+            let mut s = old.clone();
+            s.apply(&d).unwrap();
+            let key = |c: &ConferenceInfo| {
+                let mut u = c.users.clone();
+                u.sort_by(|x, y| x.entity.cmp(&y.entity));
+                (c.description.clone().unwrap_or_default(), u)
+            };
+            prop_assert_eq!(key(&s), key(&new));
+        }
+
         #[test]
         fn round_trip(c in doc()) {
             prop_assert_eq!(ConferenceInfo::parse(&c.to_bytes()), Ok(c));

@@ -241,11 +241,16 @@ mod tests {
         .with_header("DateTime", "2026-11-23T14:00:00Z")
         .with_ns_header("imdn", "urn:ietf:params:imdn", "Message-ID", "34jk324j");
         let b = m.to_bytes();
-        assert!(b.starts_with(b"From: <sip:alice@isc.local>\r\nTo: Chat <sip:group@isc.local>\r\n"));
+        assert!(
+            b.starts_with(b"From: <sip:alice@isc.local>\r\nTo: Chat <sip:group@isc.local>\r\n")
+        );
         let back = CpimMessage::parse(&b).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.to()[0].uri, "sip:group@isc.local");
-        assert_eq!(back.ns_header("urn:ietf:params:imdn", "Message-ID"), Some("34jk324j"));
+        assert_eq!(
+            back.ns_header("urn:ietf:params:imdn", "Message-ID"),
+            Some("34jk324j")
+        );
         assert_eq!(back.content_type(), Some("text/plain;charset=UTF-8"));
         assert_eq!(back.body, b"hi");
     }

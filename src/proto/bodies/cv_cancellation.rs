@@ -23,7 +23,10 @@ pub struct CvCancellation {
 }
 
 impl CvCancellation {
-    pub fn new(cv_invite_identifier: impl Into<String>, cancellation_id: impl Into<String>) -> Self {
+    pub fn new(
+        cv_invite_identifier: impl Into<String>,
+        cancellation_id: impl Into<String>,
+    ) -> Self {
         CvCancellation {
             cv_invite_identifier: cv_invite_identifier.into(),
             cancellation_id: cancellation_id.into(),

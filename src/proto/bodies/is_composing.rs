@@ -61,7 +61,7 @@ impl IsComposing {
     pub fn parse(bytes: &[u8]) -> Result<Self, BodyError> {
         let root = parse_root(bytes, "isComposing")?;
         let state = match root
-            .child_text("state")
+            .child_text_in(NS, "state")
             .ok_or(BodyError::MissingElement("state"))?
             .as_str()
         {
@@ -74,14 +74,14 @@ impl IsComposing {
                 });
             }
         };
-        let refresh = match root.child_text("refresh") {
+        let refresh = match root.child_text_in(NS, "refresh") {
             Some(r) => Some(parse_u32("refresh", &r)?),
             None => None,
         };
         Ok(IsComposing {
             state,
-            lastactive: root.child_text("lastactive"),
-            contenttype: root.child_text("contenttype"),
+            lastactive: root.child_text_in(NS, "lastactive"),
+            contenttype: root.child_text_in(NS, "contenttype"),
             refresh,
         })
     }

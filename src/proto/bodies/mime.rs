@@ -83,11 +83,17 @@ pub fn parse_headers(input: &[u8]) -> Result<(Vec<Header>, &[u8]), BodyError> {
     }
 }
 
-/// Prints headers, each line ended by CRLF (no empty line).
+/// Prints headers, each line ended by CRLF (no empty line). A value that
+/// starts with a parameter (`;lang=fr ...`, RFC 3862 §3.2) follows the colon
+/// directly.
 pub fn write_headers(out: &mut Vec<u8>, headers: &[Header]) {
     for h in headers {
         out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
+        if h.value.starts_with(';') {
+            out.push(b':');
+        } else {
+            out.extend_from_slice(b": ");
+        }
         out.extend_from_slice(h.value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }

@@ -4,8 +4,10 @@
 //!
 //! XML readers go through [`xml::parse_document`], which refuses DTDs (so no
 //! entity can ever be expanded), bounds the document size and nesting depth and
-//! builds a small element tree the body readers walk liberally (any namespace
-//! prefix, any order, unknown elements ignored).
+//! builds a small element tree with resolved namespaces. The ISC readers match
+//! elements by local name in any namespace or none; the RFC body readers take
+//! their RFC's namespace or none and skip elements of other namespaces
+//! (extensions). All take any order and ignore unknown elements.
 //!
 //! The three ISC bodies share one project namespace, documented in [`isc`].
 
@@ -41,7 +43,10 @@ pub enum BodyError {
     #[error("XML document has no root element")]
     NoRoot,
     #[error("wrong root element <{found}>, expected <{expected}>")]
-    WrongRoot { expected: &'static str, found: String },
+    WrongRoot {
+        expected: &'static str,
+        found: String,
+    },
     #[error("missing element <{0}>")]
     MissingElement(&'static str),
     #[error("missing attribute `{0}`")]
@@ -68,4 +73,16 @@ pub enum BodyError {
     VersionGap { have: u32, got: u32 },
     #[error("partial notification without a previous full state")]
     PartialWithoutFull,
+}
+
+impl BodyError {
+    /// The SIP status to answer a request whose body fails this way: 413 for
+    /// an oversized body, else 400 (the body is bad; a body of a type we do
+    /// not take is 415, decided before parsing). Put `self` in the Warning.
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            BodyError::TooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
 }

@@ -177,9 +177,9 @@ impl Reginfo {
     pub fn parse(bytes: &[u8]) -> Result<Self, BodyError> {
         let root = parse_root(bytes, "reginfo")?;
         let mut registrations = Vec::new();
-        for r in root.children_named("registration") {
+        for r in root.children_in(NS, "registration") {
             let mut contacts = Vec::new();
-            for c in r.children_named("contact") {
+            for c in r.children_in(NS, "contact") {
                 contacts.push(read_contact(c)?);
             }
             registrations.push(Registration {
@@ -209,7 +209,10 @@ impl Reginfo {
         if gruu {
             attrs.push(("xmlns:gr", GRUU_NS));
         }
-        attrs.extend([("version", version.as_str()), ("state", self.state.as_str())]);
+        attrs.extend([
+            ("version", version.as_str()),
+            ("state", self.state.as_str()),
+        ]);
         w.open("reginfo", &attrs);
         for r in &self.registrations {
             w.open(
@@ -297,7 +300,7 @@ impl Reginfo {
 
 fn read_contact(c: &Element) -> Result<Contact, BodyError> {
     let unknown_params = c
-        .children_named("unknown-param")
+        .children_in(NS, "unknown-param")
         .map(|p| {
             Ok(UnknownParam {
                 name: req(p, "name")?.to_owned(),
@@ -309,14 +312,14 @@ fn read_contact(c: &Element) -> Result<Contact, BodyError> {
             })
         })
         .collect::<Result<Vec<_>, BodyError>>()?;
-    let temp_gruu = match c.child("temp-gruu") {
+    let temp_gruu = match c.child_in(GRUU_NS, "temp-gruu") {
         Some(t) => Some(TempGruu {
             uri: req(t, "uri")?.to_owned(),
             first_cseq: parse_u32("first-cseq", req(t, "first-cseq")?)?,
         }),
         None => None,
     };
-    let pub_gruu = match c.child("pub-gruu") {
+    let pub_gruu = match c.child_in(GRUU_NS, "pub-gruu") {
         Some(p) => Some(req(p, "uri")?.to_owned()),
         None => None,
     };
@@ -330,8 +333,10 @@ fn read_contact(c: &Element) -> Result<Contact, BodyError> {
         q: c.attr("q").map(str::to_owned),
         callid: c.attr("callid").map(str::to_owned),
         cseq: opt_u32(c, "cseq")?,
-        uri: c.child_text("uri").ok_or(BodyError::MissingElement("uri"))?,
-        display_name: c.child_text("display-name"),
+        uri: c
+            .child_text_in(NS, "uri")
+            .ok_or(BodyError::MissingElement("uri"))?,
+        display_name: c.child_text_in(NS, "display-name"),
         unknown_params,
         pub_gruu,
         temp_gruu,
@@ -397,32 +402,47 @@ mod tests {
 
     fn contact() -> impl Strategy<Value = Contact> {
         (
-            ("[a-z0-9]{1,8}", proptest::sample::select(ContactState::ALL), proptest::sample::select(ContactEvent::ALL)),
+            (
+                "[a-z0-9]{1,8}",
+                proptest::sample::select(ContactState::ALL),
+                proptest::sample::select(ContactEvent::ALL),
+            ),
             proptest::array::uniform3(proptest::option::of(any::<u32>())),
-            (proptest::option::of("0(\\.[0-9]{1,3})?|1(\\.0)?"), proptest::option::of(value()), proptest::option::of(any::<u32>())),
+            (
+                proptest::option::of("0(\\.[0-9]{1,3})?|1(\\.0)?"),
+                proptest::option::of(value()),
+                proptest::option::of(any::<u32>()),
+            ),
             (uri(), proptest::option::of(value())),
             proptest::collection::vec(("[+a-z.]{1,12}", proptest::option::of(value())), 0..3),
-            (proptest::option::of(uri()), proptest::option::of((uri(), any::<u32>()))),
+            (
+                proptest::option::of(uri()),
+                proptest::option::of((uri(), any::<u32>())),
+            ),
         )
-            .prop_map(|((id, state, event), [d, e, r], (q, callid, cseq), (u, dn), ups, (pg, tg))| Contact {
-                id,
-                state,
-                event,
-                duration_registered: d,
-                expires: e,
-                retry_after: r,
-                q,
-                callid,
-                cseq,
-                uri: u,
-                display_name: dn,
-                unknown_params: ups
-                    .into_iter()
-                    .map(|(name, value)| UnknownParam { name, value })
-                    .collect(),
-                pub_gruu: pg,
-                temp_gruu: tg.map(|(uri, first_cseq)| TempGruu { uri, first_cseq }),
-            })
+            .prop_map(
+                |((id, state, event), [d, e, r], (q, callid, cseq), (u, dn), ups, (pg, tg))| {
+                    Contact {
+                        id,
+                        state,
+                        event,
+                        duration_registered: d,
+                        expires: e,
+                        retry_after: r,
+                        q,
+                        callid,
+                        cseq,
+                        uri: u,
+                        display_name: dn,
+                        unknown_params: ups
+                            .into_iter()
+                            .map(|(name, value)| UnknownParam { name, value })
+                            .collect(),
+                        pub_gruu: pg,
+                        temp_gruu: tg.map(|(uri, first_cseq)| TempGruu { uri, first_cseq }),
+                    }
+                },
+            )
     }
 
     fn reginfo() -> impl Strategy<Value = Reginfo> {
@@ -432,9 +452,22 @@ mod tests {
             proptest::sample::select(RegistrationState::ALL),
             proptest::collection::vec(contact(), 0..3),
         )
-            .prop_map(|(aor, id, state, contacts)| Registration { aor, id, state, contacts });
-        (any::<u32>(), proptest::sample::select(DocState::ALL), proptest::collection::vec(reg, 0..3))
-            .prop_map(|(version, state, registrations)| Reginfo { version, state, registrations })
+            .prop_map(|(aor, id, state, contacts)| Registration {
+                aor,
+                id,
+                state,
+                contacts,
+            });
+        (
+            any::<u32>(),
+            proptest::sample::select(DocState::ALL),
+            proptest::collection::vec(reg, 0..3),
+        )
+            .prop_map(|(version, state, registrations)| Reginfo {
+                version,
+                state,
+                registrations,
+            })
     }
 
     #[test]
@@ -453,24 +486,40 @@ mod tests {
             }],
         };
         let back = Reginfo::parse(&full.to_bytes()).unwrap();
-        assert_eq!(back.active_contacts("sip:alice@isc.local")[0].instance_id(), Some("urn:uuid:a1"));
+        assert_eq!(
+            back.active_contacts("sip:alice@isc.local")[0].instance_id(),
+            Some("urn:uuid:a1")
+        );
 
         let mut b = Contact::new("2", "sip:alice@192.0.2.2");
         b.event = ContactEvent::Created;
         let p = Reginfo {
             version: 1,
             state: DocState::Partial,
-            registrations: vec![Registration { contacts: vec![b], ..full.registrations[0].clone() }],
+            registrations: vec![Registration {
+                contacts: vec![b],
+                ..full.registrations[0].clone()
+            }],
         };
         full.apply(&p).unwrap();
         assert_eq!(full.active_contacts("sip:alice@isc.local").len(), 2);
         let mut gone = Contact::new("1", "sip:alice@192.0.2.1");
         gone.state = ContactState::Terminated;
         gone.event = ContactEvent::Unregistered;
-        let p2 = Reginfo { version: 2, registrations: vec![Registration { contacts: vec![gone], ..full.registrations[0].clone() }], ..p.clone() };
+        let p2 = Reginfo {
+            version: 2,
+            registrations: vec![Registration {
+                contacts: vec![gone],
+                ..full.registrations[0].clone()
+            }],
+            ..p.clone()
+        };
         full.apply(&p2).unwrap();
         assert_eq!(full.active_contacts("sip:alice@isc.local").len(), 1);
-        assert_eq!(full.apply(&p2), Err(BodyError::StaleVersion { have: 2, got: 2 }));
+        assert_eq!(
+            full.apply(&p2),
+            Err(BodyError::StaleVersion { have: 2, got: 2 })
+        );
     }
 
     proptest! {

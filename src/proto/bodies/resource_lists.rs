@@ -248,7 +248,7 @@ impl ResourceLists {
     pub fn parse(bytes: &[u8]) -> Result<Self, BodyError> {
         let root = parse_root(bytes, "resource-lists")?;
         let mut lists = Vec::new();
-        for l in root.children_named("list") {
+        for l in root.children_in(NS, "list") {
             lists.push(read_list(l)?);
         }
         Ok(ResourceLists { lists })
@@ -281,7 +281,7 @@ impl ResourceLists {
 
 fn read_list(l: &Element) -> Result<List, BodyError> {
     let mut items = Vec::new();
-    for c in l.elements() {
+    for c in l.elements().filter(|c| c.in_ns(NS)) {
         match c.name.as_str() {
             "entry" => {
                 let copy_control = match c.attr("copyControl").map(str::trim) {
@@ -301,7 +301,7 @@ fn read_list(l: &Element) -> Result<List, BodyError> {
                         .attr("uri")
                         .ok_or(BodyError::MissingAttribute("uri"))?
                         .to_owned(),
-                    display_name: c.child_text("display-name"),
+                    display_name: c.child_text_in(NS, "display-name"),
                     copy_control,
                     anonymize: c
                         .attr("anonymize")
@@ -313,14 +313,14 @@ fn read_list(l: &Element) -> Result<List, BodyError> {
                     .attr("ref")
                     .ok_or(BodyError::MissingAttribute("ref"))?
                     .to_owned(),
-                display_name: c.child_text("display-name"),
+                display_name: c.child_text_in(NS, "display-name"),
             }),
             "external" => items.push(ListItem::External {
                 anchor: c
                     .attr("anchor")
                     .ok_or(BodyError::MissingAttribute("anchor"))?
                     .to_owned(),
-                display_name: c.child_text("display-name"),
+                display_name: c.child_text_in(NS, "display-name"),
             }),
             "list" => items.push(ListItem::List(read_list(c)?)),
             _ => {}
@@ -328,7 +328,7 @@ fn read_list(l: &Element) -> Result<List, BodyError> {
     }
     Ok(List {
         name: l.attr("name").map(str::to_owned),
-        display_name: l.child_text("display-name"),
+        display_name: l.child_text_in(NS, "display-name"),
         items,
     })
 }
@@ -354,11 +354,21 @@ fn write_list(w: &mut XmlOut, l: &List) {
             ListItem::EntryRef {
                 reference,
                 display_name,
-            } => leaf_or_empty(w, "entry-ref", &[("ref", reference)], display_name.as_deref()),
+            } => leaf_or_empty(
+                w,
+                "entry-ref",
+                &[("ref", reference)],
+                display_name.as_deref(),
+            ),
             ListItem::External {
                 anchor,
                 display_name,
-            } => leaf_or_empty(w, "external", &[("anchor", anchor)], display_name.as_deref()),
+            } => leaf_or_empty(
+                w,
+                "external",
+                &[("anchor", anchor)],
+                display_name.as_deref(),
+            ),
             ListItem::List(l) => write_list(w, l),
         }
     }
@@ -408,7 +418,11 @@ mod tests {
         assert_eq!(entry.target(), "sip:bob@biloxi.com");
         assert_eq!(
             entry.replaces(),
-            Some(Replaces::new("a84b4c76e66710@pc33", "1928301774", "a6c85cf"))
+            Some(Replaces::new(
+                "a84b4c76e66710@pc33",
+                "1928301774",
+                "a6c85cf"
+            ))
         );
     }
 
@@ -457,13 +471,21 @@ mod tests {
             proptest::option::of(value()),
             proptest::collection::vec(item, 0..4),
         )
-            .prop_map(|(name, display_name, items)| List { name, display_name, items });
+            .prop_map(|(name, display_name, items)| List {
+                name,
+                display_name,
+                items,
+            });
         leaf.prop_recursive(2, 8, 3, |inner| {
             (
                 proptest::option::of(value()),
                 proptest::collection::vec(inner.prop_map(ListItem::List), 0..3),
             )
-                .prop_map(|(name, items)| List { name, display_name: None, items })
+                .prop_map(|(name, items)| List {
+                    name,
+                    display_name: None,
+                    items,
+                })
         })
     }
 

@@ -1,5 +1,6 @@
 //! A small, hardened XML reader on quick-xml: the document becomes an
-//! [`Element`] tree the body readers walk by local name.
+//! [`Element`] tree (local names, prefixes and resolved namespace URIs) the
+//! body readers walk by local name.
 //!
 //! Security: a `<!DOCTYPE` is refused ([`BodyError::DtdRefused`]), so no entity
 //! is ever declared or expanded; only the five predefined entities and
@@ -33,11 +34,14 @@ pub enum Node {
     Text(String),
 }
 
-/// An element: local name, prefix, attributes and children.
+/// An element: local name, prefix, resolved namespace, attributes and children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     pub prefix: Option<String>,
     pub name: String,
+    /// The namespace URI the prefix (or the default namespace) resolves to;
+    /// `None` when unbound.
+    pub ns: Option<String>,
     pub attrs: Vec<Attr>,
     pub children: Vec<Node>,
 }
@@ -62,6 +66,31 @@ impl Element {
     /// Child elements with this local name.
     pub fn children_named<'a>(&'a self, local: &'a str) -> impl Iterator<Item = &'a Element> {
         self.elements().filter(move |e| e.name == local)
+    }
+
+    /// Whether this element is in `ns` or in no namespace (readers of RFC
+    /// bodies skip elements of other namespaces: extensions).
+    pub fn in_ns(&self, ns: &str) -> bool {
+        self.ns.as_deref().is_none_or(|n| n == ns)
+    }
+
+    /// Child elements with this local name in `ns` or in none.
+    pub fn children_in<'a>(
+        &'a self,
+        ns: &'a str,
+        local: &'a str,
+    ) -> impl Iterator<Item = &'a Element> {
+        self.children_named(local).filter(move |e| e.in_ns(ns))
+    }
+
+    /// First child with this local name in `ns` or in none.
+    pub fn child_in(&self, ns: &str, local: &str) -> Option<&Element> {
+        self.elements().find(|e| e.name == local && e.in_ns(ns))
+    }
+
+    /// Trimmed text of [`Element::child_in`].
+    pub fn child_text_in(&self, ns: &str, local: &str) -> Option<String> {
+        self.child_in(ns, local).map(Element::text)
     }
 
     /// First child element with this local name.
@@ -110,22 +139,45 @@ fn split_qname(s: &str) -> Result<(Option<String>, String), BodyError> {
     })
 }
 
-fn start_element(e: &BytesStart<'_>) -> Result<Element, BodyError> {
+/// The namespace `prefix` is bound to, looking at `own` then the open
+/// elements from the innermost out (`xmlns=""` unbinds the default).
+fn resolve(prefix: Option<&str>, own: &Element, open: &[Element]) -> Option<String> {
+    if prefix == Some("xml") {
+        return Some("http://www.w3.org/XML/1998/namespace".to_owned());
+    }
+    for el in std::iter::once(own).chain(open.iter().rev()) {
+        let decl = el.attrs.iter().find(|a| match prefix {
+            None => a.prefix.is_none() && a.name == "xmlns",
+            Some(p) => a.prefix.as_deref() == Some("xmlns") && a.name == p,
+        });
+        if let Some(a) = decl {
+            return (!a.value.is_empty()).then(|| a.value.clone());
+        }
+    }
+    None
+}
+
+fn start_element(e: &BytesStart<'_>, open: &[Element]) -> Result<Element, BodyError> {
+    let mut el = read_start(e)?;
+    el.ns = resolve(el.prefix.as_deref(), &el, open);
+    Ok(el)
+}
+
+fn read_start(e: &BytesStart<'_>) -> Result<Element, BodyError> {
     let (prefix, name) = split_qname(e.name().as_ref())?;
     let mut attrs = Vec::new();
     for a in e.attributes() {
         let a = a.map_err(xml_err)?;
         let (prefix, name) = split_qname(a.key.as_ref())?;
-        let value = a
-            .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|err| match err {
-                quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(
-                    _,
-                    name,
-                )) => BodyError::UnknownEntity(name),
-                other => xml_err(other),
-            })?
-            .into_owned();
+        let value =
+            a.normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|err| match err {
+                    quick_xml::Error::Escape(
+                        quick_xml::escape::EscapeError::UnrecognizedEntity(_, name),
+                    ) => BodyError::UnknownEntity(name),
+                    other => xml_err(other),
+                })?
+                .into_owned();
         attrs.push(Attr {
             prefix,
             name,
@@ -135,6 +187,7 @@ fn start_element(e: &BytesStart<'_>) -> Result<Element, BodyError> {
     Ok(Element {
         prefix,
         name,
+        ns: None,
         attrs,
         children: Vec::new(),
     })
@@ -166,10 +219,11 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, BodyError> {
                         limit: MAX_XML_DEPTH,
                     });
                 }
-                stack.push(start_element(&e)?);
+                let el = start_element(&e, &stack)?;
+                stack.push(el);
             }
             Event::Empty(e) => {
-                let el = start_element(&e)?;
+                let el = start_element(&e, &stack)?;
                 attach(&mut stack, &mut root, el)?;
             }
             Event::End(_) => {
@@ -204,11 +258,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, BodyError> {
     root.ok_or(BodyError::NoRoot)
 }
 
-fn attach(
-    stack: &mut [Element],
-    root: &mut Option<Element>,
-    el: Element,
-) -> Result<(), BodyError> {
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) -> Result<(), BodyError> {
     match stack.last_mut() {
         Some(parent) => parent.children.push(Node::Element(el)),
         None if root.is_none() => *root = Some(el),
@@ -353,6 +403,24 @@ pub fn parse_u32(field: &'static str, v: &str) -> Result<u32, BodyError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn namespaces_resolve() {
+        let e = parse_document(
+            br#"<a xmlns="urn:a" xmlns:b="urn:b"><x/><b:y/><z xmlns=""/><w xmlns="urn:w"><v/></w><c:u/></a>"#,
+        )
+        .unwrap();
+        let ns: Vec<_> = e.elements().map(|c| c.ns.as_deref()).collect();
+        assert_eq!(e.ns.as_deref(), Some("urn:a"));
+        assert_eq!(
+            ns,
+            [Some("urn:a"), Some("urn:b"), None, Some("urn:w"), None]
+        );
+        let v = e.child("w").and_then(|w| w.child("v")).unwrap();
+        assert_eq!(v.ns.as_deref(), Some("urn:w"));
+        assert_eq!(e.children_in("urn:a", "y").count(), 0);
+        assert!(e.child_in("urn:a", "z").is_some());
+    }
 
     #[test]
     fn doctype_is_refused() {

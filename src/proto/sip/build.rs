@@ -9,7 +9,8 @@ use super::message::parse_cseq;
 use std::net::IpAddr;
 
 /// A response to `req`: Via (all, in order), From, To (+ `to_tag` if the To has none),
-/// Call-ID and CSeq copied (RFC 3261 §8.2.6.2), `Content-Length: 0`.
+/// Call-ID and CSeq copied (RFC 3261 §8.2.6.2), Record-Route too for 101-299 (§12.1.1),
+/// `Content-Length: 0`.
 pub fn response_to(req: &rsip::Request, code: u16, to_tag: Option<&str>) -> rsip::Response {
     response_with(req, code, to_tag, None, Vec::new())
 }
@@ -26,10 +27,14 @@ pub fn response_with(
     let mut headers = rsip::Headers::default();
     for h in req.headers.iter() {
         let (name, value) = name_value(h);
-        let full = super::headers::expand_compact(&name).unwrap_or(&name).to_owned();
+        let full = super::headers::expand_compact(&name)
+            .unwrap_or(&name)
+            .to_owned();
         let copy = ["Via", "From", "To", "Call-ID", "CSeq"]
             .iter()
-            .any(|n| n.eq_ignore_ascii_case(&full));
+            .any(|n| n.eq_ignore_ascii_case(&full))
+            // RFC 3261 §12.1.1: a response that can create a dialog carries Record-Route.
+            || (full.eq_ignore_ascii_case("Record-Route") && (101..300).contains(&code));
         if !copy {
             continue;
         }
@@ -47,7 +52,9 @@ pub fn response_with(
         headers.push(make_header(&full, &value));
     }
     headers.extend(extra);
-    headers.push(rsip::Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
+    headers.push(rsip::Header::ContentLength(
+        rsip::headers::ContentLength::from(0u32),
+    ));
     let status_code = match (reason, rsip::StatusCode::from(code)) {
         (Some(r), _) => rsip::StatusCode::Other(code, r.to_owned()),
         (None, s) => s,
@@ -142,7 +149,10 @@ impl RequestBuilder {
         h.push(make_header("From", &self.from.to_string()));
         h.push(make_header("To", &self.to.to_string()));
         h.push(make_header("Call-ID", &self.call_id));
-        h.push(make_header("CSeq", &format!("{} {}", self.cseq, self.method)));
+        h.push(make_header(
+            "CSeq",
+            &format!("{} {}", self.cseq, self.method),
+        ));
         if let Some(c) = &self.contact {
             h.push(make_header("Contact", c));
         }
@@ -246,7 +256,10 @@ mod tests {
     fn builder_and_readers() {
         let r = invite();
         assert_eq!(top_via_branch(&r.headers).as_deref(), Some("z9hG4bKabc"));
-        assert_eq!(top_via_sent_by(&r.headers), Some(("192.0.2.1".into(), Some(5060))));
+        assert_eq!(
+            top_via_sent_by(&r.headers),
+            Some(("192.0.2.1".into(), Some(5060)))
+        );
         assert_eq!(from_tag(&r.headers).as_deref(), Some("f1"));
         assert_eq!(to_tag(&r.headers), None);
         assert_eq!(cseq(&r.headers), Some((1, "INVITE".into())));
@@ -265,6 +278,21 @@ mod tests {
         assert_eq!(call_id(&resp.headers).as_deref(), Some("cid1"));
         assert_eq!(cseq(&resp.headers), Some((1, "INVITE".into())));
         assert!(resp.headers.get_raw("Contact").is_none());
+        let mut rr = r.clone();
+        rr.headers
+            .push(make_header("Record-Route", "<sip:p.isc.local;lr>"));
+        assert!(
+            response_to(&rr, 200, Some("t"))
+                .headers
+                .get_raw("Record-Route")
+                .is_some()
+        );
+        assert!(
+            response_to(&rr, 486, Some("t"))
+                .headers
+                .get_raw("Record-Route")
+                .is_none()
+        );
         let trying = response_to(&r, 100, Some("t9"));
         assert_eq!(to_tag(&trying.headers), None);
         let custom = response_with(&r, 480, None, Some("Gone Fishing"), vec![]);
@@ -274,7 +302,11 @@ mod tests {
     #[test]
     fn received_and_rport() {
         let mut r = invite();
-        assert!(add_received_rport(&mut r.headers, "203.0.113.9".parse().unwrap(), 40000));
+        assert!(add_received_rport(
+            &mut r.headers,
+            "203.0.113.9".parse().unwrap(),
+            40000
+        ));
         let v = top_via(&r.headers).unwrap();
         assert_eq!(v.received(), Some("203.0.113.9"));
         assert_eq!(v.rport(), Some(Some(40000)));

@@ -5,7 +5,8 @@
 //! SUBSCRIBE, REFER) and a 1xx-with-To-tag or 2xx response: one per To tag,
 //! so each fork of an INVITE gets its own early dialog ([`Dialogs`] keeps
 //! them apart). It builds in-dialog requests (§12.2.1.1) and checks incoming
-//! ones (§12.2.2).
+//! ones (§12.2.2). The dialog's `secure` flag is not kept (ignored, as
+//! agreed for `isc`).
 
 pub mod ok_retransmission;
 
@@ -319,6 +320,46 @@ impl Dialog {
         (ack_seq == cseq.seq).then(|| ack.clone())
     }
 
+    /// The ACK for a 2xx to `invite` (RFC 3261 §13.2.2.4): as
+    /// [`Self::create_ack`] with the INVITE's CSeq number, plus its
+    /// Authorization and Proxy-Authorization headers.
+    pub fn create_ack_for_invite(
+        &mut self,
+        invite: &Request,
+        via: rsip::typed::Via,
+    ) -> Result<Request, DialogError> {
+        let seq = crate::proto::sip::transaction::cseq(invite)
+            .map_err(|_| DialogError::MissingHeader("CSeq"))?
+            .seq;
+        let mut ack = self.build(Method::Ack, seq, via);
+        let credentials = invite
+            .headers
+            .iter()
+            .filter(|h| matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)))
+            .cloned()
+            .collect::<Vec<_>>();
+        // Before Content-Length, which `build` puts last.
+        let mut headers: Vec<Header> = ack.headers.into();
+        let at = headers.len().saturating_sub(1);
+        headers.splice(at..at, credentials);
+        ack.headers = headers.into();
+        self.last_ack = Some(ack.clone());
+        Ok(ack)
+    }
+
+    /// UAS: a response we sent on the dialog-creating INVITE (RFC 3261
+    /// §13.3.1.4): a 2xx confirms an early dialog, a non-2xx final ends it.
+    pub fn handle_sent_response(&mut self, response: &Response) {
+        if self.state != DialogState::Early {
+            return;
+        }
+        match response.status_code.code() {
+            200..=299 => self.state = DialogState::Confirmed,
+            300..=699 => self.state = DialogState::Terminated,
+            _ => {}
+        }
+    }
+
     fn build(&self, method: Method, seq: u32, via: rsip::typed::Via) -> Request {
         let mut headers = rsip::Headers::default();
         headers.push(via.into());
@@ -326,9 +367,7 @@ impl Dialog {
         // RFC 3261 §12.2.1.1: loose routing if the first route has `lr`.
         let (uri, routes): (Uri, Vec<UriWithParams>) = match self.route_set.first() {
             None => (self.remote_target.clone(), Vec::new()),
-            Some(first) if is_loose(first) => {
-                (self.remote_target.clone(), self.route_set.clone())
-            }
+            Some(first) if is_loose(first) => (self.remote_target.clone(), self.route_set.clone()),
             Some(first) => {
                 // Strict router: it becomes the Request-URI, the remote
                 // target goes last in Route.
@@ -338,9 +377,9 @@ impl Dialog {
                     params: Vec::new(),
                 });
                 let mut r_uri = first.uri.clone();
-                r_uri.params.retain(|p| {
-                    !matches!(p, Param::Method(_) | Param::Ttl(_) | Param::Lr)
-                });
+                r_uri
+                    .params
+                    .retain(|p| !matches!(p, Param::Method(_) | Param::Ttl(_) | Param::Lr));
                 (r_uri, rest)
             }
         };
@@ -380,9 +419,6 @@ impl Dialog {
             return Err(DialogError::Terminated);
         }
         if matches!(request.method, Method::Ack | Method::Cancel) {
-            if request.method == Method::Ack && self.state == DialogState::Early {
-                self.state = DialogState::Confirmed;
-            }
             return Ok(());
         }
         let seq = crate::proto::sip::transaction::cseq(request)

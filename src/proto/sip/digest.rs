@@ -102,7 +102,10 @@ impl Algorithm {
 
     /// A `-sess` variant (RFC 7616 §3.4.2).
     pub fn is_sess(&self) -> bool {
-        matches!(self, Self::Md5Sess | Self::Sha256Sess | Self::Sha512_256Sess)
+        matches!(
+            self,
+            Self::Md5Sess | Self::Sha256Sess | Self::Sha512_256Sess
+        )
     }
 
     /// Preference when a client picks among challenges: higher is stronger.
@@ -253,7 +256,13 @@ pub fn compute_response(i: &ResponseInput<'_>) -> String {
             ])
         }
         // RFC 2069 §2.1.2 (kept by RFC 2617 §3.2.2.1 for old clients)
-        None => alg.hash_hex(&[ha1.as_bytes(), b":", i.nonce.as_bytes(), b":", ha2.as_bytes()]),
+        None => alg.hash_hex(&[
+            ha1.as_bytes(),
+            b":",
+            i.nonce.as_bytes(),
+            b":",
+            ha2.as_bytes(),
+        ]),
     }
 }
 

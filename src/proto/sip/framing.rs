@@ -47,6 +47,10 @@ pub struct StreamFramer {
     buf: Vec<u8>,
     /// Where the search for the end of the header section resumes.
     scanned: usize,
+    /// End of the current message's header section once found.
+    header_end: Option<usize>,
+    /// CRLFs skipped in a row between messages (two make a ping).
+    crlf_run: usize,
     pings: usize,
 }
 
@@ -80,7 +84,10 @@ impl StreamFramer {
         if self.buf.is_empty() {
             return None;
         }
-        let header_end = match find_header_end(&self.buf, self.scanned) {
+        let header_end = match self
+            .header_end
+            .or_else(|| find_header_end(&self.buf, self.scanned))
+        {
             Some(end) => end,
             None => {
                 if self.buf.len() > self.config.max_header_size {
@@ -93,6 +100,7 @@ impl StreamFramer {
                 return None;
             }
         };
+        self.header_end = Some(header_end);
         if header_end > self.config.max_header_size {
             return Some(Err(self.fail(FramingError::HeaderTooLarge {
                 limit: self.config.max_header_size,
@@ -111,37 +119,48 @@ impl StreamFramer {
         // Bounded by max_body_size above, so this fits in usize.
         let total = header_end + length as usize;
         if self.buf.len() < total {
-            self.scanned = 0;
             return None;
         }
         let rest = self.buf.split_off(total);
         let message = std::mem::replace(&mut self.buf, rest);
         self.scanned = 0;
+        self.header_end = None;
         Some(Ok(message))
     }
 
     fn fail(&mut self, e: FramingError) -> FramingError {
         self.buf.clear();
         self.scanned = 0;
+        self.header_end = None;
+        self.crlf_run = 0;
         e
     }
 
-    /// RFC 5626 §4.4.1 / RFC 3261 §7.5: CRLFs before a start line are not part of a message.
+    /// RFC 5626 §4.4.1 / RFC 3261 §7.5: CRLFs before a start line are not part of a message;
+    /// two in a row are a keep-alive ping, however the bytes were split.
     fn skip_keepalives(&mut self) {
+        if self.header_end.is_some() {
+            return;
+        }
         let mut i = 0;
-        while let Some(&b) = self.buf.get(i) {
-            if b == b'\r' && self.buf.get(i + 1..i + 4) == Some(b"\n\r\n") {
-                self.pings += 1;
-                i += 4;
-            } else if b == b'\r' && self.buf.get(i + 1) == Some(&b'\n') {
-                i += 2;
-            } else if b == b'\r' && i + 1 == self.buf.len() {
+        loop {
+            match (self.buf.get(i), self.buf.get(i + 1)) {
+                (Some(b'\r'), Some(b'\n')) => {
+                    i += 2;
+                    self.crlf_run += 1;
+                    if self.crlf_run == 2 {
+                        self.pings += 1;
+                        self.crlf_run = 0;
+                    }
+                }
                 // A lone CR at the end: wait to see whether LF follows.
-                break;
-            } else if b == b'\n' {
-                i += 1;
-            } else {
-                break;
+                (Some(b'\r'), None) => break,
+                (Some(b'\n'), _) => i += 1,
+                (Some(_), _) => {
+                    self.crlf_run = 0;
+                    break;
+                }
+                (None, _) => break,
             }
         }
         if i > 0 {
@@ -173,7 +192,10 @@ fn content_length(head: &[u8]) -> Result<u64, FramingError> {
     // Header values may carry stray bytes; only the ASCII name and digits matter here.
     let text = String::from_utf8_lossy(head);
     let mut found: Option<u64> = None;
-    for line in crate::proto::sip::message::logical_lines(&text).iter().skip(1) {
+    for line in crate::proto::sip::message::logical_lines(&text)
+        .iter()
+        .skip(1)
+    {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -203,7 +225,8 @@ pub(crate) fn parse_content_length(value: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 4\r\n\r\nbody";
+    const MSG: &[u8] =
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 4\r\n\r\nbody";
 
     #[test]
     fn cuts_by_content_length_and_keeps_the_rest() {
@@ -234,6 +257,7 @@ mod tests {
                     }
                 }
                 assert_eq!(out, vec![MSG.to_vec(), MSG.to_vec()], "split {a}/{b}");
+                assert_eq!(f.take_pings(), 1, "split {a}/{b}");
             }
         }
     }
@@ -241,7 +265,10 @@ mod tests {
     #[test]
     fn errors() {
         let cases: [(&[u8], FramingError); 4] = [
-            (b"OPTIONS sip:a SIP/2.0\r\n\r\n", FramingError::MissingContentLength),
+            (
+                b"OPTIONS sip:a SIP/2.0\r\n\r\n",
+                FramingError::MissingContentLength,
+            ),
             (
                 b"OPTIONS sip:a SIP/2.0\r\nContent-Length: -1\r\n\r\n",
                 FramingError::BadContentLength("-1".into()),

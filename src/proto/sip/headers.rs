@@ -93,7 +93,8 @@ pub fn expand_compact(name: &str) -> Option<&'static str> {
 
 /// Whether `name` (full or compact) designates the header `wanted` (full name).
 pub fn name_matches(name: &str, wanted: &str) -> bool {
-    name.eq_ignore_ascii_case(wanted) || expand_compact(name).is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+    name.eq_ignore_ascii_case(wanted)
+        || expand_compact(name).is_some_and(|n| n.eq_ignore_ascii_case(wanted))
 }
 
 /// Name and value of any rsip header, as they would be printed.
@@ -161,7 +162,10 @@ impl HeadersExt for rsip::Headers {
     }
 
     fn all<T: TypedHeader>(&self) -> Result<Vec<T>, HeaderError> {
-        self.get_all_raw(T::NAME).iter().map(|v| T::parse(v)).collect()
+        self.get_all_raw(T::NAME)
+            .iter()
+            .map(|v| T::parse(v))
+            .collect()
     }
 
     fn set<T: TypedHeader>(&mut self, value: T) {
@@ -203,7 +207,12 @@ mod tests {
 
     #[test]
     fn make_header_picks_rsip_variant() {
-        assert!(matches!(make_header("v", "SIP/2.0/UDP a"), rsip::Header::Via(_)));
-        assert!(matches!(make_header("x", "90"), rsip::Header::Other(n, _) if n == "Session-Expires"));
+        assert!(matches!(
+            make_header("v", "SIP/2.0/UDP a"),
+            rsip::Header::Via(_)
+        ));
+        assert!(
+            matches!(make_header("x", "90"), rsip::Header::Other(n, _) if n == "Session-Expires")
+        );
     }
 }

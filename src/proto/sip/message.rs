@@ -21,7 +21,9 @@
 //! a Content-Length that matches the body.
 
 use super::framing::{find_header_end, parse_content_length};
-use super::headers::{NameAddr, ViaValue, expand_compact, is_token, name_value, split_list, TypedHeader};
+use super::headers::{
+    NameAddr, TypedHeader, ViaValue, expand_compact, is_token, name_value, split_list,
+};
 
 /// The `rsip::Method` put in a request whose real method rsip does not know.
 pub const EXTENSION_METHOD_PLACEHOLDER: rsip::Method = rsip::Method::Options;
@@ -65,6 +67,17 @@ pub enum SipParseError {
 }
 
 impl SipParseError {
+    /// The status a UAS answers with when it can answer at all (RFC 3261 §8.2, §21):
+    /// 501 for an unknown method, 505 for another version, 400 otherwise. The text suits a `Warning: 399 <host> "<text>"`.
+    pub fn status(&self) -> (u16, String) {
+        let code = match self {
+            Self::UnknownMethod { .. } => 501,
+            Self::BadVersion(_) => 505,
+            _ => 400,
+        };
+        (code, self.to_string())
+    }
+
     fn invalid(header: &'static str, value: &str) -> Self {
         Self::InvalidHeader {
             header,
@@ -82,16 +95,16 @@ pub fn logical_lines(text: &str) -> Vec<String> {
         if line.is_empty() {
             continue;
         }
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = out.last_mut() {
-                let cont = line.trim();
-                if !cont.is_empty() {
-                    last.truncate(last.trim_end().len());
-                    last.push(' ');
-                    last.push_str(cont);
-                }
-                continue;
+        if line.starts_with([' ', '\t'])
+            && let Some(last) = out.last_mut()
+        {
+            let cont = line.trim();
+            if !cont.is_empty() {
+                last.truncate(last.trim_end().len());
+                last.push(' ');
+                last.push_str(cont);
             }
+            continue;
         }
         out.push(line.to_owned());
     }
@@ -121,9 +134,13 @@ pub fn parse_message(bytes: &[u8]) -> Result<rsip::SipMessage, SipParseError> {
             .ok_or_else(|| SipParseError::BadHeaderLine(line.chars().take(80).collect()))?;
         let name = name.trim();
         if !is_token(name) {
-            return Err(SipParseError::BadHeaderLine(line.chars().take(80).collect()));
+            return Err(SipParseError::BadHeaderLine(
+                line.chars().take(80).collect(),
+            ));
         }
-        let name = expand_compact(name).map(str::to_owned).unwrap_or_else(|| name.to_owned());
+        let name = expand_compact(name)
+            .map(str::to_owned)
+            .unwrap_or_else(|| name.to_owned());
         for value in normalise_value(&name, value.trim()) {
             headers.push((name.clone(), value));
         }
@@ -342,11 +359,13 @@ fn validate(headers: &[(String, String)], method: Option<&str>) -> Result<(), Si
         } else {
             "To"
         }))?;
-        NameAddr::parse(v).map_err(|_| {
-            SipParseError::invalid(if name == "From" { "From" } else { "To" }, v)
-        })?;
+        NameAddr::parse(v)
+            .map_err(|_| SipParseError::invalid(if name == "From" { "From" } else { "To" }, v))?;
     }
-    let mut vias = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("Via")).peekable();
+    let mut vias = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Via"))
+        .peekable();
     if vias.peek().is_none() {
         return Err(SipParseError::MissingHeader("Via"));
     }
@@ -354,7 +373,8 @@ fn validate(headers: &[(String, String)], method: Option<&str>) -> Result<(), Si
         ViaValue::parse(v).map_err(|_| SipParseError::invalid("Via", v))?;
     }
     let cseq = find(headers, "CSeq").ok_or(SipParseError::MissingHeader("CSeq"))?;
-    let (num, cseq_method) = parse_cseq(cseq).ok_or_else(|| SipParseError::invalid("CSeq", cseq))?;
+    let (num, cseq_method) =
+        parse_cseq(cseq).ok_or_else(|| SipParseError::invalid("CSeq", cseq))?;
     let _ = num;
     if let Some(m) = method {
         // Methods are case-sensitive (RFC 3261 §7.1).
@@ -365,10 +385,10 @@ fn validate(headers: &[(String, String)], method: Option<&str>) -> Result<(), Si
             });
         }
     }
-    if let Some(v) = find(headers, "Max-Forwards") {
-        if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(SipParseError::invalid("Max-Forwards", v));
-        }
+    if let Some(v) = find(headers, "Max-Forwards")
+        && (v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(SipParseError::invalid("Max-Forwards", v));
     }
     Ok(())
 }
@@ -391,12 +411,20 @@ pub fn parse_cseq(v: &str) -> Option<(u32, &str)> {
 /// user part stays escaped as received. Other schemes (tel:, urn:) are kept opaque.
 pub fn parse_uri(s: &str) -> Result<rsip::Uri, SipParseError> {
     let bad = || SipParseError::BadRequestUri(s.chars().take(120).collect());
-    if s.is_empty() || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if s.is_empty()
+        || s.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err(bad());
     }
     let (scheme, rest) = s.split_once(':').ok_or_else(bad)?;
-    let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let scheme_ok = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
     if !scheme_ok || rest.is_empty() {
         return Err(bad());
     }
@@ -422,7 +450,7 @@ pub fn parse_uri(s: &str) -> Result<rsip::Uri, SipParseError> {
         None => (None, rest),
     };
     let auth = match auth {
-        Some(a) if a.is_empty() => return Err(bad()),
+        Some("") => return Err(bad()),
         Some(a) => {
             let (user, password) = match a.split_once(':') {
                 Some((u, p)) => (u, Some(p.to_owned())),
@@ -567,12 +595,18 @@ pub fn default_reason(code: u16) -> &'static str {
 /// every Content-Length dropped and one written last that matches the body.
 pub fn to_bytes(msg: &rsip::SipMessage) -> Vec<u8> {
     match msg {
-        rsip::SipMessage::Request(r) => {
-            write_message(&format!("{} {} SIP/2.0", r.method, print_uri(&r.uri)), &r.headers, &r.body)
-        }
+        rsip::SipMessage::Request(r) => write_message(
+            &format!("{} {} SIP/2.0", r.method, print_uri(&r.uri)),
+            &r.headers,
+            &r.body,
+        ),
         rsip::SipMessage::Response(r) => {
             let reason = reason_phrase(&r.status_code);
-            write_message(&format!("SIP/2.0 {} {}", r.status_code.code(), reason), &r.headers, &r.body)
+            write_message(
+                &format!("SIP/2.0 {} {}", r.status_code.code(), reason),
+                &r.headers,
+                &r.body,
+            )
         }
     }
 }
@@ -596,11 +630,12 @@ fn write_message(start: &str, headers: &rsip::Headers, body: &[u8]) -> Vec<u8> {
         if full.eq_ignore_ascii_case("Content-Length") {
             continue;
         }
-        let value = if full.eq_ignore_ascii_case(super::headers::Contact::NAME) && value.trim() == "<*>" {
-            "*".to_owned()
-        } else {
-            value
-        };
+        let value =
+            if full.eq_ignore_ascii_case(super::headers::Contact::NAME) && value.trim() == "<*>" {
+                "*".to_owned()
+            } else {
+                value
+            };
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -622,7 +657,10 @@ mod tests {
             "\"J  R\" <sip:a@b>;tag=98"
         );
         assert_eq!(
-            tidy_lws("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9", true),
+            tidy_lws(
+                "SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9",
+                true
+            ),
             "SIP/2.0/TCP spindle.example.com;branch=z9"
         );
     }

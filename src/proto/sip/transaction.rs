@@ -79,7 +79,10 @@ pub enum TransactionError {
     #[error("a {expected} transaction cannot carry a {got} request")]
     WrongMethod { expected: &'static str, got: String },
     #[error("cannot {action} in state {state}")]
-    WrongState { action: &'static str, state: &'static str },
+    WrongState {
+        action: &'static str,
+        state: &'static str,
+    },
     #[error("no such transaction")]
     NoSuchTransaction,
     #[error("a transaction with this key already exists")]

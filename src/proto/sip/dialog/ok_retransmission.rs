@@ -5,9 +5,11 @@
 //! at T2 until the ACK arrives. After 64·T1 without ACK it tells the TU to
 //! end the dialog with a BYE. On a reliable transport it only waits.
 
+use super::DialogId;
+use crate::proto::sip::transaction::cseq;
 use crate::proto::sip::transaction::timers::{T1, T2};
 use crate::proto::sip::transaction::{Transmit, Transport};
-use rsip::{Response, SipMessage};
+use rsip::{Request, Response, SipMessage};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -79,6 +81,29 @@ impl OkRetransmission {
                 transport: self.transport,
                 message: SipMessage::Response(self.response.clone()),
             });
+        }
+    }
+
+    /// Whether `ack` acknowledges this 2xx (RFC 3261 §13.3.1.4): same
+    /// Call-ID, From tag, To tag and CSeq number.
+    pub fn matches_ack(&self, ack: &Request) -> bool {
+        if ack.method != rsip::Method::Ack {
+            return false;
+        }
+        let ids = (
+            DialogId::for_received_request(ack),
+            DialogId::for_received_response(&self.response),
+        );
+        let seqs = (cseq(ack), cseq(&self.response));
+        match (ids, seqs) {
+            // The response's From tag is our remote tag, the ACK's is too.
+            ((Ok(a), Ok(r)), (Ok(sa), Ok(sr))) => {
+                a.call_id == r.call_id
+                    && a.local_tag == r.remote_tag
+                    && a.remote_tag == r.local_tag
+                    && sa.seq == sr.seq
+            }
+            _ => false,
         }
     }
 

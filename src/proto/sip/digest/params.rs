@@ -448,17 +448,39 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    // RFC 7616 §3.9.1, the SHA-256 challenge (folded lines joined)
-    const RFC7616_CHALLENGE: &str = r#"Digest
-    realm="http-auth@example.org",
-    qop="auth, auth-int",
-    algorithm=SHA-256,
-    nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
-    opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#;
+    /// The values of the `name` header fields of an RFC example file
+    /// (folded lines, LF ends: see tests/data/rfc7616/README.md).
+    fn header_values(text: &str, name: &str) -> Vec<String> {
+        let mut fields: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with([' ', '\t']) {
+                if let Some(last) = fields.last_mut() {
+                    last.push(' ');
+                    last.push_str(line.trim());
+                }
+            } else {
+                fields.push(line.to_owned());
+            }
+        }
+        fields
+            .iter()
+            .filter_map(|f| f.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+
+    const RFC7616_CHALLENGE: &str =
+        include_str!("../../../../tests/data/rfc7616/challenge-401.txt");
+    const RFC7616_SHA256: &str =
+        include_str!("../../../../tests/data/rfc7616/authorization-sha256.txt");
+    const RFC7616_MD5: &str = include_str!("../../../../tests/data/rfc7616/authorization-md5.txt");
 
     #[test]
-    fn parses_rfc7616_challenge() {
-        let c: Challenge = RFC7616_CHALLENGE.parse().unwrap();
+    fn parses_rfc7616_challenges() {
+        let values = header_values(RFC7616_CHALLENGE, "WWW-Authenticate");
+        assert_eq!(values.len(), 2);
+        let c: Challenge = values[0].parse().unwrap();
         assert_eq!(c.realm, "http-auth@example.org");
         assert_eq!(c.qop, vec![Qop::Auth, Qop::AuthInt]);
         assert_eq!(c.algorithm, Some(Algorithm::Sha256));
@@ -468,27 +490,40 @@ mod tests {
             Some("FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS")
         );
         assert_eq!(c.to_string().parse::<Challenge>().unwrap(), c);
+        let md5: Challenge = values[1].parse().unwrap();
+        assert_eq!(md5.algorithm, Some(Algorithm::Md5));
     }
 
     #[test]
     fn parses_rfc7616_credentials() {
-        // RFC 7616 §3.9.1, the SHA-256 Authorization
-        let s = r#"Digest username="Mufasa",
-    realm="http-auth@example.org",
-    uri="/dir/index.html",
-    algorithm=SHA-256,
-    nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
-    nc=00000001,
-    cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-    qop=auth,
-    response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
-    opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#;
-        let c: Credentials = s.parse().unwrap();
-        assert_eq!(c.username, "Mufasa");
-        assert_eq!(c.nc, Some(1));
-        assert_eq!(c.qop, Some(Qop::Auth));
-        assert_eq!(c.uri, "/dir/index.html");
-        assert_eq!(c.to_string().parse::<Credentials>().unwrap(), c);
+        for (text, alg) in [
+            (RFC7616_SHA256, Algorithm::Sha256),
+            (RFC7616_MD5, Algorithm::Md5),
+        ] {
+            let values = header_values(text, "Authorization");
+            let c: Credentials = values[0].parse().unwrap();
+            assert_eq!(c.username, "Mufasa");
+            assert_eq!(c.algorithm, Some(alg));
+            assert_eq!(c.nc, Some(1));
+            assert_eq!(c.qop, Some(Qop::Auth));
+            assert_eq!(c.uri, "/dir/index.html");
+            assert_eq!(c.to_string().parse::<Credentials>().unwrap(), c);
+            // RFC 7616 §3.9.1: the response is that of "Circle of Life"
+            let response = super::super::compute_response(&super::super::ResponseInput {
+                algorithm: &c.effective_algorithm(),
+                username: &c.username,
+                realm: &c.realm,
+                password: "Circle of Life",
+                nonce: &c.nonce,
+                qop: c.qop.as_ref(),
+                nc: 1,
+                cnonce: c.cnonce.as_deref().unwrap_or(""),
+                method: "GET",
+                uri: &c.uri,
+                body: b"",
+            });
+            assert_eq!(response, c.response);
+        }
     }
 
     #[test]

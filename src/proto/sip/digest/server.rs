@@ -49,12 +49,12 @@ impl AuthKind {
     /// A challenge header of this kind.
     pub fn challenge_header(self, c: &Challenge) -> rsip::Header {
         match self {
-            Self::Www => rsip::Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(
+            Self::Www => {
+                rsip::Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(c.to_string()))
+            }
+            Self::Proxy => rsip::Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(
                 c.to_string(),
             )),
-            Self::Proxy => rsip::Header::ProxyAuthenticate(
-                rsip::headers::ProxyAuthenticate::new(c.to_string()),
-            ),
         }
     }
 
@@ -101,7 +101,9 @@ pub struct DigestServerConfig {
     /// The realm: the SIP domain (RFC 3261 §22.1).
     pub realm: String,
     /// Algorithms offered, one challenge each, in this order
-    /// (RFC 8760 §2.4: SHA-256 before MD5).
+    /// (RFC 8760 §2.4: SHA-256 before MD5). Recent SIPp answers the first
+    /// challenge it can compute; SIPp before SHA-256 support reads the first
+    /// `algorithm=` only and gives up on SHA-256, so for it use `[Md5]`.
     pub algorithms: Vec<Algorithm>,
     /// A nonce older than this gets a new challenge with `stale=true`.
     pub nonce_lifetime: Duration,
@@ -138,7 +140,10 @@ pub enum DigestOutcome {
     Authenticated { user: String },
     /// Answer with a new challenge (401/407), `stale=true` if the password
     /// was right but the nonce is not usable any more.
-    Challenge { stale: bool, reason: ChallengeReason },
+    Challenge {
+        stale: bool,
+        reason: ChallengeReason,
+    },
     /// Answer 403: the credentials are wrong.
     Forbidden { reason: ForbiddenReason },
 }
@@ -467,7 +472,11 @@ fn uri_matches(digest_uri: &str, request_uri: &rsip::Uri) -> bool {
     };
     let host = |u: &rsip::Uri| u.host().to_string().to_ascii_lowercase();
     let port = |u: &rsip::Uri| u.port().map(|p| *p.value()).unwrap_or(5060);
-    let scheme = |u: &rsip::Uri| u.scheme.as_ref().map(|s| s.to_string().to_ascii_lowercase());
+    let scheme = |u: &rsip::Uri| {
+        u.scheme
+            .as_ref()
+            .map(|s| s.to_string().to_ascii_lowercase())
+    };
     d.user() == request_uri.user()
         && host(&d) == host(request_uri)
         && port(&d) == port(request_uri)

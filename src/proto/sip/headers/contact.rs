@@ -304,7 +304,10 @@ mod tests {
         assert_eq!((first.expires(), first.q()), (Some(3600), Some(700)));
         assert_eq!(first.service_refs(), vec![service::ISC_1_1_CV_CM]);
         assert!(first.has_feature(service::IM_FEATURE_TAG));
-        assert_eq!(first.pub_gruu().as_deref(), Some("sip:alice@isc.local;gr=urn:uuid:1"));
+        assert_eq!(
+            first.pub_gruu().as_deref(),
+            Some("sip:alice@isc.local;gr=urn:uuid:1")
+        );
         assert!(a[1].has_feature("isfocus") && a[1].has_feature("automata"));
         assert_eq!(Contact::parse(&c.to_string()).unwrap(), c);
     }
@@ -345,6 +348,8 @@ mod tests {
             decode_service_ref(&v),
             vec![service::CPM_SESSION, service::ISC_CM_RECOMMENDATION]
         );
-        assert!(service::is_cm_recommendation(service::ISC_CM_RECOMMENDATION_SEED));
+        assert!(service::is_cm_recommendation(
+            service::ISC_CM_RECOMMENDATION_SEED
+        ));
     }
 }

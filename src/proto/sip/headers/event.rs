@@ -146,7 +146,10 @@ impl TypedHeader for SubscriptionState {
         let num = |name: &str| -> Result<Option<u32>, HeaderError> {
             params
                 .get_unquoted(name)
-                .map(|v| v.parse().map_err(|_| HeaderError::invalid("Subscription-State", value)))
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| HeaderError::invalid("Subscription-State", value))
+                })
                 .transpose()
         };
         let expires = num("expires")?;
@@ -193,17 +196,26 @@ mod tests {
     #[test]
     fn round_trips() {
         let e = Event::parse("conference ;id=42;x").unwrap();
-        assert_eq!((e.package.as_str(), e.id.as_deref()), ("conference", Some("42")));
+        assert_eq!(
+            (e.package.as_str(), e.id.as_deref()),
+            ("conference", Some("42"))
+        );
         assert_eq!(Event::parse(&e.to_string()).unwrap(), e);
         let a = AllowEvents::parse("reg, conference,refer").unwrap();
         assert_eq!(AllowEvents::parse(&a.to_string()).unwrap(), a);
         let s = SubscriptionState::parse("terminated;reason=timeout;retry-after=30").unwrap();
         assert_eq!(s.state, SubState::Terminated);
-        assert_eq!((s.reason.as_deref(), s.retry_after), (Some("timeout"), Some(30)));
+        assert_eq!(
+            (s.reason.as_deref(), s.retry_after),
+            (Some("timeout"), Some(30))
+        );
         assert_eq!(SubscriptionState::parse(&s.to_string()).unwrap(), s);
         let s = SubscriptionState::active(600);
         assert_eq!(s.to_string(), "active;expires=600");
-        assert_eq!(SubscriptionState::parse("pending").unwrap().state, SubState::Pending);
+        assert_eq!(
+            SubscriptionState::parse("pending").unwrap().state,
+            SubState::Pending
+        );
         assert!(SubscriptionState::parse("active;expires=x").is_err());
         assert!(Event::parse("").is_err());
     }

@@ -1,7 +1,9 @@
 //! The smaller typed headers: token lists, identities, services, product tokens,
 //! Reason, Warning, Content-Disposition, route lists, ISCConvergenceID.
 
-use super::params::{NameAddr, Params, is_token, parse_name_addr_list, print_list, quote, split_list, unquote};
+use super::params::{
+    NameAddr, Params, is_token, parse_name_addr_list, print_list, quote, split_list, unquote,
+};
 use super::{HeaderError, TypedHeader};
 use std::fmt;
 
@@ -70,7 +72,11 @@ impl TypedHeader for Privacy {
     const NAME: &'static str = "Privacy";
 
     fn parse(value: &str) -> Result<Self, HeaderError> {
-        let items: Vec<&str> = value.split(';').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let items: Vec<&str> = value
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         if items.is_empty() || !items.iter().all(|i| is_token(i)) {
             return Err(HeaderError::invalid("Privacy", value));
         }
@@ -181,7 +187,10 @@ pub struct Product {
     pub version: Option<String>,
 }
 
-fn parse_products(value: &str, what: &'static str) -> Result<(Vec<Product>, Vec<String>), HeaderError> {
+fn parse_products(
+    value: &str,
+    what: &'static str,
+) -> Result<(Vec<Product>, Vec<String>), HeaderError> {
     let (mut products, mut comments) = (Vec::new(), Vec::new());
     let mut rest = value.trim();
     while !rest.is_empty() {
@@ -206,7 +215,9 @@ fn parse_products(value: &str, what: &'static str) -> Result<(Vec<Product>, Vec<
             comments.push(r.get(..end).unwrap_or("").to_owned());
             rest = r.get(end + 1..).unwrap_or("").trim_start();
         } else {
-            let end = rest.find(|c: char| c.is_whitespace() || c == '(').unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '(')
+                .unwrap_or(rest.len());
             let tok = rest.get(..end).unwrap_or("");
             let (name, version) = match tok.split_once('/') {
                 Some((n, v)) => (n, Some(v)),
@@ -359,7 +370,10 @@ impl TypedHeader for Reason {
             let mut params = Params::parse(p)?;
             let cause = params
                 .get_unquoted("cause")
-                .map(|c| c.parse().map_err(|_| HeaderError::invalid("Reason cause", value)))
+                .map(|c| {
+                    c.parse()
+                        .map_err(|_| HeaderError::invalid("Reason cause", value))
+                })
                 .transpose()?;
             let text = params.get_unquoted("text");
             params.remove("cause");

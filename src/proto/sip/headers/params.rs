@@ -57,7 +57,11 @@ impl Params {
     /// Replaces (or appends) a param.
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_owned);
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_owned(), value)),
         }
@@ -259,7 +263,9 @@ fn check_uri(uri: &str, whole: &str) -> Result<(), HeaderError> {
     let ok = uri
         .split_once(':')
         .is_some_and(|(scheme, rest)| is_scheme(scheme) && !rest.is_empty())
-        && !uri.bytes().any(|b| b.is_ascii_whitespace() || b == b'<' || b == b'>');
+        && !uri
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'<' || b == b'>');
     if ok {
         Ok(())
     } else {
@@ -292,7 +298,8 @@ impl fmt::Display for NameAddr {
         if let Some(name) = &self.display_name {
             write!(f, "{} ", quote(name))?;
         }
-        if self.angle || self.display_name.is_some() {
+        // RFC 3261 §20.10: a URI holding ';', ',' or '?' must be in angle brackets.
+        if self.angle || self.display_name.is_some() || self.uri.contains([';', ',', '?']) {
             write!(f, "<{}>", self.uri)?;
         } else {
             f.write_str(&self.uri)?;
@@ -339,7 +346,10 @@ mod tests {
         assert_eq!(n.display_name.as_deref(), Some("caller"));
         assert_eq!(n.tag().as_deref(), Some("323"));
         let n = NameAddr::parse("sip:user@example.com;tag=1").unwrap();
-        assert_eq!((n.uri.as_str(), n.tag()), ("sip:user@example.com", Some("1".into())));
+        assert_eq!(
+            (n.uri.as_str(), n.tag()),
+            ("sip:user@example.com", Some("1".into()))
+        );
     }
 
     #[test]

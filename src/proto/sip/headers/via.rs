@@ -72,8 +72,8 @@ impl TypedHeader for ViaValue {
             Some((s, p)) => (s.trim(), Params::parse(p)?),
             None => (rest.trim(), Params::default()),
         };
-        let (host, port) = split_host_port(sent_by)
-            .ok_or_else(|| HeaderError::invalid("Via sent-by", value))?;
+        let (host, port) =
+            split_host_port(sent_by).ok_or_else(|| HeaderError::invalid("Via sent-by", value))?;
         Ok(Self {
             protocol: format!("{name}/{version}"),
             transport: transport.to_owned(),
@@ -159,7 +159,10 @@ mod tests {
     #[test]
     fn round_trip_and_lws() {
         let v = ViaValue::parse("SIP  /   2.0 /UDP 192.0.2.2;rport;branch=390skdjuw").unwrap();
-        assert_eq!(v.to_string(), "SIP/2.0/UDP 192.0.2.2;rport;branch=390skdjuw");
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/UDP 192.0.2.2;rport;branch=390skdjuw"
+        );
         assert_eq!(v.rport(), Some(None));
         let v = ViaValue::parse("SIP/2.0/UNKNOWN [2001:db8::9:1]:5070;branch=z9hG4bKx").unwrap();
         assert_eq!((v.transport.as_str(), v.port), ("UNKNOWN", Some(5070)));

@@ -3,7 +3,7 @@
 //! a forked INVITE reach the TU).
 
 use super::timers::{Backoff, TIMER_A, TIMER_B, TIMER_D, TIMER_M, due, earliest};
-use super::{Transmit, Transport, TransactionError, TsxEvent, TsxKey, code, cseq};
+use super::{TransactionError, Transmit, Transport, TsxEvent, TsxKey, code, cseq};
 use rsip::prelude::*;
 use rsip::{Header, Method, Request, Response, SipMessage};
 use std::collections::VecDeque;
@@ -194,9 +194,7 @@ impl ClientInviteTransaction {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            ClientInviteState::Calling => {
-                earliest([self.timer_a.map(|a| a.at), self.timer_b])
-            }
+            ClientInviteState::Calling => earliest([self.timer_a.map(|a| a.at), self.timer_b]),
             ClientInviteState::Completed => self.timer_d,
             ClientInviteState::Accepted => self.timer_m,
             _ => None,
@@ -268,7 +266,9 @@ fn hop_by_hop_copy(invite: &Request, method: Method, to: Option<&rsip::headers::
     }
     let seq = cseq(invite).map(|c| c.seq).unwrap_or(0);
     headers.push(rsip::typed::CSeq { seq, method }.into());
-    headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::from(
+        0u32,
+    )));
     Request {
         method,
         uri: invite.uri.clone(),

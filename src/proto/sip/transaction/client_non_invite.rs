@@ -1,7 +1,7 @@
 //! The non-INVITE client transaction (RFC 3261 §17.1.2, Figure 6).
 
 use super::timers::{Backoff, T2, TIMER_E, TIMER_F, TIMER_K, due, earliest};
-use super::{Transmit, Transport, TransactionError, TsxEvent, TsxKey, code};
+use super::{TransactionError, Transmit, Transport, TsxEvent, TsxKey, code};
 use rsip::{Method, Request, Response, SipMessage};
 use std::collections::VecDeque;
 use std::net::SocketAddr;

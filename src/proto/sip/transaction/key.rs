@@ -104,3 +104,47 @@ impl TsxKey {
         self.branch.starts_with(MAGIC_COOKIE)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, via: &str) -> rsip::Request {
+        let text = format!(
+            "{method} sip:bob@example.com SIP/2.0\r\nVia: {via}\r\nTo: <sip:bob@example.com>\r\n\
+             From: <sip:alice@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        rsip::Request::try_from(text.as_str()).unwrap()
+    }
+
+    #[test]
+    fn ack_matches_invite_and_cancel_does_not() {
+        let via = "SIP/2.0/UDP host.example.com;branch=z9hG4bKx";
+        let invite = TsxKey::server(&request("INVITE", via)).unwrap();
+        assert_eq!(TsxKey::server(&request("ACK", via)).unwrap(), invite);
+        let cancel = TsxKey::server(&request("CANCEL", via)).unwrap();
+        assert_ne!(cancel, invite);
+        assert_eq!(cancel.with_method(Method::Invite), invite);
+        assert!(invite.is_rfc3261());
+    }
+
+    #[test]
+    fn sent_by_is_part_of_the_server_key_only() {
+        let a = request("OPTIONS", "SIP/2.0/UDP Host.Example.com;branch=z9hG4bKx");
+        let b = request(
+            "OPTIONS",
+            "SIP/2.0/UDP host.example.com:5060;branch=z9hG4bKx",
+        );
+        let c = request("OPTIONS", "SIP/2.0/UDP other.example.com;branch=z9hG4bKx");
+        assert_eq!(TsxKey::server(&a).unwrap(), TsxKey::server(&b).unwrap());
+        assert_ne!(TsxKey::server(&a).unwrap(), TsxKey::server(&c).unwrap());
+        assert_eq!(TsxKey::client(&a).unwrap(), TsxKey::client(&c).unwrap());
+    }
+
+    #[test]
+    fn missing_branch_is_an_error() {
+        let r = request("OPTIONS", "SIP/2.0/UDP host.example.com");
+        assert_eq!(TsxKey::server(&r), Err(TransactionError::MissingBranch));
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::{
     ClientInviteTransaction, ClientNonInviteTransaction, ServerInviteState,
-    ServerInviteTransaction, ServerNonInviteTransaction, Transmit, Transport, TransactionError,
+    ServerInviteTransaction, ServerNonInviteTransaction, TransactionError, Transmit, Transport,
     TsxEvent, TsxKey, timers::earliest,
 };
 use rsip::{Method, Request, Response, SipMessage};
@@ -60,8 +60,8 @@ pub enum LayerEvent {
 
 #[derive(Debug)]
 enum ClientTsx {
-    Invite(ClientInviteTransaction),
-    NonInvite(ClientNonInviteTransaction),
+    Invite(Box<ClientInviteTransaction>),
+    NonInvite(Box<ClientNonInviteTransaction>),
 }
 
 #[derive(Debug)]
@@ -104,8 +104,8 @@ machine!(ServerNonInviteTransaction);
 impl ClientTsx {
     fn machine(&mut self) -> &mut dyn Machine {
         match self {
-            ClientTsx::Invite(t) => t,
-            ClientTsx::NonInvite(t) => t,
+            ClientTsx::Invite(t) => t.as_mut(),
+            ClientTsx::NonInvite(t) => t.as_mut(),
         }
     }
     fn timeout(&self) -> Option<Instant> {
@@ -200,16 +200,14 @@ impl TransactionLayer {
                 });
             }
             Method::Cancel => {
-                let tsx =
-                    ServerNonInviteTransaction::new(now, request.clone(), source, transport)?;
+                let tsx = ServerNonInviteTransaction::new(now, request.clone(), source, transport)?;
                 self.servers.insert(key.clone(), ServerTsx::NonInvite(tsx));
                 // RFC 3261 §9.2: the INVITE with the same branch and sent-by.
                 let invite_key = key.with_method(Method::Invite);
                 let (invite, invite_pending) = match self.servers.get(&invite_key) {
-                    Some(ServerTsx::Invite(t)) => (
-                        Some(invite_key),
-                        t.state() == ServerInviteState::Proceeding,
-                    ),
+                    Some(ServerTsx::Invite(t)) => {
+                        (Some(invite_key), t.state() == ServerInviteState::Proceeding)
+                    }
                     _ => (None, false),
                 };
                 self.events.push_back(LayerEvent::Cancel {
@@ -222,8 +220,7 @@ impl TransactionLayer {
                 });
             }
             _ => {
-                let tsx =
-                    ServerNonInviteTransaction::new(now, request.clone(), source, transport)?;
+                let tsx = ServerNonInviteTransaction::new(now, request.clone(), source, transport)?;
                 self.servers.insert(key.clone(), ServerTsx::NonInvite(tsx));
                 self.events.push_back(LayerEvent::NewRequest {
                     key,
@@ -271,12 +268,12 @@ impl TransactionLayer {
             return Err(TransactionError::DuplicateKey);
         }
         let tsx = match request.method {
-            Method::Invite => {
-                ClientTsx::Invite(ClientInviteTransaction::new(now, request, to, transport)?)
-            }
-            _ => ClientTsx::NonInvite(ClientNonInviteTransaction::new(
+            Method::Invite => ClientTsx::Invite(Box::new(ClientInviteTransaction::new(
                 now, request, to, transport,
-            )?),
+            )?)),
+            _ => ClientTsx::NonInvite(Box::new(ClientNonInviteTransaction::new(
+                now, request, to, transport,
+            )?)),
         };
         self.clients.insert(key.clone(), tsx);
         self.pump_client(&key);

@@ -6,10 +6,8 @@
 //! provisional response [`TRYING_DELAY`] (200 ms) after the INVITE, or at once
 //! when the INVITE is retransmitted before that (§17.2.1).
 
-use super::timers::{
-    Backoff, T2, TIMER_G, TIMER_H, TIMER_I, TIMER_L, TRYING_DELAY, due, earliest,
-};
-use super::{Transmit, Transport, TransactionError, TsxEvent, TsxKey, code};
+use super::timers::{Backoff, T2, TIMER_G, TIMER_H, TIMER_I, TIMER_L, TRYING_DELAY, due, earliest};
+use super::{TransactionError, Transmit, Transport, TsxEvent, TsxKey, code};
 use rsip::{Header, Method, Request, Response, SipMessage, StatusCode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -250,9 +248,7 @@ impl ServerInviteTransaction {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             ServerInviteState::Proceeding => self.trying_at,
-            ServerInviteState::Completed => {
-                earliest([self.timer_g.map(|g| g.at), self.timer_h])
-            }
+            ServerInviteState::Completed => earliest([self.timer_g.map(|g| g.at), self.timer_h]),
             ServerInviteState::Confirmed => self.timer_i,
             ServerInviteState::Accepted => self.timer_l,
             ServerInviteState::Terminated => None,
@@ -310,7 +306,9 @@ pub(crate) fn build_trying(request: &Request) -> Response {
             _ => {}
         }
     }
-    headers.push(Header::ContentLength(rsip::headers::ContentLength::from(0u32)));
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::from(
+        0u32,
+    )));
     Response {
         status_code: StatusCode::Trying,
         version: rsip::Version::V2,

@@ -1,7 +1,7 @@
 //! The non-INVITE server transaction (RFC 3261 §17.2.2, Figure 8).
 
 use super::timers::{TIMER_J, due};
-use super::{Transmit, Transport, TransactionError, TsxEvent, TsxKey, code};
+use super::{TransactionError, Transmit, Transport, TsxEvent, TsxKey, code};
 use rsip::{Method, Request, Response, SipMessage};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
