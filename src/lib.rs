@@ -5,8 +5,11 @@
 
 pub mod client;
 pub mod config;
+pub mod flow;
+pub mod fuzz_targets;
+pub mod ids;
+pub mod logging;
+pub mod media;
+pub mod net;
 pub mod proto;
 pub mod server;
-pub mod flow;
-pub mod logging;
-pub mod net;

@@ -20,7 +20,11 @@ pub fn init_file_logging(name: &str) -> Option<PathBuf> {
     let dir = log_dir();
     std::fs::create_dir_all(&dir).ok()?;
     let path = dir.join(format!("{name}.log"));
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
     let filter = EnvFilter::try_from_env("ISC_LOG").unwrap_or_else(|_| EnvFilter::new("isc=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -11,7 +11,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::ids::{IdGenerator, RandomIds};
+use crate::ids::RandomIds;
+use crate::proto::ids::IdGen;
 use super::{ClientEvent, Command, UaConfig, UserAgent};
 use crate::net::SipTransport;
 use crate::proto::sip::transaction::Transport;
@@ -95,14 +96,14 @@ impl ClientHandle {
 /// Binds `bind` (use port 0 for an ephemeral port), sets `cfg.local` to
 /// the bound address and runs the UA with random identifiers.
 pub async fn spawn_client(cfg: UaConfig, bind: SocketAddr) -> io::Result<ClientHandle> {
-    spawn_client_with(cfg, bind, Box::new(RandomIds)).await
+    spawn_client_with(cfg, bind, Box::new(RandomIds::new())).await
 }
 
 /// [`spawn_client`] with an id generator of the caller's.
 pub async fn spawn_client_with(
     mut cfg: UaConfig,
     bind: SocketAddr,
-    ids: Box<dyn IdGenerator>,
+    ids: Box<dyn IdGen>,
 ) -> io::Result<ClientHandle> {
     let (transport, incoming) = SipTransport::bind(bind).await?;
     let local = transport.local_addr();

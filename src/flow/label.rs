@@ -37,8 +37,8 @@ pub fn describe(raw: &[u8]) -> (Protocol, String) {
     if w0.starts_with("SIP/") {
         let rest: Vec<&str> = words.collect();
         let status = rest.join(" ");
-        let method = header(&text, "CSeq")
-            .and_then(|c| c.split_whitespace().nth(1).map(str::to_string));
+        let method =
+            header(&text, "CSeq").and_then(|c| c.split_whitespace().nth(1).map(str::to_string));
         let label = match method {
             Some(m) => format!("{status} ({m})"),
             None => status,
@@ -86,7 +86,10 @@ mod tests {
         let ok = b"SIP/2.0 200 OK\r\nVia: x\r\nCSeq: 2 MESSAGE\r\n\r\n";
         assert_eq!(describe(ok), (Protocol::Sip, "200 OK (MESSAGE)".into()));
         let send = b"MSRP a786hjs2 SEND\r\nTo-Path: msrp://x\r\nContent-Type: message/cpim\r\n\r\nhi\r\n-------a786hjs2$\r\n";
-        assert_eq!(describe(send), (Protocol::Msrp, "SEND (message/cpim)".into()));
+        assert_eq!(
+            describe(send),
+            (Protocol::Msrp, "SEND (message/cpim)".into())
+        );
         let resp = b"MSRP a786hjs2 200 OK\r\nTo-Path: msrp://x\r\n-------a786hjs2$\r\n";
         assert_eq!(describe(resp), (Protocol::Msrp, "200 OK".into()));
         assert_eq!(describe(b"").0, Protocol::Other);

@@ -21,7 +21,11 @@ pub fn render_ladder(flow: &Flow) -> String {
         .map(|e| e.label.chars().count().min(MAX_LABEL))
         .max()
         .unwrap_or(0);
-    let longest_name = entities.iter().map(|e| e.chars().count()).max().unwrap_or(0);
+    let longest_name = entities
+        .iter()
+        .map(|e| e.chars().count())
+        .max()
+        .unwrap_or(0);
     let spacing = (longest_label + 8).max(longest_name + 3);
     const TIME_COL: usize = 9;
     let pos = |i: usize| TIME_COL + spacing / 2 + i * spacing;
@@ -98,7 +102,11 @@ pub fn render_ladder(flow: &Flow) -> String {
 pub fn render_messages(flow: &Flow) -> String {
     let mut out = String::new();
     for (n, ev) in flow.events().iter().enumerate() {
-        let step = ev.step.as_deref().map(|s| format!(" [step {s}]")).unwrap_or_default();
+        let step = ev
+            .step
+            .as_deref()
+            .map(|s| format!(" [step {s}]"))
+            .unwrap_or_default();
         writeln!(
             out,
             "--- #{} {:.3}s {} -> {}: {}{} ---",
@@ -122,17 +130,36 @@ pub fn render_messages(flow: &Flow) -> String {
 /// A Mermaid `sequenceDiagram` of the flow.
 pub fn render_mermaid(flow: &Flow) -> String {
     let id = |name: &str| -> String {
-        name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+        name.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
     };
     let mut out = String::from("sequenceDiagram\n");
     for e in flow.entities() {
         writeln!(out, "    participant {} as {}", id(e), e).ok();
     }
     for ev in flow.events() {
-        let arrow = if ev.protocol == Protocol::Msrp { "-)" } else { "->>" };
-        let step = ev.step.as_deref().map(|s| format!("[{s}] ")).unwrap_or_default();
+        let arrow = if ev.protocol == Protocol::Msrp {
+            "-)"
+        } else {
+            "->>"
+        };
+        let step = ev
+            .step
+            .as_deref()
+            .map(|s| format!("[{s}] "))
+            .unwrap_or_default();
         let label = ev.label.replace([';', '#'], " ");
-        writeln!(out, "    {}{}{}: {}{}", id(&ev.from), arrow, id(&ev.to), step, label).ok();
+        writeln!(
+            out,
+            "    {}{}{}: {}{}",
+            id(&ev.from),
+            arrow,
+            id(&ev.to),
+            step,
+            label
+        )
+        .ok();
     }
     out
 }
@@ -155,11 +182,31 @@ mod tests {
 
     fn sample() -> Flow {
         let mut flow = Flow::with_entities(["alice/tv", "server", "bob/phone"]);
-        flow.record(Duration::from_millis(0), "alice/tv", "server", b"MESSAGE sip:bob@isc.local SIP/2.0\r\nCSeq: 1 MESSAGE\r\n\r\n");
-        flow.record(Duration::from_millis(2), "server", "bob/phone", b"MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\nCSeq: 1 MESSAGE\r\n\r\n")
-            .step = Some("3".into());
-        flow.record(Duration::from_millis(5), "bob/phone", "server", b"SIP/2.0 200 OK\r\nCSeq: 1 MESSAGE\r\n\r\n");
-        flow.record(Duration::from_millis(6), "server", "alice/tv", b"SIP/2.0 200 OK\r\nCSeq: 1 MESSAGE\r\n\r\n");
+        flow.record(
+            Duration::from_millis(0),
+            "alice/tv",
+            "server",
+            b"MESSAGE sip:bob@isc.local SIP/2.0\r\nCSeq: 1 MESSAGE\r\n\r\n",
+        );
+        flow.record(
+            Duration::from_millis(2),
+            "server",
+            "bob/phone",
+            b"MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\nCSeq: 1 MESSAGE\r\n\r\n",
+        )
+        .step = Some("3".into());
+        flow.record(
+            Duration::from_millis(5),
+            "bob/phone",
+            "server",
+            b"SIP/2.0 200 OK\r\nCSeq: 1 MESSAGE\r\n\r\n",
+        );
+        flow.record(
+            Duration::from_millis(6),
+            "server",
+            "alice/tv",
+            b"SIP/2.0 200 OK\r\nCSeq: 1 MESSAGE\r\n\r\n",
+        );
         flow
     }
 
@@ -169,11 +216,23 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text}");
         assert!(lines[0].contains("alice/tv") && lines[0].contains("bob/phone"));
-        assert!(lines[1].contains("MESSAGE") && lines[1].contains("->|"), "{text}");
+        assert!(
+            lines[1].contains("MESSAGE") && lines[1].contains("->|"),
+            "{text}"
+        );
         assert!(lines[2].ends_with("[3]"), "{text}");
-        assert!(lines[4].contains("|<-") && lines[4].contains("200 OK (MESSAGE)"), "{text}");
+        assert!(
+            lines[4].contains("|<-") && lines[4].contains("200 OK (MESSAGE)"),
+            "{text}"
+        );
         // Arrows start and end on the entity columns.
-        let col = |l: &str, name: &str| lines[0].find(name).map(|p| p + name.len() / 2).unwrap_or(0).min(l.len());
+        let col = |l: &str, name: &str| {
+            lines[0]
+                .find(name)
+                .map(|p| p + name.len() / 2)
+                .unwrap_or(0)
+                .min(l.len())
+        };
         let c_alice = col(lines[1], "alice/tv");
         assert_eq!(lines[1].as_bytes()[c_alice], b'|', "{text}");
     }

@@ -3,11 +3,11 @@
 //! ladder, printed in full, or exported as a Mermaid sequence diagram. The
 //! headless demo prints it; the TUI's flow view draws the same records.
 
-mod ladder;
 mod label;
+mod ladder;
 
+pub use label::{Protocol, describe};
 pub use ladder::{render_ladder, render_mermaid, render_messages};
-pub use label::{describe, Protocol};
 
 use std::time::Duration;
 
@@ -41,7 +41,10 @@ impl Flow {
 
     /// Fixes the column order; entities first seen later are appended.
     pub fn with_entities<I: IntoIterator<Item = S>, S: Into<String>>(entities: I) -> Self {
-        Flow { entities: entities.into_iter().map(Into::into).collect(), events: Vec::new() }
+        Flow {
+            entities: entities.into_iter().map(Into::into).collect(),
+            events: Vec::new(),
+        }
     }
 
     /// Records a message; its arrow label is derived from its first line.

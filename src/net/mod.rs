@@ -1,6 +1,6 @@
-//! Thin tokio drivers: sockets in, bytes to the sans-IO cores, bytes out.
-//! No protocol decision is taken here.
+//! Thin tokio drivers around the sans-IO core: no protocol decision here.
 
+pub mod msrp_tcp;
 pub mod sip_transport;
 
 pub use sip_transport::{Incoming, SipTransport};

@@ -63,11 +63,21 @@ impl SipTransport {
 
     /// Sends bytes to `dest`. Over TCP an existing connection to `dest` is
     /// reused (either direction); otherwise one is opened.
-    pub async fn send(&self, dest: SocketAddr, transport: Transport, bytes: Vec<u8>) -> io::Result<()> {
+    pub async fn send(
+        &self,
+        dest: SocketAddr,
+        transport: Transport,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
         match transport {
             Transport::Udp => self.udp.send_to(&bytes, dest).await.map(|_| ()),
             Transport::Tcp => {
-                let existing = self.conns.lock().map_err(|_| poisoned())?.get(&dest).cloned();
+                let existing = self
+                    .conns
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .get(&dest)
+                    .cloned();
                 let sender = match existing {
                     Some(s) if !s.is_closed() => s,
                     _ => {
@@ -95,7 +105,11 @@ impl SipTransport {
                         if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) {
                             continue;
                         }
-                        let msg = Incoming { bytes: buf[..n].to_vec(), source, transport: Transport::Udp };
+                        let msg = Incoming {
+                            bytes: buf[..n].to_vec(),
+                            source,
+                            transport: Transport::Udp,
+                        };
                         if tx.send(msg).await.is_err() {
                             return;
                         }
@@ -131,11 +145,18 @@ impl SipTransport {
     }
 
     /// Registers a connection in the map and starts its reader and writer.
-    fn adopt_stream(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<mpsc::Sender<Vec<u8>>> {
+    fn adopt_stream(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<mpsc::Sender<Vec<u8>>> {
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
         let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
-        self.conns.lock().map_err(|_| poisoned())?.insert(peer, wtx.clone());
+        self.conns
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(peer, wtx.clone());
         tokio::spawn(async move {
             while let Some(bytes) = wrx.recv().await {
                 if let Err(e) = writer.write_all(&bytes).await {
@@ -147,7 +168,7 @@ impl SipTransport {
         let conns = self.conns.clone();
         let tx = self.incoming.clone();
         tokio::spawn(async move {
-            let mut framer = StreamFramer::default();
+            let mut framer = StreamFramer::new(Default::default());
             let mut buf = vec![0u8; 16 * 1024];
             'read: loop {
                 let n = match reader.read(&mut buf).await {
@@ -158,7 +179,11 @@ impl SipTransport {
                 while let Some(next) = framer.next_message() {
                     match next {
                         Ok(bytes) => {
-                            let msg = Incoming { bytes, source: peer, transport: Transport::Tcp };
+                            let msg = Incoming {
+                                bytes,
+                                source: peer,
+                                transport: Transport::Tcp,
+                            };
                             if tx.send(msg).await.is_err() {
                                 break 'read;
                             }

@@ -3,6 +3,7 @@
 //! socket, a clock or a random number generator.
 
 pub mod bodies;
+pub mod ids;
 pub mod msrp;
 pub mod rtp;
 pub mod sdp;

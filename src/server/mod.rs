@@ -1,4 +1,9 @@
 //! The bundled server: its modules are named after the spec roles.
 
+pub mod core;
 pub mod location_service;
+pub mod proxy_core;
+pub mod reg_notifier;
 pub mod registrar;
+pub mod runner;
+pub mod sip_util;

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use isc::client::{ClientEvent, Command, SeqIds, UaConfig, UserAgent};
+use isc::client::{ClientEvent, Command, UaConfig, UserAgent};
+use isc::proto::ids::SeqIds;
 use isc::net::Incoming;
 use isc::proto::sip::build::response_with;
 use isc::proto::sip::headers::{HeadersExt, make_header};

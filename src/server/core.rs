@@ -1,0 +1,1021 @@
+//! The server's IO-free core: parses what the driver received, runs it
+//! through the transaction layer and dispatches it to the roles — the
+//! registrar (with digest authentication), the registration event notifier,
+//! the proxy — and hands back what to send and when to wake.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::proto::ids::IdGen;
+use crate::proto::sip::build::response_with;
+use crate::proto::sip::dialog::{Dialog, DialogId};
+use crate::proto::sip::digest::server::{
+    AuthKind, DigestOutcome, DigestServer, DigestServerConfig,
+};
+use crate::proto::sip::headers::{Event, HeadersExt, make_header};
+use crate::proto::sip::message::{SipParseError, parse_message, to_bytes};
+use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transmit, Transport, TsxKey};
+use crate::server::location_service::{Binding, Source};
+use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
+
+use super::proxy_core::{ProxyCore, Target};
+use super::reg_notifier::{self, RegNotifier, RegSubscription};
+use super::sip_util::{
+    UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
+    record_route_value, response_destination, top_via, uri_transport,
+};
+
+/// The `Server` header value.
+pub const SERVER_AGENT: &str = concat!("isc/", env!("CARGO_PKG_VERSION"));
+/// What the server itself answers to (RFC 3261 §11, OPTIONS).
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, REGISTER";
+/// RFC 3323 §4.1.1: the anonymous URI.
+pub const ANONYMOUS_HOST: &str = "anonymous.invalid";
+
+/// One user the server knows.
+#[derive(Debug, Clone)]
+pub struct UserAccount {
+    pub name: String,
+    pub password: String,
+}
+
+/// What the core needs to know about its deployment.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub domain: String,
+    /// The bound address, used in our Via, Record-Route and Contact.
+    pub local: SocketAddr,
+    pub users: Vec<UserAccount>,
+    pub nonce_lifetime: Duration,
+}
+
+/// A message to put on the wire, serialised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub to: SocketAddr,
+    pub transport: Transport,
+    pub bytes: Vec<u8>,
+}
+
+/// The server core. See the module docs.
+pub struct ServerCore {
+    settings: CoreSettings,
+    passwords: HashMap<String, String>,
+    tsx: TransactionLayer,
+    digest: DigestServer,
+    registrar: Registrar,
+    notifier: RegNotifier,
+    proxy: ProxyCore,
+    ids: Box<dyn IdGen>,
+}
+
+impl ServerCore {
+    pub fn new(settings: CoreSettings, mut ids: Box<dyn IdGen>, now: Instant) -> Self {
+        let mut key = [0u8; 32];
+        ids.fill(&mut key);
+        let mut digest_config = DigestServerConfig::new(settings.domain.clone());
+        digest_config.nonce_lifetime = settings.nonce_lifetime;
+        let mut reg_config = RegistrarConfig::new(settings.domain.clone());
+        reg_config.local_hosts.push(host_of(settings.local));
+        reg_config.local_hosts.push(format!(
+            "{}:{}",
+            host_of(settings.local),
+            settings.local.port()
+        ));
+        let passwords = settings
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .collect();
+        ServerCore {
+            passwords,
+            tsx: TransactionLayer::new(),
+            digest: DigestServer::new(digest_config, key, now),
+            registrar: Registrar::new(reg_config),
+            notifier: RegNotifier::new(),
+            proxy: ProxyCore::new(),
+            ids,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &CoreSettings {
+        &self.settings
+    }
+
+    /// The registrar's bindings (the roles built on this core look devices up here).
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// Bytes from the network.
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        match parse_message(bytes) {
+            Ok(mut message) => {
+                if let rsip::SipMessage::Request(req) = &mut message {
+                    // RFC 3581 §4 / RFC 3261 §18.2.1: note where it came from.
+                    crate::proto::sip::build::add_received_rport(
+                        &mut req.headers,
+                        source.ip(),
+                        source.port(),
+                    );
+                }
+                if let Err(e) = self.tsx.handle_message(now, message, source, transport) {
+                    tracing::debug!(error = %e, %source, "message refused by the transaction layer");
+                }
+            }
+            Err(SipParseError::UnknownMethod { method, request }) => {
+                // RFC 3261 §8.2.1: a method we do not implement gets 501, with Allow.
+                let resp = response_with(
+                    &request,
+                    501,
+                    Some(&self.ids.token()),
+                    None,
+                    vec![
+                        make_header("Allow", ALLOW),
+                        make_header("Server", SERVER_AGENT),
+                    ],
+                );
+                tracing::info!(%method, %source, "501 for an unknown method");
+                self.send_stateless_response(resp, source, transport);
+            }
+            Err(e) => {
+                tracing::info!(error = %e, %source, "unparseable SIP message dropped");
+                self.answer_malformed(bytes, &e, source, transport);
+            }
+        }
+        self.drain(now);
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tsx.handle_timeout(now);
+        let expired = self.registrar.location_mut().expire(now);
+        if !expired.is_empty() {
+            let changes: Vec<BindingChange> = expired
+                .into_iter()
+                .map(|binding| BindingChange {
+                    event: crate::server::registrar::BindingEvent::Expired,
+                    binding,
+                })
+                .collect();
+            self.notify_changes(now, &changes);
+        }
+        for sub in self.notifier.take_expired(now) {
+            // RFC 6665 §4.2.2: a final NOTIFY with Subscription-State terminated.
+            let mut sub = sub;
+            self.send_reg_notify(now, &mut sub, Some("timeout"));
+        }
+        self.drain(now);
+    }
+
+    /// The next message to send, serialised.
+    pub fn poll_transmit(&mut self) -> Option<Outgoing> {
+        let Transmit {
+            to,
+            transport,
+            message,
+        } = self.tsx.poll_transmit()?;
+        Some(Outgoing {
+            to,
+            transport,
+            bytes: to_bytes(&message),
+        })
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.tsx.poll_timeout(),
+            self.registrar.location().poll_timeout(),
+            self.notifier.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn drain(&mut self, now: Instant) {
+        while let Some(ev) = self.tsx.poll_event() {
+            match ev {
+                LayerEvent::NewRequest {
+                    key,
+                    request,
+                    source,
+                    transport,
+                } => self.on_request(now, key, request, source, transport),
+                LayerEvent::Cancel {
+                    key,
+                    request,
+                    invite,
+                    invite_pending,
+                    ..
+                } => self.on_cancel(now, key, request, invite, invite_pending),
+                LayerEvent::Ack { request, .. } => self.on_ack(now, request),
+                LayerEvent::Response { key, response } => {
+                    if self.proxy.owns_branch(&key) {
+                        let actions = self.proxy.on_response(now, &mut self.tsx, &key, response);
+                        for branch in actions.cancel {
+                            let _ = self.tsx.cancel(now, &branch);
+                        }
+                    } else if response.status_code.code() == 481 {
+                        // A subscriber that forgot its subscription (RFC 6665 §4.2.2).
+                        if let Ok(id) = DialogId::for_received_response(&response) {
+                            self.notifier.remove(&id);
+                        }
+                    }
+                }
+                LayerEvent::StrayResponse { response, .. } => self.forward_stray_response(response),
+                LayerEvent::Timeout { key } => {
+                    self.proxy.on_branch_failure(now, &mut self.tsx, &key, 408)
+                }
+                LayerEvent::TransportError { key } => {
+                    self.proxy.on_branch_failure(now, &mut self.tsx, &key, 503)
+                }
+                LayerEvent::Terminated { key } => self.proxy.on_branch_terminated(&key),
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        key: TsxKey,
+        req: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let has_to_tag = crate::proto::sip::build::to_tag(&req.headers).is_some();
+        match req.method {
+            rsip::Method::Register => self.on_register(now, key, req, source, transport),
+            _ if has_to_tag => self.on_in_dialog(now, key, req, source, transport),
+            rsip::Method::Options if self.addresses_server(&req) => {
+                let extra = vec![
+                    make_header("Allow", ALLOW),
+                    make_header("Accept", "application/sdp, message/cpim, text/plain"),
+                    make_header(
+                        "Supported",
+                        "gruu, timer, replaces, norefersub, multiple-refer",
+                    ),
+                ];
+                self.respond(now, &key, &req, 200, None, extra);
+            }
+            _ => self.on_initial(now, key, req, source, transport),
+        }
+    }
+
+    // --- registrar -------------------------------------------------------
+
+    fn on_register(
+        &mut self,
+        now: Instant,
+        key: TsxKey,
+        req: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let Some(user) = self.authenticate(now, &key, &req, AuthKind::for_method(&req.method))
+        else {
+            return;
+        };
+        let source = Source {
+            addr: source,
+            transport: rsip_transport(transport),
+        };
+        let outcome = self
+            .registrar
+            .handle_register(now, &req, source, Some(&user));
+        let mut response = outcome.response;
+        response.headers.push(make_header("Server", SERVER_AGENT));
+        let _ = self.tsx.send_response(now, &key, response);
+        if !outcome.changes.is_empty() {
+            self.notify_changes(now, &outcome.changes);
+        }
+    }
+
+    // --- out-of-dialog requests -----------------------------------------
+
+    fn on_initial(
+        &mut self,
+        now: Instant,
+        key: TsxKey,
+        mut req: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let Some(user) = self.authenticate(now, &key, &req, AuthKind::Proxy) else {
+            return;
+        };
+        // The authenticated identity is the originator, never a From the
+        // device chose (RFC 3325 §9.1): a From naming another user is refused,
+        // the anonymous URI of RFC 3323 is allowed.
+        let from = name_addr_uri(&req.headers, "From");
+        let own = format!("sip:{user}@{}", self.settings.domain);
+        match &from {
+            Some((_, f)) if f.host.eq_ignore_ascii_case(ANONYMOUS_HOST) => {}
+            Some((_, f))
+                if f.user.as_deref() == Some(user.as_str()) && self.is_our_domain(&f.host) => {}
+            _ => {
+                let warning = format!(
+                    "399 {} \"From does not match the authenticated identity {own}\"",
+                    self.settings.domain
+                );
+                self.respond(
+                    now,
+                    &key,
+                    &req,
+                    403,
+                    Some("Forbidden"),
+                    vec![make_header("Warning", &warning)],
+                );
+                return;
+            }
+        }
+        req.headers.remove_named("P-Asserted-Identity");
+        req.headers.remove_named("P-Preferred-Identity");
+        req.headers.remove_named("Proxy-Authorization");
+        req.headers
+            .push(make_header("P-Asserted-Identity", &format!("<{own}>")));
+
+        if req.method == rsip::Method::Subscribe && is_reg_event(&req) {
+            self.on_reg_subscribe(now, key, req, &user, source, transport);
+            return;
+        }
+        let targets = match self.targets_for(now, &req.uri) {
+            Ok(t) => t,
+            Err((code, reason)) => {
+                self.respond(now, &key, &req, code, Some(reason), vec![]);
+                return;
+            }
+        };
+        // RFC 3325 §5: a Privacy: id asks that the identity not reach the
+        // (untrusted) devices.
+        if req
+            .headers
+            .get_raw("Privacy")
+            .is_some_and(|p| p.split(';').any(|v| v.trim().eq_ignore_ascii_case("id")))
+        {
+            req.headers.remove_named("P-Asserted-Identity");
+        }
+        self.forward(now, key, req, targets);
+    }
+
+    /// Where a request for `uri` goes: a GRUU reaches its one device, an AOR
+    /// every registered device (RFC 3261 §16.5, RFC 5627 §5.1); an IP literal
+    /// outside our domain is reached directly.
+    fn targets_for(
+        &self,
+        now: Instant,
+        uri: &rsip::Uri,
+    ) -> Result<Vec<Target>, (u16, &'static str)> {
+        let view = UriView::of(uri);
+        if !self.is_our_domain(&view.host) {
+            return match view.socket_addr() {
+                Some(addr) if addr != self.settings.local => Ok(vec![Target {
+                    uri: uri.clone(),
+                    addr,
+                    transport: view.transport.unwrap_or(Transport::Udp),
+                }]),
+                _ => Err((404, "Not Found")),
+            };
+        }
+        let Some(user) = view.user.as_deref() else {
+            return Err((404, "Not Found"));
+        };
+        if !self.passwords.contains_key(user) {
+            return Err((404, "Not Found"));
+        }
+        let uri_text = super::sip_util::uri_string(uri);
+        let bindings = self.registrar.location().lookup(now, &uri_text);
+        if bindings.is_empty() {
+            return Err((480, "Temporarily Unavailable"));
+        }
+        Ok(bindings.into_iter().filter_map(target_of).collect())
+    }
+
+    /// Forks `req` to `targets` (RFC 3261 §16.6) and opens its response context.
+    fn forward(&mut self, now: Instant, key: TsxKey, req: rsip::Request, targets: Vec<Target>) {
+        let mut req = req;
+        if !decrement_max_forwards(&mut req.headers) {
+            self.respond(now, &key, &req, 483, Some("Too Many Hops"), vec![]);
+            return;
+        }
+        let invite = req.method == rsip::Method::Invite;
+        let record_route = matches!(
+            req.method,
+            rsip::Method::Invite | rsip::Method::Subscribe | rsip::Method::Refer
+        );
+        let mut branches = Vec::new();
+        for target in targets {
+            let mut out = req.clone();
+            out.uri = target.uri.clone();
+            if record_route {
+                insert_first(
+                    &mut out.headers,
+                    make_header(
+                        "Record-Route",
+                        &record_route_value(self.settings.local, target.transport),
+                    ),
+                );
+            }
+            let branch = format!("z9hG4bK{}", self.ids.token());
+            push_via(
+                &mut out.headers,
+                self.settings.local,
+                target.transport,
+                &branch,
+            );
+            match self
+                .tsx
+                .send_request(now, out, target.addr, target.transport)
+            {
+                Ok(k) => branches.push(k),
+                Err(e) => tracing::warn!(error = %e, "branch not started"),
+            }
+        }
+        if branches.is_empty() {
+            self.respond(
+                now,
+                &key,
+                &req,
+                500,
+                Some("No branch could be started"),
+                vec![],
+            );
+            return;
+        }
+        self.proxy.open(key, invite, branches);
+    }
+
+    // --- in-dialog requests, ACK, CANCEL ------------------------------------
+
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        key: TsxKey,
+        mut req: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        if req.method == rsip::Method::Subscribe
+            && let Ok(id) = DialogId::for_received_request(&req)
+            && self.notifier.get_mut(&id).is_some()
+        {
+            self.on_reg_resubscribe(now, key, req, id, source, transport);
+            return;
+        }
+        // RFC 3261 §16.4: a loose-routed request names us in its top Route.
+        pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
+        match self.resolve_next_hop(now, &req) {
+            Some(target) => self.forward_in_dialog(now, key, req, target),
+            None => self.respond(
+                now,
+                &key,
+                &req,
+                481,
+                Some("Call/Transaction Does Not Exist"),
+                vec![],
+            ),
+        }
+    }
+
+    fn forward_in_dialog(&mut self, now: Instant, key: TsxKey, req: rsip::Request, target: Target) {
+        let mut req = req;
+        if !decrement_max_forwards(&mut req.headers) {
+            self.respond(now, &key, &req, 483, Some("Too Many Hops"), vec![]);
+            return;
+        }
+        let branch = format!("z9hG4bK{}", self.ids.token());
+        push_via(
+            &mut req.headers,
+            self.settings.local,
+            target.transport,
+            &branch,
+        );
+        let invite = req.method == rsip::Method::Invite;
+        match self
+            .tsx
+            .send_request(now, req, target.addr, target.transport)
+        {
+            Ok(k) => self.proxy.open(key, invite, vec![k]),
+            Err(e) => tracing::warn!(error = %e, "in-dialog request not forwarded"),
+        }
+    }
+
+    /// The next hop of a routed request: the next Route, else the
+    /// Request-URI; a URI that is a registered contact or GRUU is reached over
+    /// that device's flow.
+    fn resolve_next_hop(&self, now: Instant, req: &rsip::Request) -> Option<Target> {
+        let hop =
+            super::sip_util::first_route(&req.headers).unwrap_or_else(|| UriView::of(&req.uri));
+        if hop.gr.is_some() || (self.is_our_domain(&hop.host) && hop.user.is_some()) {
+            let uri_text = super::sip_util::uri_string(&req.uri);
+            return self
+                .registrar
+                .location()
+                .lookup(now, &uri_text)
+                .into_iter()
+                .find_map(target_of);
+        }
+        let addr = hop.socket_addr()?;
+        if addr == self.settings.local {
+            return None;
+        }
+        // A contact registered over a connection is reached over it.
+        let by_contact = self.registrar.location().aors().find_map(|aor| {
+            self.registrar
+                .location()
+                .active_bindings(now, aor)
+                .into_iter()
+                .find(|b| UriView::parse(&b.contact).and_then(|c| c.socket_addr()) == Some(addr))
+        });
+        match by_contact {
+            Some(b) => Some(Target {
+                uri: req.uri.clone(),
+                addr: b.source.addr,
+                transport: tsx_transport(b.source.transport),
+            }),
+            None => Some(Target {
+                uri: req.uri.clone(),
+                addr,
+                transport: hop.transport.unwrap_or(Transport::Udp),
+            }),
+        }
+    }
+
+    /// The ACK for a 2xx is its own end-to-end request (RFC 3261 §13.2.2.4):
+    /// routed like any in-dialog request, without a transaction.
+    fn on_ack(&mut self, now: Instant, mut req: rsip::Request) {
+        pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
+        let Some(target) = self.resolve_next_hop(now, &req) else {
+            return;
+        };
+        if !decrement_max_forwards(&mut req.headers) {
+            return;
+        }
+        let branch = format!("z9hG4bK{}", self.ids.token());
+        push_via(
+            &mut req.headers,
+            self.settings.local,
+            target.transport,
+            &branch,
+        );
+        self.tsx.send_stateless(Transmit {
+            to: target.addr,
+            transport: target.transport,
+            message: req.into(),
+        });
+    }
+
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        key: TsxKey,
+        req: rsip::Request,
+        invite: Option<TsxKey>,
+        pending: bool,
+    ) {
+        // RFC 3261 §9.2: 481 when the CANCEL matches no INVITE.
+        let Some(invite) = invite else {
+            self.respond(
+                now,
+                &key,
+                &req,
+                481,
+                Some("Call/Transaction Does Not Exist"),
+                vec![],
+            );
+            return;
+        };
+        self.respond(now, &key, &req, 200, None, vec![]);
+        if pending && self.proxy.owns_server(&invite) {
+            // §16.10: CANCEL every pending branch; their 487s go upstream.
+            for branch in self.proxy.on_cancel(&invite) {
+                let _ = self.tsx.cancel(now, &branch);
+            }
+        }
+    }
+
+    /// A 2xx retransmission after the client transaction ended (RFC 6026):
+    /// forwarded statelessly along the Via (RFC 3261 §16.7 step 3 onwards).
+    fn forward_stray_response(&mut self, mut response: rsip::Response) {
+        let ours = top_via(&response.headers).is_some_and(|v| {
+            v.port == Some(self.settings.local.port()) && v.host == host_of(self.settings.local)
+        });
+        if !ours || response.status_code.code() / 100 != 2 {
+            return;
+        }
+        super::sip_util::pop_via(&mut response.headers);
+        if let Some((to, transport)) = top_via(&response.headers)
+            .as_ref()
+            .and_then(response_destination)
+        {
+            self.tsx.send_stateless(Transmit {
+                to,
+                transport,
+                message: response.into(),
+            });
+        }
+    }
+
+    // --- registration event package (RFC 3680) ------------------------------
+
+    fn on_reg_subscribe(
+        &mut self,
+        now: Instant,
+        key: TsxKey,
+        req: rsip::Request,
+        user: &str,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        // RFC 3680 §6: only the AOR's owner may watch it.
+        let target = UriView::of(&req.uri);
+        if target.user.as_deref() != Some(user) || !self.is_our_domain(&target.host) {
+            let warning = format!(
+                "399 {} \"only the owner may subscribe to an AOR's registrations\"",
+                self.settings.domain
+            );
+            self.respond(
+                now,
+                &key,
+                &req,
+                403,
+                Some("Forbidden"),
+                vec![make_header("Warning", &warning)],
+            );
+            return;
+        }
+        let expires = reg_notifier::grant(
+            req.headers
+                .get_raw("Expires")
+                .and_then(|v| v.trim().parse().ok()),
+        );
+        let tag = self.ids.token();
+        let contact = format!(
+            "<sip:{}:{};transport={}>",
+            host_of(self.settings.local),
+            self.settings.local.port(),
+            uri_transport(transport)
+        );
+        let response = response_with(
+            &req,
+            200,
+            Some(&tag),
+            None,
+            vec![
+                make_header("Expires", &expires.to_string()),
+                make_header("Contact", &contact),
+                make_header("Server", SERVER_AGENT),
+            ],
+        );
+        let dialog = match Dialog::new_uas(&req, &response, 1) {
+            Ok(d) => d,
+            Err(e) => {
+                self.respond(
+                    now,
+                    &key,
+                    &req,
+                    400,
+                    Some("Bad SUBSCRIBE"),
+                    vec![make_header(
+                        "Warning",
+                        &format!("399 {} \"{e}\"", self.settings.domain),
+                    )],
+                );
+                return;
+            }
+        };
+        let _ = self.tsx.send_response(now, &key, response);
+        let aor = format!("sip:{user}@{}", self.settings.domain);
+        let mut sub = RegSubscription {
+            dialog,
+            aor,
+            expires_at: now + Duration::from_secs(u64::from(expires)),
+            dest: source,
+            transport,
+            next_version: 0,
+        };
+        if expires == 0 {
+            // RFC 6665 §4.2.1.4: a fetch — one NOTIFY, then the subscription ends.
+            self.send_reg_notify(now, &mut sub, Some("timeout"));
+        } else {
+            self.send_reg_notify(now, &mut sub, None);
+            self.notifier.add(sub);
+        }
+    }
+
+    fn on_reg_resubscribe(
+        &mut self,
+        now: Instant,
+        key: TsxKey,
+        req: rsip::Request,
+        id: DialogId,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let expires = reg_notifier::grant(
+            req.headers
+                .get_raw("Expires")
+                .and_then(|v| v.trim().parse().ok()),
+        );
+        self.respond(
+            now,
+            &key,
+            &req,
+            200,
+            None,
+            vec![make_header("Expires", &expires.to_string())],
+        );
+        if expires == 0 {
+            if let Some(mut sub) = self.notifier.remove(&id) {
+                self.send_reg_notify(now, &mut sub, Some("timeout"));
+            }
+            return;
+        }
+        let mut sub = match self.notifier.remove(&id) {
+            Some(s) => s,
+            None => return,
+        };
+        let _ = sub.dialog.handle_request(&req);
+        sub.expires_at = now + Duration::from_secs(u64::from(expires));
+        sub.dest = source;
+        sub.transport = transport;
+        self.send_reg_notify(now, &mut sub, None);
+        self.notifier.add(sub);
+    }
+
+    fn notify_changes(&mut self, now: Instant, changes: &[BindingChange]) {
+        let mut aors: Vec<String> = changes.iter().map(|c| c.binding.aor.clone()).collect();
+        aors.dedup();
+        for aor in aors {
+            let ids: Vec<DialogId> = self
+                .notifier
+                .for_aor(&aor)
+                .map(|s| s.dialog.id().clone())
+                .collect();
+            for id in ids {
+                if let Some(mut sub) = self.notifier.remove(&id) {
+                    self.send_reg_notify(now, &mut sub, None);
+                    self.notifier.add(sub);
+                }
+            }
+        }
+    }
+
+    /// Sends the NOTIFY with the full reginfo of the subscription's AOR;
+    /// `terminated` names the reason of a final one.
+    fn send_reg_notify(
+        &mut self,
+        now: Instant,
+        sub: &mut RegSubscription,
+        terminated: Option<&str>,
+    ) {
+        let bindings: Vec<&Binding> = self.registrar.location().active_bindings(now, &sub.aor);
+        let body =
+            reg_notifier::full_state(now, &sub.aor, &bindings, sub.next_version, false).to_bytes();
+        sub.next_version += 1;
+        let branch = format!("z9hG4bK{}", self.ids.token());
+        let via_text = format!(
+            "SIP/2.0/{} {}:{};branch={branch};rport",
+            super::sip_util::via_transport(sub.transport),
+            host_of(self.settings.local),
+            self.settings.local.port()
+        );
+        let Ok(via) = rsip::typed::Via::try_from(rsip::headers::Via::from(via_text)) else {
+            return;
+        };
+        let Ok(mut notify) = sub.dialog.create_request(rsip::Method::Notify, via) else {
+            return;
+        };
+        let state = match terminated {
+            Some(reason) => format!("terminated;reason={reason}"),
+            None => format!(
+                "active;expires={}",
+                reg_notifier::remaining(sub.expires_at, now)
+            ),
+        };
+        let h = &mut notify.headers;
+        h.push(make_header("Event", "reg"));
+        h.push(make_header("Subscription-State", &state));
+        h.push(make_header(
+            "Contact",
+            &format!(
+                "<sip:{}:{};transport={}>",
+                host_of(self.settings.local),
+                self.settings.local.port(),
+                uri_transport(sub.transport)
+            ),
+        ));
+        h.push(make_header(
+            "Content-Type",
+            crate::proto::bodies::reginfo::CONTENT_TYPE,
+        ));
+        h.remove_named("Content-Length");
+        h.push(make_header("Content-Length", &body.len().to_string()));
+        notify.body = body;
+        if let Err(e) = self.tsx.send_request(now, notify, sub.dest, sub.transport) {
+            tracing::warn!(error = %e, "NOTIFY not sent");
+        }
+    }
+
+    // --- helpers -------------------------------------------------------------
+
+    /// Checks the request's credentials; on failure answers the challenge
+    /// (401/407) or 403 itself and returns None.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        key: &TsxKey,
+        req: &rsip::Request,
+        kind: AuthKind,
+    ) -> Option<String> {
+        let passwords = &self.passwords;
+        let outcome = self
+            .digest
+            .verify_request(now, req, kind, |u| passwords.get(u).cloned());
+        match outcome {
+            DigestOutcome::Authenticated { user } => Some(user),
+            DigestOutcome::Challenge { stale, .. } => {
+                let mut salt = [0u8; 16];
+                self.ids.fill(&mut salt);
+                let headers = self.digest.challenge_headers(now, kind, &salt, stale);
+                let code = kind.status().code();
+                self.respond(now, key, req, code, None, headers);
+                None
+            }
+            DigestOutcome::Forbidden { reason } => {
+                let warning = format!(
+                    "399 {} \"authentication failed: {reason:?}\"",
+                    self.settings.domain
+                );
+                self.respond(
+                    now,
+                    key,
+                    req,
+                    403,
+                    Some("Forbidden"),
+                    vec![make_header("Warning", &warning)],
+                );
+                None
+            }
+        }
+    }
+
+    fn respond(
+        &mut self,
+        now: Instant,
+        key: &TsxKey,
+        req: &rsip::Request,
+        code: u16,
+        reason: Option<&str>,
+        mut extra: Vec<rsip::Header>,
+    ) {
+        extra.push(make_header("Server", SERVER_AGENT));
+        let tag = self.ids.token();
+        let response = response_with(req, code, Some(&tag), reason, extra);
+        if let Err(e) = self.tsx.send_response(now, key, response) {
+            tracing::debug!(error = %e, code, "response not sent");
+        }
+    }
+
+    fn send_stateless_response(
+        &mut self,
+        response: rsip::Response,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let dest = top_via(&response.headers)
+            .as_ref()
+            .and_then(response_destination);
+        let (to, transport) = dest
+            .map(|(a, _)| (a, transport))
+            .unwrap_or((source, transport));
+        self.tsx.send_stateless(Transmit {
+            to,
+            transport,
+            message: response.into(),
+        });
+    }
+
+    /// RFC 3261 §8.2 / §16.3: a request we cannot parse gets 400 with a
+    /// Warning naming the fault when enough of it is readable to answer;
+    /// anything else is dropped (a response can only be dropped, §18.1.2).
+    fn answer_malformed(
+        &mut self,
+        bytes: &[u8],
+        error: &SipParseError,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let Some(req) = salvage_request(bytes) else {
+            return;
+        };
+        let warning = format!(
+            "399 {} \"{}\"",
+            self.settings.domain,
+            error.to_string().replace('"', "'")
+        );
+        let resp = response_with(
+            &req,
+            400,
+            Some(&self.ids.token()),
+            Some("Bad Request"),
+            vec![
+                make_header("Warning", &warning),
+                make_header("Server", SERVER_AGENT),
+            ],
+        );
+        self.send_stateless_response(resp, source, transport);
+    }
+
+    fn is_our_domain(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.settings.domain)
+            || host == host_of(self.settings.local)
+            || host.eq_ignore_ascii_case("localhost")
+    }
+
+    fn addresses_server(&self, req: &rsip::Request) -> bool {
+        let v = UriView::of(&req.uri);
+        v.user.is_none() && self.is_our_domain(&v.host)
+    }
+}
+
+fn is_reg_event(req: &rsip::Request) -> bool {
+    req.headers
+        .typed::<Event>()
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.package.eq_ignore_ascii_case("reg"))
+}
+
+fn target_of(b: &Binding) -> Option<Target> {
+    let uri = crate::proto::sip::message::parse_uri(&b.contact).ok()?;
+    Some(Target {
+        uri,
+        addr: b.source.addr,
+        transport: tsx_transport(b.source.transport),
+    })
+}
+
+fn tsx_transport(t: rsip::Transport) -> Transport {
+    match t {
+        rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
+        _ => Transport::Udp,
+    }
+}
+
+fn rsip_transport(t: Transport) -> rsip::Transport {
+    match t {
+        Transport::Udp => rsip::Transport::Udp,
+        Transport::Tcp => rsip::Transport::Tcp,
+    }
+}
+
+/// Reads just enough of a request our parser refused to answer it: the
+/// start line's method plus Via, From, To, Call-ID and CSeq as raw lines.
+fn salvage_request(bytes: &[u8]) -> Option<rsip::Request> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    let start = lines.next()?;
+    if start.starts_with("SIP/") || !start.trim_end().ends_with("SIP/2.0") {
+        return None;
+    }
+    let mut headers = rsip::Headers::default();
+    let mut seen = [false; 5];
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = crate::proto::sip::headers::expand_compact(name.trim())
+            .unwrap_or(name.trim())
+            .to_string();
+        for (i, wanted) in ["Via", "From", "To", "Call-ID", "CSeq"].iter().enumerate() {
+            if name.eq_ignore_ascii_case(wanted) {
+                headers.push(make_header(wanted, value.trim()));
+                seen[i] = true;
+            }
+        }
+    }
+    if !seen.iter().all(|s| *s) {
+        return None;
+    }
+    Some(rsip::Request {
+        method: rsip::Method::Options,
+        uri: rsip::Uri::default(),
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    })
+}
