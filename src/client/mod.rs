@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use composing::ComposingConfig;
-pub use ids::{IdGenerator, RandomIds, SeqIds};
+pub use ids::UaIds;
 pub use user_agent::UserAgent;
 
 use crate::proto::sip::transaction::Transport;

@@ -89,6 +89,12 @@ impl RegWatch {
         self.doc = None;
     }
 
+    /// A SUBSCRIBE (initial or refresh) went out: no refresh until it is answered.
+    pub fn sending(&mut self) {
+        self.refresh_at = None;
+        self.retry_at = None;
+    }
+
     pub fn next_cseq(&mut self) -> u32 {
         self.cseq += 1;
         self.cseq

@@ -7,7 +7,7 @@
 //! Driven from outside in the STYLE.md shape: `handle_input`,
 //! `handle_command`, `handle_timeout`, then drain `poll_transmit`,
 //! `poll_event` and sleep until `poll_timeout`. Identifiers come from the
-//! injected [`IdGenerator`]; no clock, no socket.
+//! injected [`IdGen`]; no clock, no socket.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -16,7 +16,8 @@ use std::time::Instant;
 use rsip::{Method, Request, Response};
 
 use super::composing::{ComposingAction, ComposingReceiver, ComposingSender};
-use super::ids::IdGenerator;
+use super::ids::UaIds;
+use crate::proto::ids::IdGen;
 use super::outgoing::{OutRequest, transport_param, uri_of};
 use super::reg_watch::{RegWatch, WatchState};
 use super::registration::{RegState, Registration, granted_expires, our_binding};
@@ -68,7 +69,7 @@ struct Pending {
 /// The client user agent of one device.
 pub struct UserAgent {
     cfg: UaConfig,
-    ids: Box<dyn IdGenerator>,
+    ids: Box<dyn IdGen>,
     layer: TransactionLayer,
     reg: Registration,
     watch: RegWatch,
@@ -99,7 +100,7 @@ impl std::fmt::Debug for UserAgent {
 }
 
 impl UserAgent {
-    pub fn new(cfg: UaConfig, mut ids: Box<dyn IdGenerator>) -> Self {
+    pub fn new(cfg: UaConfig, mut ids: Box<dyn IdGen>) -> Self {
         let reg = Registration::new(ids.call_id(), cfg.register_expires, cfg.retry_base, cfg.retry_max);
         UserAgent {
             reg_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
@@ -399,6 +400,7 @@ impl UserAgent {
             self.watch.start(cid, tag);
         }
         let expires = self.cfg.subscribe_expires;
+        self.watch.sending();
         self.subscribe_with(now, expires, Purpose::Subscribe);
     }
 
