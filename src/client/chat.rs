@@ -22,7 +22,8 @@ use rsip::{Header, Method, Request, Response};
 
 use super::USER_AGENT;
 use super::composing::{ComposingAction, ComposingConfig, ComposingReceiver, ComposingSender};
-use super::ids::IdGenerator;
+use super::ids::UaIds;
+use crate::proto::ids::IdGen;
 use super::outgoing::{transport_token, uri_of};
 use crate::proto::bodies::cpim::{self, CpimAddress, CpimMessage};
 use crate::proto::bodies::is_composing::{self, IsComposing};
@@ -191,7 +192,7 @@ pub enum MsrpOut {
 
 /// What a chat borrows from its user agent for one call.
 pub struct ChatCtx<'a> {
-    pub ids: &'a mut dyn IdGenerator,
+    pub ids: &'a mut dyn IdGen,
     /// The UA's proxy Digest client (RFC 3261 §22.3: credentials are kept
     /// per realm and reused).
     pub digest: &'a mut DigestClient,

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use isc::client::chat::{ChatCtx, ChatEvent, ChatId, ChatLocal, MsrpConn, MsrpOut};
 use isc::client::chats::{ChatCommand, Chats};
-use isc::client::{ComposingConfig, IdGenerator, SeqIds};
+use isc::client::ComposingConfig;
+use isc::proto::ids::{IdGen, SeqIds};
 use isc::proto::sip::digest::DigestClient;
 use isc::proto::sip::message::{parse_message, to_bytes};
 use isc::proto::sip::session_timer::SessionTimerConfig;
@@ -296,6 +297,6 @@ impl Net {
     }
 }
 
-pub fn ids_in_use(ids: &mut dyn IdGenerator) -> String {
-    ids.tag()
+pub fn ids_in_use(ids: &mut dyn IdGen) -> String {
+    ids.token()
 }
