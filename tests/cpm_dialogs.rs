@@ -165,3 +165,59 @@ async fn originator_cancel_cancels_every_device_and_gets_487() {
     assert_eq!(final_for(&alice, &req).await.status_code.code(), 487);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn session_timers_on_both_legs() {
+    let server = start(|_| {}).await;
+    let addr = server.local_addr();
+    // RFC 4028 §9: too small an interval gets 422 with Min-SE.
+    let mut carol = Peer::new(addr, "carol", "carol").await;
+    let _bob = Device::register(addr, "bob", "bob-x", "x").await;
+    let sdp = msrp_sdp(&MsrpUri::new("127.0.0.1", 7, "carolsess"), "actpass", "");
+    let req = cpm_invite(
+        &mut carol,
+        "sip:bob@isc.local",
+        &sdp,
+        &["Supported: timer", "Session-Expires: 30"],
+    );
+    let req = send_invite(&mut carol, req).await;
+    let r = final_for(&carol, &req).await;
+    assert_eq!(r.status_code.code(), 422);
+    assert_eq!(r.headers.get_raw("Min-SE").as_deref(), Some("90"));
+    drop(_bob);
+    server.shutdown().await;
+
+    let server = start(|_| {}).await;
+    let mut s = one_device_session(&server).await;
+    // The device's INVITE asks for a session timer; alice's 200 carries one.
+    assert!(
+        s.bob_invite
+            .headers
+            .get_raw("Supported")
+            .unwrap()
+            .contains("timer")
+    );
+    assert!(s.bob_invite.headers.get_raw("Session-Expires").is_some());
+    let se = s.ok.headers.get_raw("Session-Expires").unwrap();
+    assert!(se.starts_with("1800"), "{se}");
+    // A refresh from alice (UPDATE) renews it.
+    let seq = isc::proto::sip::build::cseq(&s.invite.headers).unwrap().0 + 1;
+    let (invite, ok) = (s.invite.clone(), s.ok.clone());
+    let mut update = in_dialog(&mut s.alice, "UPDATE", seq, &invite, &ok);
+    update
+        .headers
+        .push(isc::proto::sip::headers::make_header("Supported", "timer"));
+    update.headers.push(isc::proto::sip::headers::make_header(
+        "Session-Expires",
+        "600;refresher=uac",
+    ));
+    s.alice.send(update.clone()).await;
+    let r = final_for(&s.alice, &update).await;
+    assert_eq!(r.status_code.code(), 200);
+    assert_eq!(
+        r.headers.get_raw("Session-Expires").as_deref(),
+        Some("600;refresher=uac")
+    );
+    assert_eq!(r.headers.get_raw("Require").as_deref(), Some("timer"));
+    server.shutdown().await;
+}
