@@ -1180,7 +1180,7 @@ mod tests {
 
     #[test]
     fn error_choice() {
-        assert!(better_error(Some(486), 404) == false);
+        assert!(!better_error(Some(486), 404));
         assert!(better_error(Some(500), 404));
         assert!(better_error(Some(404), 603));
         assert!(!better_error(Some(603), 404));

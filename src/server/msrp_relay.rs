@@ -427,13 +427,12 @@ impl MsrpRelay {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.leg = Some(leg);
                 }
-                if let Some(l) = self.legs.get_mut(&leg) {
-                    if let Some(old) = l.conn.replace(conn)
-                        && old != conn
-                    {
-                        self.conns.remove(&old);
-                        self.outputs.push_back(RelayOutput::Close { conn: old });
-                    }
+                if let Some(l) = self.legs.get_mut(&leg)
+                    && let Some(old) = l.conn.replace(conn)
+                    && old != conn
+                {
+                    self.conns.remove(&old);
+                    self.outputs.push_back(RelayOutput::Close { conn: old });
                 }
                 self.flush(leg);
             }
