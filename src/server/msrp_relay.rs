@@ -790,6 +790,21 @@ mod tests {
         assert_eq!(r.poll_output(), Some(RelayOutput::Close { conn: 9 }));
     }
 
+    proptest::proptest! {
+        /// Hostile bytes on any connection never panic the relay.
+        #[test]
+        fn arbitrary_input_never_panics(chunks in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..6)) {
+            let (mut r, [_, d1, _], _) = setup();
+            r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
+            r.handle_input(RelayInput::Accepted { conn: 1 });
+            for (i, c) in chunks.into_iter().enumerate() {
+                r.handle_input(RelayInput::Data { conn: 1 + (i as u64 % 2), bytes: c });
+            }
+            while r.poll_output().is_some() {}
+        }
+    }
+
     #[test]
     fn success_report_comes_from_the_relay() {
         let (mut r, _, alice) = setup();
