@@ -469,7 +469,7 @@ impl MsrpRelay {
             && let Some(end) = range.end.or(frame
                 .body
                 .as_ref()
-                .map(|b| range.start + b.len() as u64 - 1))
+                .map(|b| range.start.saturating_add(b.len() as u64).saturating_sub(1)))
         {
             let total = range.total.unwrap_or(end);
             let tid = self.tid();
