@@ -3,3 +3,5 @@
 pub mod msrp_tcp;
 pub mod rtp_socket;
 pub mod sip_transport;
+
+pub use sip_transport::{Incoming, SipTransport};
