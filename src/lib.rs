@@ -3,6 +3,7 @@
 //! core under [`proto`], thin tokio drivers under [`net`], the server roles
 //! under [`server`] and the client under [`client`].
 
+pub mod client;
 pub mod config;
 pub mod flow;
 pub mod ids;
@@ -11,3 +12,4 @@ pub mod media;
 pub mod net;
 pub mod proto;
 pub mod server;
+pub mod tui;
