@@ -19,6 +19,8 @@ use super::ladder::FlowView;
 
 /// How long a peer's "typing…" shows without a refresh (RFC 3994 §4 default).
 pub const COMPOSING_TIMEOUT: Duration = client::composing::DEFAULT_RECEIVER_TIMEOUT;
+/// Entries shown above a search match.
+const SEARCH_CONTEXT: usize = 2;
 /// How long a status-bar notice stays.
 pub const NOTICE_TIME: Duration = Duration::from_secs(8);
 
@@ -314,6 +316,8 @@ pub struct App {
     pub input: TextInput,
     pub prompt: Option<Prompt>,
     pub show_help: bool,
+    /// First line of the help shown.
+    pub help_scroll: usize,
     pub show_flow: bool,
     pub flow: FlowView,
     pub devices: Vec<DeviceView>,
@@ -356,6 +360,7 @@ impl App {
             input: TextInput::default(),
             prompt: None,
             show_help: false,
+            help_scroll: 0,
             show_flow: false,
             flow: FlowView::default(),
             devices: vec![me],
@@ -560,8 +565,18 @@ impl App {
             return bound(&[Context::Invitation, Context::Global]);
         }
         if self.show_help {
-            return bound(&[Context::Global, Context::Normal])
-                .filter(|a| matches!(a, Action::ToggleHelp | Action::Escape | Action::Quit));
+            return bound(&[Context::Global, Context::Normal]).filter(|a| {
+                matches!(
+                    a,
+                    Action::ToggleHelp
+                        | Action::Escape
+                        | Action::Quit
+                        | Action::Up
+                        | Action::Down
+                        | Action::PageUp
+                        | Action::PageDown
+                )
+            });
         }
         if self.show_flow {
             return bound(&[Context::Flow, Context::Global, Context::Normal]);
@@ -629,7 +644,10 @@ impl App {
                     out.push(Command::Client(client::Command::Shutdown));
                 }
             }
-            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::ToggleHelp => {
+                self.show_help = !self.show_help;
+                self.help_scroll = 0;
+            }
             Action::ToggleFlow => self.show_flow = !self.show_flow,
             Action::FocusNext | Action::FocusPrev => {
                 let panes = self.panes();
@@ -664,7 +682,13 @@ impl App {
             }
             Action::Up | Action::Down => {
                 let up = action == Action::Up;
-                if self.show_flow {
+                if self.show_help {
+                    self.help_scroll = if up {
+                        self.help_scroll.saturating_sub(1)
+                    } else {
+                        self.help_scroll + 1
+                    };
+                } else if self.show_flow {
                     self.flow.step(if up { -1 } else { 1 });
                 } else if self.focus == Pane::Conversations {
                     let n = self.conversations.len();
@@ -796,8 +820,8 @@ impl App {
                         (s.current + 1) % s.matches.len()
                     };
                     let idx = s.matches[s.current];
-                    c.view = ViewPos::Bottom {
-                        skip: c.entries.len() - 1 - idx,
+                    c.view = ViewPos::Top {
+                        first: idx.saturating_sub(SEARCH_CONTEXT),
                     };
                 }
             }
@@ -840,17 +864,17 @@ impl App {
         let Some(c) = self.current_conv_mut() else {
             return;
         };
-        match c.first_unread.take() {
-            Some(first) => {
+        match c.first_unread {
+            Some(first) if c.unread > 0 || c.view != (ViewPos::Top { first }) => {
                 c.view = ViewPos::Top { first };
                 c.unread = 0;
             }
-            None => {
+            _ => {
                 // Elsewhere: the first conversation with unread messages.
                 if let Some(i) = self.conversations.iter().position(|c| c.unread > 0) {
                     self.open(ConvId(i));
                     let c = &mut self.conversations[i];
-                    if let Some(first) = c.first_unread.take() {
+                    if let Some(first) = c.first_unread {
                         c.view = ViewPos::Top { first };
                     }
                 }
@@ -872,8 +896,8 @@ impl App {
             .collect();
         let found = matches.len();
         if let Some(&last) = matches.last() {
-            c.view = ViewPos::Bottom {
-                skip: c.entries.len() - 1 - last,
+            c.view = ViewPos::Top {
+                first: last.saturating_sub(SEARCH_CONTEXT),
             };
         }
         c.search = Some(Search {

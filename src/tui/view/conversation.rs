@@ -301,20 +301,38 @@ pub fn messages(app: &App, frame: &mut Frame, r: Rect) {
     };
     let n = c.entries.len();
     let mut lines: Vec<Line> = Vec::new();
+    let below = |k: Option<usize>| {
+        let what = match k {
+            Some(k) => format!(" {k} newer below · PgDn "),
+            None => " newer below · PgDn ".to_string(),
+        };
+        Line::from(Span::styled(
+            format!("{what:─^width$}"),
+            Style::new().fg(Color::DarkGray),
+        ))
+    };
     match c.view {
         ViewPos::Top { first } => {
-            for idx in first.min(n)..n {
-                if lines.len() >= rows {
-                    break;
-                }
+            let mut idx = first.min(n);
+            while idx < n && lines.len() < rows {
                 if c.first_unread == Some(idx) {
                     lines.push(marker());
                 }
                 lines.extend(entry_lines(c, idx, &c.entries[idx], width));
+                idx += 1;
             }
-            lines.truncate(rows);
+            if idx < n || lines.len() > rows {
+                // Not everything fits: keep the last row to say so.
+                lines.truncate(rows.saturating_sub(1));
+                lines.push(below(None));
+            }
         }
         ViewPos::Bottom { skip } => {
+            let rows = if skip > 0 {
+                rows.saturating_sub(1)
+            } else {
+                rows
+            };
             let mut idx = n.saturating_sub(skip);
             while idx > 0 && lines.len() < rows {
                 idx -= 1;
@@ -329,13 +347,8 @@ pub fn messages(app: &App, frame: &mut Frame, r: Rect) {
                 lines.drain(..lines.len() - rows);
             }
             if skip > 0 {
-                // Scrolled back: say so on the last row.
-                if let Some(last) = lines.last_mut() {
-                    *last = Line::from(Span::styled(
-                        format!("{:─^w$}", format!(" {skip} newer below · PgDn "), w = width),
-                        Style::new().fg(Color::DarkGray),
-                    ));
-                }
+                // Scrolled back: say so on the row kept for it.
+                lines.push(below(Some(skip)));
             }
         }
     }

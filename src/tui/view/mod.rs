@@ -39,7 +39,7 @@ pub fn areas(app: &App, area: Rect) -> Areas {
     let player_h = match (playing, wide) {
         (false, _) => 0,
         (true, true) => (area.height / 3).clamp(6, 16),
-        (true, false) => 3,
+        (true, false) => 2,
     };
     let [title, body, player, status] = Layout::vertical([
         Constraint::Length(1),
@@ -153,17 +153,24 @@ fn title(app: &App, frame: &mut Frame, r: Rect) {
         ),
         Registration::Unregistered => ("unregistered".to_string(), Style::new().fg(Color::Yellow)),
     };
-    let server = if c.server.is_empty() {
+    // Narrow screens drop the server and profile: who and where matter most.
+    let wide = r.width >= 120;
+    let server = if c.server.is_empty() || !wide {
         String::new()
     } else {
         format!(" ({})", c.server)
+    };
+    let profile = if wide {
+        format!(" · profile {}", c.profile)
+    } else {
+        String::new()
     };
     let help = format!("{} help ", app.keymap.keys_of("help"));
     let left = vec![
         Span::styled(" isc ", Style::new().add_modifier(Modifier::BOLD)),
         Span::raw(format!("· {} on {} · ", c.user, c.device)),
         Span::styled(reg, style),
-        Span::raw(format!("{server} · profile {}", c.profile)),
+        Span::raw(format!("{server}{profile}")),
     ];
     let used: usize = left.iter().map(|s| s.width()).sum();
     let fill = (r.width as usize).saturating_sub(used + help.len() + 1);

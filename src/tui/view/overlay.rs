@@ -109,18 +109,18 @@ pub fn help(app: &App, frame: &mut Frame, area: Rect) {
     for b in &app.keymap.bindings {
         let keys: Vec<String> = b.keys.iter().map(|k| k.to_string()).collect();
         left.push(Line::from(vec![
-            Span::styled(format!("{:<16}", keys.join(" ")), keys_style),
+            Span::styled(format!("{:<22}", keys.join(" ")), keys_style),
             Span::raw(format!("{:<20}", b.context.name())),
             Span::raw(b.help),
         ]));
     }
     left.push(Line::from(vec![
-        Span::styled(format!("{:<16}", "←→ home end bs"), keys_style),
+        Span::styled(format!("{:<22}", "←→ home end bs"), keys_style),
         Span::raw(format!("{:<20}", "input")),
         Span::raw("edit (fixed)"),
     ]));
     left.push(Line::from(vec![
-        Span::styled(format!("{:<16}", "wheel"), keys_style),
+        Span::styled(format!("{:<22}", "wheel"), keys_style),
         Span::raw(format!("{:<20}", "everywhere")),
         Span::raw("scroll"),
     ]));
@@ -135,7 +135,7 @@ pub fn help(app: &App, frame: &mut Frame, area: Rect) {
     right.push(Line::from("  quit = \"ctrl-x\""));
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" help · esc closes ")
+        .title(" help · ↑↓ pgup pgdn scroll · esc closes ")
         .border_style(Style::new().fg(Color::Cyan));
     let inner = block.inner(r);
     frame.render_widget(block, r);
