@@ -672,12 +672,10 @@ impl App {
                     self.flow.detail = false;
                 } else if self.show_flow {
                     self.show_flow = false;
-                } else if let Some(c) = self.current_conv_mut()
-                    && c.search.is_some()
-                {
-                    c.search = None;
-                } else {
+                } else if self.focus == Pane::Input {
                     self.focus = Pane::Messages;
+                } else if let Some(c) = self.current_conv_mut() {
+                    c.search = None;
                 }
             }
             Action::Up | Action::Down => {

@@ -273,12 +273,8 @@ impl Default for KeyMap {
                     Global,
                     "quit (restores the terminal)",
                 ),
-                row(
-                    "help",
-                    &[Key::plain(K::F(1)), Key::ch('?')],
-                    Normal,
-                    "this help",
-                ),
+                row("help", &[Key::plain(K::F(1))], Global, "this help"),
+                row("help", &[Key::ch('?')], Normal, "this help"),
                 row(
                     "flow",
                     &[Key::plain(K::F(3)), Key::ctrl('f')],
@@ -303,7 +299,13 @@ impl Default for KeyMap {
                 ),
                 row(
                     "jump_unread",
-                    &[Key::new(K::Char('u'), KeyModifiers::ALT), Key::ch('u')],
+                    &[Key::new(K::Char('u'), KeyModifiers::ALT)],
+                    Global,
+                    "jump to the first unread message",
+                ),
+                row(
+                    "jump_unread",
+                    &[Key::ch('u')],
                     Normal,
                     "jump to the first unread message",
                 ),

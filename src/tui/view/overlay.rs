@@ -110,18 +110,18 @@ pub fn help(app: &App, frame: &mut Frame, area: Rect) {
         let keys: Vec<String> = b.keys.iter().map(|k| k.to_string()).collect();
         left.push(Line::from(vec![
             Span::styled(format!("{:<22}", keys.join(" ")), keys_style),
-            Span::raw(format!("{:<20}", b.context.name())),
+            Span::raw(format!("{:<23}", b.context.name())),
             Span::raw(b.help),
         ]));
     }
     left.push(Line::from(vec![
         Span::styled(format!("{:<22}", "←→ home end bs"), keys_style),
-        Span::raw(format!("{:<20}", "input")),
+        Span::raw(format!("{:<23}", "input")),
         Span::raw("edit (fixed)"),
     ]));
     left.push(Line::from(vec![
         Span::styled(format!("{:<22}", "wheel"), keys_style),
-        Span::raw(format!("{:<20}", "everywhere")),
+        Span::raw(format!("{:<23}", "everywhere")),
         Span::raw("scroll"),
     ]));
     let mut right = vec![Line::from(Span::styled("Commands", head))];
