@@ -18,13 +18,18 @@ fn app_with(n: usize) -> App {
     let (mut app, _) = populated();
     for i in 0..n {
         let text = if i % 7 == 0 {
-            format!("message {i}: a longer line that wraps at two hundred columns only when it is really rather long, which this one is, going on and on and on for a while")
+            format!(
+                "message {i}: a longer line that wraps at two hundred columns only when it is really rather long, which this one is, going on and on and on for a while"
+            )
         } else {
             format!("message {i}")
         };
         app.update(received("bob", &text));
     }
-    app.update(Action::Resize { width: 200, height: 60 });
+    app.update(Action::Resize {
+        width: 200,
+        height: 60,
+    });
     app
 }
 

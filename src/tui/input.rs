@@ -212,15 +212,15 @@ mod tests {
         t.left();
         t.left();
         t.delete();
-        assert_eq!(t.text(), "héllworld");
-        assert_eq!(t.take(), "héllworld");
+        assert_eq!(t.text(), "héloworld");
+        assert_eq!(t.take(), "héloworld");
         t.insert_str("second");
         assert_eq!(t.take(), "second");
         t.insert_str("draft");
         t.up();
         assert_eq!(t.text(), "second");
         t.up();
-        assert_eq!(t.text(), "héllworld");
+        assert_eq!(t.text(), "héloworld");
         t.down();
         t.down();
         assert_eq!(t.text(), "draft");

@@ -180,12 +180,27 @@ pub fn ladder_row(ev: &FlowEvent, entities: &[String], width: usize) -> String {
         } else {
             row[lo + 1] = '◀';
         }
+        // The label sits in the gap next to the sender when it fits there
+        // (as in a sequence diagram), else in the middle of the arrow.
+        let (ia, ib) = (index(&ev.from), index(&ev.to));
+        let near = if ib > ia {
+            (a, col(ia + 1))
+        } else {
+            (col(ia - 1), a)
+        };
+        let text = format!(" {} ", ev.label);
+        let len = text.chars().count();
+        let (lo, hi) = if len + 2 <= near.1 - near.0 - 1 {
+            near
+        } else {
+            (lo, hi)
+        };
         let span = hi - lo - 1;
-        let mut label: String = format!(" {} ", ev.label);
+        let mut label = text;
         if label.chars().count() + 2 > span {
             label = label
                 .chars()
-                .take(span.saturating_sub(3))
+                .take(span.saturating_sub(4))
                 .collect::<String>()
                 + "… ";
         }
@@ -296,11 +311,11 @@ mod tests {
         let r = ladder_row(
             &ev("b", "a", "SIP/2.0 180 Ringing\r\nCSeq: 1 INVITE\r\n\r\n"),
             &ents,
-            60,
+            100,
         );
-        assert!(
-            r.contains('◀') && r.contains('┼') && r.contains("180 Ringing"),
-            "{r}"
-        );
+        // The label sits in the gap beside the sender; the arrow crosses `s`.
+        let cross = r.find('┼').expect(&r);
+        let label = r.find("180 Ringing").expect(&r);
+        assert!(r.contains('◀') && label > cross, "{r}");
     }
 }
