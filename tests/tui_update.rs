@@ -478,3 +478,54 @@ fn session_roster_changes_write_join_and_leave_lines() {
         "ringing is not joined"
     );
 }
+
+#[test]
+fn player_keys_pause_seek_and_toggle_stats() {
+    let (mut app, _) = populated();
+    app.update(Action::Focus(Pane::Player));
+    // bob paused it: space resumes for everyone.
+    assert_eq!(
+        press(&mut app, KeyCode::Char(' ')),
+        vec![Command::Resume {
+            session: "cv-1".into()
+        }]
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Left),
+        vec![Command::Seek {
+            session: "cv-1".into(),
+            to: Duration::from_secs(73)
+        }]
+    );
+    assert!(app.player.show_stats);
+    press(&mut app, KeyCode::Char('s'));
+    assert!(!app.player.show_stats);
+    // The shown state changes only when the session layer reports it.
+    assert!(app.player.paused);
+    app.update(Action::Session(SessionEvent::Control {
+        by: "sip:alice@isc.local".into(),
+        what: "resumed".into(),
+        at: Duration::from_secs(83),
+    }));
+    assert!(!app.player.paused);
+}
+
+#[test]
+fn player_draws_truecolor_half_blocks() {
+    let (mut app, _) = populated();
+    app.update(Action::Resize {
+        width: 160,
+        height: 48,
+    });
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 48)).unwrap();
+    t.draw(|f| isc::tui::view::render(&app, f)).unwrap();
+    let buf = t.backend().buffer();
+    let cell = (0..160u16)
+        .flat_map(|x| (0..48u16).map(move |y| (x, y)))
+        .find_map(|p| buf.cell(p).filter(|c| c.symbol() == "▀"))
+        .expect("a video cell");
+    assert!(
+        matches!(cell.fg, ratatui::style::Color::Rgb(..))
+            && matches!(cell.bg, ratatui::style::Color::Rgb(..))
+    );
+}

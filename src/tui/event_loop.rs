@@ -140,8 +140,9 @@ fn terminal_event(app: &mut App, ev: Event) -> Vec<Command> {
     }
 }
 
-/// Local commands run here; the rest go to the client side.
-fn dispatch<P: ClientPort>(app: &mut App, port: &mut P, c: Command) {
+/// Runs one command: local ones (export) here, the rest through the port;
+/// what the port cannot do yet becomes a status notice, never a fake result.
+pub fn dispatch<P: ClientPort>(app: &mut App, port: &mut P, c: Command) {
     match c {
         Command::ExportFlow { path, mermaid } => {
             match std::fs::write(&path, app.flow.export(mermaid)) {
