@@ -190,7 +190,7 @@ pub fn ladder_row(ev: &FlowEvent, entities: &[String], width: usize) -> String {
         };
         let text = format!(" {} ", ev.label);
         let len = text.chars().count();
-        let (lo, hi) = if len + 2 <= near.1 - near.0 - 1 {
+        let (lo, hi) = if len + 2 < near.1 - near.0 {
             near
         } else {
             (lo, hi)
