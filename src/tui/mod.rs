@@ -6,6 +6,7 @@
 
 pub mod action;
 pub mod app;
+pub mod client_link;
 pub mod command;
 pub mod event_loop;
 pub mod input;
@@ -16,4 +17,5 @@ pub mod view;
 
 pub use action::{Action, Answer, Command, Invitation, Pane, SessionEvent};
 pub use app::{App, AppConfig};
+pub use client_link::ClientLink;
 pub use event_loop::{ChannelPort, ClientPort, run, run_app};
