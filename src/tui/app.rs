@@ -747,10 +747,16 @@ impl App {
                 }
             }
             Action::InsertNewline => self.input.newline(),
-            Action::Paste(text) => {
-                self.input.insert_str(&text);
-                out.extend(self.typing());
-            }
+            Action::Paste(text) => match &mut self.prompt {
+                // A prompt is one line: newlines become spaces.
+                Some(Prompt::Command { line, .. }) | Some(Prompt::Search { line }) => {
+                    line.push_str(&text.replace(['\r', '\n'], " "))
+                }
+                None => {
+                    self.input.insert_str(&text);
+                    out.extend(self.typing());
+                }
+            },
             Action::Backspace => match &mut self.prompt {
                 Some(Prompt::Command { line, matches }) => {
                     matches.clear();
