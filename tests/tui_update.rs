@@ -529,3 +529,35 @@ fn player_draws_truecolor_half_blocks() {
             && matches!(cell.bg, ratatui::style::Color::Rgb(..))
     );
 }
+
+#[test]
+fn app_config_from_the_config_file() {
+    let text = r#"
+[client]
+default_profile = "alice-tv"
+server = "127.0.0.1:5070"
+
+[[client.profiles]]
+name = "alice-tv"
+user = "alice"
+password = "secret"
+device = "tv"
+role = "content"
+
+[client.keys]
+quit = "ctrl-x"
+"#;
+    let config =
+        isc::config::Config::from_str_with_path(text, std::path::Path::new("t.toml")).unwrap();
+    let c = isc::tui::AppConfig::from_config(&config, None).unwrap();
+    assert_eq!(
+        (c.user.as_str(), c.device.as_str(), c.profile.as_str()),
+        ("alice", "tv", "alice-tv")
+    );
+    assert_eq!(c.domain, config.server.domain);
+    assert_eq!(c.server, "127.0.0.1:5070");
+    assert_eq!(c.role, isc::config::DeviceRole::Content);
+    assert_eq!(c.keys.get("quit").map(String::as_str), Some("ctrl-x"));
+    assert!(!c.users.contains(&"alice".to_string()));
+    assert!(isc::tui::AppConfig::from_config(&config, Some("nope")).is_none());
+}
