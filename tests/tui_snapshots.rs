@@ -34,6 +34,7 @@ fn group_roster_all_states() {
     let (mut app, _) = populated();
     app.update(Action::OpenConversation(ConvId(1)));
     assert_snapshot!("group_roster_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("group_roster_80x24", draw(&mut app, 80, 24));
 }
 
 #[test]

@@ -8,7 +8,9 @@ use ratatui::widgets::Paragraph;
 
 use super::{clock, pane_block};
 use crate::tui::action::Pane;
-use crate::tui::app::{App, ConvKind, Conversation, Delivery, Entry, EntryKind, Sender, ViewPos};
+use crate::tui::app::{
+    App, ConvKind, Conversation, Delivery, Entry, EntryKind, RosterStatus, Sender, ViewPos,
+};
 
 /// Width of the sender column.
 const WHO: usize = 7;
@@ -269,6 +271,25 @@ pub fn messages(app: &App, frame: &mut Frame, r: Rect) {
         return;
     };
     let mut title = format!(" {} ", c.title);
+    if !app.wide() && !c.roster.is_empty() {
+        // No roster pane at this size: a summary in the title instead.
+        let count = |st: RosterStatus| {
+            c.roster
+                .iter()
+                .filter(|e| e.status == st && !e.is_self)
+                .count()
+        };
+        let mut parts = vec![format!("{} connected", count(RosterStatus::Connected))];
+        for (st, word) in [
+            (RosterStatus::Ringing, "ringing"),
+            (RosterStatus::Left, "left"),
+        ] {
+            if count(st) > 0 {
+                parts.push(format!("{} {word}", count(st)));
+            }
+        }
+        title.push_str(&format!("· {} ", parts.join(", ")));
+    }
     if let Some(s) = &c.search {
         title.push_str(&format!(
             "· /{} {}/{} ",
