@@ -1,0 +1,184 @@
+//! The one loop: a `select!` over terminal events, a tick, client events
+//! and SIGTERM. It feeds [`App::update`], hands the commands to the client
+//! side and draws.
+
+use std::future::Future;
+use std::io;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::action::{Action, Command};
+use super::app::{App, AppConfig};
+use super::terminal::TerminalGuard;
+use super::view;
+
+/// How often the clock advances (typing indicators, notices expire).
+pub const TICK: Duration = Duration::from_millis(250);
+/// How long quitting waits for the client's shutdown (un-REGISTER).
+pub const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// What the TUI needs from the client side.
+pub trait ClientPort {
+    /// Hands a command over; gives it back when this build cannot do it yet
+    /// (the TUI then says so instead of pretending).
+    fn send(&mut self, command: Command) -> Result<(), Command>;
+    /// The next event: a client event, a flow record, a session event, all
+    /// as [`Action`]s. `None` when the client side is gone. Must be
+    /// cancel-safe (it is raced against the terminal in a `select!`).
+    fn next_event(&mut self) -> impl Future<Output = Option<Action>> + Send;
+}
+
+/// A [`ClientPort`] over two channels: every command goes out as it is;
+/// whoever reads decides what it can do.
+pub struct ChannelPort {
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub events: mpsc::UnboundedReceiver<Action>,
+}
+
+impl ChannelPort {
+    /// The port and the other ends (commands to read, actions to send).
+    pub fn pair() -> (
+        ChannelPort,
+        mpsc::UnboundedReceiver<Command>,
+        mpsc::UnboundedSender<Action>,
+    ) {
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let (etx, erx) = mpsc::unbounded_channel();
+        (
+            ChannelPort {
+                commands: ctx,
+                events: erx,
+            },
+            crx,
+            etx,
+        )
+    }
+}
+
+impl ClientPort for ChannelPort {
+    fn send(&mut self, command: Command) -> Result<(), Command> {
+        self.commands.send(command).map_err(|e| e.0)
+    }
+
+    fn next_event(&mut self) -> impl Future<Output = Option<Action>> + Send {
+        self.events.recv()
+    }
+}
+
+/// Runs the TUI until the user quits or SIGTERM: takes over the terminal,
+/// and gives it back whatever happens.
+pub async fn run<P: ClientPort>(config: AppConfig, port: P) -> io::Result<()> {
+    let app = App::new(config, Instant::now(), SystemTime::now());
+    run_app(app, port).await.map(|_| ())
+}
+
+/// [`run`] with a prepared state; returns the final state.
+pub async fn run_app<P: ClientPort>(mut app: App, mut port: P) -> io::Result<App> {
+    let mut guard = TerminalGuard::enter()?;
+    let size = guard.terminal.size()?;
+    app.update(Action::Resize {
+        width: size.width,
+        height: size.height,
+    });
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut client_open = true;
+    let mut quit_by: Option<Instant> = None;
+    loop {
+        guard.terminal.draw(|f| view::render(&app, f))?;
+        #[cfg(unix)]
+        let sigterm = term.recv();
+        #[cfg(not(unix))]
+        let sigterm = std::future::pending::<Option<()>>();
+        let commands = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(ev)) => terminal_event(&mut app, ev),
+                Some(Err(e)) => return Err(e),
+                None => app.update(Action::Quit),
+            },
+            _ = tick.tick() => app.update(Action::Tick { now: Instant::now(), wall: SystemTime::now() }),
+            ev = port.next_event(), if client_open => match ev {
+                Some(a) => app.update(a),
+                None => {
+                    client_open = false;
+                    app.notify("the client stopped");
+                    Vec::new()
+                }
+            },
+            _ = sigterm => {
+                tracing::info!("SIGTERM: quitting");
+                app.update(Action::Quit)
+            }
+        };
+        for c in commands {
+            dispatch(&mut app, &mut port, c);
+        }
+        if app.quitting {
+            let by = *quit_by.get_or_insert_with(|| Instant::now() + QUIT_GRACE);
+            if app.stopped || !client_open || Instant::now() >= by {
+                break;
+            }
+        }
+    }
+    drop(guard);
+    Ok(app)
+}
+
+fn terminal_event(app: &mut App, ev: Event) -> Vec<Command> {
+    match ev {
+        Event::Key(k) if k.kind != KeyEventKind::Release => app.handle_key(k),
+        Event::Mouse(m) => app.handle_mouse(m),
+        Event::Paste(text) => app.update(Action::Paste(text)),
+        Event::Resize(width, height) => app.update(Action::Resize { width, height }),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs one command: local ones (export) here, the rest through the port;
+/// what the port cannot do yet becomes a status notice, never a fake result.
+pub fn dispatch<P: ClientPort>(app: &mut App, port: &mut P, c: Command) {
+    match c {
+        Command::ExportFlow { path, mermaid } => {
+            match std::fs::write(&path, app.flow.export(mermaid)) {
+                Ok(()) => app.notify(format!("flow written to {}", path.display())),
+                Err(e) => app.notify(format!("cannot write {}: {e}", path.display())),
+            }
+        }
+        c => {
+            if let Err(c) = port.send(c) {
+                let what = match &c {
+                    // Pager chat needs no session: opening one is not an error.
+                    Command::StartChat { .. } => return,
+                    Command::Client(_) => "the client is not running".to_string(),
+                    other => format!("not available in this build yet: {}", name(other)),
+                };
+                app.notify(what);
+            }
+        }
+    }
+}
+
+fn name(c: &Command) -> &'static str {
+    match c {
+        Command::Client(_) => "client",
+        Command::StartChat { .. } => ":chat",
+        Command::SendChat { .. } => "session chat",
+        Command::Watch { .. } => ":watch",
+        Command::CreateGroup { .. } => ":group",
+        Command::Invite { .. } => ":invite",
+        Command::Join { .. } => ":join",
+        Command::Rejoin { .. } => ":rejoin",
+        Command::Pause { .. } | Command::Resume { .. } => ":pause",
+        Command::Seek { .. } => ":seek",
+        Command::Block { .. } | Command::Unblock { .. } => ":block",
+        Command::SendFile { .. } => ":send-file",
+        Command::AnswerInvitation { .. } => "answering invitations",
+        Command::ExportFlow { .. } => ":export-flow",
+    }
+}

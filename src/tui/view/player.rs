@@ -1,0 +1,130 @@
+//! The player: the frame in truecolor half-blocks, a progress bar, who
+//! paused or seeked, and the stream stats.
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::mmss;
+use crate::proto::rtp::jpeg_codec::RgbFrame;
+use crate::tui::action::Pane;
+use crate::tui::app::App;
+
+pub fn render(app: &App, frame: &mut Frame, r: Rect) {
+    let p = &app.player;
+    let title = format!(" {} ", p.title.as_deref().unwrap_or("player"));
+    let focused = app.focus == Pane::Player && app.prompt.is_none();
+    let block = Block::default()
+        .borders(Borders::TOP)
+        .title(title)
+        .title_alignment(ratatui::layout::Alignment::Center)
+        .border_style(Style::new().fg(if focused {
+            Color::Cyan
+        } else {
+            Color::DarkGray
+        }));
+    let inner = block.inner(r);
+    frame.render_widget(block, r);
+    if inner.height == 0 {
+        return;
+    }
+    let video = Rect {
+        height: inner.height - 1,
+        ..inner
+    };
+    let bar = Rect {
+        y: inner.bottom() - 1,
+        height: 1,
+        ..inner
+    };
+    match &p.frame {
+        Some(f) if video.height > 0 => draw_frame(f, video, frame.buffer_mut()),
+        None if video.height > 0 => frame.render_widget(
+            Paragraph::new("(waiting for video)")
+                .style(Style::new().fg(Color::DarkGray))
+                .alignment(ratatui::layout::Alignment::Center),
+            Rect {
+                y: video.y + video.height / 2,
+                height: 1,
+                ..video
+            },
+        ),
+        _ => {}
+    }
+    frame.render_widget(Paragraph::new(progress(app, bar.width as usize)), bar);
+}
+
+/// Nearest-neighbour scale into cells, two pixels per cell (`▀`: fg = upper,
+/// bg = lower), centred and keeping the aspect ratio.
+fn draw_frame(f: &RgbFrame, area: Rect, buf: &mut Buffer) {
+    let (fw, fh) = (usize::from(f.width), usize::from(f.height));
+    if fw == 0 || fh == 0 || f.data.len() < fw * fh * 3 {
+        return;
+    }
+    let (aw, ah) = (usize::from(area.width), usize::from(area.height) * 2);
+    // Fit inside aw × ah pixels.
+    let scale = f64::min(aw as f64 / fw as f64, ah as f64 / fh as f64);
+    let (w, h) = (
+        ((fw as f64 * scale) as usize).max(1),
+        ((fh as f64 * scale) as usize).max(2),
+    );
+    let x0 = area.x as usize + (aw - w.min(aw)) / 2;
+    let y0 = area.y as usize;
+    let px = |x: usize, y: usize| {
+        let sx = (x * fw / w).min(fw - 1);
+        let sy = (y * fh / h).min(fh - 1);
+        let i = (sy * fw + sx) * 3;
+        Color::Rgb(f.data[i], f.data[i + 1], f.data[i + 2])
+    };
+    for cy in 0..(h / 2).min(usize::from(area.height)) {
+        for x in 0..w.min(aw) {
+            if let Some(cell) = buf.cell_mut(((x0 + x) as u16, (y0 + cy) as u16)) {
+                cell.set_char('▀')
+                    .set_fg(px(x, cy * 2))
+                    .set_bg(px(x, cy * 2 + 1));
+            }
+        }
+    }
+}
+
+fn progress(app: &App, width: usize) -> Line<'static> {
+    let p = &app.player;
+    let state = if p.paused { "⏸" } else { "▶" };
+    let total = p.duration.map(mmss).unwrap_or_else(|| "--:--".into());
+    let head = format!("{state} {} / {total} ", mmss(p.position));
+    let mut tail = String::new();
+    if let Some((who, what, at)) = &p.last_control {
+        tail.push_str(&format!(" {who} {what} at {}", mmss(*at)));
+    }
+    if p.show_stats
+        && let Some(s) = &p.stats
+    {
+        tail.push_str(&format!(
+            " · loss {:.1}% · jitter {:.0} ms · {} pkts",
+            s.loss_pct, s.jitter_ms, s.packets
+        ));
+    }
+    let bar_w = width
+        .saturating_sub(head.chars().count() + tail.chars().count())
+        .clamp(0, 60);
+    let filled = match p.duration {
+        Some(d) if !d.is_zero() && bar_w > 0 => {
+            ((p.position.as_secs_f64() / d.as_secs_f64()).clamp(0.0, 1.0) * (bar_w - 1) as f64)
+                as usize
+        }
+        _ => 0,
+    };
+    let bar = if bar_w > 0 {
+        format!("{}○{}", "━".repeat(filled), "─".repeat(bar_w - 1 - filled))
+    } else {
+        String::new()
+    };
+    Line::from(vec![
+        Span::raw(head),
+        Span::styled(bar, Style::new().fg(Color::Cyan)),
+        Span::styled(tail, Style::new().fg(Color::Gray)),
+    ])
+}

@@ -1,0 +1,117 @@
+//! Every pane in its main states, at 160×48 and 80×24, with a fixed clock.
+
+mod tui_common;
+
+use insta::assert_snapshot;
+use isc::tui::app::ConvId;
+use isc::tui::{Action, SessionEvent};
+use tui_common::*;
+
+#[test]
+fn empty_start() {
+    let (mut app, _) = empty();
+    assert_snapshot!("empty_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("empty_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn conversation_with_messages_and_composing() {
+    let (mut app, _) = populated();
+    assert_snapshot!("conversation_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("conversation_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn composing_expires_without_a_refresh() {
+    let (mut app, now) = populated();
+    tick(&mut app, now, 3);
+    let screen = draw(&mut app, 80, 24);
+    assert!(!screen.contains("typing"), "{screen}");
+}
+
+#[test]
+fn group_roster_all_states() {
+    let (mut app, _) = populated();
+    app.update(Action::OpenConversation(ConvId(1)));
+    assert_snapshot!("group_roster_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("group_roster_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn viewing_session_with_player_and_devices() {
+    let (mut app, _) = populated();
+    app.update(Action::OpenConversation(ConvId(2)));
+    assert_snapshot!("viewing_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("viewing_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn invitation_popup() {
+    let (mut app, _) = populated();
+    app.update(Action::Session(SessionEvent::Invitation(invitation())));
+    assert_snapshot!("invitation_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("invitation_80x24", draw(&mut app, 80, 24));
+    app.update(Action::ShowInvite);
+    assert_snapshot!("invitation_raw_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn flow_view_with_selected_message() {
+    let (mut app, _) = populated();
+    with_flow(&mut app);
+    app.update(Action::ToggleFlow);
+    assert_snapshot!("flow_160x48", draw(&mut app, 160, 48));
+    app.update(Action::Up);
+    app.update(Action::Up);
+    app.update(Action::Select);
+    assert_snapshot!("flow_selected_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("flow_selected_80x24", draw(&mut app, 80, 24));
+    app.update(Action::FlowFilterSelected);
+    assert_snapshot!("flow_filtered_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn help_screen() {
+    let (mut app, _) = empty();
+    app.update(Action::ToggleHelp);
+    assert_snapshot!("help_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("help_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn command_line_with_completion() {
+    let (mut app, _) = populated();
+    app.update(Action::OpenCommandLine);
+    for c in "watch sintel with b".chars() {
+        app.update(Action::InsertChar(c));
+    }
+    app.update(Action::Complete);
+    assert_snapshot!("command_completion_160x48", draw(&mut app, 160, 48));
+    assert_snapshot!("command_completion_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn search_and_scrolled_back() {
+    let (mut app, _) = populated();
+    for i in 0..40 {
+        app.update(received("bob", &format!("line {i}")));
+    }
+    app.update(Action::OpenSearch);
+    for c in "sintel".chars() {
+        app.update(Action::InsertChar(c));
+    }
+    app.update(Action::Send);
+    assert_snapshot!("search_80x24", draw(&mut app, 80, 24));
+}
+
+#[test]
+fn unread_marker_after_jump() {
+    let (mut app, _) = populated();
+    app.update(Action::OpenConversation(ConvId(1)));
+    for i in 0..30 {
+        app.update(received("bob", &format!("missed {i}")));
+    }
+    app.update(Action::OpenConversation(ConvId(0)));
+    app.update(Action::JumpToUnread);
+    assert_snapshot!("unread_jump_80x24", draw(&mut app, 80, 24));
+}
