@@ -630,3 +630,91 @@ fn two_instances_of_one_user_are_two_devices() {
             .contains("+sip.description=\"phone\"")
     );
 }
+
+#[test]
+fn a_refused_connection_fails_the_register_at_once() {
+    let mut h = Harness::new(config());
+    h.start();
+    let r = h.next_request();
+    let bytes = isc::proto::sip::message::to_bytes(&rsip::SipMessage::Request(r));
+    h.ua.handle_send_error(h.now, &bytes);
+    h.pump();
+    let ev = h.take_events();
+    assert!(
+        matches!(
+            &ev[..],
+            [ClientEvent::RegistrationFailed {
+                status: None,
+                retry_in: Some(_),
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.next_request().method, Method::Register);
+}
+
+/// STYLE.md habit 11, for the client's sans-IO parts.
+#[test]
+fn the_user_agent_does_no_io() {
+    for file in [
+        "user_agent",
+        "registration",
+        "reg_watch",
+        "composing",
+        "outgoing",
+        "ids",
+    ] {
+        let path = format!("{}/src/client/{file}.rs", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        // unit tests may take a real clock
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for banned in [
+            "tokio",
+            "Instant::now",
+            "thread_rng",
+            "std::net::UdpSocket",
+            "std::fs",
+        ] {
+            assert!(!text.contains(banned), "{path} mentions {banned}");
+        }
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use isc::client::headless::parse_command_line;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_from_the_network_are_survived(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut h = Harness::new(config());
+            h.start();
+            h.deliver_bytes(bytes);
+            h.advance(Duration::from_secs(40));
+        }
+
+        #[test]
+        fn mangled_requests_are_survived(cut in 0usize..400, flip in any::<u8>(), at in 0usize..400) {
+            let mut h = Harness::new(config());
+            h.registered();
+            let mut raw = raw_request(
+                &format!("MESSAGE sip:alice@{LOCAL} SIP/2.0\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKf\nMax-Forwards: 70\nFrom: <sip:bob@isc.local>;tag=f\nTo: <sip:alice@isc.local>\nCall-ID: f1\nCSeq: 1 MESSAGE\nContent-Type: application/im-iscomposing+xml"),
+                "<isComposing xmlns=\"urn:ietf:params:xml:ns:im-iscomposing\"><state>active</state><refresh>60</refresh></isComposing>",
+            );
+            if let Some(b) = raw.get_mut(at) {
+                *b ^= flip;
+            }
+            raw.truncate(raw.len().saturating_sub(cut % 40));
+            h.deliver_bytes(raw);
+            h.advance(Duration::from_secs(200));
+        }
+
+        #[test]
+        fn any_command_line_is_read_without_panic(line in ".{0,200}") {
+            let _ = parse_command_line(&line, "isc.local");
+        }
+    }
+}

@@ -199,9 +199,9 @@ impl Driver {
                 transport,
                 bytes: bytes.clone(),
             });
-            if let Err(e) = self.transport.send(to, transport, bytes).await {
-                // the transaction's own timer reports the failure
+            if let Err(e) = self.transport.send(to, transport, bytes.clone()).await {
                 tracing::debug!(error = %e, %to, "send failed");
+                self.ua.handle_send_error(Instant::now(), &bytes);
             }
         }
         while let Some(ev) = self.ua.poll_event() {

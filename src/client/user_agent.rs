@@ -216,6 +216,18 @@ impl UserAgent {
         self.drain(now);
     }
 
+    /// The driver could not send `bytes` (e.g. TCP connection refused): the
+    /// request's client transaction fails now instead of at Timer F/B
+    /// (RFC 3261 §17.1.4).
+    pub fn handle_send_error(&mut self, now: Instant, bytes: &[u8]) {
+        if let Ok(rsip::SipMessage::Request(req)) = parse_message(bytes)
+            && let Ok(key) = TsxKey::client(&req)
+        {
+            self.layer.handle_transport_error(now, &key);
+            self.drain(now);
+        }
+    }
+
     /// An application command.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
         if self.stopped || (self.shutdown.is_some() && cmd != Command::Shutdown) {
