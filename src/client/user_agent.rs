@@ -602,9 +602,7 @@ impl UserAgent {
             Method::Message => self.on_message(now, key, req),
             Method::Notify => self.on_notify(now, key, req),
             // RFC 6665 §8.3.2: we are no notifier
-            Method::Subscribe => {
-                self.respond(now, &key, &req, 489, vec![make_header("Allow-Events", "")])
-            }
+            Method::Subscribe => self.respond(now, &key, &req, 489, vec![]),
             Method::Ack => {}
             Method::Bye => self.respond(now, &key, &req, 481, vec![]),
             // RFC 3261 §8.2.1
