@@ -196,12 +196,20 @@ async fn devices_messages_composing_over_the_bundled_server() {
     );
     // the wire tap saw the MESSAGE go out
     let mut saw = false;
+    let mut flow = isc::flow::Flow::new();
+    let start = std::time::Instant::now() - Duration::from_secs(60);
     while let Ok(r) = wire.try_recv() {
         if r.direction == Direction::Sent && r.bytes.starts_with(b"MESSAGE sip:nobody@isc.local") {
             saw = true;
         }
+        r.record_in(&mut flow, start, "alice/tv", "server");
     }
     assert!(saw);
+    let ladder = isc::flow::render_ladder(&flow);
+    assert!(
+        ladder.contains("alice/tv") && ladder.contains("MESSAGE"),
+        "{ladder}"
+    );
 
     // the phone leaves: its un-REGISTER shows up at the tv
     phone.shutdown().await;
