@@ -718,3 +718,21 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn shutdown_while_registering_ignores_the_late_200() {
+    let mut h = Harness::new(config());
+    h.start();
+    let reg = h.next_request();
+    h.command(Command::Shutdown);
+    let unreg = h.next_request();
+    assert_eq!(header(&unreg, "Expires").as_deref(), Some("0"));
+    h.reply(&reg, 200, vec![("Contact", gruu_contact())]);
+    assert!(h.take_events().is_empty());
+    assert!(h.no_request(), "no SUBSCRIBE while shutting down");
+    h.reply(&unreg, 200, vec![]);
+    assert_eq!(
+        h.take_events(),
+        vec![ClientEvent::Unregistered, ClientEvent::Stopped]
+    );
+}

@@ -723,6 +723,10 @@ impl UserAgent {
         let Some(p) = self.pending.remove(&key) else {
             return;
         };
+        if self.shutdown.is_some() && matches!(p.purpose, Purpose::Register | Purpose::Subscribe) {
+            // superseded by the un-REGISTER / un-SUBSCRIBE of the shutdown
+            return;
+        }
         if (code == 401 || code == 407) && self.retry_with_credentials(now, &p, &resp) {
             return;
         }
@@ -894,6 +898,9 @@ impl UserAgent {
 
     /// Timer F/B or a transport error: no final response will come.
     fn on_no_response(&mut self, now: Instant, p: Pending) {
+        if self.shutdown.is_some() && matches!(p.purpose, Purpose::Register | Purpose::Subscribe) {
+            return;
+        }
         match p.purpose {
             Purpose::Register => {
                 self.registration_failed(now, None, "no response from server".into(), true)
