@@ -736,3 +736,36 @@ fn shutdown_while_registering_ignores_the_late_200() {
         vec![ClientEvent::Unregistered, ClientEvent::Stopped]
     );
 }
+
+#[test]
+fn over_udp_retransmissions_are_sent_and_absorbed() {
+    let mut cfg = config();
+    cfg.transport = isc::proto::sip::transaction::Transport::Udp;
+    let mut h = Harness::new(cfg);
+    h.registered();
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "hi".into(),
+        id: None,
+    });
+    let m = h.next_request();
+    // Timer E: the same request again after T1
+    h.advance(Duration::from_millis(500));
+    let again = h.next_request();
+    assert_eq!(
+        isc::proto::sip::build::top_via_branch(&again.headers),
+        isc::proto::sip::build::top_via_branch(&m.headers)
+    );
+    h.reply(&m, 200, vec![]);
+    h.reply(&m, 200, vec![]);
+    let ev = h.take_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+
+    // a MESSAGE received twice is reported once and answered twice
+    incoming_message(&mut h, 7, "text/plain", "once", "");
+    incoming_message(&mut h, 7, "text/plain", "once", "");
+    assert_eq!(h.next_response().status_code.code(), 200);
+    assert_eq!(h.next_response().status_code.code(), 200);
+    let ev = h.take_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+}
