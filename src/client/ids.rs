@@ -50,7 +50,10 @@ pub struct SeqIds {
 
 impl SeqIds {
     pub fn new(prefix: impl Into<String>) -> Self {
-        SeqIds { prefix: prefix.into(), n: 0 }
+        SeqIds {
+            prefix: prefix.into(),
+            n: 0,
+        }
     }
 
     fn next(&mut self) -> u64 {

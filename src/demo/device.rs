@@ -1,0 +1,237 @@
+//! A demo device ("bot"): one [`UserAgent`] on its own loopback socket,
+//! driven by a small tokio task. The script talks to it through a
+//! [`Device`] handle: commands in, [`ClientEvent`]s kept in a log the script
+//! waits on.
+//!
+//! This is a stand-in for `client::runner` (which is being built in the
+//! `client` branch): the driver is the same boring loop, so swapping it for
+//! the runner's `ClientHandle` changes nothing in the scenarios.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tracing::Instrument;
+
+use crate::client::instance::new_instance_id;
+use crate::client::{ClientEvent, Command, RandomIds, UaConfig, UserAgent};
+use crate::net::sip_transport::SipTransport;
+
+use super::DemoError;
+
+/// Who a device is: `alice/tv` is user `alice`, device `tv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceName {
+    pub user: String,
+    pub device: String,
+}
+
+impl DeviceName {
+    /// Splits `user/device`; a bare `user` is device `main`.
+    pub fn parse(name: &str) -> DeviceName {
+        match name.split_once('/') {
+            Some((u, d)) => DeviceName {
+                user: u.to_owned(),
+                device: d.to_owned(),
+            },
+            None => DeviceName {
+                user: name.to_owned(),
+                device: "main".to_owned(),
+            },
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.user, self.device)
+    }
+}
+
+#[derive(Default)]
+struct EventLog {
+    events: Mutex<Vec<ClientEvent>>,
+    changed: Notify,
+}
+
+/// A handle on one running demo device. Cheap to clone.
+#[derive(Clone)]
+pub struct Device {
+    name: String,
+    aor: String,
+    local: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    log: Arc<EventLog>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("name", &self.name)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// Binds a socket on loopback and starts the user agent (it registers,
+    /// then subscribes to its own registration state).
+    pub async fn start(
+        name: &str,
+        domain: &str,
+        password: &str,
+        server: SocketAddr,
+    ) -> Result<Device, DemoError> {
+        let who = DeviceName::parse(name);
+        let (transport, mut incoming) = SipTransport::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| DemoError::Io(format!("{name}: bind: {e}")))?;
+        let local = transport.local_addr();
+        let cfg = UaConfig::new(
+            &who.user,
+            domain,
+            password,
+            &who.device,
+            &new_instance_id(),
+            server,
+            local,
+        );
+        let aor = cfg.aor();
+        let mut ua = UserAgent::new(cfg, Box::new(RandomIds));
+        let (commands, mut rx) = mpsc::unbounded_channel();
+        let log = Arc::new(EventLog::default());
+        let task_log = log.clone();
+        let span = tracing::info_span!("device", name = %name);
+        let driver = async move {
+            ua.start(Instant::now());
+            loop {
+                while let Some((to, tp, bytes)) = ua.poll_transmit() {
+                    if let Err(e) = transport.send(to, tp, bytes).await {
+                        tracing::info!(error = %e, %to, "send failed");
+                    }
+                }
+                let mut stopped = false;
+                {
+                    let mut events = task_log.events.lock().unwrap_or_else(|p| p.into_inner());
+                    while let Some(ev) = ua.poll_event() {
+                        stopped |= ev == ClientEvent::Stopped;
+                        events.push(ev);
+                    }
+                }
+                task_log.changed.notify_waiters();
+                if stopped {
+                    break;
+                }
+                let wake = ua
+                    .poll_timeout()
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                tokio::select! {
+                    msg = incoming.recv() => match msg {
+                        Some(m) => ua.handle_input(Instant::now(), m),
+                        None => break,
+                    },
+                    cmd = rx.recv() => match cmd {
+                        Some(c) => ua.handle_command(Instant::now(), c),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(wake.into()) => ua.handle_timeout(Instant::now()),
+                }
+            }
+        };
+        tokio::spawn(driver.instrument(span));
+        Ok(Device {
+            name: name.to_owned(),
+            aor,
+            local,
+            commands,
+            log,
+        })
+    }
+
+    /// `alice/tv`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The user's address of record, `sip:alice@isc.local`.
+    pub fn aor(&self) -> &str {
+        &self.aor
+    }
+
+    /// The device's SIP address (UDP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The public GRUU from the last registration, if any.
+    pub fn gruu(&self) -> Option<String> {
+        self.events().iter().rev().find_map(|e| match e {
+            ClientEvent::Registered { gruu, .. } => gruu.clone(),
+            _ => None,
+        })
+    }
+
+    /// Everything the device reported so far.
+    pub fn events(&self) -> Vec<ClientEvent> {
+        self.log
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sends a command to the user agent.
+    pub fn command(&self, cmd: Command) -> Result<(), DemoError> {
+        self.commands
+            .send(cmd)
+            .map_err(|_| DemoError::Stopped(self.name.clone()))
+    }
+
+    /// A pager MESSAGE (`text/plain`) to a user or a GRUU.
+    pub fn message(&self, to: &str, text: &str) -> Result<(), DemoError> {
+        self.command(Command::SendMessage {
+            to: to.to_owned(),
+            text: text.to_owned(),
+            id: None,
+        })
+    }
+
+    /// The user types towards `to`: isComposing `active`.
+    pub fn typing(&self, to: &str) -> Result<(), DemoError> {
+        self.command(Command::Typing { to: to.to_owned() })
+    }
+
+    /// The user clears the input: isComposing `idle`.
+    pub fn stop_typing(&self, to: &str) -> Result<(), DemoError> {
+        self.command(Command::StopTyping { to: to.to_owned() })
+    }
+
+    /// Waits until an event (any so far, or a new one) satisfies `pred`.
+    pub async fn wait_for(
+        &self,
+        within: Duration,
+        pred: impl Fn(&ClientEvent) -> bool,
+    ) -> Option<ClientEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.log.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return Some(e);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Un-SUBSCRIBE and un-REGISTER, waiting at most `within`.
+    pub async fn stop(&self, within: Duration) -> bool {
+        if self.command(Command::Shutdown).is_err() {
+            return true;
+        }
+        self.wait_for(within, |e| *e == ClientEvent::Stopped)
+            .await
+            .is_some()
+    }
+}
