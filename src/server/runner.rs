@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::ServerConfig;
 use crate::ids::RandomIds;
 use crate::net::sip_transport::SipTransport;
+use crate::proto::sip::digest::DigestServerConfig;
 use crate::proto::sip::transaction::Transport;
 
 use super::core::{CoreSettings, ServerCore, UserAccount};
@@ -39,11 +40,17 @@ pub struct WireEvent {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub config: ServerConfig,
+    /// Changes to the Digest defaults (SHA-256 then MD5, uri checked), e.g.
+    /// MD5 only for SIPp 3.6.1.
+    pub digest: Option<fn(&mut DigestServerConfig)>,
 }
 
 impl ServerOptions {
     pub fn new(config: ServerConfig) -> Self {
-        ServerOptions { config }
+        ServerOptions {
+            config,
+            digest: None,
+        }
     }
 
     /// Loopback on an ephemeral port with the demo cast (alice, bob, carol,
@@ -53,7 +60,10 @@ impl ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..ServerConfig::default()
         };
-        ServerOptions { config }
+        ServerOptions {
+            config,
+            digest: None,
+        }
     }
 }
 
@@ -109,6 +119,9 @@ impl Server {
             nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs),
         };
         let mut core = ServerCore::new(settings, Box::new(RandomIds::new()), Instant::now());
+        if let Some(change) = options.digest {
+            core.configure_digest(Instant::now(), change);
+        }
         let stop = Arc::new(Notify::new());
         let (wire, _) = broadcast::channel(4096);
         let task = {
