@@ -61,6 +61,7 @@ pub struct Device {
     local: SocketAddr,
     commands: mpsc::UnboundedSender<Command>,
     log: Arc<EventLog>,
+    task: Arc<tokio::task::AbortHandle>,
 }
 
 impl std::fmt::Debug for Device {
@@ -81,12 +82,24 @@ impl Device {
         password: &str,
         server: SocketAddr,
     ) -> Result<Device, DemoError> {
+        Self::start_with(name, domain, password, server, |_| {}).await
+    }
+
+    /// [`Self::start`], with a last word on the user agent's configuration
+    /// (timers, transport, ...).
+    pub async fn start_with(
+        name: &str,
+        domain: &str,
+        password: &str,
+        server: SocketAddr,
+        adjust: impl FnOnce(&mut UaConfig),
+    ) -> Result<Device, DemoError> {
         let who = DeviceName::parse(name);
         let (transport, mut incoming) = SipTransport::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(|e| DemoError::Io(format!("{name}: bind: {e}")))?;
         let local = transport.local_addr();
-        let cfg = UaConfig::new(
+        let mut cfg = UaConfig::new(
             &who.user,
             domain,
             password,
@@ -95,6 +108,7 @@ impl Device {
             server,
             local,
         );
+        adjust(&mut cfg);
         let aor = cfg.aor();
         let mut ua = UserAgent::new(cfg, Box::new(RandomIds));
         let (commands, mut rx) = mpsc::unbounded_channel();
@@ -137,13 +151,14 @@ impl Device {
                 }
             }
         };
-        tokio::spawn(driver.instrument(span));
+        let task = tokio::spawn(driver.instrument(span));
         Ok(Device {
             name: name.to_owned(),
             aor,
             local,
             commands,
             log,
+            task: Arc::new(task.abort_handle()),
         })
     }
 
@@ -223,6 +238,12 @@ impl Device {
                 return None;
             }
         }
+    }
+
+    /// Stops the device at once, sending nothing more (a crash, a lost
+    /// network): its registration and subscriptions are left to expire.
+    pub fn abort(&self) {
+        self.task.abort();
     }
 
     /// Un-SUBSCRIBE and un-REGISTER, waiting at most `within`.
