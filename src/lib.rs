@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod flow;
+pub mod fuzz_targets;
 pub mod ids;
 pub mod logging;
 pub mod media;

@@ -1,22 +1,19 @@
-//! A demo device ("bot"): one [`UserAgent`] on its own loopback socket,
-//! driven by a small tokio task. The script talks to it through a
+//! A demo device ("bot"): one client runner on its own loopback socket. The script talks to it through a
 //! [`Device`] handle: commands in, [`ClientEvent`]s kept in a log the script
 //! waits on.
 //!
-//! This is a stand-in for `client::runner` (which is being built in the
-//! `client` branch): the driver is the same boring loop, so swapping it for
-//! the runner's `ClientHandle` changes nothing in the scenarios.
+//! The device is a [`crate::client::runner`] client on its own ephemeral
+//! loopback port, exactly as `isc client` runs one.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
-use tracing::Instrument;
 
 use crate::client::instance::new_instance_id;
-use crate::client::{ClientEvent, Command, RandomIds, UaConfig, UserAgent};
-use crate::net::sip_transport::SipTransport;
+use crate::client::runner::{ClientHandle, spawn_client};
+use crate::client::{ClientEvent, Command, UaConfig};
 
 use super::DemoError;
 
@@ -59,9 +56,9 @@ pub struct Device {
     name: String,
     aor: String,
     local: SocketAddr,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     log: Arc<EventLog>,
-    task: Arc<tokio::task::AbortHandle>,
+    handle: Arc<ClientHandle>,
 }
 
 impl std::fmt::Debug for Device {
@@ -74,8 +71,8 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    /// Binds a socket on loopback and starts the user agent (it registers,
-    /// then subscribes to its own registration state).
+    /// Starts a client runner on loopback; the user agent registers, then
+    /// subscribes to its own registration state.
     pub async fn start(
         name: &str,
         domain: &str,
@@ -95,10 +92,7 @@ impl Device {
         adjust: impl FnOnce(&mut UaConfig),
     ) -> Result<Device, DemoError> {
         let who = DeviceName::parse(name);
-        let (transport, mut incoming) = SipTransport::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(|e| DemoError::Io(format!("{name}: bind: {e}")))?;
-        let local = transport.local_addr();
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut cfg = UaConfig::new(
             &who.user,
             domain,
@@ -106,59 +100,36 @@ impl Device {
             &who.device,
             &new_instance_id(),
             server,
-            local,
+            loopback,
         );
         adjust(&mut cfg);
         let aor = cfg.aor();
-        let mut ua = UserAgent::new(cfg, Box::new(RandomIds));
-        let (commands, mut rx) = mpsc::unbounded_channel();
+        let mut handle = spawn_client(cfg, loopback)
+            .await
+            .map_err(|e| DemoError::Io(format!("{name}: bind: {e}")))?;
+        let local = handle.local_addr;
+        // The runner's events go to a log every waiter can read.
+        let (_, empty) = mpsc::unbounded_channel();
+        let mut events = std::mem::replace(&mut handle.events, empty);
         let log = Arc::new(EventLog::default());
         let task_log = log.clone();
-        let span = tracing::info_span!("device", name = %name);
-        let driver = async move {
-            ua.start(Instant::now());
-            loop {
-                while let Some((to, tp, bytes)) = ua.poll_transmit() {
-                    if let Err(e) = transport.send(to, tp, bytes).await {
-                        tracing::info!(error = %e, %to, "send failed");
-                    }
-                }
-                let mut stopped = false;
-                {
-                    let mut events = task_log.events.lock().unwrap_or_else(|p| p.into_inner());
-                    while let Some(ev) = ua.poll_event() {
-                        stopped |= ev == ClientEvent::Stopped;
-                        events.push(ev);
-                    }
-                }
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                task_log
+                    .events
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(ev);
                 task_log.changed.notify_waiters();
-                if stopped {
-                    break;
-                }
-                let wake = ua
-                    .poll_timeout()
-                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-                tokio::select! {
-                    msg = incoming.recv() => match msg {
-                        Some(m) => ua.handle_input(Instant::now(), m),
-                        None => break,
-                    },
-                    cmd = rx.recv() => match cmd {
-                        Some(c) => ua.handle_command(Instant::now(), c),
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(wake.into()) => ua.handle_timeout(Instant::now()),
-                }
             }
-        };
-        let task = tokio::spawn(driver.instrument(span));
+        });
         Ok(Device {
             name: name.to_owned(),
             aor,
             local,
-            commands,
+            commands: handle.commands.clone(),
             log,
-            task: Arc::new(task.abort_handle()),
+            handle: Arc::new(handle),
         })
     }
 
@@ -197,7 +168,7 @@ impl Device {
     /// Sends a command to the user agent.
     pub fn command(&self, cmd: Command) -> Result<(), DemoError> {
         self.commands
-            .send(cmd)
+            .try_send(cmd)
             .map_err(|_| DemoError::Stopped(self.name.clone()))
     }
 
@@ -243,7 +214,7 @@ impl Device {
     /// Stops the device at once, sending nothing more (a crash, a lost
     /// network): its registration and subscriptions are left to expire.
     pub fn abort(&self) {
-        self.task.abort();
+        self.handle.abort();
     }
 
     /// Un-SUBSCRIBE and un-REGISTER, waiting at most `within`.
