@@ -196,12 +196,7 @@ async fn reg_event_sees_a_sibling_arrive_and_an_unregister_remove_it() {
     assert!(phone.wait_for(WAIT, sees(&tv)).await.is_some());
 
     assert!(phone.stop(WAIT).await, "the phone's un-REGISTER completed");
-    assert!(
-        phone
-            .events()
-            .iter()
-            .any(|e| *e == ClientEvent::Unregistered)
-    );
+    assert!(phone.events().contains(&ClientEvent::Unregistered));
     assert!(
         tv.wait_for(WAIT, misses(&phone)).await.is_some(),
         "{:?}",
