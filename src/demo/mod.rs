@@ -61,14 +61,53 @@ pub type ScriptFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DemoError>> +
 pub struct Scenario {
     /// `isc demo NAME`.
     pub name: &'static str,
-    /// One line for `isc demo --help` and the report's heading.
+    /// One line for the report's heading.
     pub summary: &'static str,
-    /// Device names (`alice/tv`), in ladder column order.
+    /// Device names (`alice/tv`).
     pub cast: &'static [&'static str],
     /// The expected steps, in seed order.
     pub steps: &'static [Step],
     /// Drives the devices; the steps are checked afterwards on the record.
     pub script: for<'a> fn(&'a mut Stage) -> ScriptFuture<'a>,
+    /// Ladder columns, left to right; empty: the first user's devices,
+    /// `server:reg`, `server`, then the others. Unlisted entities are
+    /// appended as they appear.
+    pub columns: &'static [&'static str],
+    /// Names the server function that handled a request (`server:mf`), tried
+    /// before [`server_function`]; `None` falls back to it.
+    pub function: Option<fn(&[u8]) -> Option<&'static str>>,
+}
+
+impl Scenario {
+    pub const fn new(
+        name: &'static str,
+        summary: &'static str,
+        cast: &'static [&'static str],
+        steps: &'static [Step],
+        script: for<'a> fn(&'a mut Stage) -> ScriptFuture<'a>,
+    ) -> Scenario {
+        Scenario {
+            name,
+            summary,
+            cast,
+            steps,
+            script,
+            columns: &[],
+            function: None,
+        }
+    }
+
+    /// Fixes the ladder's column order.
+    pub const fn columns(mut self, columns: &'static [&'static str]) -> Scenario {
+        self.columns = columns;
+        self
+    }
+
+    /// Names server functions beyond `server:reg` / `server`.
+    pub const fn function(mut self, f: fn(&[u8]) -> Option<&'static str>) -> Scenario {
+        self.function = Some(f);
+        self
+    }
 }
 
 /// One expected step of a scenario.
@@ -443,4 +482,82 @@ pub fn render_report(report: &Report, summary: &str) -> String {
     )
     .ok();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stall(st: &mut Stage) -> ScriptFuture<'_> {
+        Box::pin(async move {
+            let tv = st.join("alice/tv").await?;
+            // Nobody ever sends alice a message.
+            st.expect("2", &tv, got_message("bob", "never")).await?;
+            Ok(())
+        })
+    }
+
+    const STALL: Scenario = Scenario::new(
+        "stall",
+        "waits for a message nobody sends",
+        &["alice/tv"],
+        &[
+            Step::wire("1", "alice/tv", "server:reg", "REGISTER"),
+            Step::seen("2", "alice/tv", "a message from bob"),
+            Step::wire("3", "bob/phone", "server", "MESSAGE"),
+        ],
+        stall,
+    );
+
+    #[tokio::test]
+    async fn a_stalled_scenario_fails_at_its_deadline_with_its_checklist() {
+        let started = std::time::Instant::now();
+        let report = run(
+            &STALL,
+            DemoOptions {
+                deadline: Duration::from_millis(800),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!report.passed());
+        let marks: Vec<bool> = report.checklist.iter().map(|(_, ok)| *ok).collect();
+        assert_eq!(marks, [true, false, false]);
+        assert!(report.error.is_some());
+        let text = render_report(&report, STALL.summary);
+        assert!(
+            text.contains("✓ [1] alice/tv -> server:reg: REGISTER"),
+            "{text}"
+        );
+        assert!(
+            text.contains("✗ [2] alice/tv: a message from bob"),
+            "{text}"
+        );
+        assert!(text.contains("stall: 1/3 steps FAILED"), "{text}");
+        // The REGISTER arrow carries its step number.
+        let ladder = render_ladder(&report.flow);
+        assert!(
+            ladder
+                .lines()
+                .any(|l| l.contains("REGISTER") && l.ends_with("[1]")),
+            "{ladder}"
+        );
+    }
+
+    #[test]
+    fn every_scenario_has_a_unique_name_and_step_ids() {
+        for (i, s) in SCENARIOS.iter().enumerate() {
+            assert!(SCENARIOS[..i].iter().all(|o| o.name != s.name));
+            for (j, st) in s.steps.iter().enumerate() {
+                assert!(
+                    s.steps[..j].iter().all(|o| o.id != st.id),
+                    "{} {}",
+                    s.name,
+                    st.id
+                );
+            }
+        }
+        assert!(find("pager").is_some());
+    }
 }

@@ -45,35 +45,28 @@ pub(super) fn flow_for(
     names: &HashMap<SocketAddr, String>,
     _server: SocketAddr,
 ) -> Flow {
-    let mut columns: Vec<String> = Vec::new();
-    let mut cast = scenario.cast.iter().map(|s| s.to_string());
-    // Column order: the first user's devices, the server, everyone else.
-    let first_user = scenario
-        .cast
-        .first()
-        .map(|n| super::DeviceName::parse(n).user)
-        .unwrap_or_default();
-    for name in cast.by_ref() {
-        if super::DeviceName::parse(&name).user == first_user {
-            columns.push(name);
-        } else {
-            columns.push("server:reg".into());
-            columns.push("server".into());
-            columns.push(name);
-            break;
-        }
-    }
-    columns.extend(cast);
-    if !columns.iter().any(|c| c == "server") {
+    let mut columns: Vec<String> = scenario.columns.iter().map(|s| s.to_string()).collect();
+    if columns.is_empty() {
+        // The first user's devices, the server, everyone else.
+        let user = |n: &str| super::DeviceName::parse(n).user;
+        let first = scenario.cast.first().map(|n| user(n)).unwrap_or_default();
+        let (mine, others): (Vec<&str>, Vec<&str>) =
+            scenario.cast.iter().partition(|n| user(n) == first);
+        columns.extend(mine.iter().map(|s| s.to_string()));
         columns.push("server:reg".into());
         columns.push("server".into());
+        columns.extend(others.iter().map(|s| s.to_string()));
     }
     let mut flow = Flow::with_entities(columns);
     let mut by_call: HashMap<String, &'static str> = HashMap::new();
     for ev in events {
         let text = String::from_utf8_lossy(&ev.bytes[..ev.bytes.len().min(8192)]);
         let call_id = header(&text, "Call-ID", Some("i")).unwrap_or_default();
-        let function = match server_function(&ev.bytes) {
+        let named = match scenario.function {
+            Some(f) if server_function(&ev.bytes).is_some() => f(&ev.bytes),
+            _ => None,
+        };
+        let function = match named.or_else(|| server_function(&ev.bytes)) {
             Some(f) => {
                 by_call.entry(call_id).or_insert(f);
                 f

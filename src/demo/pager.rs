@@ -4,13 +4,13 @@
 
 use super::{Scenario, ScriptFuture, Stage, Step, composing, delivered, got_message, sees};
 
-pub const SCENARIO: Scenario = Scenario {
-    name: "pager",
-    summary: "Bob pages Alice's two devices (isComposing, MESSAGE); her tv answers",
-    cast: &["alice/tv", "alice/phone", "bob/phone"],
-    steps: STEPS,
+pub const SCENARIO: Scenario = Scenario::new(
+    "pager",
+    "Bob pages Alice's two devices (isComposing, MESSAGE); her tv answers",
+    &["alice/tv", "alice/phone", "bob/phone"],
+    STEPS,
     script,
-};
+);
 
 const STEPS: &[Step] = &[
     Step::wire("1", "alice/tv", "server:reg", "REGISTER"),
