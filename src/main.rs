@@ -49,7 +49,7 @@ struct ClientArgs {
 
 #[derive(clap::Args)]
 struct DemoArgs {
-    /// The scenario to play: pager.
+    /// The scenario to play (see the possible values).
     #[arg(value_name = "SCENARIO", value_parser = clap::builder::PossibleValuesParser::new(scenario_names()))]
     scenario: String,
     /// Print the ladder, the messages and the checklist instead of showing

@@ -1,13 +1,30 @@
 //! `isc demo SCENARIO --headless`: an in-process server and the scenario's
-//! devices (bots) on loopback, a script that makes them act, and a record
-//! of every message that crossed the server, checked against the seed's
-//! steps.
+//! devices (bots: client runners) on loopback, a script that makes them act,
+//! and a record of every message that crossed the server, checked against
+//! the seed's steps.
 //!
-//! A scenario is one small file (see [`pager`]) holding a [`Scenario`]: its
-//! cast, its expected [`Step`]s (a table like FLOWS.md's) and an async
-//! script driving [`Device`]s through a [`Stage`]. [`run`] plays it and
-//! returns a [`Report`]: the [`Flow`] with step numbers on the arrows, and
-//! the checklist.
+//! # Adding a scenario
+//!
+//! One file `src/demo/<name>.rs` holding a `pub const SCENARIO: Scenario`
+//! (see [`pager`]), listed in [`SCENARIOS`]:
+//!
+//! * the cast (`"alice/tv"`: user `alice`, device `tv`, password = user
+//!   name as in the demo cast);
+//! * the expected steps, a table like FLOWS.md's: [`Step::wire`]`(id, from,
+//!   to, label)` for a message crossing the server (entities as on the
+//!   ladder: devices, `server:reg`, `server`, or the functions a
+//!   [`Scenario::function`] names), optionally [`Step::carrying`] a text the
+//!   message must contain; [`Step::seen`]`(id, who, what)` for something a
+//!   device reports, ticked by the script's [`Stage::expect`];
+//! * the script: `st.join("alice/tv")` starts a [`Device`] and waits until it
+//!   is registered and watching; `device.message(to, text)`,
+//!   `device.typing(to)`, `device.command(..)` act; `st.expect(step, &device,
+//!   predicate)` waits (within the deadline) for a [`ClientEvent`] —
+//!   [`got_message`], [`composing`], [`delivered`], [`sees`], [`misses`].
+//!
+//! [`run`] plays it and returns a [`Report`]: the [`Flow`] with each wire
+//! step's id on the first matching arrow no earlier step took, and the
+//! checklist; [`render_report`] prints ladder, messages and checklist.
 
 pub mod device;
 mod names;
