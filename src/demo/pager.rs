@@ -32,7 +32,7 @@ const STEPS: &[Step] = &[
     Step::wire("15", "bob/phone", "server", "MESSAGE").carrying("Hello Alice"),
     Step::wire("16a", "server", "alice/tv", "MESSAGE").carrying("Hello Alice"),
     Step::wire("16b", "server", "alice/phone", "MESSAGE").carrying("Hello Alice"),
-    Step::wire("17", "server", "bob/phone", "200 OK (MESSAGE)"),
+    Step::seen("17", "bob/phone", "its message delivered (200)"),
     Step::seen("18a", "alice/tv", "shows Bob's message"),
     Step::seen("18b", "alice/phone", "shows Bob's message"),
     Step::wire("19", "alice/tv", "server", "MESSAGE").carrying("Hi Bob"),
@@ -56,6 +56,7 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
             .await?;
 
         bob_phone.message(&alice, "Hello Alice, movie tonight?")?;
+        st.expect("17", &bob_phone, delivered()).await?;
         st.expect("18a", &alice_tv, got_message(&bob, "Hello Alice"))
             .await?;
         st.expect("18b", &alice_phone, got_message(&bob, "Hello Alice"))
