@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use isc::client::headless::ClientArgs;
 
 #[derive(Parser)]
 #[command(
@@ -26,25 +27,6 @@ enum Command {
     /// Play a scenario with an in-process server and bot devices, then print
     /// its message ladder, every message in full and the step checklist.
     Demo(DemoArgs),
-}
-
-/// The client's flags.
-// TODO(client): replace with `isc::client::headless::ClientArgs` once the
-// client branch provides it.
-#[derive(clap::Args, Default)]
-struct ClientArgs {
-    /// Run without the terminal UI: JSON-lines commands on stdin, events on stdout.
-    #[arg(long)]
-    headless: bool,
-    /// The profile (user and device) from the config to use.
-    #[arg(long, value_name = "NAME")]
-    profile: Option<String>,
-    /// Configuration file (default: the platform config dir's isc/config.toml).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// The server to register with (overrides `client.server` of the config).
-    #[arg(long, value_name = "ADDR:PORT")]
-    server: Option<SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -124,9 +106,22 @@ fn run_client(args: ClientArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let _ = (args.profile, args.config, args.server);
-    eprintln!("isc: the headless client is not built yet");
-    ExitCode::from(2)
+    // stdout carries the JSON events: logs go to a file.
+    let _log = isc::logging::init_file_logging("client");
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(isc::client::headless::run_headless_stdio(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("isc client: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_demo(args: DemoArgs) -> ExitCode {

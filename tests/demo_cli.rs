@@ -36,7 +36,21 @@ fn server_help_describes_every_flag() {
 #[test]
 fn client_help_describes_every_flag() {
     let text = help(&["client", "--help"]);
-    for flag in ["--headless", "--profile", "--config", "--server", "--help"] {
+    for flag in [
+        "--headless",
+        "--profile",
+        "--server",
+        "--user",
+        "--password",
+        "--device",
+        "--domain",
+        "--transport",
+        "--bind",
+        "--instance",
+        "--state-dir",
+        "--config",
+        "--help",
+    ] {
         assert!(text.contains(flag), "{flag} missing:\n{text}");
     }
     assert!(text.contains("JSON"), "{text}");

@@ -26,6 +26,8 @@ use isc::client::ClientEvent;
 use isc::demo::Device;
 use isc::proto::sip::digest::Algorithm;
 use isc::server::runner::{Server, ServerHandle, ServerOptions};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 const DOMAIN: &str = "isc.local";
@@ -123,18 +125,86 @@ async fn registered(dev: &Device) {
     );
 }
 
+/// `isc client --headless` (the real binary) as `user`: JSON events out,
+/// commands in.
+struct HeadlessClient {
+    child: Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seen: Vec<Value>,
+}
+
+impl HeadlessClient {
+    fn start(server: SocketAddr, user: &str, device: &str, state: &Path) -> HeadlessClient {
+        let server = server.to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_isc"))
+            .args([
+                "client",
+                "--headless",
+                "--server",
+                &server,
+                "--domain",
+                DOMAIN,
+            ])
+            .args(["--user", user, "--password", user, "--device", device])
+            .arg("--state-dir")
+            .arg(state)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn isc client --headless");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        HeadlessClient {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next event named `name` (earlier ones are kept in `seen`).
+    async fn event(&mut self, name: &str, within: Duration) -> Value {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let line = tokio::time::timeout_at(until, self.lines.next_line()).await;
+            let line = match line {
+                Ok(Ok(Some(l))) => l,
+                other => panic!("no `{name}` event ({other:?}); saw {:#?}", self.seen),
+            };
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            self.seen.push(v.clone());
+            if v["event"] == name {
+                return v;
+            }
+        }
+    }
+
+    async fn quit(mut self) {
+        self.stdin.write_all(b"quit\n").await.unwrap();
+        self.event("stopped", Duration::from_secs(5)).await;
+        let status = tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .expect("isc client exits after quit")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
 /// (a) SIPp REGISTERs carol with Digest MD5, then sends a MESSAGE to bob,
-/// answering the proxy's 407; bob's isc client gets it.
+/// answering the proxy's 407; bob's headless isc client reports it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sipp_uac_registers_with_digest_and_pages_an_isc_client() {
+async fn sipp_uac_registers_with_digest_and_pages_a_headless_isc_client() {
     require_sipp();
     let dir = tempfile::tempdir().unwrap();
     let server = md5_server(false).await;
     let addr: SocketAddr = server.local_addr();
-    let bob = Device::start("bob/phone", DOMAIN, "bob", addr)
-        .await
-        .unwrap();
-    registered(&bob).await;
+    let mut bob = HeadlessClient::start(addr, "bob", "phone", dir.path());
+    let reg = bob.event("registered", Duration::from_secs(5)).await;
+    assert_eq!(reg["aor"], "sip:bob@isc.local");
 
     let messages = dir.path().join("uac_msg.log");
     let errors = dir.path().join("uac_err.log");
@@ -179,30 +249,27 @@ async fn sipp_uac_registers_with_digest_and_pages_an_isc_client() {
     assert!(trace.contains("algorithm=MD5"), "{trace}");
     assert!(trace.contains("Proxy-Authorization: Digest"), "{trace}");
 
-    let got = bob
-        .wait_for(Duration::from_secs(5), |e| {
-            matches!(e, ClientEvent::MessageReceived { body, .. } if String::from_utf8_lossy(body).contains("hello from sipp"))
-        })
-        .await;
-    match got {
-        Some(ClientEvent::MessageReceived {
-            from,
-            content_type,
-            asserted_identity,
-            ..
-        }) => {
-            assert!(from.contains("sip:carol@isc.local"), "{from}");
-            assert_eq!(content_type.as_deref(), Some("text/plain"));
-            assert!(
-                asserted_identity
-                    .as_deref()
-                    .is_some_and(|a| a.contains("sip:carol@isc.local")),
-                "{asserted_identity:?}"
-            );
-        }
-        other => panic!("bob got no MESSAGE: {other:?}; events {:?}", bob.events()),
-    }
-    bob.stop(Duration::from_secs(2)).await;
+    let msg = bob.event("message", Duration::from_secs(5)).await;
+    assert!(
+        msg["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("hello from sipp")),
+        "{msg}"
+    );
+    assert_eq!(msg["content_type"], "text/plain", "{msg}");
+    assert!(
+        msg["from"]
+            .as_str()
+            .is_some_and(|f| f.contains("sip:carol@isc.local")),
+        "{msg}"
+    );
+    assert!(
+        msg["asserted_identity"]
+            .as_str()
+            .is_some_and(|a| a.contains("sip:carol@isc.local")),
+        "{msg}"
+    );
+    bob.quit().await;
     server.shutdown().await;
 }
 
