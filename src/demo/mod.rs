@@ -70,6 +70,9 @@ pub enum DemoError {
     Deadline(Duration),
 }
 
+/// Names the server function that handled a request, from its bytes.
+pub type FunctionNamer = fn(&[u8]) -> Option<&'static str>;
+
 /// The future a script returns.
 pub type ScriptFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DemoError>> + Send + 'a>>;
 
@@ -92,7 +95,7 @@ pub struct Scenario {
     pub columns: &'static [&'static str],
     /// Names the server function that handled a request (`server:mf`), tried
     /// before [`server_function`]; `None` falls back to it.
-    pub function: Option<fn(&[u8]) -> Option<&'static str>>,
+    pub function: Option<FunctionNamer>,
 }
 
 impl Scenario {
@@ -121,7 +124,7 @@ impl Scenario {
     }
 
     /// Names server functions beyond `server:reg` / `server`.
-    pub const fn function(mut self, f: fn(&[u8]) -> Option<&'static str>) -> Scenario {
+    pub const fn function(mut self, f: FunctionNamer) -> Scenario {
         self.function = Some(f);
         self
     }
