@@ -20,7 +20,8 @@ const STEPS: &[Step] = &[
     Step::wire("5", "alice/phone", "server:reg", "REGISTER"),
     Step::wire("6", "server:reg", "alice/phone", "200 OK (REGISTER)").carrying("pub-gruu"),
     Step::wire("7", "alice/phone", "server:reg", "SUBSCRIBE"),
-    Step::wire("8", "server:reg", "alice/tv", "NOTIFY"),
+    Step::wire("8", "server:reg", "alice/tv", "NOTIFY")
+        .carrying("<display-name>phone</display-name>"),
     Step::seen("9", "alice/tv", "sees alice/phone among its devices"),
     Step::wire("10", "bob/phone", "server:reg", "REGISTER"),
     Step::wire("11", "bob/phone", "server:reg", "SUBSCRIBE"),
