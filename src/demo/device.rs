@@ -165,11 +165,14 @@ impl Device {
             .clone()
     }
 
-    /// Sends a command to the user agent.
+    /// Sends a command to the user agent (its queue holds 64).
     pub fn command(&self, cmd: Command) -> Result<(), DemoError> {
-        self.commands
-            .try_send(cmd)
-            .map_err(|_| DemoError::Stopped(self.name.clone()))
+        self.commands.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                DemoError::Io(format!("{}: command queue full", self.name))
+            }
+            mpsc::error::TrySendError::Closed(_) => DemoError::Stopped(self.name.clone()),
+        })
     }
 
     /// A pager MESSAGE (`text/plain`) to a user or a GRUU.
