@@ -196,12 +196,20 @@ async fn devices_messages_composing_over_the_bundled_server() {
     );
     // the wire tap saw the MESSAGE go out
     let mut saw = false;
+    let mut flow = isc::flow::Flow::new();
+    let start = std::time::Instant::now() - Duration::from_secs(60);
     while let Ok(r) = wire.try_recv() {
         if r.direction == Direction::Sent && r.bytes.starts_with(b"MESSAGE sip:nobody@isc.local") {
             saw = true;
         }
+        r.record_in(&mut flow, start, "alice/tv", "server");
     }
     assert!(saw);
+    let ladder = isc::flow::render_ladder(&flow);
+    assert!(
+        ladder.contains("alice/tv") && ladder.contains("MESSAGE"),
+        "{ladder}"
+    );
 
     // the phone leaves: its un-REGISTER shows up at the tv
     phone.shutdown().await;
@@ -242,6 +250,72 @@ async fn wrong_password_is_reported() {
             Some(ClientEvent::RegistrationFailed { retry_in: None, .. })
         ),
         "{got:?}"
+    );
+    c.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_expiries_423_and_subscription_refresh() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let mut cfg = UaConfig::new(
+        "carol",
+        "isc.local",
+        "carol",
+        "tablet",
+        "urn:uuid:00000000-0000-4000-8000-0000000000c1",
+        server.local_addr(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    // below the registrar's Min-Expires: 423, then again with its minimum
+    cfg.register_expires = 10;
+    cfg.subscribe_expires = 4;
+    let mut c = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut wire = c.wire();
+    let got = c
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::Registered { .. }))
+        .await;
+    assert!(
+        matches!(got, Some(ClientEvent::Registered { expires, .. }) if expires >= 60),
+        "{got:?}"
+    );
+    devices_until(&mut c, |d| d.len() == 1).await;
+    // the subscription (4 s) is refreshed inside its dialog after 2 s
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (mut subscribes, mut refreshes, mut oks) = (0, 0, 0);
+    while let Ok(r) = wire.try_recv() {
+        let text = String::from_utf8_lossy(&r.bytes).to_string();
+        if r.direction == Direction::Sent && text.starts_with("SUBSCRIBE ") {
+            subscribes += 1;
+            let to = text
+                .lines()
+                .find(|l| l.starts_with("To:"))
+                .unwrap_or_default()
+                .to_owned();
+            if to.contains("tag=") {
+                refreshes += 1;
+            }
+        }
+        if r.direction == Direction::Received
+            && text.starts_with("SIP/2.0 200")
+            && text.contains("SUBSCRIBE")
+        {
+            oks += 1;
+        }
+    }
+    assert!(
+        refreshes >= 1,
+        "subscribes {subscribes}, refreshes {refreshes}"
+    );
+    assert!(oks >= 1);
+    assert!(
+        c.next_event(Duration::from_millis(100))
+            .await
+            .is_none_or(|e| !matches!(e, ClientEvent::WatchEnded { .. }))
     );
     c.shutdown().await;
     server.shutdown().await;

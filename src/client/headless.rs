@@ -5,7 +5,9 @@
 //! ```
 //!
 //! The profile comes from `[[client.profiles]]` of the config file; the
-//! flags override it (`--user` alone is enough when no profile exists). The
+//! flags override it (`--user` alone is enough when no profile exists). With
+//! no such profile, `--profile alice-tv` means user `alice` of `[[server.users]]`
+//! (else of the loopback demo cast, password = name) on device `tv`. The
 //! server is `--server`, else `[client].server`, else `[server].listen`.
 //! The device's `+sip.instance` is kept in `<state dir>/isc/profiles/<NAME>/instance-id`
 //! (`--instance` overrides it, `--state-dir` moves it).
@@ -52,7 +54,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use super::instance::{load_or_create_instance, profile_state_dir};
 use super::runner::spawn_client;
 use super::{ClientEvent, Command, Device, UaConfig};
-use crate::config::Config;
+use crate::config::{Config, ProfileConfig};
 use crate::proto::sip::transaction::Transport;
 
 /// `isc client` flags (main.rs includes these as the client subcommand's args).
@@ -161,16 +163,23 @@ pub struct HeadlessOptions {
 impl HeadlessOptions {
     /// Resolves flags against the config (and the profile's state dir).
     pub fn resolve(args: &ClientArgs, config: &Config) -> Result<Self, HeadlessError> {
-        let profile = match &args.profile {
-            Some(name) => Some(
-                config
-                    .client
-                    .profile(Some(name))
-                    .filter(|p| &p.name == name)
+        let found = match &args.profile {
+            Some(name) => config
+                .client
+                .profile(Some(name))
+                .filter(|p| &p.name == name)
+                .cloned(),
+            None => config.client.profile(None).cloned(),
+        };
+        let profile = match (&args.profile, found) {
+            (_, Some(p)) => Some(p),
+            (Some(name), None) => Some(
+                server_user_profile(name, config)
                     .ok_or_else(|| HeadlessError::NoSuchProfile(name.clone()))?,
             ),
-            None => config.client.profile(None),
+            (None, None) => None,
         };
+        let profile = profile.as_ref();
         let user = args
             .user
             .clone()
@@ -226,6 +235,28 @@ impl HeadlessOptions {
             bind: args.bind,
         })
     }
+}
+
+/// With no `[[client.profiles]]` entry, `--profile alice` (or `alice-tv`,
+/// `alice/tv`) is the server's user `alice` (from `[[server.users]]`, else
+/// the loopback demo cast whose passwords are the names), device `tv`.
+fn server_user_profile(name: &str, config: &Config) -> Option<ProfileConfig> {
+    let (user, device) = match name.split_once(['-', '/']) {
+        Some((u, d)) => (u, Some(d.to_owned())),
+        None => (name, None),
+    };
+    let account = config
+        .server
+        .effective_users()
+        .into_iter()
+        .find(|u| u.name == user)?;
+    let mut p: ProfileConfig = toml::from_str(&format!(
+        "name = {name:?}\nuser = {user:?}\npassword = {pw:?}\n",
+        pw = account.password
+    ))
+    .ok()?;
+    p.device = device;
+    Some(p)
 }
 
 /// `alice` → (`alice`, default domain); `sip:alice@x` / `alice@x` → (`alice`, `x`).
@@ -610,6 +641,19 @@ mod tests {
         assert_eq!(o.ua.server, "127.0.0.1:5999".parse().unwrap());
         let again = HeadlessOptions::resolve(&args, &config).unwrap();
         assert_eq!(again.ua.instance_id, o.ua.instance_id);
+        let demo = ClientArgs {
+            profile: Some("bob-phone".into()),
+            ..args.clone()
+        };
+        let o = HeadlessOptions::resolve(&demo, &Config::default()).unwrap();
+        assert_eq!(
+            (
+                o.ua.user.as_str(),
+                o.ua.password.as_str(),
+                o.ua.device.as_str()
+            ),
+            ("bob", "bob", "phone")
+        );
         let missing = ClientArgs {
             profile: Some("nope".into()),
             ..args

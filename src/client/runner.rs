@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::{ClientEvent, Command, UaConfig, UserAgent};
+use crate::flow::Flow;
 use crate::ids::RandomIds;
 use crate::net::SipTransport;
 use crate::proto::ids::IdGen;
@@ -27,6 +28,8 @@ pub enum Direction {
 /// One SIP message on the wire, for the flow ladder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireRecord {
+    /// When the driver sent or received it.
+    pub at: Instant,
     pub direction: Direction,
     /// Our address.
     pub local: SocketAddr,
@@ -34,6 +37,20 @@ pub struct WireRecord {
     pub peer: SocketAddr,
     pub transport: Transport,
     pub bytes: Vec<u8>,
+}
+
+impl WireRecord {
+    /// Adds this message to a flow ladder: `me` names this client (e.g.
+    /// `alice/tv`), `peer` the other end (e.g. `server`); `start` is the
+    /// flow's time origin.
+    pub fn record_in(&self, flow: &mut Flow, start: Instant, me: &str, peer: &str) {
+        let at = self.at.saturating_duration_since(start);
+        let (from, to) = match self.direction {
+            Direction::Sent => (me, peer),
+            Direction::Received => (peer, me),
+        };
+        flow.record(at, from, to, &self.bytes);
+    }
 }
 
 /// The application's side of a running client.
@@ -173,6 +190,7 @@ impl Driver {
                 input = self.incoming.recv() => match input {
                     Some(input) => {
                         let _ = self.wire.send(WireRecord {
+                            at: Instant::now(),
                             direction: Direction::Received,
                             local: self.transport.local_addr(),
                             peer: input.source,
@@ -199,6 +217,7 @@ impl Driver {
     async fn flush(&mut self) {
         while let Some((to, transport, bytes)) = self.ua.poll_transmit() {
             let _ = self.wire.send(WireRecord {
+                at: Instant::now(),
                 direction: Direction::Sent,
                 local: self.transport.local_addr(),
                 peer: to,

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rsip::{Method, Request, Response};
 
@@ -26,7 +26,7 @@ use crate::proto::bodies::is_composing::{self, IsComposing};
 use crate::proto::bodies::reginfo::{self, Reginfo};
 use crate::proto::ids::IdGen;
 use crate::proto::sip::build::{call_id, from_tag, response_with, to_tag};
-use crate::proto::sip::digest::{DigestClient, DigestError};
+use crate::proto::sip::digest::{AuthKind, DigestClient, DigestError, parse_challenges};
 use crate::proto::sip::headers::{
     Event, HeadersExt, NameAddr, SubscriptionState, Warning, make_header, quote,
 };
@@ -85,6 +85,8 @@ pub struct UserAgent {
     started: bool,
     /// Shutdown deadline, once asked.
     shutdown: Option<Instant>,
+    /// The `opaque` of the server's last Digest challenge.
+    server_opaque: Option<String>,
     stopped: bool,
 }
 
@@ -119,6 +121,7 @@ impl UserAgent {
             next_message: 0,
             started: false,
             shutdown: None,
+            server_opaque: None,
             stopped: false,
             reg,
             ids,
@@ -602,9 +605,7 @@ impl UserAgent {
             Method::Message => self.on_message(now, key, req),
             Method::Notify => self.on_notify(now, key, req),
             // RFC 6665 §8.3.2: we are no notifier
-            Method::Subscribe => {
-                self.respond(now, &key, &req, 489, vec![make_header("Allow-Events", "")])
-            }
+            Method::Subscribe => self.respond(now, &key, &req, 489, vec![]),
             Method::Ack => {}
             Method::Bye => self.respond(now, &key, &req, 481, vec![]),
             // RFC 3261 §8.2.1
@@ -725,6 +726,10 @@ impl UserAgent {
         let Some(p) = self.pending.remove(&key) else {
             return;
         };
+        if self.shutdown.is_some() && matches!(p.purpose, Purpose::Register | Purpose::Subscribe) {
+            // superseded by the un-REGISTER / un-SUBSCRIBE of the shutdown
+            return;
+        }
         if (code == 401 || code == 407) && self.retry_with_credentials(now, &p, &resp) {
             return;
         }
@@ -773,6 +778,7 @@ impl UserAgent {
     /// A 401/407: answer the challenge and re-send (RFC 3261 §22.2). False
     /// when the credentials were refused or the challenge cannot be met.
     fn retry_with_credentials(&mut self, now: Instant, p: &Pending, resp: &Response) -> bool {
+        self.check_server_restart(now, p, resp);
         if p.auth_tries >= 2 {
             return false;
         }
@@ -804,6 +810,28 @@ impl UserAgent {
             _ => out.cseq + 1,
         };
         self.send(now, p.purpose.clone(), out, p.auth_tries + 1)
+    }
+
+    /// A challenge whose `opaque` differs from the server's earlier ones
+    /// means a restarted server (its opaque is per run): it lost our
+    /// binding and subscription, so register and subscribe again now
+    /// instead of at the next refresh.
+    fn check_server_restart(&mut self, now: Instant, p: &Pending, resp: &Response) {
+        let opaque = [AuthKind::Www, AuthKind::Proxy]
+            .into_iter()
+            .flat_map(|k| k.challenge_values(&resp.headers))
+            .flat_map(|v| parse_challenges(v).unwrap_or_default())
+            .find_map(|c| c.opaque);
+        let Some(opaque) = opaque else { return };
+        let restarted = self.server_opaque.as_ref().is_some_and(|o| *o != opaque);
+        self.server_opaque = Some(opaque);
+        if restarted && !p.purpose.is_register() && self.shutdown.is_none() {
+            tracing::info!("server restarted (new digest opaque): registering again");
+            self.reg.retry_now(now);
+            if self.watch.state == WatchState::Active {
+                self.watch.failed(now, Duration::ZERO, Duration::ZERO);
+            }
+        }
     }
 
     fn on_register_response(&mut self, now: Instant, _p: Pending, resp: Response) {
@@ -889,6 +917,11 @@ impl UserAgent {
                 reason: format!("{code} {}", reason_phrase(&resp.status_code)),
             });
         } else {
+            if code == 481 {
+                // the notifier forgot our dialog: a restarted server, which
+                // forgot our binding as well (RFC 6665 §4.1.2.2)
+                self.reg.retry_now(now);
+            }
             self.watch
                 .failed(now, self.cfg.retry_base, self.cfg.retry_max);
         }
@@ -896,6 +929,9 @@ impl UserAgent {
 
     /// Timer F/B or a transport error: no final response will come.
     fn on_no_response(&mut self, now: Instant, p: Pending) {
+        if self.shutdown.is_some() && matches!(p.purpose, Purpose::Register | Purpose::Subscribe) {
+            return;
+        }
         match p.purpose {
             Purpose::Register => {
                 self.registration_failed(now, None, "no response from server".into(), true)

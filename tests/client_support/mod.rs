@@ -40,13 +40,17 @@ pub struct Harness {
     /// Messages the UA sent and the test did not look at yet.
     pub outbox: Vec<(SocketAddr, SipMessage)>,
     pub events: Vec<ClientEvent>,
+    /// The transport the server's messages arrive over (the UA's).
+    pub transport: Transport,
     next_tag: u32,
 }
 
 impl Harness {
     pub fn new(cfg: UaConfig) -> Self {
         let t0 = Instant::now();
+        let transport = cfg.transport;
         Harness {
+            transport,
             ua: UserAgent::new(cfg, Box::new(SeqIds::new("a"))),
             now: t0,
             t0,
@@ -164,7 +168,7 @@ impl Harness {
         let input = Incoming {
             bytes,
             source: SERVER.parse().unwrap(),
-            transport: Transport::Tcp,
+            transport: self.transport,
         };
         self.ua.handle_input(self.now, input);
         self.pump();
