@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod flow;
 pub mod fuzz_targets;
 pub mod ids;

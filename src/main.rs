@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use isc::client::headless::ClientArgs;
 
 #[derive(Parser)]
 #[command(
@@ -19,8 +20,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the client (the default when no command is given).
+    Client(ClientArgs),
     /// Run the bundled server: registrar, proxy and the ISC / CPM / IM functions.
     Server(ServerArgs),
+    /// Play a scenario with an in-process server and bot devices, then print
+    /// its message ladder, every message in full and the step checklist.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// The scenario to play (see the possible values).
+    #[arg(value_name = "SCENARIO", value_parser = clap::builder::PossibleValuesParser::new(scenario_names()))]
+    scenario: String,
+    /// Print the ladder, the messages and the checklist instead of showing
+    /// the flow in the terminal UI.
+    #[arg(long)]
+    headless: bool,
+    /// Give up (and fail) when the scenario has not finished after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    timeout: u64,
+}
+
+fn scenario_names() -> Vec<&'static str> {
+    isc::demo::SCENARIOS.iter().map(|s| s.name).collect()
 }
 
 #[derive(clap::Args)]
@@ -39,10 +63,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Server(args)) => run_server(args),
-        None => {
-            eprintln!("isc: the client is not built yet; run `isc server`");
-            return ExitCode::from(2);
-        }
+        Some(Command::Demo(args)) => return run_demo(args),
+        Some(Command::Client(args)) => return run_client(args),
+        None => return run_client(ClientArgs::default()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,4 +97,68 @@ fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+fn run_client(args: ClientArgs) -> ExitCode {
+    if !args.headless {
+        eprintln!(
+            "isc: the terminal UI is not built yet; use `isc client --headless` or `isc demo SCENARIO --headless`"
+        );
+        return ExitCode::from(2);
+    }
+    // stdout carries the JSON events: logs go to a file.
+    let _log = isc::logging::init_file_logging("client");
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(isc::client::headless::run_headless_stdio(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("isc client: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_demo(args: DemoArgs) -> ExitCode {
+    if !args.headless {
+        eprintln!(
+            "isc: the terminal UI is not built yet; run `isc demo {} --headless`",
+            args.scenario
+        );
+        return ExitCode::from(2);
+    }
+    let Some(scenario) = isc::demo::find(&args.scenario) else {
+        eprintln!("isc: no scenario named {}", args.scenario);
+        return ExitCode::from(2);
+    };
+    let _log = isc::logging::init_file_logging("demo");
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = isc::demo::DemoOptions {
+        deadline: std::time::Duration::from_secs(args.timeout),
+    };
+    match rt.block_on(isc::demo::run(scenario, opts)) {
+        Ok(report) => {
+            print!("{}", isc::demo::render_report(&report, scenario.summary));
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("isc demo {}: {e}", scenario.name);
+            ExitCode::FAILURE
+        }
+    }
 }

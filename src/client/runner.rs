@@ -110,6 +110,12 @@ impl ClientHandle {
         let _ = self.task.await;
     }
 
+    /// Ends the driver at once, sending nothing more (a crash, a lost
+    /// network): registration and subscriptions are left to expire.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
     /// Whether the driver task has ended.
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()

@@ -142,6 +142,18 @@ impl ServerCore {
         &self.settings
     }
 
+    /// Changes the Digest settings (algorithms offered, uri check, ...),
+    /// e.g. for SIPp 3.6.1, which reads only the first challenge, computes
+    /// MD5 only and puts `sip:<server ip>:<port>` (or `-auth_uri`) in the
+    /// credentials' uri. Outstanding nonces are dropped.
+    pub fn configure_digest(&mut self, now: Instant, change: impl FnOnce(&mut DigestServerConfig)) {
+        let mut config = self.digest.config().clone();
+        change(&mut config);
+        let mut key = [0u8; 32];
+        self.ids.fill(&mut key);
+        self.digest = DigestServer::new(config, key, now);
+    }
+
     /// The registrar's bindings (the roles built on this core look devices up here).
     pub fn registrar(&self) -> &Registrar {
         &self.registrar
@@ -1086,9 +1098,25 @@ fn is_reg_event(req: &rsip::Request) -> bool {
 
 fn target_of(b: &Binding) -> Option<Target> {
     let uri = crate::proto::sip::message::parse_uri(&b.contact).ok()?;
+    // RFC 3261 §16.5: the registered Contact is the target. A UDP contact
+    // that is an IP literal is reached there, even when someone else
+    // registered it (RFC 3261 §10.2.1; SIPp does so in
+    // tests/interop_sipp.rs). Otherwise (outbound reg-id, TCP connection
+    // reuse per RFC 5923, a host name) the flow the REGISTER came on.
+    let view = UriView::of(&uri);
+    let addr = match view.socket_addr() {
+        Some(contact)
+            if b.source.transport == rsip::Transport::Udp
+                && b.reg_id.is_none()
+                && view.transport.is_none_or(|t| t == Transport::Udp) =>
+        {
+            contact
+        }
+        _ => b.source.addr,
+    };
     Some(Target {
         uri,
-        addr: b.source.addr,
+        addr,
         transport: tsx_transport(b.source.transport),
     })
 }

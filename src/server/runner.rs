@@ -15,6 +15,7 @@ use crate::config::ServerConfig;
 use crate::ids::RandomIds;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
 use crate::net::sip_transport::SipTransport;
+use crate::proto::sip::digest::DigestServerConfig;
 use crate::proto::sip::transaction::Transport;
 
 use super::core::{CoreSettings, ServerCore, UserAccount};
@@ -47,6 +48,9 @@ pub struct ServerOptions {
     pub config: ServerConfig,
     /// Keep chat history in memory, not under `data_dir` (demos, tests).
     pub history_in_memory: bool,
+    /// Changes to the Digest defaults (SHA-256 then MD5, uri checked), e.g.
+    /// MD5 only for SIPp 3.6.1.
+    pub digest: Option<fn(&mut DigestServerConfig)>,
 }
 
 impl ServerOptions {
@@ -54,6 +58,7 @@ impl ServerOptions {
         ServerOptions {
             config,
             history_in_memory: false,
+            digest: None,
         }
     }
 
@@ -67,6 +72,7 @@ impl ServerOptions {
         ServerOptions {
             config,
             history_in_memory: true,
+            digest: None,
         }
     }
 }
@@ -129,6 +135,9 @@ impl Server {
             nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs),
         };
         let mut core = ServerCore::new(settings, Box::new(RandomIds::new()), Instant::now());
+        if let Some(change) = options.digest {
+            core.configure_digest(Instant::now(), change);
+        }
         // The MSRP side of the B2BUA roles (seed 001 8.3.2.1.1).
         let (msrp, mut msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
         let msrp_local = msrp.local_addr();

@@ -1,0 +1,134 @@
+//! Who is who on the ladder: a peer address becomes the device that owns
+//! it (`alice/tv`), the server becomes the function that acted
+//! (`server:reg` for registrations and their reg-event, `server` for the
+//! proxy), decided per request and kept for its Call-ID's responses.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::flow::Flow;
+use crate::server::runner::{Direction, WireEvent};
+
+use super::Scenario;
+
+/// The server function that handles a request, from its method and
+/// headers; `None` for a response (it inherits its request's function).
+///
+/// Later scenarios extend this: `server:mf` for the ISC content-viewing
+/// INVITE and its recommendation MESSAGE, `server:cpm` for CPM sessions,
+/// `server:focus` for conferences, `server:store` for deferred messages.
+pub fn server_function(raw: &[u8]) -> Option<&'static str> {
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(8192)]);
+    let first = text.lines().next().unwrap_or("");
+    if first.starts_with("SIP/") {
+        return None;
+    }
+    let method = first.split_whitespace().next().unwrap_or("");
+    let event = header(&text, "Event", Some("o")).unwrap_or_default();
+    let reg_event = event
+        .split(';')
+        .next()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("reg"));
+    Some(match method {
+        "REGISTER" => "server:reg",
+        "SUBSCRIBE" | "NOTIFY" if reg_event => "server:reg",
+        _ => "server",
+    })
+}
+
+/// The record as a [`Flow`], with the cast's columns first.
+pub(super) fn flow_for(
+    scenario: &Scenario,
+    started: Instant,
+    events: &[WireEvent],
+    names: &HashMap<SocketAddr, String>,
+    _server: SocketAddr,
+) -> Flow {
+    let mut columns: Vec<String> = scenario.columns.iter().map(|s| s.to_string()).collect();
+    if columns.is_empty() {
+        // The first user's devices, the server, everyone else.
+        let user = |n: &str| super::DeviceName::parse(n).user;
+        let first = scenario.cast.first().map(|n| user(n)).unwrap_or_default();
+        let (mine, others): (Vec<&str>, Vec<&str>) =
+            scenario.cast.iter().partition(|n| user(n) == first);
+        columns.extend(mine.iter().map(|s| s.to_string()));
+        columns.push("server:reg".into());
+        columns.push("server".into());
+        columns.extend(others.iter().map(|s| s.to_string()));
+    }
+    let mut flow = Flow::with_entities(columns);
+    let mut by_call: HashMap<String, &'static str> = HashMap::new();
+    for ev in events {
+        let text = String::from_utf8_lossy(&ev.bytes[..ev.bytes.len().min(8192)]);
+        let call_id = header(&text, "Call-ID", Some("i")).unwrap_or_default();
+        let named = match scenario.function {
+            Some(f) if server_function(&ev.bytes).is_some() => f(&ev.bytes),
+            _ => None,
+        };
+        let function = match named.or_else(|| server_function(&ev.bytes)) {
+            Some(f) => {
+                by_call.entry(call_id).or_insert(f);
+                f
+            }
+            None => by_call.get(&call_id).copied().unwrap_or("server"),
+        };
+        let peer = names
+            .get(&ev.peer)
+            .cloned()
+            .unwrap_or_else(|| ev.peer.to_string());
+        let (from, to) = match ev.direction {
+            Direction::In => (peer, function.to_string()),
+            Direction::Out => (function.to_string(), peer),
+        };
+        flow.record(
+            ev.at.saturating_duration_since(started),
+            &from,
+            &to,
+            &ev.bytes,
+        );
+    }
+    flow
+}
+
+/// The first header `name` (or its compact form), trimmed.
+fn header(text: &str, name: &str, compact: Option<&str>) -> Option<String> {
+    for line in text.lines().skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            let n = n.trim();
+            if n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c)) {
+                return Some(v.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions() {
+        assert_eq!(
+            server_function(b"REGISTER sip:isc.local SIP/2.0\r\n\r\n"),
+            Some("server:reg")
+        );
+        assert_eq!(
+            server_function(b"NOTIFY sip:a@b SIP/2.0\r\nEvent: reg\r\n\r\n"),
+            Some("server:reg")
+        );
+        assert_eq!(
+            server_function(b"SUBSCRIBE sip:a@b SIP/2.0\r\no: presence\r\n\r\n"),
+            Some("server")
+        );
+        assert_eq!(
+            server_function(b"MESSAGE sip:a@b SIP/2.0\r\n\r\n"),
+            Some("server")
+        );
+        assert_eq!(server_function(b"SIP/2.0 200 OK\r\n\r\n"), None);
+    }
+}

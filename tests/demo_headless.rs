@@ -1,0 +1,108 @@
+//! `isc demo SCENARIO --headless` through the real binary: exit 0, the
+//! ladder's key arrows carry their step numbers, the checklist passes.
+
+use std::process::Command;
+
+fn run_demo(scenario: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_isc"))
+        .args(["demo", scenario, "--headless", "--timeout", "20"])
+        .output()
+        .expect("run isc");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The ladder section: from `== ladder ==` to `== messages ==`.
+fn ladder(out: &str) -> &str {
+    let start = out.find("== ladder ==").expect("a ladder");
+    let end = out.find("== messages ==").expect("the messages");
+    &out[start..end]
+}
+
+/// The ladder line carrying step `[id]`.
+fn arrow<'a>(ladder: &'a str, id: &str) -> &'a str {
+    let tag = format!("  [{id}]");
+    ladder
+        .lines()
+        .find(|l| l.ends_with(&tag))
+        .unwrap_or_else(|| panic!("no arrow for step {id} in\n{ladder}"))
+}
+
+#[test]
+fn pager() {
+    let (code, out, err) = run_demo("pager");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let ladder = ladder(&out);
+    let head = ladder.lines().nth(1).expect("column heads");
+    for name in [
+        "alice/tv",
+        "alice/phone",
+        "server:reg",
+        "server",
+        "bob/phone",
+    ] {
+        assert!(head.contains(name), "{head}");
+    }
+    // Column positions, to check each arrow runs between the right ones.
+    let col = |name: &str| {
+        let at = head
+            .match_indices(name)
+            .map(|(i, _)| i)
+            .find(|&i| !head[i + name.len()..].starts_with(':'))
+            .unwrap();
+        at + name.len() / 2
+    };
+    let spans = |line: &str, a: &str, b: &str| {
+        let (lo, hi) = (col(a).min(col(b)), col(a).max(col(b)));
+        line.as_bytes()[lo] == b'|' && line.as_bytes()[hi] == b'|' && line[lo + 1..hi].contains('-')
+    };
+    let l = arrow(ladder, "1");
+    assert!(
+        l.contains("REGISTER") && spans(l, "alice/tv", "server:reg"),
+        "{l}"
+    );
+    let l = arrow(ladder, "4");
+    assert!(l.contains("NOTIFY") && l.contains("<-"), "{l}");
+    let l = arrow(ladder, "12");
+    assert!(
+        l.contains("MESSAGE") && spans(l, "server", "bob/phone") && l.contains("<-"),
+        "{l}"
+    );
+    for (id, to) in [("16a", "alice/tv"), ("16b", "alice/phone")] {
+        let l = arrow(ladder, id);
+        assert!(l.contains("MESSAGE") && spans(l, to, "server"), "{l}");
+    }
+    let l = arrow(ladder, "20");
+    assert!(l.contains("MESSAGE") && l.contains("->|"), "{l}");
+
+    // The messages follow in full, with their step.
+    assert!(out.contains("[step 16a] ---"), "{out}");
+    assert!(out.contains("Content-Type: application/im-iscomposing+xml"));
+    assert!(out.contains("Hello Alice, movie tonight?"));
+    // The checklist: every step ticked.
+    let steps = &out[out.find("== steps ==").unwrap()..];
+    assert!(!steps.contains('✗'), "{steps}");
+    assert!(
+        steps.contains("✓ [18b] alice/phone: shows Bob's message"),
+        "{steps}"
+    );
+    assert!(steps.contains("pager: 26/26 steps passed"), "{steps}");
+}
+
+#[test]
+fn unknown_scenario_and_missing_tui_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_isc"))
+        .args(["demo", "no-such-flow", "--headless"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_isc"))
+        .args(["demo", "pager"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+}
