@@ -36,7 +36,11 @@ pub fn describe(raw: &[u8]) -> (Protocol, String) {
     }
     if w0.starts_with("SIP/") {
         let rest: Vec<&str> = words.collect();
-        let status = rest.join(" ");
+        // Long reason phrases would widen every column of the ladder: keep
+        // the code alone when the phrase is long ("407 (SUBSCRIBE)").
+        let reason = rest.get(1..).map(|r| r.join(" ")).unwrap_or_default();
+        let code = rest.first().copied().unwrap_or("");
+        let status = if reason.chars().count() <= 12 { rest.join(" ") } else { code.to_string() };
         let method =
             header(&text, "CSeq").and_then(|c| c.split_whitespace().nth(1).map(str::to_string));
         let label = match method {
@@ -85,6 +89,8 @@ mod tests {
         assert_eq!(describe(inv), (Protocol::Sip, "INVITE".into()));
         let ok = b"SIP/2.0 200 OK\r\nVia: x\r\nCSeq: 2 MESSAGE\r\n\r\n";
         assert_eq!(describe(ok), (Protocol::Sip, "200 OK (MESSAGE)".into()));
+        let auth = b"SIP/2.0 407 Proxy Authentication Required\r\nCSeq: 2 SUBSCRIBE\r\n\r\n";
+        assert_eq!(describe(auth), (Protocol::Sip, "407 (SUBSCRIBE)".into()));
         let send = b"MSRP a786hjs2 SEND\r\nTo-Path: msrp://x\r\nContent-Type: message/cpim\r\n\r\nhi\r\n-------a786hjs2$\r\n";
         assert_eq!(
             describe(send),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Flow, Protocol};
 
 /// Widest label drawn on an arrow; longer ones are cut with `…`.
-const MAX_LABEL: usize = 40;
+const MAX_LABEL: usize = 30;
 
 /// Draws one arrow per message between entity columns. SIP arrows are `-`,
 /// MSRP `=`, RTP `~`. The seed's step number, when known, follows the arrow.
