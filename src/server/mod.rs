@@ -5,5 +5,6 @@ pub mod location_service;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;
+pub mod rtp_streamer;
 pub mod runner;
 pub mod sip_util;
