@@ -1,10 +1,12 @@
 //! The bundled server: its modules are named after the spec roles.
 
+pub mod content_list;
 pub mod core;
 pub mod location_service;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;
+pub mod rtp_sender;
 pub mod rtp_streamer;
 pub mod runner;
 pub mod sip_util;
