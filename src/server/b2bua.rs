@@ -220,16 +220,17 @@ impl B2bua {
         let c = self.calls.get_mut(&call)?;
         let branch = format!("z9hG4bK{}", ctx.ids.token());
         push_via(&mut request.headers, ctx.local, target.transport, &branch);
-        let key = match ctx
-            .tsx
-            .send_request(ctx.now, request.clone(), target.addr, target.transport)
-        {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(error = %e, "B2BUA leg not started");
-                return None;
-            }
-        };
+        let key =
+            match ctx
+                .tsx
+                .send_request(ctx.now, request.clone(), target.addr, target.transport)
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(error = %e, "B2BUA leg not started");
+                    return None;
+                }
+            };
         let leg = c.outgoing.len();
         c.outgoing.push(OutgoingLeg {
             request,
@@ -633,6 +634,30 @@ impl B2bua {
             self.by_server.remove(&c.incoming.key);
             self.by_client.retain(|_, (x, _)| *x != call);
             self.by_dialog.retain(|_, (x, _)| *x != call);
+        }
+    }
+
+    /// The dialog of one side of a call and where its requests go, for a
+    /// role's own in-dialog requests (INFO, NOTIFY). Added for the ISC Media
+    /// Function (branch mf).
+    pub fn dialog_mut(
+        &mut self,
+        call: CallRef,
+        side: Side,
+    ) -> Option<(&mut Dialog, SocketAddr, Transport)> {
+        let c = self.calls.get_mut(&call)?;
+        match side {
+            Side::Incoming => {
+                let i = &mut c.incoming;
+                Some((i.dialog.as_mut()?, i.source, i.transport))
+            }
+            Side::Outgoing(n) => {
+                let o = c.outgoing.get_mut(n)?;
+                if o.ended {
+                    return None;
+                }
+                Some((o.dialog.as_mut()?, o.target.addr, o.target.transport))
+            }
         }
     }
 

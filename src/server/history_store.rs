@@ -173,13 +173,22 @@ mod tests {
             .conversation("sip:alice@isc.local", "sip:bob@isc.local")
             .unwrap();
         assert_eq!(got, vec![entry(1), entry(2)]);
-        assert!(s.conversation("sip:alice@isc.local", "x").unwrap().is_empty());
+        assert!(
+            s.conversation("sip:alice@isc.local", "x")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn in_memory_works() {
         let mut s = SqliteHistory::in_memory().unwrap();
         s.store(&entry(3)).unwrap();
-        assert_eq!(s.conversation("sip:bob@isc.local", "sip:alice@isc.local").unwrap().len(), 1);
+        assert_eq!(
+            s.conversation("sip:bob@isc.local", "sip:alice@isc.local")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -4,6 +4,8 @@ pub mod b2bua;
 pub mod content_list;
 pub mod core;
 pub mod history_store;
+pub mod isc_media_function;
+pub mod isc_playback;
 pub mod location_service;
 pub mod msrp_relay;
 pub mod proxy_core;
