@@ -637,6 +637,14 @@ impl B2bua {
         }
     }
 
+    /// True if `response` (e.g. a stray 2xx retransmission) is in one of our
+    /// dialogs. Added for the ISC Media Function (branch mf).
+    pub fn knows_response_dialog(&self, response: &rsip::Response) -> bool {
+        DialogId::for_received_response(response)
+            .ok()
+            .is_some_and(|id| self.by_dialog.contains_key(&id))
+    }
+
     /// The dialog of one side of a call and where its requests go, for a
     /// role's own in-dialog requests (INFO, NOTIFY). Added for the ISC Media
     /// Function (branch mf).

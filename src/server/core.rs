@@ -19,8 +19,11 @@ use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transmit, Tra
 use crate::server::location_service::{Binding, Source};
 use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
+use super::b2bua::SipCtx;
+use super::isc_media_function::{self, IscMediaFunction};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
+use super::rtp_streamer::RtpTransmit;
 use super::sip_util::{
     UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
     record_route_value, response_destination, top_via, uri_transport,
@@ -59,6 +62,20 @@ pub struct Outgoing {
     pub bytes: Vec<u8>,
 }
 
+/// A [`SipCtx`] over the core's transaction layer and ids (disjoint
+/// borrows of `self`'s fields, so a role field can be borrowed beside it).
+macro_rules! sip_ctx {
+    ($s:ident, $now:expr) => {
+        SipCtx {
+            now: $now,
+            tsx: &mut $s.tsx,
+            ids: &mut *$s.ids,
+            local: $s.settings.local,
+            domain: &$s.settings.domain,
+        }
+    };
+}
+
 /// The server core. See the module docs.
 pub struct ServerCore {
     settings: CoreSettings,
@@ -68,6 +85,8 @@ pub struct ServerCore {
     registrar: Registrar,
     notifier: RegNotifier,
     proxy: ProxyCore,
+    /// ISC Server Media Function (seed 000).
+    mf: IscMediaFunction,
     ids: Box<dyn IdGen>,
 }
 
@@ -96,6 +115,7 @@ impl ServerCore {
             registrar: Registrar::new(reg_config),
             notifier: RegNotifier::new(),
             proxy: ProxyCore::new(),
+            mf: IscMediaFunction::disabled(&settings.domain),
             ids,
             settings,
         }
@@ -103,6 +123,31 @@ impl ServerCore {
 
     pub fn settings(&self) -> &CoreSettings {
         &self.settings
+    }
+
+    /// Installs the ISC Server Media Function (its content and media ports
+    /// come from the driver, which loads and binds them).
+    pub fn set_media_function(&mut self, mf: IscMediaFunction) {
+        self.mf = mf;
+    }
+
+    pub fn media_function(&self) -> &IscMediaFunction {
+        &self.mf
+    }
+
+    /// When the media (RTP/RTCP) must be served next.
+    pub fn poll_media_timeout(&self) -> Option<Instant> {
+        self.mf.poll_media_timeout()
+    }
+
+    /// Serves the media due at `now`; `wall` is the wall clock read with it.
+    pub fn handle_media_timeout(&mut self, now: Instant, wall: crate::proto::rtp::NtpTime) {
+        self.mf.handle_media_timeout(now, wall);
+    }
+
+    /// The next RTP/RTCP datagram to send.
+    pub fn poll_rtp_transmit(&mut self) -> Option<RtpTransmit> {
+        self.mf.poll_rtp_transmit()
     }
 
     /// The registrar's bindings (the roles built on this core look devices up here).
@@ -169,6 +214,10 @@ impl ServerCore {
                 .collect();
             self.notify_changes(now, &changes);
         }
+        {
+            let mut ctx = sip_ctx!(self, now);
+            self.mf.handle_timeout(&mut ctx);
+        }
         for sub in self.notifier.take_expired(now) {
             // RFC 6665 §4.2.2: a final NOTIFY with Subscription-State terminated.
             let mut sub = sub;
@@ -197,6 +246,7 @@ impl ServerCore {
             self.tsx.poll_timeout(),
             self.registrar.location().poll_timeout(),
             self.notifier.poll_timeout(),
+            self.mf.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -226,6 +276,9 @@ impl ServerCore {
                         for branch in actions.cancel {
                             let _ = self.tsx.cancel(now, &branch);
                         }
+                    } else if self.mf.owns_client(&key) {
+                        let mut ctx = sip_ctx!(self, now);
+                        self.mf.on_response(&mut ctx, &key, response);
                     } else if response.status_code.code() == 481 {
                         // A subscriber that forgot its subscription (RFC 6665 §4.2.2).
                         if let Ok(id) = DialogId::for_received_response(&response) {
@@ -233,14 +286,32 @@ impl ServerCore {
                         }
                     }
                 }
-                LayerEvent::StrayResponse { response, .. } => self.forward_stray_response(response),
+                LayerEvent::StrayResponse { response, .. } => {
+                    if self.mf.knows_response_dialog(&response) {
+                        let mut ctx = sip_ctx!(self, now);
+                        self.mf.on_stray_response(&mut ctx, &response);
+                    } else {
+                        self.forward_stray_response(response)
+                    }
+                }
+                LayerEvent::Timeout { key } if self.mf.owns_client(&key) => {
+                    let mut ctx = sip_ctx!(self, now);
+                    self.mf.on_failure(&mut ctx, &key, 408);
+                }
+                LayerEvent::TransportError { key } if self.mf.owns_client(&key) => {
+                    let mut ctx = sip_ctx!(self, now);
+                    self.mf.on_failure(&mut ctx, &key, 503);
+                }
                 LayerEvent::Timeout { key } => {
                     self.proxy.on_branch_failure(now, &mut self.tsx, &key, 408)
                 }
                 LayerEvent::TransportError { key } => {
                     self.proxy.on_branch_failure(now, &mut self.tsx, &key, 503)
                 }
-                LayerEvent::Terminated { key } => self.proxy.on_branch_terminated(&key),
+                LayerEvent::Terminated { key } => {
+                    self.mf.on_terminated(&key);
+                    self.proxy.on_branch_terminated(&key)
+                }
             }
         }
     }
@@ -347,6 +418,24 @@ impl ServerCore {
 
         if req.method == rsip::Method::Subscribe && is_reg_event(&req) {
             self.on_reg_subscribe(now, key, req, &user, source, transport);
+            return;
+        }
+        if req.method == rsip::Method::Options && self.is_content_list_uri(&req.uri) {
+            self.answer_content_list(now, &key, &req);
+            return;
+        }
+        if isc_media_function::handles(&req) {
+            // seed 000 5.11.1 / 5.12.1 / 5.12.4: the Media Function takes it
+            let mut ctx = sip_ctx!(self, now);
+            self.mf.on_invite(
+                &mut ctx,
+                self.registrar.location(),
+                key,
+                req,
+                &user,
+                source,
+                transport,
+            );
             return;
         }
         let targets = match self.targets_for(now, &req.uri) {
@@ -465,6 +554,11 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
+        if self.mf.knows_dialog(&req) {
+            let mut ctx = sip_ctx!(self, now);
+            self.mf.on_in_dialog(&mut ctx, key, req);
+            return;
+        }
         if req.method == rsip::Method::Subscribe
             && let Ok(id) = DialogId::for_received_request(&req)
             && self.notifier.get_mut(&id).is_some()
@@ -554,6 +648,9 @@ impl ServerCore {
     /// The ACK for a 2xx is its own end-to-end request (RFC 3261 §13.2.2.4):
     /// routed like any in-dialog request, without a transaction.
     fn on_ack(&mut self, now: Instant, mut req: rsip::Request) {
+        if self.mf.on_ack(now, &req) {
+            return;
+        }
         pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
         let Some(target) = self.resolve_next_hop(now, &req) else {
             return;
@@ -596,6 +693,11 @@ impl ServerCore {
             return;
         };
         self.respond(now, &key, &req, 200, None, vec![]);
+        if pending && self.mf.owns_server(&invite) {
+            let mut ctx = sip_ctx!(self, now);
+            self.mf.on_cancel(&mut ctx, &invite);
+            return;
+        }
         if pending && self.proxy.owns_server(&invite) {
             // §16.10: CANCEL every pending branch; their 487s go upstream.
             for branch in self.proxy.on_cancel(&invite) {
@@ -935,6 +1037,38 @@ impl ServerCore {
             ],
         );
         self.send_stateless_response(resp, source, transport);
+    }
+
+    /// `sip:content@<domain>`: the content list (see [`super::content_list`]).
+    fn is_content_list_uri(&self, uri: &rsip::Uri) -> bool {
+        let v = UriView::of(uri);
+        v.user.as_deref() == Some(super::content_list::CONTENT_LIST_USER)
+            && self.is_our_domain(&v.host)
+    }
+
+    /// 200 to OPTIONS with the list as body (RFC 3261 §11.2).
+    fn answer_content_list(&mut self, now: Instant, key: &TsxKey, req: &rsip::Request) {
+        let body = self.mf.library().list().to_bytes();
+        let mut response = response_with(
+            req,
+            200,
+            Some(&self.ids.token()),
+            None,
+            vec![
+                make_header("Allow", ALLOW),
+                make_header("Accept", super::content_list::CONTENT_TYPE),
+                make_header("Server", SERVER_AGENT),
+                make_header("Content-Type", super::content_list::CONTENT_TYPE),
+            ],
+        );
+        response.headers.remove_named("Content-Length");
+        response
+            .headers
+            .push(make_header("Content-Length", &body.len().to_string()));
+        response.body = body;
+        if let Err(e) = self.tsx.send_response(now, key, response) {
+            tracing::debug!(error = %e, "content list not sent");
+        }
     }
 
     fn is_our_domain(&self, host: &str) -> bool {

@@ -1310,6 +1310,16 @@ impl IscMediaFunction {
         true
     }
 
+    /// Is this (stray) response in one of our dialogs?
+    pub fn knows_response_dialog(&self, response: &rsip::Response) -> bool {
+        self.b2bua.knows_response_dialog(response)
+    }
+
+    /// A 2xx retransmission after the INVITE transaction ended: re-ACK it.
+    pub fn on_stray_response(&mut self, ctx: &mut SipCtx<'_>, response: &rsip::Response) {
+        self.b2bua.on_stray_response(ctx, response);
+    }
+
     /// Does this in-dialog request belong to one of our dialogs?
     pub fn knows_dialog(&self, req: &rsip::Request) -> bool {
         self.b2bua.knows_dialog(req)
