@@ -20,6 +20,8 @@ use crate::server::location_service::{Binding, Source};
 use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
 use super::b2bua::SipCtx;
+use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
+use super::msrp_relay::{RelayInput, RelayOutput};
 use super::isc_media_function::{self, IscMediaFunction};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
@@ -28,6 +30,20 @@ use super::sip_util::{
     UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
     record_route_value, response_destination, top_via, uri_transport,
 };
+
+/// The context a B2BUA role acts through: `now`, the transaction layer,
+/// the id generator and our address (disjoint borrows of the core's fields).
+macro_rules! role_ctx {
+    ($self:ident, $now:expr) => {
+        SipCtx {
+            now: $now,
+            tsx: &mut $self.tsx,
+            ids: &mut *$self.ids,
+            local: $self.settings.local,
+            domain: &$self.settings.domain,
+        }
+    };
+}
 
 /// The `Server` header value.
 pub const SERVER_AGENT: &str = concat!("isc/", env!("CARGO_PKG_VERSION"));
@@ -62,20 +78,6 @@ pub struct Outgoing {
     pub bytes: Vec<u8>,
 }
 
-/// A [`SipCtx`] over the core's transaction layer and ids (disjoint
-/// borrows of `self`'s fields, so a role field can be borrowed beside it).
-macro_rules! sip_ctx {
-    ($s:ident, $now:expr) => {
-        SipCtx {
-            now: $now,
-            tsx: &mut $s.tsx,
-            ids: &mut *$s.ids,
-            local: $s.settings.local,
-            domain: &$s.settings.domain,
-        }
-    };
-}
-
 /// The server core. See the module docs.
 pub struct ServerCore {
     settings: CoreSettings,
@@ -85,6 +87,8 @@ pub struct ServerCore {
     registrar: Registrar,
     notifier: RegNotifier,
     proxy: ProxyCore,
+    /// The CPM Participating Function, when enabled ([`Self::enable_cpm`]).
+    cpm: Option<CpmParticipatingFunction>,
     /// ISC Server Media Function (seed 000).
     mf: IscMediaFunction,
     ids: Box<dyn IdGen>,
@@ -115,6 +119,7 @@ impl ServerCore {
             registrar: Registrar::new(reg_config),
             notifier: RegNotifier::new(),
             proxy: ProxyCore::new(),
+            cpm: None,
             mf: IscMediaFunction::disabled(&settings.domain),
             ids,
             settings,
@@ -153,6 +158,30 @@ impl ServerCore {
     /// The registrar's bindings (the roles built on this core look devices up here).
     pub fn registrar(&self) -> &Registrar {
         &self.registrar
+    }
+
+    /// Puts the CPM Participating Function in the path of CPM session
+    /// INVITEs (without it they are proxied like any INVITE).
+    pub fn enable_cpm(&mut self, cpm: CpmParticipatingFunction) {
+        self.cpm = Some(cpm);
+    }
+
+    pub fn cpm(&self) -> Option<&CpmParticipatingFunction> {
+        self.cpm.as_ref()
+    }
+
+    /// What the MSRP transport reported (for the B2BUA roles' relays).
+    pub fn handle_msrp(&mut self, now: Instant, input: RelayInput) {
+        if let Some(cpm) = self.cpm.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            cpm.handle_msrp(&mut ctx, input);
+        }
+        self.drain(now);
+    }
+
+    /// The next MSRP action for the driver: connect / send / close.
+    pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
+        self.cpm.as_mut()?.poll_msrp()
     }
 
     /// Bytes from the network.
@@ -203,6 +232,10 @@ impl ServerCore {
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tsx.handle_timeout(now);
+        if let Some(cpm) = self.cpm.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            cpm.handle_timeout(&mut ctx);
+        }
         let expired = self.registrar.location_mut().expire(now);
         if !expired.is_empty() {
             let changes: Vec<BindingChange> = expired
@@ -215,7 +248,7 @@ impl ServerCore {
             self.notify_changes(now, &changes);
         }
         {
-            let mut ctx = sip_ctx!(self, now);
+            let mut ctx = role_ctx!(self, now);
             self.mf.handle_timeout(&mut ctx);
         }
         for sub in self.notifier.take_expired(now) {
@@ -246,6 +279,7 @@ impl ServerCore {
             self.tsx.poll_timeout(),
             self.registrar.location().poll_timeout(),
             self.notifier.poll_timeout(),
+            self.cpm.as_ref().and_then(|c| c.poll_timeout()),
             self.mf.poll_timeout(),
         ]
         .into_iter()
@@ -269,15 +303,25 @@ impl ServerCore {
                     invite_pending,
                     ..
                 } => self.on_cancel(now, key, request, invite, invite_pending),
-                LayerEvent::Ack { request, .. } => self.on_ack(now, request),
+                LayerEvent::Ack { request, .. } => {
+                    // The ACK for a B2BUA's 2xx ends at the B2BUA.
+                    if !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request)) {
+                        self.on_ack(now, request)
+                    }
+                }
                 LayerEvent::Response { key, response } => {
-                    if self.proxy.owns_branch(&key) {
+                    if let Some(cpm) = self.cpm.as_mut()
+                        && cpm.owns_client(&key)
+                    {
+                        let mut ctx = role_ctx!(self, now);
+                        cpm.on_response(&mut ctx, self.registrar.location(), &key, response);
+                    } else if self.proxy.owns_branch(&key) {
                         let actions = self.proxy.on_response(now, &mut self.tsx, &key, response);
                         for branch in actions.cancel {
                             let _ = self.tsx.cancel(now, &branch);
                         }
                     } else if self.mf.owns_client(&key) {
-                        let mut ctx = sip_ctx!(self, now);
+                        let mut ctx = role_ctx!(self, now);
                         self.mf.on_response(&mut ctx, &key, response);
                     } else if response.status_code.code() == 481 {
                         // A subscriber that forgot its subscription (RFC 6665 §4.2.2).
@@ -288,31 +332,41 @@ impl ServerCore {
                 }
                 LayerEvent::StrayResponse { response, .. } => {
                     if self.mf.knows_response_dialog(&response) {
-                        let mut ctx = sip_ctx!(self, now);
+                        let mut ctx = role_ctx!(self, now);
                         self.mf.on_stray_response(&mut ctx, &response);
                     } else {
+                        if let Some(cpm) = self.cpm.as_mut() {
+                            let mut ctx = role_ctx!(self, now);
+                            cpm.on_stray_response(&mut ctx, &response);
+                        }
                         self.forward_stray_response(response)
                     }
                 }
-                LayerEvent::Timeout { key } if self.mf.owns_client(&key) => {
-                    let mut ctx = sip_ctx!(self, now);
-                    self.mf.on_failure(&mut ctx, &key, 408);
-                }
-                LayerEvent::TransportError { key } if self.mf.owns_client(&key) => {
-                    let mut ctx = sip_ctx!(self, now);
-                    self.mf.on_failure(&mut ctx, &key, 503);
-                }
-                LayerEvent::Timeout { key } => {
-                    self.proxy.on_branch_failure(now, &mut self.tsx, &key, 408)
-                }
-                LayerEvent::TransportError { key } => {
-                    self.proxy.on_branch_failure(now, &mut self.tsx, &key, 503)
-                }
+                LayerEvent::Timeout { key } => self.on_branch_failure(now, &key, 408),
+                LayerEvent::TransportError { key } => self.on_branch_failure(now, &key, 503),
                 LayerEvent::Terminated { key } => {
                     self.mf.on_terminated(&key);
+                    if let Some(cpm) = self.cpm.as_mut() {
+                        cpm.on_terminated(&key);
+                    }
                     self.proxy.on_branch_terminated(&key)
                 }
             }
+        }
+    }
+
+    /// Timer B/F or a transport failure on a client transaction.
+    fn on_branch_failure(&mut self, now: Instant, key: &TsxKey, code: u16) {
+        if self.mf.owns_client(key) {
+            let mut ctx = role_ctx!(self, now);
+            self.mf.on_failure(&mut ctx, key, code);
+        } else if let Some(cpm) = self.cpm.as_mut()
+            && cpm.owns_client(key)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_failure(&mut ctx, self.registrar.location(), key, code);
+        } else {
+            self.proxy.on_branch_failure(now, &mut self.tsx, key, code)
         }
     }
 
@@ -426,8 +480,25 @@ impl ServerCore {
         }
         if isc_media_function::handles(&req) {
             // seed 000 5.11.1 / 5.12.1 / 5.12.4: the Media Function takes it
-            let mut ctx = sip_ctx!(self, now);
+            let mut ctx = role_ctx!(self, now);
             self.mf.on_invite(
+                &mut ctx,
+                self.registrar.location(),
+                key,
+                req,
+                &user,
+                source,
+                transport,
+            );
+            return;
+        }
+        // Roles in the media path take their INVITEs after authentication
+        // and identity assertion (seed 001 8.3.2.1).
+        if let Some(cpm) = self.cpm.as_mut()
+            && is_cpm_session(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_invite(
                 &mut ctx,
                 self.registrar.location(),
                 key,
@@ -555,7 +626,7 @@ impl ServerCore {
         transport: Transport,
     ) {
         if self.mf.knows_dialog(&req) {
-            let mut ctx = sip_ctx!(self, now);
+            let mut ctx = role_ctx!(self, now);
             self.mf.on_in_dialog(&mut ctx, key, req);
             return;
         }
@@ -564,6 +635,13 @@ impl ServerCore {
             && self.notifier.get_mut(&id).is_some()
         {
             self.on_reg_resubscribe(now, key, req, id, source, transport);
+            return;
+        }
+        if let Some(cpm) = self.cpm.as_mut()
+            && cpm.knows_dialog(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_in_dialog(&mut ctx, key, req);
             return;
         }
         // RFC 3261 §16.4: a loose-routed request names us in its top Route.
@@ -694,8 +772,16 @@ impl ServerCore {
         };
         self.respond(now, &key, &req, 200, None, vec![]);
         if pending && self.mf.owns_server(&invite) {
-            let mut ctx = sip_ctx!(self, now);
+            let mut ctx = role_ctx!(self, now);
             self.mf.on_cancel(&mut ctx, &invite);
+            return;
+        }
+        if pending
+            && let Some(cpm) = self.cpm.as_mut()
+            && cpm.owns_invite(&invite)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_cancel(&mut ctx, &invite);
             return;
         }
         if pending && self.proxy.owns_server(&invite) {

@@ -3,6 +3,7 @@
 pub mod b2bua;
 pub mod content_list;
 pub mod core;
+pub mod cpm_participating_function;
 pub mod history_store;
 pub mod isc_media_function;
 pub mod isc_playback;
