@@ -19,13 +19,13 @@ use crate::proto::sip::transaction::Transport;
 
 use super::content_list::ContentLibrary;
 use super::core::{CoreSettings, ServerCore, UserAccount};
-use super::isc_media_function::{IscMediaFunction, MediaPorts, MfConfig};
-use super::rtp_sender::{MediaSockets, wall_clock};
 use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
 use super::history_store::{HistoryStore, SqliteHistory};
+use super::isc_media_function::{IscMediaFunction, MediaPorts, MfConfig};
 use super::msrp_relay::{RelayInput, RelayOutput};
+use super::rtp_sender::{MediaSockets, wall_clock};
 
 /// Which way a message went, seen from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
