@@ -5,8 +5,11 @@
 
 use crate::proto::{bodies, msrp, rtp, sdp, sip};
 
+/// A fuzz target: arbitrary bytes in, no panic out.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the smoke test and the fuzz runner script.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("sip_message", sip_message),
     ("sip_stream", sip_stream),
     ("msrp_stream", msrp_stream),

@@ -3,6 +3,7 @@
 //! core under [`proto`], thin tokio drivers under [`net`], the server roles
 //! under [`server`] and the client under [`client`].
 
+pub mod client;
 pub mod config;
 pub mod flow;
 pub mod fuzz_targets;

@@ -2,3 +2,5 @@
 
 pub mod msrp_tcp;
 pub mod sip_transport;
+
+pub use sip_transport::{Incoming, SipTransport};

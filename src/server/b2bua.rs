@@ -12,7 +12,11 @@
 //!   ([`OkRetransmission`], §13.3.1.4);
 //! - sends CANCEL and BYE to legs with an optional Reason (RFC 3326);
 //! - matches in-dialog requests of either side to their call
-//!   ([`B2bua::match_request`]) and leaves the decision to the role.
+//!   ([`B2bua::match_request`]) and leaves the decision to the role;
+//! - runs a session timer (RFC 4028) on every leg: `Supported: timer` and
+//!   Session-Expires on its INVITEs and 2xx, UPDATE refreshes when it is the
+//!   refresher, and reports legs whose session expired
+//!   ([`B2bua::handle_timeout`]).
 //!
 //! Sans-IO: every operation takes a [`SipCtx`] holding `now`, the core's
 //! transaction layer and id generator.
@@ -27,6 +31,9 @@ use crate::proto::sip::dialog::{
     Dialog, DialogId, DialogState, OkRetransmission, OkRetransmissionEvent,
 };
 use crate::proto::sip::headers::{HeadersExt, make_header};
+use crate::proto::sip::session_timer::{
+    OPTION_TAG, SessionTimer, SessionTimerAction, SessionTimerConfig, supports_timer,
+};
 use crate::proto::sip::transaction::{TransactionLayer, Transmit, Transport, TsxKey};
 
 use super::core::SERVER_AGENT;
@@ -91,6 +98,8 @@ pub struct IncomingLeg {
     ok: Option<OkRetransmission>,
     /// A final response went out.
     pub final_sent: bool,
+    /// RFC 4028 on this leg (the B2BUA is the UAS).
+    pub timer: SessionTimer,
 }
 
 /// One leg towards a device.
@@ -107,6 +116,8 @@ pub struct OutgoingLeg {
     pub cancelled: bool,
     /// BYE sent or received: the leg is over.
     pub ended: bool,
+    /// RFC 4028 on this leg (the B2BUA is the UAC).
+    pub timer: SessionTimer,
 }
 
 impl OutgoingLeg {
@@ -145,11 +156,23 @@ pub struct LegResponse {
     pub retransmission: bool,
 }
 
+/// What [`B2bua::handle_timeout`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum B2buaTimeout {
+    /// RFC 3261 §13.3.1.4: the originator never ACKed our 2xx.
+    NoAck(CallRef),
+    /// RFC 4028 §10: no refresh came in time on this side: BYE was sent.
+    SessionExpired(CallRef, Side),
+}
+
 /// Every call of one role.
 #[derive(Debug, Default)]
 pub struct B2bua {
     calls: HashMap<CallRef, B2buaCall>,
     by_client: HashMap<TsxKey, (CallRef, usize)>,
+    /// Our UPDATE refreshes (RFC 4028 §7.4) under way.
+    refreshes: HashMap<TsxKey, (CallRef, Side)>,
+    timer_config: SessionTimerConfig,
     by_server: HashMap<TsxKey, CallRef>,
     by_dialog: HashMap<DialogId, (CallRef, Side)>,
     next: CallRef,
@@ -161,6 +184,22 @@ pub const REASON_COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call complete
 impl B2bua {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With this session timer configuration on every leg.
+    pub fn with_session_timer(config: SessionTimerConfig) -> Self {
+        B2bua {
+            timer_config: config,
+            ..Self::default()
+        }
+    }
+
+    /// RFC 4028 §9: may the originator's INVITE be accepted? `Err` holds the
+    /// status (422) and its headers (Min-SE).
+    pub fn check_session_timer(&self, req: &rsip::Request) -> Result<(), (u16, Vec<rsip::Header>)> {
+        SessionTimer::new(self.timer_config)
+            .check_request(req)
+            .map_err(|e| (e.status_code(), e.response_headers()))
     }
 
     /// Opens a call for the initial INVITE received on server transaction `key`.
@@ -187,6 +226,7 @@ impl B2bua {
                     dialog: None,
                     ok: None,
                     final_sent: false,
+                    timer: SessionTimer::new(self.timer_config),
                 },
                 outgoing: Vec::new(),
             },
@@ -205,7 +245,7 @@ impl B2bua {
 
     /// True if client transaction `key` is one of our outgoing INVITEs.
     pub fn owns_client(&self, key: &TsxKey) -> bool {
-        self.by_client.contains_key(key)
+        self.by_client.contains_key(key) || self.refreshes.contains_key(key)
     }
 
     /// Sends `request` (an INVITE without Via; the role set Request-URI,
@@ -220,6 +260,17 @@ impl B2bua {
         let c = self.calls.get_mut(&call)?;
         let branch = format!("z9hG4bK{}", ctx.ids.token());
         push_via(&mut request.headers, ctx.local, target.transport, &branch);
+        // RFC 4028 §7.1: we support timers and ask for an interval.
+        let mut timer = SessionTimer::new(self.timer_config);
+        request.headers.remove_named("Session-Expires");
+        request.headers.remove_named("Min-SE");
+        if !supports_timer(&request.headers) {
+            insert_before_length(&mut request.headers, make_header("Supported", OPTION_TAG));
+        }
+        for h in timer.request_headers() {
+            insert_before_length(&mut request.headers, h);
+        }
+        timer.request_sent();
         let key =
             match ctx
                 .tsx
@@ -240,6 +291,7 @@ impl B2bua {
             final_code: None,
             cancelled: false,
             ended: false,
+            timer,
         });
         self.by_client.insert(key, (call, leg));
         Some(leg)
@@ -253,6 +305,23 @@ impl B2bua {
         key: &TsxKey,
         response: rsip::Response,
     ) -> Option<LegResponse> {
+        if let Some((call, side)) = self.refreshes.get(key).copied() {
+            let code = response.status_code.code();
+            if code >= 200 {
+                self.refreshes.remove(key);
+                if let Some(t) = self.timer_mut(call, side) {
+                    // RFC 4028 §7.2 / §7.3
+                    match code {
+                        200..=299 => t.handle_2xx(ctx.now, &response),
+                        422 => {
+                            let _ = t.handle_422(&response);
+                        }
+                        _ => t.refresh_failed(),
+                    }
+                }
+            }
+            return None;
+        }
         let (call, leg) = *self.by_client.get(key)?;
         let o = self.calls.get_mut(&call)?.outgoing.get_mut(leg)?;
         let code = response.status_code.code();
@@ -287,6 +356,7 @@ impl B2bua {
                         self.by_dialog
                             .insert(d.id().clone(), (call, Side::Outgoing(leg)));
                         o.dialog = Some(d);
+                        o.timer.handle_2xx(ctx.now, &response);
                     }
                     Err(e) => tracing::info!(error = %e, "2xx without a usable dialog"),
                 },
@@ -336,6 +406,7 @@ impl B2bua {
     /// A client transaction ended.
     pub fn on_terminated(&mut self, key: &TsxKey) {
         self.by_client.remove(key);
+        self.refreshes.remove(key);
     }
 
     /// Answers the originator's INVITE. A 2xx gets our Contact, makes the
@@ -355,6 +426,11 @@ impl B2bua {
         let inc = &mut c.incoming;
         if inc.final_sent && code >= 200 {
             return;
+        }
+        if (200..300).contains(&code) {
+            // RFC 4028 §9: the negotiated interval and refresher.
+            extra.push(make_header("Supported", OPTION_TAG));
+            extra.extend(inc.timer.answer_request(ctx.now, &inc.request));
         }
         extra.push(make_header("Server", SERVER_AGENT));
         if (101..300).contains(&code) {
@@ -440,6 +516,77 @@ impl B2bua {
         DialogId::for_received_request(req)
             .ok()
             .is_some_and(|id| self.by_dialog.contains_key(&id))
+    }
+
+    fn timer_mut(&mut self, call: CallRef, side: Side) -> Option<&mut SessionTimer> {
+        let c = self.calls.get_mut(&call)?;
+        match side {
+            Side::Incoming => Some(&mut c.incoming.timer),
+            Side::Outgoing(i) => c.outgoing.get_mut(i).map(|o| &mut o.timer),
+        }
+    }
+
+    /// RFC 4028 §9: a session refresh (re-INVITE / UPDATE) received on
+    /// `side`: `Ok` holds the headers for its 2xx, `Err` a refusal (422 +
+    /// Min-SE).
+    pub fn refresh_received(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        side: Side,
+        req: &rsip::Request,
+    ) -> Result<Vec<rsip::Header>, (u16, Vec<rsip::Header>)> {
+        let Some(t) = self.timer_mut(call, side) else {
+            return Ok(Vec::new());
+        };
+        if let Err(e) = t.check_request(req) {
+            return Err((e.status_code(), e.response_headers()));
+        }
+        let mut headers = vec![make_header("Supported", OPTION_TAG)];
+        headers.extend(t.answer_request(now, req));
+        Ok(headers)
+    }
+
+    /// Sends an UPDATE session refresh (RFC 4028 §7.4, RFC 3311) on `side`.
+    fn send_refresh(&mut self, ctx: &mut SipCtx<'_>, call: CallRef, side: Side) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let (dialog, timer, to, transport) = match side {
+            Side::Incoming => (
+                c.incoming.dialog.as_mut(),
+                &mut c.incoming.timer,
+                c.incoming.source,
+                c.incoming.transport,
+            ),
+            Side::Outgoing(i) => match c.outgoing.get_mut(i) {
+                Some(o) if !o.ended => (
+                    o.dialog.as_mut(),
+                    &mut o.timer,
+                    o.target.addr,
+                    o.target.transport,
+                ),
+                _ => return,
+            },
+        };
+        let Some(dialog) = dialog else { return };
+        let Some(via) = ctx.via(transport) else {
+            return;
+        };
+        let Ok(mut update) = dialog.create_request(rsip::Method::Update, via) else {
+            return;
+        };
+        insert_before_length(&mut update.headers, make_header("Supported", OPTION_TAG));
+        for h in timer.request_headers() {
+            insert_before_length(&mut update.headers, h);
+        }
+        timer.request_sent();
+        match ctx.tsx.send_request(ctx.now, update, to, transport) {
+            Ok(key) => {
+                self.refreshes.insert(key, (call, side));
+            }
+            Err(e) => tracing::info!(error = %e, "session refresh not sent"),
+        }
     }
 
     /// Answers an in-dialog request on server transaction `key`.
@@ -599,33 +746,75 @@ impl B2bua {
         }
     }
 
-    /// The soonest 2xx retransmission or give-up time.
+    /// The soonest 2xx retransmission, give-up or session timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.calls
             .values()
-            .filter_map(|c| c.incoming.ok.as_ref()?.poll_timeout())
+            .flat_map(|c| {
+                let ok = c.incoming.ok.as_ref().and_then(|o| o.poll_timeout());
+                let inc = c
+                    .incoming
+                    .dialog
+                    .is_some()
+                    .then(|| c.incoming.timer.poll_timeout())
+                    .flatten();
+                let legs = c
+                    .outgoing
+                    .iter()
+                    .filter(|o| !o.ended)
+                    .filter_map(|o| o.timer.poll_timeout());
+                ok.into_iter().chain(inc).chain(legs)
+            })
             .min()
     }
 
-    /// Drives the 2xx retransmissions; returns the calls whose originator
-    /// never ACKed (RFC 3261 §13.3.1.4: end them with a BYE).
-    pub fn handle_timeout(&mut self, ctx: &mut SipCtx<'_>) -> Vec<CallRef> {
-        let mut no_ack = Vec::new();
+    /// Drives the 2xx retransmissions and the session timers: refreshes
+    /// are sent here; expired legs get BYE and are reported, as are calls
+    /// whose originator never ACKed (RFC 3261 §13.3.1.4: the role ends them).
+    pub fn handle_timeout(&mut self, ctx: &mut SipCtx<'_>) -> Vec<B2buaTimeout> {
+        let mut out = Vec::new();
+        let mut due: Vec<(CallRef, Side, SessionTimerAction)> = Vec::new();
         for (call, c) in &mut self.calls {
-            let Some(ok) = &mut c.incoming.ok else {
-                continue;
-            };
-            ok.handle_timeout(ctx.now);
-            while let Some(t) = ok.poll_transmit() {
-                ctx.tsx.send_stateless(t);
+            if let Some(ok) = &mut c.incoming.ok {
+                ok.handle_timeout(ctx.now);
+                while let Some(t) = ok.poll_transmit() {
+                    ctx.tsx.send_stateless(t);
+                }
+                while let Some(ev) = ok.poll_event() {
+                    if ev == OkRetransmissionEvent::NoAck {
+                        out.push(B2buaTimeout::NoAck(*call));
+                    }
+                }
             }
-            while let Some(ev) = ok.poll_event() {
-                if ev == OkRetransmissionEvent::NoAck {
-                    no_ack.push(*call);
+            if c.incoming.dialog.is_some()
+                && let Some(a) = c.incoming.timer.handle_timeout(ctx.now)
+            {
+                due.push((*call, Side::Incoming, a));
+            }
+            for (i, o) in c.outgoing.iter_mut().enumerate() {
+                if !o.ended
+                    && let Some(a) = o.timer.handle_timeout(ctx.now)
+                {
+                    due.push((*call, Side::Outgoing(i), a));
                 }
             }
         }
-        no_ack
+        for (call, side, action) in due {
+            match action {
+                SessionTimerAction::Refresh => self.send_refresh(ctx, call, side),
+                SessionTimerAction::Bye => {
+                    // RFC 4028 §10: the session expired.
+                    self.send_bye(
+                        ctx,
+                        call,
+                        side,
+                        Some("SIP;cause=408;text=\"Session expired\""),
+                    );
+                    out.push(B2buaTimeout::SessionExpired(call, side));
+                }
+            }
+        }
+        out
     }
 
     /// Forgets a call.
@@ -633,6 +822,7 @@ impl B2bua {
         if let Some(c) = self.calls.remove(&call) {
             self.by_server.remove(&c.incoming.key);
             self.by_client.retain(|_, (x, _)| *x != call);
+            self.refreshes.retain(|_, (x, _)| *x != call);
             self.by_dialog.retain(|_, (x, _)| *x != call);
         }
     }

@@ -27,7 +27,9 @@ use crate::proto::sip::headers::{HeadersExt, make_header};
 use crate::proto::sip::transaction::{Transport, TsxKey};
 use crate::server::location_service::{Binding, LocationService};
 
-use super::b2bua::{B2bua, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx};
+use super::b2bua::{
+    B2bua, B2buaTimeout, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx,
+};
 use super::core::{ANONYMOUS_HOST, SERVER_AGENT};
 use super::history_store::{HistoryEntry, HistoryStore, conversation_key};
 use super::msrp_relay::{LegId, LegRole, MsrpRelay, RelayEvent, RelayInput, RelayOutput};
@@ -248,6 +250,20 @@ impl CpmParticipatingFunction {
                 return;
             }
         };
+        // RFC 4028 §9: an interval below our Min-SE gets 422.
+        if let Err((code, headers)) = self.b2bua.check_session_timer(&req) {
+            let call = self.b2bua.open(ctx, key, req, source, transport);
+            self.b2bua.answer(
+                ctx,
+                call,
+                code,
+                Some("Session Interval Too Small"),
+                headers,
+                None,
+            );
+            self.b2bua.remove(call);
+            return;
+        }
         let group = req
             .headers
             .get_all_raw("Contact")
@@ -838,14 +854,7 @@ impl CpmParticipatingFunction {
                     }
                     Side::Outgoing(leg) => {
                         self.release_device_media(call, leg);
-                        let any_left = self.b2bua.call(call).is_some_and(|b| {
-                            b.outgoing.iter().any(|o| o.is_pending() || o.is_up())
-                        });
-                        let group = self.calls.get(&call).is_some_and(|c| c.group);
-                        if !any_left && !group {
-                            self.b2bua.send_bye(ctx, call, Side::Incoming, None);
-                            self.drop_call(call);
-                        }
+                        self.end_if_no_device_left(ctx, call);
                     }
                 }
             }
@@ -865,17 +874,39 @@ impl CpmParticipatingFunction {
                     }),
                 };
                 let with_body = !req.body.is_empty() || req.method == rsip::Method::Invite;
-                let contact = make_header("Contact", &ctx.contact(Transport::Udp));
+                // RFC 4028 §9: a refresh renews the leg's session timer.
+                let mut extra = match self.b2bua.refresh_received(ctx.now, call, side, &req) {
+                    Ok(h) => h,
+                    Err((code, headers)) => {
+                        B2bua::respond(ctx, &key, &req, code, headers, None);
+                        return;
+                    }
+                };
+                extra.push(make_header("Contact", &ctx.contact(Transport::Udp)));
                 B2bua::respond(
                     ctx,
                     &key,
                     &req,
                     200,
-                    vec![contact],
+                    extra,
                     body.filter(|_| with_body).map(|b| ("application/sdp", b)),
                 );
             }
             _ => B2bua::respond(ctx, &key, &req, 200, vec![], None),
+        }
+    }
+
+    /// When the last device leg is gone, the originator's leg goes too
+    /// (a group session stays in the path).
+    fn end_if_no_device_left(&mut self, ctx: &mut SipCtx<'_>, call: CallRef) {
+        let any_left = self
+            .b2bua
+            .call(call)
+            .is_some_and(|b| b.outgoing.iter().any(|o| o.is_pending() || o.is_up()));
+        let group = self.calls.get(&call).is_some_and(|c| c.group);
+        if !any_left && !group {
+            self.b2bua.send_bye(ctx, call, Side::Incoming, None);
+            self.drop_call(call);
         }
     }
 
@@ -937,6 +968,9 @@ impl CpmParticipatingFunction {
 
     /// The next thing for the MSRP transport to do.
     pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
+        while let Some(o) = self.relay.poll_output() {
+            self.outputs.push_back(o);
+        }
         self.outputs.pop_front()
     }
 
@@ -1019,11 +1053,21 @@ impl CpmParticipatingFunction {
     }
 
     pub fn handle_timeout(&mut self, ctx: &mut SipCtx<'_>) {
-        for call in self.b2bua.handle_timeout(ctx) {
-            // RFC 3261 §13.3.1.4: no ACK for our 2xx — end the session.
-            self.b2bua.send_bye(ctx, call, Side::Incoming, None);
-            self.end_device_legs(ctx, call, None, None);
-            self.drop_call(call);
+        for t in self.b2bua.handle_timeout(ctx) {
+            match t {
+                // RFC 3261 §13.3.1.4 / RFC 4028 §10 on the originator's
+                // leg: the session is over.
+                B2buaTimeout::NoAck(call) | B2buaTimeout::SessionExpired(call, Side::Incoming) => {
+                    self.b2bua.send_bye(ctx, call, Side::Incoming, None);
+                    self.end_device_legs(ctx, call, None, None);
+                    self.drop_call(call);
+                }
+                // A device leg expired (its BYE is sent): as if it hung up.
+                B2buaTimeout::SessionExpired(call, Side::Outgoing(leg)) => {
+                    self.release_device_media(call, leg);
+                    self.end_if_no_device_left(ctx, call);
+                }
+            }
         }
     }
 }

@@ -147,11 +147,14 @@ pub async fn send_invite(peer: &mut Peer, mut req: rsip::Request) -> rsip::Reque
 /// ACKs a non-2xx.
 pub async fn final_for(peer: &Peer, req: &rsip::Request) -> rsip::Response {
     let call = req.headers.get_raw("Call-ID").unwrap();
+    let method = req.method.to_string();
     loop {
         match peer.recv().await {
             rsip::SipMessage::Response(r)
                 if r.status_code.code() >= 200
-                    && r.headers.get_raw("Call-ID").as_deref() == Some(call.as_str()) =>
+                    && r.headers.get_raw("Call-ID").as_deref() == Some(call.as_str())
+                    && isc::proto::sip::build::cseq(&r.headers)
+                        .is_some_and(|(_, m)| m == method) =>
             {
                 if r.status_code.code() >= 300 {
                     peer.send(ack_non_2xx(req, &r)).await;
@@ -324,6 +327,8 @@ pub struct Session {
     pub b: MsrpConn,
     pub invite: rsip::Request,
     pub ok: rsip::Response,
+    /// The INVITE the device got.
+    pub bob_invite: rsip::Request,
 }
 
 pub async fn one_device_session(server: &ServerHandle) -> Session {
@@ -363,5 +368,6 @@ pub async fn one_device_session(server: &ServerHandle) -> Session {
         b,
         invite,
         ok,
+        bob_invite: inv,
     }
 }

@@ -7,4 +7,5 @@ pub mod digest;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod session_timer;
 pub mod transaction;

@@ -1,0 +1,1766 @@
+//! [`ChatSession`]: one CPM 1-1 chat (OMA CPM session, seed 001 / seed 004
+//! 7.1.1.x client side), sans-IO. SIP goes through the user agent's
+//! transaction layer as [`SipOut`] items; MSRP bytes go in and out by
+//! connection handle as [`MsrpOut`] items; what the user sees comes out as
+//! [`ChatEvent`]s. Session timers per RFC 4028
+//! ([`crate::proto::sip::session_timer`]).
+//!
+//! Outgoing: INVITE with the CPM feature tag, an MSRP offer (`a=setup:actpass`,
+//! RFC 6135), Session-Expires refresher=uac; 401/407 answered with the UA's
+//! Digest credentials, 422 retried with the larger Min-SE; on 2xx ACK and
+//! connect (when active, sending the binding empty SEND) or wait. Incoming:
+//! 180, then [`ChatSession::accept`] (200 with the answer) or
+//! [`ChatSession::decline`] (603). Messages are `message/cpim` wrapping
+//! `text/plain`; isComposing (RFC 3994) goes as its own MSRP SEND.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rsip::prelude::*;
+use rsip::{Header, Method, Request, Response};
+
+use super::USER_AGENT;
+use super::composing::{ComposingAction, ComposingConfig, ComposingReceiver, ComposingSender};
+use super::ids::UaIds;
+use crate::proto::ids::IdGen;
+use super::outgoing::{transport_token, uri_of};
+use crate::proto::bodies::cpim::{self, CpimAddress, CpimMessage};
+use crate::proto::bodies::is_composing::{self, IsComposing};
+use crate::proto::msrp::{
+    MsrpEvent, MsrpFrame, MsrpInput, MsrpPath, MsrpSession, MsrpUri, SequentialIds, SessionConfig,
+};
+use crate::proto::sdp::{ConnectionAddress, MediaLine, Sdp, parse_sdp};
+use crate::proto::sdp::{MsrpAnswerParams, MsrpMedia, Setup, TcpActiveSide, tcp_active_side};
+use crate::proto::sip::build::{RequestBuilder, call_id, response_with, to_tag};
+use crate::proto::sip::dialog::{Dialog, OkRetransmission, OkRetransmissionEvent};
+use crate::proto::sip::digest::DigestClient;
+use crate::proto::sip::headers::{
+    FeatureSet, HeadersExt, IscConvergenceId, NameAddr, Reason, TypedHeader, ViaValue, Warning,
+    make_header, service,
+};
+use crate::proto::sip::message::{parse_uri, reason_phrase};
+use crate::proto::sip::session_timer::{
+    SessionTimer, SessionTimerAction, SessionTimerConfig, supports_timer,
+};
+use crate::proto::sip::transaction::{Transmit, Transport, TsxKey};
+
+/// Names one chat for the life of the user agent.
+pub type ChatId = u64;
+/// One MSRP TCP connection, as the driver numbers them.
+pub type MsrpConn = u64;
+
+/// Methods we accept inside a chat dialog (Allow).
+pub const CHAT_ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, MESSAGE, OPTIONS, NOTIFY";
+/// How long an MSRP connection loss waits for the BYE that explains it.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// `Reason: SIP;cause=200` means "completed elsewhere" (RFC 3326, seed 001 8.3.2.1.1 4.a.i).
+pub const COMPLETED_ELSEWHERE_CAUSE: u16 = 200;
+
+/// What a chat knows about its own device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLocal {
+    /// `sip:alice@isc.local`.
+    pub aor: String,
+    pub display_name: Option<String>,
+    /// Our contact URI (`sip:alice@127.0.0.1:5070;transport=udp`).
+    pub contact_uri: String,
+    /// `urn:uuid:...`, put as `+sip.instance` on Contact.
+    pub instance_id: Option<String>,
+    /// SIP address and transport (Via).
+    pub sip_local: SocketAddr,
+    pub transport: Transport,
+    /// Where our MSRP listener is (a=path, c=).
+    pub msrp_local: SocketAddr,
+    pub timer: SessionTimerConfig,
+    pub composing: ComposingConfig,
+    /// Chunk size of outgoing MSRP messages.
+    pub msrp_chunk_size: usize,
+}
+
+impl ChatLocal {
+    /// Contact with `+sip.instance` and the CPM service tag
+    /// (seed 004 7.1.1: the feature tag in Contact).
+    pub fn contact(&self) -> String {
+        let mut c = format!("<{}>", self.contact_uri);
+        if let Some(i) = &self.instance_id {
+            c.push_str(&format!(";+sip.instance=\"<{i}>\""));
+        }
+        c.push_str(&format!(
+            ";{}={}",
+            service::ICSI_REF,
+            crate::proto::sip::headers::encode_service_ref(&[service::CPM_SESSION])
+        ));
+        c
+    }
+}
+
+/// Why a chat ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// A BYE (ours or theirs), a decline we sent, a CANCEL.
+    Normal,
+    /// `Reason: SIP;cause=200` (e.g. "Call completed elsewhere"): the chat
+    /// continues on another device of ours (seed 001 8.3.2.1.1 step 4.a).
+    CompletedElsewhere,
+    /// A failure: final status (None: timeout / transport / MSRP), reason and Warning.
+    Error {
+        status: Option<u16>,
+        reason: String,
+        warning: Option<String>,
+    },
+}
+
+/// What a chat tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// We started a chat (our INVITE is on its way).
+    Calling { chat: ChatId, to: String },
+    /// Someone invites us (accept or decline it).
+    Invited {
+        chat: ChatId,
+        from: String,
+        convergence_id: Option<String>,
+    },
+    /// The peer is being alerted (180).
+    Ringing { chat: ChatId },
+    /// The session is up (2xx sent and ACKed, or 2xx received).
+    Started { chat: ChatId, peer: String },
+    /// A chat message.
+    Message {
+        chat: ChatId,
+        from: String,
+        text: String,
+        /// CPIM DateTime, as written.
+        at: Option<String>,
+        message_id: String,
+    },
+    /// The peer started or stopped composing.
+    Composing {
+        chat: ChatId,
+        from: String,
+        active: bool,
+    },
+    /// Our message was queued with this Message-ID.
+    Sent {
+        chat: ChatId,
+        message_id: String,
+        text: String,
+    },
+    /// Our message got its 200s.
+    Delivered { chat: ChatId, message_id: String },
+    /// Our message failed (MSRP error response, timeout or failure REPORT).
+    SendFailed {
+        chat: ChatId,
+        message_id: String,
+        code: u16,
+    },
+    /// The chat is over.
+    Ended { chat: ChatId, reason: EndReason },
+}
+
+/// SIP the chat wants sent, through the user agent's transaction layer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SipOut {
+    /// Start a client transaction (to the outbound proxy); report its key
+    /// back with [`ChatSession::track`] so responses come here.
+    Request(Request),
+    /// Answer through server transaction `key`.
+    Response { key: TsxKey, response: Response },
+    /// An ACK for a 2xx: sent outside any transaction, to the outbound proxy.
+    Ack(Request),
+    /// A message with its own destination (2xx retransmissions).
+    Raw(Transmit),
+}
+
+/// MSRP work for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MsrpOut {
+    /// Open a connection to `peer`, then call [`ChatSession::msrp_connected`].
+    Connect {
+        chat: ChatId,
+        peer: SocketAddr,
+    },
+    Send {
+        conn: MsrpConn,
+        bytes: Vec<u8>,
+    },
+    Close {
+        conn: MsrpConn,
+    },
+}
+
+/// What a chat borrows from its user agent for one call.
+pub struct ChatCtx<'a> {
+    pub ids: &'a mut dyn IdGen,
+    /// The UA's proxy Digest client (RFC 3261 §22.3: credentials are kept
+    /// per realm and reused).
+    pub digest: &'a mut DigestClient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Our INVITE is out.
+    Calling,
+    /// An INVITE came in; the user decides.
+    Ringing,
+    /// We sent 200, waiting for the ACK.
+    Accepted,
+    Established,
+    Terminated,
+}
+
+/// One 1-1 chat session.
+pub struct ChatSession {
+    id: ChatId,
+    local: ChatLocal,
+    outgoing: bool,
+    state: State,
+    /// The remote user's URI (To of ours, From of theirs).
+    peer: String,
+    convergence_id: Option<String>,
+    call_id: String,
+    local_tag: String,
+    /// Outgoing: the INVITE as last sent. Incoming: the INVITE received.
+    invite: Option<Request>,
+    /// Incoming: the INVITE's server transaction and where it came from.
+    invite_key: Option<TsxKey>,
+    invite_source: Option<(SocketAddr, Transport)>,
+    auth_tries: u8,
+    timer_retries: u8,
+    dialog: Option<Dialog>,
+    timer: SessionTimer,
+    ok_retx: Option<OkRetransmission>,
+    /// Our m=message line (offer or answer).
+    local_media: MsrpMedia,
+    remote_media: Option<MsrpMedia>,
+    sdp_session_id: u64,
+    sdp_version: u64,
+    msrp_session_id: String,
+    msrp: Option<MsrpSession>,
+    conn: Option<MsrpConn>,
+    /// We open the MSRP connection (RFC 6135).
+    active: bool,
+    connecting: bool,
+    peer_allows_update: bool,
+    /// Our re-INVITE / UPDATE under way, kept for 401/407/422 retries.
+    refresh: Option<Request>,
+    sender: ComposingSender,
+    receiver: ComposingReceiver,
+    /// Deadline after the MSRP connection was lost.
+    close_grace: Option<Instant>,
+    /// Message-IDs of binding SENDs and isComposing: not reported.
+    internal: HashSet<String>,
+    sip_out: VecDeque<SipOut>,
+    msrp_out: VecDeque<MsrpOut>,
+    events: VecDeque<ChatEvent>,
+}
+
+impl std::fmt::Debug for ChatSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatSession")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("state", &self.state)
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+fn via(local: SocketAddr, transport: Transport, branch: &str) -> ViaValue {
+    ViaValue::new(
+        transport_token(transport),
+        &local.ip().to_string(),
+        Some(local.port()),
+        branch,
+    )
+    .with_rport()
+}
+
+fn typed_via(local: SocketAddr, transport: Transport, branch: &str) -> Option<rsip::typed::Via> {
+    match make_header("Via", &via(local, transport, branch).to_string()) {
+        Header::Via(v) => v.typed().ok(),
+        _ => None,
+    }
+}
+
+/// Replaces Content-Length, appends `extra`, then the body.
+fn finish_request(req: &mut Request, extra: Vec<Header>, body: Option<(&str, Vec<u8>)>) {
+    req.headers.remove_named("Content-Length");
+    req.headers.extend(extra);
+    match body {
+        Some((ct, b)) => {
+            req.headers.push(make_header("Content-Type", ct));
+            req.headers
+                .push(make_header("Content-Length", &b.len().to_string()));
+            req.body = b;
+        }
+        None => req.headers.push(make_header("Content-Length", "0")),
+    }
+}
+
+/// A copy whose Contact is the bare `<uri>`: rsip's typed Contact refuses
+/// quoted feature-tag values such as `+sip.instance="<urn:...>"`.
+fn plain_contact<M: Clone + HasHeaders>(m: &M) -> M {
+    let mut m = m.clone();
+    if let Some(c) = m.headers_mut().get_raw("Contact") {
+        let uri = uri_of(&c);
+        m.headers_mut().remove_named("Contact");
+        m.headers_mut()
+            .push(make_header("Contact", &format!("<{uri}>")));
+    }
+    m
+}
+
+trait HasHeaders {
+    fn headers_mut(&mut self) -> &mut rsip::Headers;
+}
+
+impl HasHeaders for Request {
+    fn headers_mut(&mut self) -> &mut rsip::Headers {
+        &mut self.headers
+    }
+}
+
+impl HasHeaders for Response {
+    fn headers_mut(&mut self) -> &mut rsip::Headers {
+        &mut self.headers
+    }
+}
+
+fn with_body(mut resp: Response, content_type: &str, body: Vec<u8>) -> Response {
+    resp.headers.remove_named("Content-Length");
+    resp.headers.push(make_header("Content-Type", content_type));
+    resp.headers
+        .push(make_header("Content-Length", &body.len().to_string()));
+    resp.body = body;
+    resp
+}
+
+fn warning_text(headers: &rsip::Headers) -> Option<String> {
+    match headers.typed::<Warning>() {
+        Ok(Some(w)) => w.0.first().map(|v| format!("{} {}", v.code, v.text)),
+        _ => headers.get_raw("Warning"),
+    }
+}
+
+fn is_sdp(headers: &rsip::Headers) -> bool {
+    headers.get_raw("Content-Type").is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    })
+}
+
+/// The first MSRP line of an SDP body.
+fn msrp_line(body: &[u8]) -> Option<MsrpMedia> {
+    let sdp = parse_sdp(body).ok()?;
+    sdp.msrp().find(|m| m.port != 0).cloned()
+}
+
+/// Host and port of an MSRP URI as a socket address (IP literals only).
+fn msrp_addr(uri: &MsrpUri) -> Option<SocketAddr> {
+    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, uri.port?))
+}
+
+fn alnum(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+}
+
+/// Does a Reason header say `SIP;cause=200`?
+pub fn is_completed_elsewhere(headers: &rsip::Headers) -> bool {
+    headers
+        .all::<Reason>()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| r.0.iter())
+        .any(|v| {
+            v.protocol.eq_ignore_ascii_case("SIP") && v.cause == Some(COMPLETED_ELSEWHERE_CAUSE)
+        })
+}
+
+/// Does this INVITE ask for a chat (an MSRP media line)?
+pub fn is_chat_invite(req: &Request) -> bool {
+    req.method == Method::Invite && is_sdp(&req.headers) && msrp_line(&req.body).is_some()
+}
+
+impl ChatSession {
+    fn base(
+        id: ChatId,
+        local: ChatLocal,
+        ctx: &mut ChatCtx<'_>,
+        outgoing: bool,
+        peer: String,
+    ) -> Self {
+        let msrp_session_id = format!("s{}", alnum(&ctx.ids.tag()));
+        let path = MsrpUri::new(
+            local.msrp_local.ip().to_string(),
+            local.msrp_local.port(),
+            msrp_session_id.clone(),
+        );
+        let local_media = MsrpMedia::chat_offer(
+            local.msrp_local.port(),
+            ConnectionAddress::Ip(local.msrp_local.ip()),
+            vec![path.to_string()],
+        );
+        let sdp_session_id = u64::from(
+            u32::from_str_radix(
+                &alnum(&ctx.ids.tag())
+                    .chars()
+                    .rev()
+                    .take(7)
+                    .collect::<String>(),
+                36,
+            )
+            .unwrap_or(1),
+        );
+        ChatSession {
+            id,
+            timer: SessionTimer::new(local.timer),
+            sender: ComposingSender::new(local.composing),
+            receiver: ComposingReceiver::new(),
+            local,
+            outgoing,
+            state: State::Calling,
+            peer,
+            convergence_id: None,
+            call_id: String::new(),
+            local_tag: ctx.ids.tag(),
+            invite: None,
+            invite_key: None,
+            invite_source: None,
+            auth_tries: 0,
+            timer_retries: 0,
+            dialog: None,
+            ok_retx: None,
+            local_media,
+            remote_media: None,
+            sdp_session_id,
+            sdp_version: sdp_session_id,
+            msrp_session_id,
+            msrp: None,
+            conn: None,
+            active: false,
+            connecting: false,
+            peer_allows_update: false,
+            refresh: None,
+            close_grace: None,
+            internal: HashSet::new(),
+            sip_out: VecDeque::new(),
+            msrp_out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Starts a chat with `to` (a user URI or a GRUU): builds and queues the
+    /// INVITE (seed 004 7.1.1.1; SPEC "Client procedures"). `convergence_id`
+    /// ties it to a content-viewing session (ISCConvergenceID, seed 000).
+    pub fn outgoing(
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        id: ChatId,
+        local: ChatLocal,
+        to: &str,
+        convergence_id: Option<String>,
+    ) -> Self {
+        let mut s = Self::base(id, local, ctx, true, to.to_owned());
+        s.call_id = ctx.ids.call_id();
+        s.convergence_id = convergence_id;
+        match s.build_invite(ctx, 1) {
+            Some(invite) => s.send_invite(ctx, invite),
+            None => s.end(
+                now,
+                EndReason::Error {
+                    status: None,
+                    reason: format!("cannot address {to}"),
+                    warning: None,
+                },
+            ),
+        }
+        s
+    }
+
+    /// An incoming chat INVITE (server transaction `key`): checks it, answers
+    /// 180 (or an error, ending at once) and reports [`ChatEvent::Invited`].
+    pub fn incoming(
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        id: ChatId,
+        local: ChatLocal,
+        key: TsxKey,
+        invite: Request,
+        source: (SocketAddr, Transport),
+    ) -> Self {
+        let from = invite
+            .headers
+            .get_raw("From")
+            .map(|v| uri_of(&v))
+            .unwrap_or_default();
+        let mut s = Self::base(id, local, ctx, false, from.clone());
+        s.state = State::Ringing;
+        s.call_id = call_id(&invite.headers).unwrap_or_default();
+        s.convergence_id = invite
+            .headers
+            .typed::<IscConvergenceId>()
+            .ok()
+            .flatten()
+            .map(|c| c.0);
+        s.invite_key = Some(key.clone());
+        s.invite_source = Some(source);
+        s.peer_allows_update = allows_update(&invite.headers);
+        s.remote_media = msrp_line(&invite.body);
+        s.invite = Some(invite.clone());
+        // RFC 4028 §9
+        if let Err(e) = s.timer.check_request(&invite) {
+            s.respond(&key, &invite, e.status_code(), e.response_headers());
+            s.end(
+                now,
+                EndReason::Error {
+                    status: Some(e.status_code()),
+                    reason: e.to_string(),
+                    warning: None,
+                },
+            );
+            return s;
+        }
+        if s.remote_media.is_none() {
+            s.respond(&key, &invite, 488, vec![]);
+            s.end(
+                now,
+                EndReason::Error {
+                    status: Some(488),
+                    reason: "no MSRP media offered".into(),
+                    warning: None,
+                },
+            );
+            return s;
+        }
+        s.respond(
+            &key,
+            &invite,
+            180,
+            vec![make_header("Contact", &s.local.contact())],
+        );
+        s.events.push_back(ChatEvent::Invited {
+            chat: id,
+            from,
+            convergence_id: s.convergence_id.clone(),
+        });
+        s
+    }
+
+    pub fn id(&self) -> ChatId {
+        self.id
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    pub fn local_tag(&self) -> &str {
+        &self.local_tag
+    }
+
+    /// The session-id of our MSRP URI: incoming connections name it in To-Path.
+    pub fn msrp_session_id(&self) -> &str {
+        &self.msrp_session_id
+    }
+
+    pub fn conn(&self) -> Option<MsrpConn> {
+        self.conn
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == State::Terminated
+    }
+
+    /// Whether this INVITE server transaction is ours (for CANCEL).
+    pub fn is_invite_key(&self, key: &TsxKey) -> bool {
+        self.invite_key.as_ref() == Some(key)
+    }
+
+    /// The session timer, for inspection.
+    pub fn session_timer(&self) -> &SessionTimer {
+        &self.timer
+    }
+
+    // ---- SIP out -------------------------------------------------------
+
+    fn from_name_addr(&self) -> NameAddr {
+        let n = NameAddr::new(self.local.aor.clone());
+        match &self.local.display_name {
+            Some(d) => n.with_display_name(d.clone()),
+            None => n,
+        }
+    }
+
+    fn build_invite(&mut self, ctx: &mut ChatCtx<'_>, cseq: u32) -> Option<Request> {
+        let uri = parse_uri(&self.peer).ok()?;
+        let mut b = RequestBuilder::new(
+            Method::Invite,
+            uri,
+            via(
+                self.local.sip_local,
+                self.local.transport,
+                &ctx.ids.branch(),
+            ),
+            self.from_name_addr(),
+            &self.local_tag,
+            NameAddr::new(self.peer.clone()),
+            &self.call_id,
+            cseq,
+        )
+        .contact(self.local.contact())
+        .header(make_header(
+            "Accept-Contact",
+            &FeatureSet::new()
+                .with_icsi(&[service::CPM_SESSION])
+                .to_string(),
+        ))
+        .header(make_header("P-Preferred-Service", service::CPM_SESSION))
+        .header(make_header("User-Agent", USER_AGENT))
+        .header(make_header("Allow", CHAT_ALLOW))
+        .header(make_header("Supported", "timer"));
+        for h in self.timer.request_headers() {
+            b = b.header(h);
+        }
+        if let Some(c) = &self.convergence_id {
+            b = b.header(make_header(IscConvergenceId::NAME, c));
+        }
+        let sdp = self.local_sdp();
+        Some(b.body("application/sdp", sdp).build())
+    }
+
+    fn local_sdp(&self) -> Vec<u8> {
+        let ip = self.local.msrp_local.ip();
+        let user = self
+            .local
+            .aor
+            .trim_start_matches("sip:")
+            .split('@')
+            .next()
+            .unwrap_or("-")
+            .to_owned();
+        let mut sdp = Sdp::new(
+            if user.is_empty() { "-" } else { &user },
+            self.sdp_session_id,
+            ConnectionAddress::Ip(ip),
+        )
+        .with_media(MediaLine::Msrp(self.local_media.clone()));
+        sdp.origin.session_version = self.sdp_version;
+        sdp.to_bytes()
+    }
+
+    fn send_invite(&mut self, ctx: &mut ChatCtx<'_>, mut invite: Request) {
+        ctx.digest.authorize(&mut invite, &ctx.ids.cnonce());
+        self.timer.request_sent();
+        self.invite = Some(invite.clone());
+        self.sip_out.push_back(SipOut::Request(invite));
+    }
+
+    fn respond(&mut self, key: &TsxKey, req: &Request, code: u16, extra: Vec<Header>) {
+        let tag = (code != 100).then_some(self.local_tag.as_str());
+        let resp = response_with(req, code, tag, None, extra);
+        self.sip_out.push_back(SipOut::Response {
+            key: key.clone(),
+            response: resp,
+        });
+    }
+
+    /// An in-dialog request (BYE, re-INVITE, UPDATE) with our Via.
+    fn dialog_request(&mut self, ctx: &mut ChatCtx<'_>, method: Method) -> Option<Request> {
+        let v = typed_via(
+            self.local.sip_local,
+            self.local.transport,
+            &ctx.ids.branch(),
+        )?;
+        let req = self.dialog.as_mut()?.create_request(method, v).ok()?;
+        Some(req)
+    }
+
+    fn send_in_dialog(&mut self, ctx: &mut ChatCtx<'_>, mut req: Request) {
+        ctx.digest.authorize(&mut req, &ctx.ids.cnonce());
+        self.sip_out.push_back(SipOut::Request(req));
+    }
+
+    fn send_bye(&mut self, ctx: &mut ChatCtx<'_>) {
+        if let Some(mut bye) = self.dialog_request(ctx, Method::Bye) {
+            finish_request(&mut bye, vec![make_header("User-Agent", USER_AGENT)], None);
+            self.send_in_dialog(ctx, bye);
+        }
+    }
+
+    /// A session refresh (RFC 4028 §7.4): UPDATE when the peer allows it,
+    /// else a re-INVITE with our unchanged SDP (a new version).
+    fn send_refresh(&mut self, ctx: &mut ChatCtx<'_>) {
+        let method = if self.peer_allows_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let Some(mut req) = self.dialog_request(ctx, method) else {
+            return;
+        };
+        let mut extra = vec![
+            make_header("Supported", "timer"),
+            make_header("User-Agent", USER_AGENT),
+            make_header("Allow", CHAT_ALLOW),
+        ];
+        extra.extend(self.timer.request_headers());
+        let body = if method == Method::Invite {
+            self.sdp_version += 1;
+            Some(("application/sdp", self.local_sdp()))
+        } else {
+            None
+        };
+        finish_request(&mut req, extra, body);
+        self.timer.request_sent();
+        self.refresh = Some(req.clone());
+        self.send_in_dialog(ctx, req);
+    }
+
+    /// The same request again with CSeq one higher and a fresh branch
+    /// (RFC 3261 §22.2), after a 401/407 or a 422.
+    fn resend(&self, ctx: &mut ChatCtx<'_>, old: &Request, cseq: u32) -> Request {
+        let mut req = old.clone();
+        req.headers.remove_named("Via");
+        req.headers.remove_named("CSeq");
+        let mut headers: Vec<Header> = req.headers.iter().cloned().collect();
+        headers.insert(
+            0,
+            make_header(
+                "Via",
+                &via(
+                    self.local.sip_local,
+                    self.local.transport,
+                    &ctx.ids.branch(),
+                )
+                .to_string(),
+            ),
+        );
+        headers.push(make_header("CSeq", &format!("{cseq} {}", old.method)));
+        req.headers = headers.into();
+        // move the body's headers last again
+        let ct = req.headers.get_raw("Content-Type");
+        req.headers.remove_named("Content-Type");
+        req.headers.remove_named("Content-Length");
+        if let Some(ct) = ct {
+            req.headers.push(make_header("Content-Type", &ct));
+        }
+        req.headers
+            .push(make_header("Content-Length", &req.body.len().to_string()));
+        req
+    }
+
+    // ---- user commands -------------------------------------------------
+
+    /// Accepts an incoming chat: 200 with our SDP answer (RFC 6135: we take
+    /// `active` when offered `actpass`) and the session timer's headers.
+    pub fn accept(&mut self, _ctx: &mut ChatCtx<'_>, now: Instant) {
+        if self.state != State::Ringing {
+            return;
+        }
+        let (Some(invite), Some(key), Some(offer)) = (
+            self.invite.clone(),
+            self.invite_key.clone(),
+            self.remote_media.clone(),
+        ) else {
+            return;
+        };
+        let ours = MsrpAnswerParams::chat(
+            self.local_media.port,
+            ConnectionAddress::Ip(self.local.msrp_local.ip()),
+            self.local_media.path.clone(),
+        );
+        let answer = match offer.answer(&ours) {
+            Ok(a) => a,
+            Err(e) => {
+                let w = Warning::new(399, "isc", &e.to_string());
+                self.respond(
+                    &key,
+                    &invite,
+                    488,
+                    vec![make_header("Warning", &w.to_string())],
+                );
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: Some(488),
+                        reason: e.to_string(),
+                        warning: None,
+                    },
+                );
+                return;
+            }
+        };
+        self.active = matches!(
+            tcp_active_side(&offer, &answer),
+            Ok(TcpActiveSide::Answerer)
+        );
+        self.local_media = answer;
+        let mut extra = vec![
+            make_header("Contact", &self.local.contact()),
+            make_header("User-Agent", USER_AGENT),
+            make_header("Allow", CHAT_ALLOW),
+            make_header("Supported", "timer"),
+        ];
+        extra.extend(self.timer.answer_request(now, &invite));
+        let resp = with_body(
+            response_with(&invite, 200, Some(&self.local_tag), None, extra),
+            "application/sdp",
+            self.local_sdp(),
+        );
+        match Dialog::new_uas(&plain_contact(&invite), &plain_contact(&resp), 1) {
+            Ok(d) => self.dialog = Some(d),
+            Err(e) => {
+                tracing::debug!(error = %e, "chat INVITE cannot make a dialog");
+                self.respond(&key, &invite, 400, vec![]);
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: Some(400),
+                        reason: e.to_string(),
+                        warning: None,
+                    },
+                );
+                return;
+            }
+        }
+        if let Some((to, transport)) = self.invite_source {
+            self.ok_retx = Some(OkRetransmission::new(now, resp.clone(), to, transport));
+        }
+        self.sip_out.push_back(SipOut::Response {
+            key,
+            response: resp,
+        });
+        self.state = State::Accepted;
+        self.start_msrp(now);
+    }
+
+    /// Declines an incoming chat (603 Decline, RFC 3261 §21.6.2).
+    pub fn decline(&mut self, now: Instant) {
+        if self.state != State::Ringing {
+            return;
+        }
+        if let (Some(invite), Some(key)) = (self.invite.clone(), self.invite_key.clone()) {
+            self.respond(&key, &invite, 603, vec![]);
+        }
+        self.end(now, EndReason::Normal);
+    }
+
+    /// Ends the chat: BYE when established, CANCEL is not offered (the
+    /// INVITE is left to time out), 603 when ringing.
+    pub fn bye(&mut self, ctx: &mut ChatCtx<'_>, now: Instant) {
+        match self.state {
+            State::Ringing => self.decline(now),
+            State::Accepted | State::Established => {
+                self.send_bye(ctx);
+                self.end(now, EndReason::Normal);
+            }
+            State::Calling => {
+                // RFC 3261 §15: once a 2xx comes we ACK and BYE it
+                self.end(now, EndReason::Normal);
+            }
+            State::Terminated => {}
+        }
+    }
+
+    /// Sends a chat message as `message/cpim` (From, To, DateTime =
+    /// `date_time`, RFC 3862) wrapping `text/plain`. Returns the MSRP
+    /// Message-ID, or None when the session cannot carry it.
+    pub fn send_text(&mut self, now: Instant, text: &str, date_time: &str) -> Option<String> {
+        if !matches!(self.state, State::Established | State::Accepted) {
+            return None;
+        }
+        let msg = CpimMessage::new(
+            &CpimAddress::new(self.local.aor.clone()),
+            &CpimAddress::new(self.peer.clone()),
+            "text/plain;charset=UTF-8",
+            text.as_bytes().to_vec(),
+        )
+        .with_header("DateTime", date_time);
+        // RFC 3994 §3.2: a message ends our active state without an idle
+        self.sender.message_sent(&self.peer.clone());
+        let id = self
+            .msrp
+            .as_mut()?
+            .send_message(now, cpim::CONTENT_TYPE, msg.to_bytes());
+        self.flush_msrp();
+        Some(id)
+    }
+
+    /// The user typed (RFC 3994 over MSRP): `active` when starting and at
+    /// each refresh, `idle` after the idle timeout.
+    pub fn typing(&mut self, now: Instant) {
+        if !matches!(self.state, State::Established | State::Accepted) {
+            return;
+        }
+        let peer = self.peer.clone();
+        if let Some(a) = self.sender.typing(now, &peer) {
+            self.composing_action(now, a);
+        }
+    }
+
+    /// The user cleared the input: `idle` now.
+    pub fn stop_typing(&mut self, now: Instant) {
+        let peer = self.peer.clone();
+        if let Some(a) = self.sender.stop(&peer) {
+            self.composing_action(now, a);
+        }
+    }
+
+    fn composing_action(&mut self, now: Instant, a: ComposingAction) {
+        let doc = match a {
+            ComposingAction::SendActive { .. } => self.sender.config().active_body(),
+            ComposingAction::SendIdle { .. } => IsComposing::idle(),
+        };
+        if let Some(m) = self.msrp.as_mut() {
+            let id = m.send_message(now, is_composing::CONTENT_TYPE, doc.to_bytes());
+            self.internal.insert(id);
+            self.flush_msrp();
+        }
+    }
+
+    // ---- SIP in --------------------------------------------------------
+
+    /// A response to one of our requests.
+    pub fn handle_response(&mut self, ctx: &mut ChatCtx<'_>, now: Instant, resp: Response) {
+        let code = resp.status_code.code();
+        let Some((seq, method)) = crate::proto::sip::build::cseq(&resp.headers) else {
+            return;
+        };
+        match method.as_str() {
+            "INVITE" if self.is_initial_invite(seq) => self.on_invite_response(ctx, now, resp),
+            "INVITE" | "UPDATE" => {
+                self.on_refresh_response(ctx, now, resp, seq, method == "INVITE")
+            }
+            "BYE" => {}
+            _ => {
+                if code >= 300 {
+                    tracing::debug!(code, method, "chat request failed");
+                }
+            }
+        }
+    }
+
+    fn is_initial_invite(&self, seq: u32) -> bool {
+        self.outgoing
+            && self
+                .invite
+                .as_ref()
+                .and_then(|i| crate::proto::sip::build::cseq(&i.headers))
+                .is_some_and(|(s, _)| s == seq)
+    }
+
+    fn on_invite_response(&mut self, ctx: &mut ChatCtx<'_>, now: Instant, resp: Response) {
+        let code = resp.status_code.code();
+        let Some(invite) = self.invite.clone() else {
+            return;
+        };
+        match code {
+            100 => {}
+            101..=199 => {
+                if code == 180 && self.state == State::Calling {
+                    self.events.push_back(ChatEvent::Ringing { chat: self.id });
+                }
+            }
+            200..=299 => self.on_invite_2xx(ctx, now, &invite, resp),
+            401 | 407 if self.state == State::Calling && self.auth_tries < 2 => {
+                if ctx.digest.handle_challenge(&resp).is_ok() {
+                    self.auth_tries += 1;
+                    let seq = crate::proto::sip::build::cseq(&invite.headers).map_or(1, |c| c.0);
+                    let mut again = self.resend(ctx, &invite, seq + 1);
+                    again.headers.retain(|h| {
+                        !matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_))
+                    });
+                    self.send_invite(ctx, again);
+                } else {
+                    self.failed(now, &resp);
+                }
+            }
+            // RFC 4028 §7.3
+            422 if self.state == State::Calling && self.timer_retries < 2 => {
+                if self.timer.handle_422(&resp).is_ok() {
+                    self.timer_retries += 1;
+                    let seq = crate::proto::sip::build::cseq(&invite.headers).map_or(1, |c| c.0);
+                    match self.build_invite(ctx, seq + 1) {
+                        Some(again) => self.send_invite(ctx, again),
+                        None => self.failed(now, &resp),
+                    }
+                } else {
+                    self.failed(now, &resp);
+                }
+            }
+            _ => {
+                if self.state == State::Calling {
+                    self.failed(now, &resp);
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, now: Instant, resp: &Response) {
+        let reason = EndReason::Error {
+            status: Some(resp.status_code.code()),
+            reason: reason_phrase(&resp.status_code),
+            warning: warning_text(&resp.headers),
+        };
+        self.end(now, reason);
+    }
+
+    fn on_invite_2xx(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        invite: &Request,
+        resp: Response,
+    ) {
+        let tag = to_tag(&resp.headers);
+        let same = self
+            .dialog
+            .as_ref()
+            .is_some_and(|d| Some(&d.id().remote_tag) == tag.as_ref());
+        if same {
+            // a 2xx retransmission: the same ACK again (RFC 3261 §13.2.2.4)
+            if let Some(ack) = self
+                .dialog
+                .as_ref()
+                .and_then(|d| d.ack_for_retransmission(&resp))
+            {
+                self.sip_out.push_back(SipOut::Ack(ack));
+            }
+            return;
+        }
+        let mut dialog = match Dialog::new_uac(&plain_contact(invite), &plain_contact(&resp)) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "2xx to chat INVITE makes no dialog");
+                return;
+            }
+        };
+        if let Some(v) = typed_via(
+            self.local.sip_local,
+            self.local.transport,
+            &ctx.ids.branch(),
+        ) && let Ok(ack) = dialog.create_ack_for_invite(invite, v)
+        {
+            self.sip_out.push_back(SipOut::Ack(ack));
+        }
+        if self.dialog.is_some() || self.state != State::Calling {
+            // another fork answered, or we gave up meanwhile: ACK and BYE it (§13.2.2.4)
+            if let Some(v) = typed_via(
+                self.local.sip_local,
+                self.local.transport,
+                &ctx.ids.branch(),
+            ) && let Ok(mut bye) = dialog.create_request(Method::Bye, v)
+            {
+                finish_request(&mut bye, vec![], None);
+                self.send_in_dialog(ctx, bye);
+            }
+            return;
+        }
+        self.dialog = Some(dialog);
+        self.peer_allows_update = allows_update(&resp.headers);
+        self.timer.handle_2xx(now, &resp);
+        let answer = if is_sdp(&resp.headers) {
+            msrp_line(&resp.body)
+        } else {
+            None
+        };
+        let Some(answer) = answer else {
+            self.send_bye(ctx);
+            self.end(
+                now,
+                EndReason::Error {
+                    status: Some(code_of(&resp)),
+                    reason: "no MSRP media in the answer".into(),
+                    warning: None,
+                },
+            );
+            return;
+        };
+        self.active = match tcp_active_side(&self.local_media, &answer) {
+            Ok(TcpActiveSide::Offerer) => true,
+            Ok(_) => false,
+            Err(e) => {
+                self.send_bye(ctx);
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: None,
+                        reason: e.to_string(),
+                        warning: None,
+                    },
+                );
+                return;
+            }
+        };
+        self.remote_media = Some(answer);
+        self.state = State::Established;
+        self.start_msrp(now);
+        self.events.push_back(ChatEvent::Started {
+            chat: self.id,
+            peer: self.peer.clone(),
+        });
+    }
+
+    fn on_refresh_response(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        resp: Response,
+        seq: u32,
+        invite: bool,
+    ) {
+        let code = resp.status_code.code();
+        if code < 200 {
+            return;
+        }
+        if invite && (200..300).contains(&code) {
+            // ACK the re-INVITE's 2xx
+            if let (Some(d), Some(v)) = (
+                self.dialog.as_mut(),
+                typed_via(
+                    self.local.sip_local,
+                    self.local.transport,
+                    &ctx.ids.branch(),
+                ),
+            ) {
+                let mut ack = d.create_ack(seq, v);
+                finish_request(&mut ack, vec![], None);
+                self.sip_out.push_back(SipOut::Ack(ack));
+            }
+        }
+        if let Some(d) = self.dialog.as_mut() {
+            let _ = d.handle_response(&resp);
+        }
+        let Some(old) = self.refresh.take() else {
+            return;
+        };
+        match code {
+            200..=299 => {
+                self.timer.handle_2xx(now, &resp);
+                if allows_update(&resp.headers) {
+                    self.peer_allows_update = true;
+                }
+            }
+            401 | 407 if ctx.digest.handle_challenge(&resp).is_ok() => {
+                if let Some(req) = self.reissue(ctx, &old) {
+                    self.refresh = Some(req.clone());
+                    self.send_in_dialog(ctx, req);
+                }
+            }
+            422 if self.timer.handle_422(&resp).is_ok() => {
+                self.send_refresh(ctx);
+            }
+            // RFC 3261 §12.2.1.2 / RFC 4028 §10: the dialog is gone
+            408 | 481 => {
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: Some(code),
+                        reason: reason_phrase(&resp.status_code),
+                        warning: None,
+                    },
+                );
+            }
+            405 | 501 if !invite => {
+                // no UPDATE after all: refresh with re-INVITE
+                self.peer_allows_update = false;
+                self.send_refresh(ctx);
+            }
+            _ => self.timer.refresh_failed(),
+        }
+    }
+
+    /// An in-dialog request again, numbered by the dialog.
+    fn reissue(&mut self, ctx: &mut ChatCtx<'_>, old: &Request) -> Option<Request> {
+        let mut req = self.dialog_request(ctx, old.method)?;
+        let keep: Vec<Header> = old
+            .headers
+            .iter()
+            .filter(|h| {
+                let n = crate::proto::sip::headers::name_value(h).0;
+                ![
+                    "Via",
+                    "Max-Forwards",
+                    "From",
+                    "To",
+                    "Call-ID",
+                    "CSeq",
+                    "Contact",
+                    "Route",
+                    "Content-Length",
+                    "Content-Type",
+                    "Authorization",
+                    "Proxy-Authorization",
+                ]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(&n))
+            })
+            .cloned()
+            .collect();
+        let body = (!old.body.is_empty()).then(|| ("application/sdp", old.body.clone()));
+        finish_request(&mut req, keep, body);
+        Some(req)
+    }
+
+    /// A request inside our dialog (BYE, re-INVITE, UPDATE, ...).
+    pub fn handle_request(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        key: TsxKey,
+        req: Request,
+    ) {
+        if let Some(d) = self.dialog.as_mut()
+            && let Err(e) = d.handle_request(&req)
+        {
+            let code = e.status_code();
+            self.respond(&key, &req, code, vec![]);
+            return;
+        }
+        match req.method {
+            Method::Bye => {
+                self.respond(&key, &req, 200, vec![]);
+                let reason = if is_completed_elsewhere(&req.headers) {
+                    EndReason::CompletedElsewhere
+                } else {
+                    EndReason::Normal
+                };
+                self.end(now, reason);
+            }
+            Method::Invite | Method::Update => self.on_reinvite(ctx, now, key, req),
+            Method::Options => {
+                self.respond(&key, &req, 200, vec![make_header("Allow", CHAT_ALLOW)])
+            }
+            _ => self.respond(&key, &req, 405, vec![make_header("Allow", CHAT_ALLOW)]),
+        }
+    }
+
+    /// Re-INVITE / UPDATE (RFC 3311, RFC 4028 §9): a refresh, maybe a new
+    /// offer. We accept an offer that keeps an MSRP line we can use (its
+    /// accept-types a subset of ours in common), else 488.
+    fn on_reinvite(&mut self, _ctx: &mut ChatCtx<'_>, now: Instant, key: TsxKey, req: Request) {
+        if let Err(e) = self.timer.check_request(&req) {
+            self.respond(&key, &req, e.status_code(), e.response_headers());
+            return;
+        }
+        if allows_update(&req.headers) {
+            self.peer_allows_update = true;
+        }
+        let mut body = None;
+        if !req.body.is_empty() {
+            let offer = if is_sdp(&req.headers) {
+                msrp_line(&req.body)
+            } else {
+                None
+            };
+            let Some(offer) = offer else {
+                self.respond(&key, &req, 488, vec![]);
+                return;
+            };
+            let ours = MsrpAnswerParams::chat(
+                self.local_media.port,
+                ConnectionAddress::Ip(self.local.msrp_local.ip()),
+                self.local_media.path.clone(),
+            );
+            let mut answer = match offer.answer(&ours) {
+                Ok(a) => a,
+                Err(_) => {
+                    self.respond(&key, &req, 488, vec![]);
+                    return;
+                }
+            };
+            // keep the connection we have (RFC 6135 §4.3: a re-offer needs no new one)
+            if self.conn.is_some() || self.connecting {
+                answer.setup = Some(if self.active {
+                    Setup::Active
+                } else {
+                    Setup::Passive
+                });
+            }
+            answer.accept_types = self.local_media.accept_types.clone();
+            self.local_media = answer;
+            self.remote_media = Some(offer);
+            self.sdp_version += 1;
+            body = Some(self.local_sdp());
+        } else if req.method == Method::Invite {
+            // an offerless re-INVITE: our SDP goes as the offer
+            self.sdp_version += 1;
+            body = Some(self.local_sdp());
+        }
+        let mut extra = vec![
+            make_header("Contact", &self.local.contact()),
+            make_header("Allow", CHAT_ALLOW),
+            make_header("Supported", "timer"),
+        ];
+        extra.extend(self.timer.answer_request(now, &req));
+        let mut resp = response_with(&req, 200, Some(&self.local_tag), None, extra);
+        if let Some(b) = body {
+            resp = with_body(resp, "application/sdp", b);
+        }
+        if req.method == Method::Invite
+            && let Some((to, transport)) = self.source_for(&req)
+        {
+            self.ok_retx = Some(OkRetransmission::new(now, resp.clone(), to, transport));
+        }
+        self.sip_out.push_back(SipOut::Response {
+            key,
+            response: resp,
+        });
+    }
+
+    fn source_for(&self, _req: &Request) -> Option<(SocketAddr, Transport)> {
+        self.invite_source
+    }
+
+    /// The ACK for our 2xx (RFC 3261 §13.3.1.4).
+    pub fn handle_ack(&mut self, now: Instant, ack: &Request) {
+        if let Some(r) = self.ok_retx.as_mut()
+            && r.matches_ack(ack)
+        {
+            r.handle_ack(now);
+        }
+        if self.state == State::Accepted {
+            self.state = State::Established;
+            self.events.push_back(ChatEvent::Started {
+                chat: self.id,
+                peer: self.peer.clone(),
+            });
+        }
+    }
+
+    /// The peer CANCELled its INVITE (RFC 3261 §9.2): 487 to the INVITE.
+    pub fn handle_cancel(&mut self, now: Instant, cancel: &Request) {
+        if self.state != State::Ringing {
+            return;
+        }
+        if let (Some(invite), Some(key)) = (self.invite.clone(), self.invite_key.clone()) {
+            self.respond(&key, &invite, 487, vec![]);
+        }
+        let reason = if is_completed_elsewhere(&cancel.headers) {
+            EndReason::CompletedElsewhere
+        } else {
+            EndReason::Normal
+        };
+        self.end(now, reason);
+    }
+
+    /// Our request got no answer (Timer B/F) or the transport failed.
+    pub fn handle_request_timeout(&mut self, ctx: &mut ChatCtx<'_>, now: Instant, method: Method) {
+        match (method, self.state) {
+            (Method::Invite, State::Calling) => self.end(
+                now,
+                EndReason::Error {
+                    status: Some(408),
+                    reason: "no answer".into(),
+                    warning: None,
+                },
+            ),
+            (Method::Invite | Method::Update, State::Established) => {
+                // RFC 4028 §10: a refresh that times out ends the session
+                self.send_bye(ctx);
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: Some(408),
+                        reason: "session refresh timed out".into(),
+                        warning: None,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    // ---- MSRP ----------------------------------------------------------
+
+    fn start_msrp(&mut self, now: Instant) {
+        let Some(remote) = self.remote_media.as_ref() else {
+            return;
+        };
+        let Ok(local_uri) = MsrpUri::parse(self.local_media.own_uri().unwrap_or_default()) else {
+            return;
+        };
+        let Ok(remote_path) = MsrpPath::parse(&remote.path.join(" ")) else {
+            tracing::debug!(path = ?remote.path, "peer's a=path does not parse");
+            return;
+        };
+        let mut cfg = SessionConfig::new(local_uri, remote_path.clone());
+        cfg.chunk_size = self.local.msrp_chunk_size.max(64);
+        cfg.accept_types = self.local_media.accept_types.clone();
+        let ids = SequentialIds::new(format!("{}x", self.msrp_session_id));
+        self.msrp = Some(MsrpSession::new(cfg, Box::new(ids)));
+        if self.active
+            && let Some(peer) = remote_path.first().and_then(msrp_addr)
+        {
+            self.connecting = true;
+            self.msrp_out.push_back(MsrpOut::Connect {
+                chat: self.id,
+                peer,
+            });
+        }
+        let _ = now;
+    }
+
+    /// Our connection to the peer is up (we are active): bind it with an
+    /// empty SEND (RFC 4975 §5.4, RFC 6135 §4.2).
+    pub fn msrp_connected(&mut self, now: Instant, conn: MsrpConn) {
+        self.connecting = false;
+        if self.state == State::Terminated {
+            self.msrp_out.push_back(MsrpOut::Close { conn });
+            return;
+        }
+        self.conn = Some(conn);
+        if let Some(m) = self.msrp.as_mut() {
+            let id = m.send_empty(now);
+            self.internal.insert(id);
+        }
+        self.flush_msrp();
+    }
+
+    /// We could not connect.
+    pub fn msrp_connect_failed(&mut self, ctx: &mut ChatCtx<'_>, now: Instant, error: &str) {
+        self.connecting = false;
+        if matches!(self.state, State::Established | State::Accepted) {
+            self.send_bye(ctx);
+            self.end(
+                now,
+                EndReason::Error {
+                    status: None,
+                    reason: format!("MSRP connect failed: {error}"),
+                    warning: None,
+                },
+            );
+        }
+    }
+
+    /// A connection the peer opened to us, recognised by its To-Path.
+    pub fn msrp_accepted(&mut self, conn: MsrpConn) {
+        if self.conn.is_none() {
+            self.conn = Some(conn);
+        }
+    }
+
+    /// A frame from our connection.
+    pub fn msrp_frame(&mut self, now: Instant, frame: MsrpFrame) {
+        if let Some(m) = self.msrp.as_mut() {
+            m.handle_input(now, MsrpInput::Frame(frame));
+        }
+        self.pump_msrp(now);
+    }
+
+    /// The connection closed. If no BYE explains it soon, we end the chat.
+    pub fn msrp_closed(&mut self, now: Instant, conn: MsrpConn) {
+        if self.conn == Some(conn) {
+            self.conn = None;
+            if self.state != State::Terminated {
+                self.close_grace = Some(now + CLOSE_GRACE);
+            }
+        }
+    }
+
+    fn flush_msrp(&mut self) {
+        let Some(conn) = self.conn else { return };
+        if let Some(m) = self.msrp.as_mut() {
+            while let Some(bytes) = m.poll_transmit() {
+                self.msrp_out.push_back(MsrpOut::Send { conn, bytes });
+            }
+        }
+    }
+
+    fn pump_msrp(&mut self, now: Instant) {
+        self.flush_msrp();
+        let mut evs = Vec::new();
+        if let Some(m) = self.msrp.as_mut() {
+            while let Some(e) = m.poll_event() {
+                evs.push(e);
+            }
+        }
+        for e in evs {
+            self.on_msrp_event(now, e);
+        }
+        self.flush_msrp();
+    }
+
+    fn on_msrp_event(&mut self, now: Instant, e: MsrpEvent) {
+        let chat = self.id;
+        match e {
+            MsrpEvent::MessageReceived {
+                message_id,
+                content_type,
+                body,
+            } => {
+                self.on_content(
+                    now,
+                    message_id,
+                    content_type.as_deref().unwrap_or(""),
+                    &body,
+                    None,
+                    None,
+                );
+            }
+            MsrpEvent::Delivered { message_id } => {
+                if !self.is_internal(&message_id) {
+                    self.events
+                        .push_back(ChatEvent::Delivered { chat, message_id });
+                }
+            }
+            MsrpEvent::SendFailed {
+                message_id, code, ..
+            } => {
+                if self.is_internal(&message_id) {
+                    return;
+                }
+                self.events.push_back(ChatEvent::SendFailed {
+                    chat,
+                    message_id,
+                    code,
+                });
+            }
+            MsrpEvent::ReportReceived {
+                message_id,
+                success: false,
+                status,
+                ..
+            } => {
+                self.events.push_back(ChatEvent::SendFailed {
+                    chat,
+                    message_id,
+                    code: status.code,
+                });
+            }
+            MsrpEvent::StreamError { error } if error.is_fatal() => {
+                tracing::debug!(%error, "fatal MSRP stream error");
+                if let Some(c) = self.conn.take() {
+                    self.msrp_out.push_back(MsrpOut::Close { conn: c });
+                    self.close_grace = Some(now + CLOSE_GRACE);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Binding SENDs and isComposing are not reported as delivered.
+    fn is_internal(&mut self, message_id: &str) -> bool {
+        self.internal.remove(message_id)
+    }
+
+    fn on_content(
+        &mut self,
+        now: Instant,
+        message_id: String,
+        content_type: &str,
+        body: &[u8],
+        from: Option<String>,
+        at: Option<String>,
+    ) {
+        let chat = self.id;
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let from_or_peer = from.clone().unwrap_or_else(|| self.peer.clone());
+        match ct.as_str() {
+            "" if body.is_empty() => {}
+            cpim::CONTENT_TYPE if from.is_none() => match CpimMessage::parse(body) {
+                Ok(m) => {
+                    let inner_from = m.from().map(|a| a.uri).unwrap_or_else(|| self.peer.clone());
+                    let at = m.date_time().map(str::to_owned);
+                    let inner_ct = m.content_type().unwrap_or("text/plain").to_owned();
+                    self.on_content(now, message_id, &inner_ct, &m.body, Some(inner_from), at);
+                }
+                Err(e) => tracing::debug!(error = %e, "unreadable CPIM in chat"),
+            },
+            is_composing::CONTENT_TYPE => match IsComposing::parse(body) {
+                Ok(doc) => {
+                    if let Some(active) = self.receiver.indication(now, &from_or_peer, &doc) {
+                        self.events.push_back(ChatEvent::Composing {
+                            chat,
+                            from: from_or_peer,
+                            active,
+                        });
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "unreadable isComposing in chat"),
+            },
+            t if t.starts_with("text/") => {
+                // RFC 3994 §4: a message ends the peer's active state
+                if self.receiver.message(&from_or_peer) {
+                    self.events.push_back(ChatEvent::Composing {
+                        chat,
+                        from: from_or_peer.clone(),
+                        active: false,
+                    });
+                }
+                self.events.push_back(ChatEvent::Message {
+                    chat,
+                    from: from_or_peer,
+                    text: String::from_utf8_lossy(body).into_owned(),
+                    at,
+                    message_id,
+                });
+            }
+            other => tracing::debug!(content_type = other, "chat content ignored"),
+        }
+    }
+
+    // ---- time ----------------------------------------------------------
+
+    fn end(&mut self, now: Instant, reason: EndReason) {
+        if self.state == State::Terminated {
+            return;
+        }
+        let _ = now;
+        self.state = State::Terminated;
+        self.timer.stop();
+        if let Some(d) = self.dialog.as_mut() {
+            d.terminate();
+        }
+        if let Some(conn) = self.conn.take() {
+            self.flush_pending_close(conn);
+        }
+        self.close_grace = None;
+        self.events.push_back(ChatEvent::Ended {
+            chat: self.id,
+            reason,
+        });
+    }
+
+    fn flush_pending_close(&mut self, conn: MsrpConn) {
+        if let Some(m) = self.msrp.as_mut() {
+            while let Some(bytes) = m.poll_transmit() {
+                self.msrp_out.push_back(MsrpOut::Send { conn, bytes });
+            }
+        }
+        self.msrp_out.push_back(MsrpOut::Close { conn });
+    }
+
+    /// Timers: session timer, 2xx retransmission, MSRP, isComposing, the
+    /// grace after an MSRP loss.
+    pub fn handle_timeout(&mut self, ctx: &mut ChatCtx<'_>, now: Instant) {
+        if let Some(r) = self.ok_retx.as_mut() {
+            r.handle_timeout(now);
+            while let Some(t) = r.poll_transmit() {
+                self.sip_out.push_back(SipOut::Raw(t));
+            }
+            let mut no_ack = false;
+            while let Some(e) = r.poll_event() {
+                no_ack |= e == OkRetransmissionEvent::NoAck;
+            }
+            if !r.is_active() {
+                self.ok_retx = None;
+            }
+            if no_ack && self.state == State::Accepted {
+                // RFC 3261 §13.3.1.4: confirm, then BYE
+                self.send_bye(ctx);
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: None,
+                        reason: "no ACK".into(),
+                        warning: None,
+                    },
+                );
+            }
+        }
+        match self.timer.handle_timeout(now) {
+            Some(SessionTimerAction::Refresh) if self.state == State::Established => {
+                self.send_refresh(ctx)
+            }
+            Some(SessionTimerAction::Bye) if self.state != State::Terminated => {
+                self.send_bye(ctx);
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: None,
+                        reason: "session expired".into(),
+                        warning: None,
+                    },
+                );
+            }
+            _ => {}
+        }
+        if let Some(m) = self.msrp.as_mut() {
+            m.handle_timeout(now);
+        }
+        self.pump_msrp(now);
+        for a in self.sender.handle_timeout(now) {
+            self.composing_action(now, a);
+        }
+        for from in self.receiver.handle_timeout(now) {
+            self.events.push_back(ChatEvent::Composing {
+                chat: self.id,
+                from,
+                active: false,
+            });
+        }
+        if self.close_grace.is_some_and(|t| t <= now) {
+            self.close_grace = None;
+            self.send_bye(ctx);
+            self.end(
+                now,
+                EndReason::Error {
+                    status: None,
+                    reason: "MSRP connection lost".into(),
+                    warning: None,
+                },
+            );
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.ok_retx.as_ref().and_then(|r| r.poll_timeout()),
+            self.timer.poll_timeout(),
+            self.msrp.as_ref().and_then(|m| m.poll_timeout()),
+            self.sender.poll_timeout(),
+            self.receiver.poll_timeout(),
+            self.close_grace,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_sip(&mut self) -> Option<SipOut> {
+        self.sip_out.pop_front()
+    }
+
+    pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
+        self.msrp_out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ChatEvent> {
+        self.events.pop_front()
+    }
+}
+
+fn code_of(resp: &Response) -> u16 {
+    resp.status_code.code()
+}
+
+fn allows_update(headers: &rsip::Headers) -> bool {
+    headers.get_all_raw("Allow").iter().any(|v| {
+        v.split(',')
+            .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
+    })
+}
+
+/// Whether a received request asks for the session timer (for logs/tests).
+pub fn wants_timer(req: &Request) -> bool {
+    supports_timer(&req.headers)
+}

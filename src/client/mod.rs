@@ -1,0 +1,181 @@
+//! The client. [`UserAgent`] is the sans-IO aggregate (registration with
+//! GRUU, the reg-event watch of sibling devices, pager MESSAGEs,
+//! isComposing, OPTIONS); [`runner`] drives it over tokio sockets and
+//! [`headless`] puts a line protocol on stdin/stdout around the runner.
+
+pub mod chat;
+pub mod chats;
+pub mod composing;
+pub mod headless;
+pub mod ids;
+pub mod instance;
+pub mod outgoing;
+pub mod reg_watch;
+pub mod registration;
+pub mod runner;
+pub mod user_agent;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use composing::ComposingConfig;
+pub use ids::UaIds;
+pub use user_agent::UserAgent;
+
+use crate::proto::sip::transaction::Transport;
+
+/// The `User-Agent` value: `isc/<crate version>`.
+pub const USER_AGENT: &str = concat!("isc/", env!("CARGO_PKG_VERSION"));
+
+/// The Contact parameter carrying the device name, as a quoted feature-tag
+/// value (RFC 3840 §9 extension tag): `+isc.device="tv"`. The registrar
+/// copies it into the reg-event `<unknown-param>` / `<display-name>` so
+/// siblings can show which device does what.
+pub const DEVICE_PARAM: &str = "+isc.device";
+
+/// What one user agent is: whose, which device, where it talks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UaConfig {
+    /// User part of the AOR (`alice`).
+    pub user: String,
+    /// Domain of the AOR and the registrar's Request-URI (`isc.local`).
+    pub domain: String,
+    /// Digest password.
+    pub password: String,
+    /// Device name (`tv`, `phone`), sent as [`DEVICE_PARAM`].
+    pub device: String,
+    /// `urn:uuid:...`, stable per profile (RFC 5627 §4.1 / RFC 5626 §4.1).
+    pub instance_id: String,
+    /// Display name for From, if any.
+    pub display_name: Option<String>,
+    /// The server (registrar and outbound proxy): every request goes there.
+    pub server: SocketAddr,
+    /// Our own address, as put in Via and Contact.
+    pub local: SocketAddr,
+    pub transport: Transport,
+    /// Registration lifetime asked for (seconds).
+    pub register_expires: u32,
+    /// Reg-event subscription lifetime asked for (seconds).
+    pub subscribe_expires: u32,
+    /// Subscribe to our own AOR's registration state (RFC 3680).
+    pub watch_registrations: bool,
+    pub composing: ComposingConfig,
+    /// First retry delay after a failed REGISTER/SUBSCRIBE; doubles per failure.
+    pub retry_base: Duration,
+    /// Upper bound of the retry delay.
+    pub retry_max: Duration,
+    /// How long shutdown waits for the un-REGISTER before giving up.
+    pub shutdown_grace: Duration,
+}
+
+impl UaConfig {
+    /// A configuration with the defaults: 3600 s registration and
+    /// subscription, RFC 3994 composing timers, retries from 1 s to 60 s.
+    pub fn new(
+        user: &str,
+        domain: &str,
+        password: &str,
+        device: &str,
+        instance_id: &str,
+        server: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
+        UaConfig {
+            user: user.to_owned(),
+            domain: domain.to_owned(),
+            password: password.to_owned(),
+            device: device.to_owned(),
+            instance_id: instance_id.to_owned(),
+            display_name: None,
+            server,
+            local,
+            transport: Transport::Udp,
+            register_expires: 3600,
+            subscribe_expires: 3600,
+            watch_registrations: true,
+            composing: ComposingConfig::default(),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(4),
+        }
+    }
+
+    /// `sip:user@domain`.
+    pub fn aor(&self) -> String {
+        format!("sip:{}@{}", self.user, self.domain)
+    }
+}
+
+/// What the application asks of the user agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Register now (the UA also registers on its own when started).
+    Register,
+    /// Send a pager MESSAGE (`text/plain`) to a user URI or a GRUU. `id`
+    /// names it in the delivery events; `None` lets the UA number it (`m1`, ...).
+    SendMessage { to: String, text: String, id: Option<String> },
+    /// The user typed in the message to `to` (RFC 3994 isComposing).
+    Typing { to: String },
+    /// The user stopped composing to `to` (cleared the input): `idle` now.
+    StopTyping { to: String },
+    /// Un-SUBSCRIBE, un-REGISTER (Expires: 0), then [`ClientEvent::Stopped`].
+    Shutdown,
+}
+
+/// One registered device of our AOR, from the reg-event state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// `urn:uuid:...` without quotes or angle brackets.
+    pub instance: Option<String>,
+    /// Public GRUU (RFC 5628 `<gr:pub-gruu>`).
+    pub gruu: Option<String>,
+    /// Device name (`+isc.device` or `<display-name>`).
+    pub name: Option<String>,
+    /// The contact URI.
+    pub contact: String,
+    /// The reginfo contact event of its last change (`registered`, `refreshed`, ...).
+    pub state: String,
+    /// This is the device the UA runs as.
+    pub is_self: bool,
+}
+
+/// What the user agent tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Registered (first time, after a failure, or with a new GRUU).
+    Registered { aor: String, gruu: Option<String>, expires: u32 },
+    /// A REGISTER failed; the UA retries in `retry_in` (None: gives up, e.g. 403).
+    RegistrationFailed { status: Option<u16>, reason: String, retry_in: Option<Duration> },
+    /// The un-REGISTER completed.
+    Unregistered,
+    /// The sibling devices (ourselves included) changed.
+    DevicesChanged { devices: Vec<Device> },
+    /// A MESSAGE arrived (any content type but isComposing).
+    MessageReceived {
+        from: String,
+        to: String,
+        content_type: Option<String>,
+        body: Vec<u8>,
+        asserted_identity: Option<String>,
+        call_id: Option<String>,
+    },
+    /// Our MESSAGE `id` got a 2xx.
+    MessageDelivered { id: String, to: String, status: u16 },
+    /// Our MESSAGE `id` failed: final status (None on timeout / transport
+    /// error), reason phrase and Warning text.
+    MessageFailed {
+        id: String,
+        to: String,
+        status: Option<u16>,
+        reason: String,
+        warning: Option<String>,
+    },
+    /// A peer started (`active`) or stopped composing towards us.
+    ComposingChanged { from: String, active: bool },
+    /// A peer refused isComposing (415): it gets no more.
+    ComposingUnsupported { to: String },
+    /// The reg-event subscription ended and will not be retried.
+    WatchEnded { reason: String },
+    /// Shutdown finished: nothing more will be sent.
+    Stopped,
+}

@@ -1,0 +1,189 @@
+//! The tokio driver of one [`UserAgent`]: binds a [`SipTransport`], then one
+//! `select!` over received bytes, application commands and the UA's next
+//! timeout, and drains what the UA wants sent and reported. No protocol
+//! decision is taken here.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::ids::RandomIds;
+use crate::proto::ids::IdGen;
+use super::{ClientEvent, Command, UaConfig, UserAgent};
+use crate::net::SipTransport;
+use crate::proto::sip::transaction::Transport;
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+/// One SIP message on the wire, for the flow ladder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRecord {
+    pub direction: Direction,
+    /// Our address.
+    pub local: SocketAddr,
+    /// The other end.
+    pub peer: SocketAddr,
+    pub transport: Transport,
+    pub bytes: Vec<u8>,
+}
+
+/// The application's side of a running client.
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// Commands to the UA. Dropping every sender shuts the client down.
+    pub commands: mpsc::Sender<Command>,
+    /// What the UA reports; ends after [`ClientEvent::Stopped`].
+    pub events: mpsc::UnboundedReceiver<ClientEvent>,
+    /// Where the client listens (UDP and TCP) and what its Contact names.
+    pub local_addr: SocketAddr,
+    wire: broadcast::Sender<WireRecord>,
+    task: JoinHandle<()>,
+}
+
+impl ClientHandle {
+    /// Every SIP message sent or received from now on.
+    pub fn wire(&self) -> broadcast::Receiver<WireRecord> {
+        self.wire.subscribe()
+    }
+
+    /// Sends a command; false if the client has stopped.
+    pub async fn send(&self, cmd: Command) -> bool {
+        self.commands.send(cmd).await.is_ok()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    pub async fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {
+        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+    }
+
+    /// Waits for the first event matching `pred`, dropping others, for at
+    /// most `timeout`.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ClientEvent) -> bool,
+    ) -> Option<ClientEvent> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = tokio::time::timeout_at(until, self.events.recv()).await.ok().flatten()?;
+            if pred(&ev) {
+                return Some(ev);
+            }
+        }
+    }
+
+    /// Asks for shutdown (un-REGISTER) and waits for the driver to end.
+    pub async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let _ = self.task.await;
+    }
+
+    /// Whether the driver task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Binds `bind` (use port 0 for an ephemeral port), sets `cfg.local` to
+/// the bound address and runs the UA with random identifiers.
+pub async fn spawn_client(cfg: UaConfig, bind: SocketAddr) -> io::Result<ClientHandle> {
+    spawn_client_with(cfg, bind, Box::new(RandomIds::new())).await
+}
+
+/// [`spawn_client`] with an id generator of the caller's.
+pub async fn spawn_client_with(
+    mut cfg: UaConfig,
+    bind: SocketAddr,
+    ids: Box<dyn IdGen>,
+) -> io::Result<ClientHandle> {
+    let (transport, incoming) = SipTransport::bind(bind).await?;
+    let local = transport.local_addr();
+    cfg.local = local;
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (wire, _) = broadcast::channel(1024);
+    let span = tracing::info_span!("client", ua = %format!("{}/{}", cfg.user, cfg.device));
+    let ua = UserAgent::new(cfg, ids);
+    let driver = Driver { ua, transport, incoming, commands: cmd_rx, events: ev_tx, wire: wire.clone() };
+    let task = tokio::spawn(driver.run().instrument(span));
+    Ok(ClientHandle { commands: cmd_tx, events: ev_rx, local_addr: local, wire, task })
+}
+
+struct Driver {
+    ua: UserAgent,
+    transport: SipTransport,
+    incoming: mpsc::Receiver<crate::net::Incoming>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    wire: broadcast::Sender<WireRecord>,
+}
+
+/// How long the driver sleeps when the UA has no timer at all.
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
+
+impl Driver {
+    async fn run(mut self) {
+        self.ua.start(Instant::now());
+        let mut commands_open = true;
+        loop {
+            self.flush().await;
+            if self.ua.is_stopped() {
+                break;
+            }
+            let next = self.ua.poll_timeout().unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next));
+            tokio::select! {
+                input = self.incoming.recv() => match input {
+                    Some(input) => {
+                        let _ = self.wire.send(WireRecord {
+                            direction: Direction::Received,
+                            local: self.transport.local_addr(),
+                            peer: input.source,
+                            transport: input.transport,
+                            bytes: input.bytes.clone(),
+                        });
+                        self.ua.handle_input(Instant::now(), input);
+                    }
+                    None => break,
+                },
+                cmd = self.commands.recv(), if commands_open => match cmd {
+                    Some(cmd) => self.ua.handle_command(Instant::now(), cmd),
+                    None => {
+                        commands_open = false;
+                        self.ua.handle_command(Instant::now(), Command::Shutdown);
+                    }
+                },
+                _ = sleep => self.ua.handle_timeout(Instant::now()),
+            }
+        }
+        tracing::debug!("client driver ended");
+    }
+
+    async fn flush(&mut self) {
+        while let Some((to, transport, bytes)) = self.ua.poll_transmit() {
+            let _ = self.wire.send(WireRecord {
+                direction: Direction::Sent,
+                local: self.transport.local_addr(),
+                peer: to,
+                transport,
+                bytes: bytes.clone(),
+            });
+            if let Err(e) = self.transport.send(to, transport, bytes).await {
+                // the transaction's own timer reports the failure
+                tracing::debug!(error = %e, %to, "send failed");
+            }
+        }
+        while let Some(ev) = self.ua.poll_event() {
+            let _ = self.events.send(ev);
+        }
+    }
+}
