@@ -60,7 +60,9 @@ use crate::proto::sip::headers::{FeatureSet, service};
 use crate::proto::sip::message::parse_uri;
 use crate::proto::sip::transaction::{Transport, TsxKey};
 
-use super::b2bua::{B2bua, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx};
+use super::b2bua::{
+    B2bua, B2buaTimeout, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx,
+};
 use super::content_list::ContentLibrary;
 use super::core::SERVER_AGENT;
 use super::isc_playback::{self, PlaybackAction, PlaybackControl};
@@ -427,6 +429,8 @@ struct CvSession {
     leg_recipient: HashMap<usize, usize>,
     /// Our answer to the originator.
     answer: Sdp,
+    /// Our offer to the recipients' devices.
+    offer: Sdp,
     originator_dest: ViewerDest,
     answered: bool,
     ringing_sent: bool,
@@ -670,6 +674,7 @@ impl IscMediaFunction {
             recipients: recips,
             leg_recipient: HashMap::new(),
             answer,
+            offer: our_offer.clone(),
             originator_dest,
             answered: false,
             ringing_sent: false,
@@ -1352,10 +1357,33 @@ impl IscMediaFunction {
                 vec![make_header("Allow", ALLOW)],
                 None,
             ),
-            // A re-INVITE / UPDATE would renegotiate a stream the server
-            // drives alone: refused, the session stays as it is.
+            // A session refresh (RFC 4028 §9) or re-offer: the media stay
+            // as negotiated, so the answer repeats our description.
             rsip::Method::Invite | rsip::Method::Update => {
-                B2bua::respond(ctx, &key, &req, 488, vec![], None)
+                let mut extra = match self.b2bua.refresh_received(ctx.now, call, side, &req) {
+                    Ok(h) => h,
+                    Err((code, headers)) => {
+                        B2bua::respond(ctx, &key, &req, code, headers, None);
+                        return;
+                    }
+                };
+                extra.push(make_header("Contact", &ctx.contact(Transport::Udp)));
+                let with_body = !req.body.is_empty() || req.method == rsip::Method::Invite;
+                let body = self.sessions.get(&call).map(|s| {
+                    let sdp = match side {
+                        Side::Incoming => &s.answer,
+                        Side::Outgoing(_) => &s.offer,
+                    };
+                    sdp.to_bytes()
+                });
+                B2bua::respond(
+                    ctx,
+                    &key,
+                    &req,
+                    200,
+                    extra,
+                    body.filter(|_| with_body).map(|b| ("application/sdp", b)),
+                );
             }
             _ => B2bua::respond(
                 ctx,
@@ -1522,10 +1550,17 @@ impl IscMediaFunction {
     }
 
     pub fn handle_timeout(&mut self, ctx: &mut SipCtx<'_>) {
-        for call in self.b2bua.handle_timeout(ctx) {
-            // RFC 3261 §13.3.1.4: no ACK for our 2xx: the session ends
-            self.b2bua.send_bye(ctx, call, Side::Incoming, None);
-            self.end(ctx, call);
+        for t in self.b2bua.handle_timeout(ctx) {
+            match t {
+                // RFC 3261 §13.3.1.4 (no ACK for our 2xx) / RFC 4028 §10 on
+                // the originator's leg: the session ends
+                B2buaTimeout::NoAck(call) | B2buaTimeout::SessionExpired(call, Side::Incoming) => {
+                    self.b2bua.send_bye(ctx, call, Side::Incoming, None);
+                    self.end(ctx, call);
+                }
+                // a device's leg expired (its BYE went out): as if it left
+                B2buaTimeout::SessionExpired(call, side) => self.on_bye(ctx, call, side),
+            }
         }
     }
 
