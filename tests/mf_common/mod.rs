@@ -364,8 +364,8 @@ pub async fn send_invite(peer: &mut Peer, mut req: rsip::Request) -> rsip::Reque
             407 => {
                 peer.send(crate::cpm_common::ack_non_2xx(&req, &resp)).await;
                 peer.digest = isc::proto::sip::digest::client::DigestClient::new(
-                    &peer.user.clone(),
-                    &peer.user.clone(),
+                    peer.user.clone(),
+                    peer.user.clone(),
                 );
                 peer.digest.handle_challenge(&resp).unwrap();
                 let seq = isc::proto::sip::build::cseq(&req.headers).unwrap().0 + 1;
@@ -405,8 +405,8 @@ pub async fn invite_final(peer: &mut Peer, req: rsip::Request) -> rsip::Response
             return resp;
         }
         peer.digest = isc::proto::sip::digest::client::DigestClient::new(
-            &peer.user.clone(),
-            &peer.user.clone(),
+            peer.user.clone(),
+            peer.user.clone(),
         );
         peer.digest.handle_challenge(&resp).unwrap();
         let seq = isc::proto::sip::build::cseq(&req.headers).unwrap().0 + 1;
