@@ -53,8 +53,7 @@ use crate::proto::sdp::{ConnectionAddress, Direction, MediaLine, Sdp, parse_sdp}
 use crate::proto::sdp::{MediaKind as SdpMediaKind, RtpMap, RtpMedia, codecs};
 use crate::proto::sip::build::response_with;
 use crate::proto::sip::headers::{
-    AcceptContact, HeadersExt, IscConvergenceId, PAssertedService, PPreferredService, UserAgent,
-    Warning, make_header,
+    AcceptContact, HeadersExt, IscConvergenceId, PAssertedService, UserAgent, Warning, make_header,
 };
 use crate::proto::sip::headers::{FeatureSet, service};
 use crate::proto::sip::message::parse_uri;
@@ -200,8 +199,9 @@ impl IscService {
     }
 }
 
-/// The ISC services named by a request's Accept-Contact and
-/// P-Preferred-Service, normalised (the seeds' doubled
+/// The ISC services named by a request's Accept-Contact (seed 000 5.11.1:
+/// "the ISC feature tag included in the Accept-Contact header"; a
+/// P-Preferred-Service alone does not make a request ours), normalised (the seeds' doubled
 /// `urn:urn-7:3gpp-service.ims.urn:urn-7:...` form is read as the clean one).
 fn isc_services(req: &rsip::Request) -> Vec<String> {
     let mut out = Vec::new();
@@ -209,9 +209,6 @@ fn isc_services(req: &rsip::Request) -> Vec<String> {
         for set in sets.iter().flat_map(|a| a.0.iter()) {
             out.extend(set.service_refs());
         }
-    }
-    if let Ok(Some(pps)) = req.headers.typed::<PPreferredService>() {
-        out.extend(pps.0);
     }
     out.into_iter()
         .filter_map(|s| {
@@ -1653,10 +1650,14 @@ mod tests {
         assert!(handles(&r));
         assert_eq!(requested_service(&r), Some(IscService::OneToOne));
         let r = req(&format!(
-            "{INVITE}P-Preferred-Service: urn:urn-7:3gpp-service.ims.icsi.oma.isc.cv-cm\nContent-Length: 0\n\n"
+            "{INVITE}Accept-Contact: *;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.isc.cv-cm\"\nContent-Length: 0\n\n"
         ));
         assert!(handles(&r));
         assert_eq!(requested_service(&r), None);
+        let r = req(&format!(
+            "{INVITE}P-Preferred-Service: urn:urn-7:3gpp-service.ims.icsi.oma.isc.1-1-cv-cm\nContent-Length: 0\n\n"
+        ));
+        assert!(!handles(&r), "a PPS alone is not enough");
         let r = req(&format!("{INVITE}Content-Length: 0\n\n"));
         assert!(!handles(&r));
     }
