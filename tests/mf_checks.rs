@@ -206,14 +206,27 @@ async fn pre_defined_group_invites_every_member() {
     );
     assert_eq!(ic.uri.to_string(), carol.gruu);
     answer_ok(&bob.sip, &ib, "bt", &bob.sdp()).await;
-    answer_ok(&carol.sip, &ic, "ct", &carol.sdp()).await;
     assert_eq!(final_for(&alice.sip, &sent).await.status_code.code(), 200);
+    // carol joins half a second later, at the shared position
+    let early = bob.audio_rtp(std::time::Duration::from_millis(500)).await;
+    let base = early[0].1.timestamp;
+    answer_ok(&carol.sip, &ic, "ct", &carol.sdp()).await;
     let (a, b, c) = tokio::join!(
         alice.audio_rtp(std::time::Duration::from_millis(400)),
         bob.audio_rtp(std::time::Duration::from_millis(400)),
         carol.audio_rtp(std::time::Duration::from_millis(400)),
     );
     assert!(!a.is_empty() && !b.is_empty() && !c.is_empty());
+    let joined_at = c[0].1.timestamp.wrapping_sub(base);
+    assert!(
+        (3600..6400).contains(&joined_at),
+        "carol starts near 0.5 s into the content: {joined_at}"
+    );
+    assert!(
+        b.iter()
+            .any(|(_, p)| p.sequence_number == c[0].1.sequence_number),
+        "the same packets as bob's"
+    );
     server.shutdown().await;
 }
 
