@@ -4,11 +4,17 @@
 //! the proxy, the B2BUA roles in the media path — and hands back what to
 //! send and when to wake.
 //!
-//! Dispatch to a B2BUA role (today the CPM Participating Function; the ISC
-//! Media Function and the conference focus plug in the same way):
+//! Dispatch to a B2BUA role (today the ISC Media Function and the CPM
+//! Participating Function; the conference focus plugs in the same way):
 //! - an initial request, after digest authentication, the From check and
 //!   P-Asserted-Identity insertion, goes to the role whose predicate claims
-//!   it (`is_cpm_session`: an INVITE with the CPM ICSI);
+//!   it (`isc_media_function::handles`: an INVITE whose Accept-Contact names
+//!   an ISC ICSI; `is_cpm_session`: an INVITE with the CPM ICSI);
+//! - `OPTIONS sip:content@<domain>` is answered with the content list
+//!   ([`super::content_list`]);
+//! - the Media Function's RTP/RTCP: [`ServerCore::poll_media_timeout`],
+//!   [`ServerCore::handle_media_timeout`] (with the wall clock),
+//!   [`ServerCore::poll_rtp_transmit`];
 //! - a response / Timer B-F timeout / transport error on a client
 //!   transaction the role `owns_client` goes to it, as do stray 2xx;
 //! - an in-dialog request whose dialog the role `knows_dialog`, an ACK the
