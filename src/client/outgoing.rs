@@ -89,9 +89,7 @@ pub fn transport_param(t: Transport) -> &'static str {
 /// The URI of a name-addr header value (`"Bob" <sip:bob@x>;tag=1` → `sip:bob@x`),
 /// or the trimmed value when it does not parse.
 pub fn uri_of(value: &str) -> String {
-    NameAddr::parse(value)
-        .map(|n| n.uri)
-        .unwrap_or_else(|_| value.trim().to_owned())
+    NameAddr::parse(value).map(|n| n.uri).unwrap_or_else(|_| value.trim().to_owned())
 }
 
 #[cfg(test)]

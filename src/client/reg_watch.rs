@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::DEVICE_PARAM;
 use super::Device;
+use super::DEVICE_PARAM;
 use super::registration::strip_instance;
 use crate::proto::bodies::reginfo::{ContactState, DocState, Reginfo};
 use crate::proto::sip::headers::{SubState, SubscriptionState};
@@ -110,13 +110,7 @@ impl RegWatch {
     }
 
     /// A 2xx to a SUBSCRIBE: refresh at half of the granted `expires`.
-    pub fn subscribed(
-        &mut self,
-        now: Instant,
-        expires: u32,
-        remote_tag: Option<String>,
-        target: Option<String>,
-    ) {
+    pub fn subscribed(&mut self, now: Instant, expires: u32, remote_tag: Option<String>, target: Option<String>) {
         if self.state != WatchState::Ending {
             self.state = WatchState::Active;
         }
@@ -139,9 +133,7 @@ impl RegWatch {
     pub fn failed(&mut self, now: Instant, base: Duration, max: Duration) -> Duration {
         self.state = WatchState::Failed;
         self.failures = self.failures.saturating_add(1);
-        let delay = base
-            .saturating_mul(1u32 << (self.failures - 1).min(16))
-            .min(max);
+        let delay = base.saturating_mul(1u32 << (self.failures - 1).min(16)).min(max);
         self.retry_at = Some(now + delay);
         self.refresh_at = None;
         delay
@@ -258,7 +250,8 @@ impl RegWatch {
                     self.state = WatchState::Active;
                 }
                 if let Some(e) = s.expires {
-                    if self.state == WatchState::Active && self.refresh_at.is_none_or(|at| at > now)
+                    if self.state == WatchState::Active
+                        && self.refresh_at.is_none_or(|at| at > now)
                     {
                         self.set_expires(now, e);
                     }
@@ -314,9 +307,7 @@ pub fn devices_from(doc: &Reginfo, aor: &str, own_instance: &str) -> Vec<Device>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::bodies::reginfo::{
-        Contact, ContactEvent, Registration, RegistrationState, UnknownParam,
-    };
+    use crate::proto::bodies::reginfo::{Contact, ContactEvent, Registration, RegistrationState, UnknownParam};
 
     fn doc(version: u32, state: DocState, contacts: Vec<Contact>) -> Reginfo {
         Reginfo {
@@ -334,10 +325,7 @@ mod tests {
     fn device(id: &str, inst: &str, name: &str) -> Contact {
         let mut c = Contact::new(id, format!("sip:alice@127.0.0.1:{id}"));
         c.set_instance_id(inst);
-        c.unknown_params.push(UnknownParam {
-            name: DEVICE_PARAM.into(),
-            value: Some(format!("\"{name}\"")),
-        });
+        c.unknown_params.push(UnknownParam { name: DEVICE_PARAM.into(), value: Some(format!("\"{name}\"")) });
         c.pub_gruu = Some(format!("sip:alice@isc.local;gr={inst}"));
         c
     }
@@ -351,76 +339,27 @@ mod tests {
         let retry = (Duration::from_secs(1), Duration::from_secs(60));
         let ss = SubscriptionState::active(600);
         let full = doc(0, DocState::Full, vec![device("1", "urn:uuid:tv", "tv")]);
-        let o = w.handle_notify(
-            t0,
-            Some(&ss),
-            Some("n".into()),
-            None,
-            Some(full),
-            "sip:alice@isc.local",
-            "urn:uuid:tv",
-            retry,
-        );
+        let o = w.handle_notify(t0, Some(&ss), Some("n".into()), None, Some(full), "sip:alice@isc.local", "urn:uuid:tv", retry);
         let d = o.devices.unwrap();
         assert_eq!(d.len(), 1);
         assert!(d[0].is_self);
         assert_eq!(d[0].name.as_deref(), Some("tv"));
         assert_eq!(w.state, WatchState::Active);
         assert_eq!(w.poll_timeout(), Some(t0 + Duration::from_secs(300)));
-        let partial = doc(
-            1,
-            DocState::Partial,
-            vec![device("2", "urn:uuid:ph", "phone")],
-        );
-        let o = w.handle_notify(
-            t0,
-            Some(&ss),
-            None,
-            None,
-            Some(partial.clone()),
-            "sip:alice@isc.local",
-            "urn:uuid:tv",
-            retry,
-        );
+        let partial = doc(1, DocState::Partial, vec![device("2", "urn:uuid:ph", "phone")]);
+        let o = w.handle_notify(t0, Some(&ss), None, None, Some(partial.clone()), "sip:alice@isc.local", "urn:uuid:tv", retry);
         assert_eq!(o.devices.unwrap().len(), 2);
         let mut gone = device("2", "urn:uuid:ph", "phone");
         gone.state = ContactState::Terminated;
         gone.event = ContactEvent::Unregistered;
-        let o = w.handle_notify(
-            t0,
-            Some(&ss),
-            None,
-            None,
-            Some(doc(2, DocState::Partial, vec![gone])),
-            "sip:alice@isc.local",
-            "urn:uuid:tv",
-            retry,
-        );
+        let o = w.handle_notify(t0, Some(&ss), None, None, Some(doc(2, DocState::Partial, vec![gone])), "sip:alice@isc.local", "urn:uuid:tv", retry);
         assert_eq!(o.devices.unwrap().len(), 1);
         // a gap asks for a refresh now
-        let o = w.handle_notify(
-            t0,
-            Some(&ss),
-            None,
-            None,
-            Some(doc(9, DocState::Partial, vec![])),
-            "sip:alice@isc.local",
-            "urn:uuid:tv",
-            retry,
-        );
+        let o = w.handle_notify(t0, Some(&ss), None, None, Some(doc(9, DocState::Partial, vec![])), "sip:alice@isc.local", "urn:uuid:tv", retry);
         assert_eq!(o.devices, None);
         assert!(w.refresh_due(t0));
         // terminated;reason=rejected ends it
-        let o = w.handle_notify(
-            t0,
-            Some(&SubscriptionState::terminated("rejected")),
-            None,
-            None,
-            None,
-            "sip:alice@isc.local",
-            "urn:uuid:tv",
-            retry,
-        );
+        let o = w.handle_notify(t0, Some(&SubscriptionState::terminated("rejected")), None, None, None, "sip:alice@isc.local", "urn:uuid:tv", retry);
         assert_eq!(o.ended.as_deref(), Some("rejected"));
         assert_eq!(w.poll_timeout(), None);
     }

@@ -11,10 +11,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{ClientEvent, Command, UaConfig, UserAgent};
 use crate::ids::RandomIds;
-use crate::net::SipTransport;
 use crate::proto::ids::IdGen;
+use super::{ClientEvent, Command, UaConfig, UserAgent};
+use crate::net::SipTransport;
 use crate::proto::sip::transaction::Transport;
 
 /// Which way a message went.
@@ -62,10 +62,7 @@ impl ClientHandle {
 
     /// The next event, waiting at most `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {
-        tokio::time::timeout(timeout, self.events.recv())
-            .await
-            .ok()
-            .flatten()
+        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
     }
 
     /// Waits for the first event matching `pred`, dropping others, for at
@@ -77,10 +74,7 @@ impl ClientHandle {
     ) -> Option<ClientEvent> {
         let until = tokio::time::Instant::now() + timeout;
         loop {
-            let ev = tokio::time::timeout_at(until, self.events.recv())
-                .await
-                .ok()
-                .flatten()?;
+            let ev = tokio::time::timeout_at(until, self.events.recv()).await.ok().flatten()?;
             if pred(&ev) {
                 return Some(ev);
             }
@@ -119,22 +113,9 @@ pub async fn spawn_client_with(
     let (wire, _) = broadcast::channel(1024);
     let span = tracing::info_span!("client", ua = %format!("{}/{}", cfg.user, cfg.device));
     let ua = UserAgent::new(cfg, ids);
-    let driver = Driver {
-        ua,
-        transport,
-        incoming,
-        commands: cmd_rx,
-        events: ev_tx,
-        wire: wire.clone(),
-    };
+    let driver = Driver { ua, transport, incoming, commands: cmd_rx, events: ev_tx, wire: wire.clone() };
     let task = tokio::spawn(driver.run().instrument(span));
-    Ok(ClientHandle {
-        commands: cmd_tx,
-        events: ev_rx,
-        local_addr: local,
-        wire,
-        task,
-    })
+    Ok(ClientHandle { commands: cmd_tx, events: ev_rx, local_addr: local, wire, task })
 }
 
 struct Driver {
@@ -158,10 +139,7 @@ impl Driver {
             if self.ua.is_stopped() {
                 break;
             }
-            let next = self
-                .ua
-                .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+            let next = self.ua.poll_timeout().unwrap_or_else(|| Instant::now() + IDLE_WAKE);
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next));
             tokio::select! {
                 input = self.incoming.recv() => match input {
