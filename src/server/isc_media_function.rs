@@ -378,9 +378,7 @@ fn viewer_dest(sdp: &Sdp, has_video: bool) -> ViewerDest {
             dest.rtcp.set_port(port);
         }
         match r.kind {
-            SdpMediaKind::Audio
-                if r.codec(0).is_some() || !r.common_codecs(&[codecs::pcmu()]).is_empty() =>
-            {
+            SdpMediaKind::Audio if !r.common_codecs(&[codecs::pcmu()]).is_empty() => {
                 d.audio.get_or_insert(dest);
             }
             SdpMediaKind::Video if has_video && !r.common_codecs(&[codecs::jpeg()]).is_empty() => {
