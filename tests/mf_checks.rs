@@ -219,7 +219,7 @@ async fn pre_defined_group_invites_every_member() {
     assert!(!a.is_empty() && !b.is_empty() && !c.is_empty());
     let joined_at = c[0].1.timestamp.wrapping_sub(base);
     assert!(
-        (3600..6400).contains(&joined_at),
+        (3600..12000).contains(&joined_at),
         "carol starts near 0.5 s into the content: {joined_at}"
     );
     assert!(
