@@ -307,6 +307,7 @@ impl RtpStreamer {
     /// Adds (or re-targets) a viewer; it gets the stream from the current
     /// position on, its first SR after [`StreamerConfig::first_sr_delay`].
     pub fn add_viewer(&mut self, now: Instant, id: ViewerId, dest: ViewerDest) {
+        self.skip_unwatched(now);
         let first = now + self.config.first_sr_delay;
         self.viewers
             .entry(id)
@@ -323,6 +324,14 @@ impl RtpStreamer {
                 pos,
                 state: PlayState::Paused,
             };
+        }
+    }
+
+    /// Nothing is sent while nobody watches: the cursors follow the shared
+    /// position so the next viewer starts there, not with a late burst.
+    fn skip_unwatched(&mut self, now: Instant) {
+        if self.viewers.is_empty() && self.state() == PlayState::Playing {
+            self.advance(now);
         }
     }
 
@@ -344,6 +353,7 @@ impl RtpStreamer {
 
     /// Pauses the shared timeline (every viewer).
     pub fn pause(&mut self, now: Instant) {
+        self.skip_unwatched(now);
         if let Timeline::Playing { .. } = self.timeline {
             let pos = self.position(now);
             self.timeline = Timeline::Held {
@@ -482,12 +492,33 @@ impl RtpStreamer {
         if self.state() != PlayState::Playing || self.viewers.is_empty() {
             return;
         }
+        if !self.advance(now) {
+            return;
+        }
+        let due: Vec<ViewerId> = self
+            .viewers
+            .iter()
+            .filter(|(_, v)| v.next_sr <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(mut v) = self.viewers.remove(&id) {
+                self.send_reports(now, wall, id, &mut v, false);
+                v.next_sr = now + self.config.sr_interval;
+                self.viewers.insert(id, v);
+            }
+        }
+    }
+
+    /// Sends (or, with nobody watching, skips) the media due at `now`,
+    /// looping or ending at the end. False once the timeline stopped moving.
+    fn advance(&mut self, now: Instant) -> bool {
         loop {
             let pos = match self.timeline {
                 Timeline::Playing { anchor, anchor_pos } => {
                     anchor_pos + now.saturating_duration_since(anchor)
                 }
-                Timeline::Held { .. } => return,
+                Timeline::Held { .. } => return false,
             };
             self.send_media_until(pos);
             let end = self.end_of_media();
@@ -516,26 +547,26 @@ impl RtpStreamer {
                     state: PlayState::Ended,
                 };
                 self.events.push_back(StreamerEvent::Ended);
-                return;
+                return false;
             }
         }
-        let due: Vec<ViewerId> = self
-            .viewers
-            .iter()
-            .filter(|(_, v)| v.next_sr <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Some(mut v) = self.viewers.remove(&id) {
-                self.send_reports(now, wall, id, &mut v, false);
-                v.next_sr = now + self.config.sr_interval;
-                self.viewers.insert(id, v);
-            }
-        }
+        true
     }
 
     fn send_media_until(&mut self, pos: Duration) {
         let total = self.total_samples();
+        if self.viewers.is_empty() {
+            // skip every packet and frame that is due, keeping their grid
+            let due = dur_ticks(pos, PCMU_CLOCK_RATE);
+            if self.next_sample < total && self.next_sample <= due {
+                let n = (due - self.next_sample) / SAMPLES_PER_20MS as u64 + 1;
+                self.next_sample = (self.next_sample + n * SAMPLES_PER_20MS as u64).min(total);
+                self.audio_marker = true;
+            }
+            let frame = (pos.as_nanos() * u128::from(self.fps()) / 1_000_000_000) as u64 + 1;
+            self.next_frame = self.next_frame.max(frame.min(self.total_frames()));
+            return;
+        }
         while self.next_sample < total && ticks_dur(self.next_sample, PCMU_CLOCK_RATE) <= pos {
             let start = self.next_sample as usize;
             let end = (start + SAMPLES_PER_20MS).min(total as usize);
@@ -858,6 +889,81 @@ mod tests {
         assert_eq!(s.state(), PlayState::Stopped);
         assert!(std::iter::from_fn(|| s.poll_event()).any(|e| e == StreamerEvent::Stopped));
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(u64),
+        Remove(u64),
+        Pause,
+        Resume,
+        Seek(u64),
+        Run(u64),
+    }
+
+    fn check_sent(
+        s: &mut RtpStreamer,
+        now: Instant,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let expected = s.audio_timestamp_at(s.position(now));
+        while let Some(x) = s.poll_transmit() {
+            if x.channel == Channel::Rtp {
+                proptest::prop_assert!(s.has_viewer(x.viewer), "RTP to a viewer that left");
+            }
+            if x.channel == Channel::Rtp && x.media == MediaKind::Audio {
+                let p = RtpPacket::parse(&x.bytes).unwrap();
+                // a packet goes out when its position is reached, not before
+                let lag = expected.wrapping_sub(p.timestamp) as i32;
+                proptest::prop_assert!((0..160).contains(&lag), "lag {lag}");
+            }
+        }
+        while s.poll_event().is_some() {}
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Any sequence of viewer changes and timeline moves: no panic, no
+        /// RTP to a viewer that left, and every audio packet leaves when the
+        /// shared position reaches the position its timestamp names.
+        #[test]
+        fn any_operations_keep_the_timeline(ops in proptest::collection::vec(
+            proptest::prop_oneof![
+                (0u64..4).prop_map(Op::Add),
+                (0u64..4).prop_map(Op::Remove),
+                proptest::strategy::Just(Op::Pause),
+                proptest::strategy::Just(Op::Resume),
+                (0u64..2500).prop_map(Op::Seek),
+                (0u64..700).prop_map(Op::Run),
+            ], 0..30), looping in proptest::bool::ANY) {
+            let t0 = Instant::now();
+            let config = StreamerConfig { looping, ..StreamerConfig::default() };
+            let mut s = RtpStreamer::new(content(2, false), config, IDS);
+            let mut now = t0;
+            for op in ops {
+                match op {
+                    Op::Add(v) => s.add_viewer(now, ViewerId(v), dest(5000 + 10 * v as u16)),
+                    Op::Remove(v) => s.remove_viewer(now, ViewerId(v), wall(t0, now)),
+                    Op::Pause => s.pause(now),
+                    Op::Resume => s.resume(now),
+                    Op::Seek(ms) => s.seek(now, Duration::from_millis(ms)),
+                    Op::Run(ms) => {
+                        let until = now + Duration::from_millis(ms);
+                        while let Some(t) = s.poll_timeout() {
+                            if t > until {
+                                break;
+                            }
+                            now = t.max(now);
+                            s.handle_timeout(now, wall(t0, now));
+                            check_sent(&mut s, now)?;
+                        }
+                        now = until;
+                    }
+                }
+                check_sent(&mut s, now)?;
+            }
+        }
     }
 
     #[test]
