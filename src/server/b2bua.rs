@@ -827,6 +827,38 @@ impl B2bua {
         }
     }
 
+    /// True if `response` (e.g. a stray 2xx retransmission) is in one of our
+    /// dialogs. Added for the ISC Media Function (branch mf).
+    pub fn knows_response_dialog(&self, response: &rsip::Response) -> bool {
+        DialogId::for_received_response(response)
+            .ok()
+            .is_some_and(|id| self.by_dialog.contains_key(&id))
+    }
+
+    /// The dialog of one side of a call and where its requests go, for a
+    /// role's own in-dialog requests (INFO, NOTIFY). Added for the ISC Media
+    /// Function (branch mf).
+    pub fn dialog_mut(
+        &mut self,
+        call: CallRef,
+        side: Side,
+    ) -> Option<(&mut Dialog, SocketAddr, Transport)> {
+        let c = self.calls.get_mut(&call)?;
+        match side {
+            Side::Incoming => {
+                let i = &mut c.incoming;
+                Some((i.dialog.as_mut()?, i.source, i.transport))
+            }
+            Side::Outgoing(n) => {
+                let o = c.outgoing.get_mut(n)?;
+                if o.ended {
+                    return None;
+                }
+                Some((o.dialog.as_mut()?, o.target.addr, o.target.transport))
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.calls.len()
     }

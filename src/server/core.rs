@@ -4,11 +4,17 @@
 //! the proxy, the B2BUA roles in the media path — and hands back what to
 //! send and when to wake.
 //!
-//! Dispatch to a B2BUA role (today the CPM Participating Function; the ISC
-//! Media Function and the conference focus plug in the same way):
+//! Dispatch to a B2BUA role (today the ISC Media Function and the CPM
+//! Participating Function; the conference focus plugs in the same way):
 //! - an initial request, after digest authentication, the From check and
 //!   P-Asserted-Identity insertion, goes to the role whose predicate claims
-//!   it (`is_cpm_session`: an INVITE with the CPM ICSI);
+//!   it (`isc_media_function::handles`: an INVITE whose Accept-Contact names
+//!   an ISC ICSI; `is_cpm_session`: an INVITE with the CPM ICSI);
+//! - `OPTIONS sip:content@<domain>` is answered with the content list
+//!   ([`super::content_list`]);
+//! - the Media Function's RTP/RTCP: [`ServerCore::poll_media_timeout`],
+//!   [`ServerCore::handle_media_timeout`] (with the wall clock),
+//!   [`ServerCore::poll_rtp_transmit`];
 //! - a response / Timer B-F timeout / transport error on a client
 //!   transaction the role `owns_client` goes to it, as do stray 2xx;
 //! - an in-dialog request whose dialog the role `knows_dialog`, an ACK the
@@ -38,9 +44,11 @@ use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
 use super::b2bua::SipCtx;
 use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
+use super::isc_media_function::{self, IscMediaFunction};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
+use super::rtp_streamer::RtpTransmit;
 use super::sip_util::{
     UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
     record_route_value, response_destination, top_via, uri_transport,
@@ -104,6 +112,8 @@ pub struct ServerCore {
     proxy: ProxyCore,
     /// The CPM Participating Function, when enabled ([`Self::enable_cpm`]).
     cpm: Option<CpmParticipatingFunction>,
+    /// ISC Server Media Function (seed 000).
+    mf: IscMediaFunction,
     ids: Box<dyn IdGen>,
 }
 
@@ -133,6 +143,7 @@ impl ServerCore {
             notifier: RegNotifier::new(),
             proxy: ProxyCore::new(),
             cpm: None,
+            mf: IscMediaFunction::disabled(&settings.domain),
             ids,
             settings,
         }
@@ -152,6 +163,31 @@ impl ServerCore {
         let mut key = [0u8; 32];
         self.ids.fill(&mut key);
         self.digest = DigestServer::new(config, key, now);
+    }
+
+    /// Installs the ISC Server Media Function (its content and media ports
+    /// come from the driver, which loads and binds them).
+    pub fn set_media_function(&mut self, mf: IscMediaFunction) {
+        self.mf = mf;
+    }
+
+    pub fn media_function(&self) -> &IscMediaFunction {
+        &self.mf
+    }
+
+    /// When the media (RTP/RTCP) must be served next.
+    pub fn poll_media_timeout(&self) -> Option<Instant> {
+        self.mf.poll_media_timeout()
+    }
+
+    /// Serves the media due at `now`; `wall` is the wall clock read with it.
+    pub fn handle_media_timeout(&mut self, now: Instant, wall: crate::proto::rtp::NtpTime) {
+        self.mf.handle_media_timeout(now, wall);
+    }
+
+    /// The next RTP/RTCP datagram to send.
+    pub fn poll_rtp_transmit(&mut self) -> Option<RtpTransmit> {
+        self.mf.poll_rtp_transmit()
     }
 
     /// The registrar's bindings (the roles built on this core look devices up here).
@@ -246,6 +282,10 @@ impl ServerCore {
                 .collect();
             self.notify_changes(now, &changes);
         }
+        {
+            let mut ctx = role_ctx!(self, now);
+            self.mf.handle_timeout(&mut ctx);
+        }
         for sub in self.notifier.take_expired(now) {
             // RFC 6665 §4.2.2: a final NOTIFY with Subscription-State terminated.
             let mut sub = sub;
@@ -275,6 +315,7 @@ impl ServerCore {
             self.registrar.location().poll_timeout(),
             self.notifier.poll_timeout(),
             self.cpm.as_ref().and_then(|c| c.poll_timeout()),
+            self.mf.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -314,6 +355,9 @@ impl ServerCore {
                         for branch in actions.cancel {
                             let _ = self.tsx.cancel(now, &branch);
                         }
+                    } else if self.mf.owns_client(&key) {
+                        let mut ctx = role_ctx!(self, now);
+                        self.mf.on_response(&mut ctx, &key, response);
                     } else if response.status_code.code() == 481 {
                         // A subscriber that forgot its subscription (RFC 6665 §4.2.2).
                         if let Ok(id) = DialogId::for_received_response(&response) {
@@ -322,15 +366,21 @@ impl ServerCore {
                     }
                 }
                 LayerEvent::StrayResponse { response, .. } => {
-                    if let Some(cpm) = self.cpm.as_mut() {
+                    if self.mf.knows_response_dialog(&response) {
                         let mut ctx = role_ctx!(self, now);
-                        cpm.on_stray_response(&mut ctx, &response);
+                        self.mf.on_stray_response(&mut ctx, &response);
+                    } else {
+                        if let Some(cpm) = self.cpm.as_mut() {
+                            let mut ctx = role_ctx!(self, now);
+                            cpm.on_stray_response(&mut ctx, &response);
+                        }
+                        self.forward_stray_response(response)
                     }
-                    self.forward_stray_response(response)
                 }
                 LayerEvent::Timeout { key } => self.on_branch_failure(now, &key, 408),
                 LayerEvent::TransportError { key } => self.on_branch_failure(now, &key, 503),
                 LayerEvent::Terminated { key } => {
+                    self.mf.on_terminated(&key);
                     if let Some(cpm) = self.cpm.as_mut() {
                         cpm.on_terminated(&key);
                     }
@@ -342,7 +392,10 @@ impl ServerCore {
 
     /// Timer B/F or a transport failure on a client transaction.
     fn on_branch_failure(&mut self, now: Instant, key: &TsxKey, code: u16) {
-        if let Some(cpm) = self.cpm.as_mut()
+        if self.mf.owns_client(key) {
+            let mut ctx = role_ctx!(self, now);
+            self.mf.on_failure(&mut ctx, key, code);
+        } else if let Some(cpm) = self.cpm.as_mut()
             && cpm.owns_client(key)
         {
             let mut ctx = role_ctx!(self, now);
@@ -454,6 +507,24 @@ impl ServerCore {
 
         if req.method == rsip::Method::Subscribe && is_reg_event(&req) {
             self.on_reg_subscribe(now, key, req, &user, source, transport);
+            return;
+        }
+        if req.method == rsip::Method::Options && self.is_content_list_uri(&req.uri) {
+            self.answer_content_list(now, &key, &req);
+            return;
+        }
+        if isc_media_function::handles(&req) {
+            // seed 000 5.11.1 / 5.12.1 / 5.12.4: the Media Function takes it
+            let mut ctx = role_ctx!(self, now);
+            self.mf.on_invite(
+                &mut ctx,
+                self.registrar.location(),
+                key,
+                req,
+                &user,
+                source,
+                transport,
+            );
             return;
         }
         // Roles in the media path take their INVITEs after authentication
@@ -589,6 +660,11 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
+        if self.mf.knows_dialog(&req) {
+            let mut ctx = role_ctx!(self, now);
+            self.mf.on_in_dialog(&mut ctx, key, req);
+            return;
+        }
         if req.method == rsip::Method::Subscribe
             && let Ok(id) = DialogId::for_received_request(&req)
             && self.notifier.get_mut(&id).is_some()
@@ -685,6 +761,9 @@ impl ServerCore {
     /// The ACK for a 2xx is its own end-to-end request (RFC 3261 §13.2.2.4):
     /// routed like any in-dialog request, without a transaction.
     fn on_ack(&mut self, now: Instant, mut req: rsip::Request) {
+        if self.mf.on_ack(now, &req) {
+            return;
+        }
         pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
         let Some(target) = self.resolve_next_hop(now, &req) else {
             return;
@@ -727,6 +806,11 @@ impl ServerCore {
             return;
         };
         self.respond(now, &key, &req, 200, None, vec![]);
+        if pending && self.mf.owns_server(&invite) {
+            let mut ctx = role_ctx!(self, now);
+            self.mf.on_cancel(&mut ctx, &invite);
+            return;
+        }
         if pending
             && let Some(cpm) = self.cpm.as_mut()
             && cpm.owns_invite(&invite)
@@ -1074,6 +1158,38 @@ impl ServerCore {
             ],
         );
         self.send_stateless_response(resp, source, transport);
+    }
+
+    /// `sip:content@<domain>`: the content list (see [`super::content_list`]).
+    fn is_content_list_uri(&self, uri: &rsip::Uri) -> bool {
+        let v = UriView::of(uri);
+        v.user.as_deref() == Some(super::content_list::CONTENT_LIST_USER)
+            && self.is_our_domain(&v.host)
+    }
+
+    /// 200 to OPTIONS with the list as body (RFC 3261 §11.2).
+    fn answer_content_list(&mut self, now: Instant, key: &TsxKey, req: &rsip::Request) {
+        let body = self.mf.library().list().to_bytes();
+        let mut response = response_with(
+            req,
+            200,
+            Some(&self.ids.token()),
+            None,
+            vec![
+                make_header("Allow", ALLOW),
+                make_header("Accept", super::content_list::CONTENT_TYPE),
+                make_header("Server", SERVER_AGENT),
+                make_header("Content-Type", super::content_list::CONTENT_TYPE),
+            ],
+        );
+        response.headers.remove_named("Content-Length");
+        response
+            .headers
+            .push(make_header("Content-Length", &body.len().to_string()));
+        response.body = body;
+        if let Err(e) = self.tsx.send_response(now, key, response) {
+            tracing::debug!(error = %e, "content list not sent");
+        }
     }
 
     fn is_our_domain(&self, host: &str) -> bool {

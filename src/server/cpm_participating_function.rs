@@ -707,6 +707,30 @@ impl CpmParticipatingFunction {
             );
             return;
         }
+        // seed 000 5.4.3.4 (added by the ISC Media Function work, branch
+        // mf): a recipient who wants one device for communication keeps the
+        // first device that answers; its other pending branches get CANCEL,
+        // any that answered BYE, with the RFC 3326 Reason.
+        let name = c
+            .recipient
+            .strip_prefix("sip:")
+            .and_then(|r| r.split('@').next())
+            .unwrap_or_default();
+        let single = c.chosen.is_none()
+            && self
+                .config
+                .users
+                .get(name)
+                .is_some_and(|u| u.cm_single_device);
+        if single {
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.chosen = Some(leg);
+            }
+            self.end_device_legs(ctx, call, Some(leg), Some(REASON_COMPLETED_ELSEWHERE));
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         let answer = response
             .and_then(|r| parse_sdp(&r.body).ok())
             .and_then(|s| s.msrp().find(|m| m.port != 0).cloned());

@@ -1,13 +1,18 @@
 //! The bundled server: its modules are named after the spec roles.
 
 pub mod b2bua;
+pub mod content_list;
 pub mod core;
 pub mod cpm_participating_function;
 pub mod history_store;
+pub mod isc_media_function;
+pub mod isc_playback;
 pub mod location_service;
 pub mod msrp_relay;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;
+pub mod rtp_sender;
+pub mod rtp_streamer;
 pub mod runner;
 pub mod sip_util;

@@ -18,12 +18,15 @@ use crate::net::sip_transport::SipTransport;
 use crate::proto::sip::digest::DigestServerConfig;
 use crate::proto::sip::transaction::Transport;
 
+use super::content_list::ContentLibrary;
 use super::core::{CoreSettings, ServerCore, UserAccount};
 use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
 use super::history_store::{HistoryStore, SqliteHistory};
+use super::isc_media_function::{IscMediaFunction, MediaPorts, MfConfig};
 use super::msrp_relay::{RelayInput, RelayOutput};
+use super::rtp_sender::{MediaSockets, wall_clock};
 
 /// Which way a message went, seen from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +141,26 @@ impl Server {
         if let Some(change) = options.digest {
             core.configure_digest(Instant::now(), change);
         }
+        // The Media Function's content (loaded once) and media sockets.
+        let media_ip = if local.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            local.ip()
+        };
+        let media = MediaSockets::bind(media_ip).await?;
+        let library = ContentLibrary::load(&config.content_dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, dir = %config.content_dir.display(), "no content");
+            ContentLibrary::default()
+        });
+        core.set_media_function(IscMediaFunction::new(
+            MfConfig::from_server_config(&config),
+            library,
+            Some(MediaPorts {
+                ip: media_ip,
+                audio: media.audio_port(),
+                video: media.video_port(),
+            }),
+        ));
         // The MSRP side of the B2BUA roles (seed 001 8.3.2.1.1).
         let (msrp, mut msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
         let msrp_local = msrp.local_addr();
@@ -180,8 +203,11 @@ impl Server {
             let wire = wire.clone();
             tokio::spawn(async move {
                 loop {
-                    let wake = core
-                        .poll_timeout()
+                    let media_wake = core.poll_media_timeout();
+                    let wake = [core.poll_timeout(), media_wake]
+                        .into_iter()
+                        .flatten()
+                        .min()
                         .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                     tokio::select! {
                         msg = incoming.recv() => {
@@ -219,7 +245,15 @@ impl Server {
                             };
                             core.handle_msrp(Instant::now(), input);
                         }
-                        _ = tokio::time::sleep_until(wake.into()) => core.handle_timeout(Instant::now()),
+                        _ = tokio::time::sleep_until(wake.into()) => {
+                            let now = Instant::now();
+                            if media_wake.is_some_and(|m| m <= now) {
+                                core.handle_media_timeout(now, wall_clock());
+                            }
+                            if core.poll_timeout().is_some_and(|t| t <= now) {
+                                core.handle_timeout(now);
+                            }
+                        }
                         _ = stop.notified() => break,
                     }
                     while let Some(out) = core.poll_msrp() {
@@ -251,6 +285,9 @@ impl Server {
                         if let Err(e) = transport.send(out.to, out.transport, out.bytes).await {
                             tracing::info!(error = %e, to = %out.to, "send failed");
                         }
+                    }
+                    while let Some(t) = core.poll_rtp_transmit() {
+                        media.send(&t).await;
                     }
                 }
             })
