@@ -4,6 +4,7 @@ pub mod b2bua;
 pub mod core;
 pub mod cpm_participating_function;
 pub mod history_store;
+pub mod im_controlling_function;
 pub mod location_service;
 pub mod msrp_relay;
 pub mod proxy_core;

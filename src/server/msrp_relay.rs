@@ -41,6 +41,10 @@ pub const IS_COMPOSING: &str = "application/im-iscomposing+xml";
 pub enum LegRole {
     Originator,
     Device,
+    /// A conference participant (the focus's MSRP switch, seed 003
+    /// 7.2.2.6): its messages go to every other participant, or to one
+    /// when the CPIM To names it (private message, seed 003 7.1.3.2.2).
+    Participant,
 }
 
 /// What the driver reports.
@@ -114,6 +118,10 @@ struct Leg {
     /// SENDs waiting for the connection (RFC 4975 §5.4: nothing before the bind).
     queued: Vec<MsrpMessage>,
     reassembler: Reassembler,
+    /// The participant's address, for private messages (CPIM To).
+    address: Option<String>,
+    /// Message-ID → the one leg a private message goes to (later chunks).
+    private: HashMap<String, LegId>,
 }
 
 #[derive(Debug)]
@@ -185,6 +193,8 @@ impl MsrpRelay {
                 conn: None,
                 queued: Vec::new(),
                 reassembler: Reassembler::new(MAX_STORED_MESSAGE, 8),
+                address: None,
+                private: HashMap::new(),
             },
         );
         self.calls
@@ -200,6 +210,19 @@ impl MsrpRelay {
                 .push_back(RelayOutput::Connect { leg: id, addr });
         }
         id
+    }
+
+    /// Leg ids start at `first` (keeps two relays of one server apart).
+    pub fn with_first_leg(mut self, first: LegId) -> Self {
+        self.next_leg = first;
+        self
+    }
+
+    /// The user address of a [`LegRole::Participant`] leg (private messages).
+    pub fn set_leg_address(&mut self, leg: LegId, address: &str) {
+        if let Some(l) = self.legs.get_mut(&leg) {
+            l.address = Some(address.to_ascii_lowercase());
+        }
     }
 
     /// From now on the call is a plain relay (one device left).
@@ -515,22 +538,33 @@ impl MsrpRelay {
         }
         // Step 3 (from the originator: to every device) and 4.b (from a
         // device: to the originator).
-        let targets: Vec<LegId> = self
-            .calls
-            .get(&call)
-            .map(|c| {
-                c.legs
-                    .iter()
-                    .copied()
-                    .filter(|x| *x != leg)
-                    .filter(|x| {
-                        self.legs.get(x).is_some_and(|o| {
-                            role == LegRole::Originator || o.role == LegRole::Originator
+        let private = if role == LegRole::Participant {
+            self.private_target(call, leg, &frame)
+        } else {
+            None
+        };
+        let targets: Vec<LegId> = match private {
+            // Seed 003 7.1.3.2.2: a private message reaches its addressee only.
+            Some(t) => vec![t],
+            None => self
+                .calls
+                .get(&call)
+                .map(|c| {
+                    c.legs
+                        .iter()
+                        .copied()
+                        .filter(|x| *x != leg)
+                        .filter(|x| {
+                            self.legs.get(x).is_some_and(|o| match role {
+                                // seed 003 7.2.2.6: to every other participant
+                                LegRole::Participant => o.role == LegRole::Participant,
+                                _ => role == LegRole::Originator || o.role == LegRole::Originator,
+                            })
                         })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         for target in targets {
             let Some(t) = self.legs.get(&target) else {
                 continue;
@@ -538,6 +572,40 @@ impl MsrpRelay {
             let out = rewrite(&frame, &t.remote, &t.local);
             self.send_on(target, out);
         }
+    }
+
+    /// The one participant a CPIM message from `leg` is addressed to, when
+    /// its To names a participant other than the sender (read on the first
+    /// chunk, remembered by Message-ID for the later ones).
+    fn private_target(&mut self, call: RelayCallId, leg: LegId, frame: &MsrpMessage) -> Option<LegId> {
+        let mid = frame.message_id()?.to_string();
+        if let Some(t) = self.legs.get(&leg).and_then(|l| l.private.get(&mid)).copied() {
+            if frame.flag != ContinuationFlag::Continuation
+                && let Some(l) = self.legs.get_mut(&leg)
+            {
+                l.private.remove(&mid);
+            }
+            return Some(t);
+        }
+        let first = frame.byte_range().is_none_or(|r| r.start == 1);
+        let ct = frame.content_type().unwrap_or_default().to_ascii_lowercase();
+        if !first || !ct.starts_with("message/cpim") {
+            return None;
+        }
+        let to = cpim_to(frame.body.as_deref()?)?;
+        let target = self.calls.get(&call)?.legs.iter().copied().find(|x| {
+            *x != leg
+                && self
+                    .legs
+                    .get(x)
+                    .is_some_and(|o| o.address.as_deref() == Some(to.as_str()))
+        })?;
+        if frame.flag == ContinuationFlag::Continuation
+            && let Some(l) = self.legs.get_mut(&leg)
+        {
+            l.private.insert(mid, target);
+        }
+        Some(target)
     }
 
     /// Sends on the leg's connection or queues until it is bound.
@@ -566,6 +634,25 @@ impl MsrpRelay {
             self.send_on(leg, m);
         }
     }
+}
+
+/// The address in the CPIM `To:` header (RFC 3862 §3.2), lower-cased.
+fn cpim_to(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body.get(..body.len().min(4096))?);
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("To:") {
+            let v = v.trim();
+            let uri = match (v.find('<'), v.rfind('>')) {
+                (Some(a), Some(b)) if a < b => v.get(a + 1..b)?,
+                _ => v,
+            };
+            return Some(uri.trim().to_ascii_lowercase());
+        }
+    }
+    None
 }
 
 /// A frame for another leg: To-Path and From-Path of that leg, the rest as is
