@@ -216,3 +216,81 @@ pub async fn send_auth(peer: &mut Peer, mut req: rsip::Request) -> rsip::Request
     peer.send(req.clone()).await;
     req
 }
+
+/// An invitee device in a conference: its SIP/MSRP ends and the focus's
+/// MSRP path towards it.
+pub struct Member {
+    pub dev: Device,
+    pub invite: rsip::Request,
+    pub tag: String,
+    pub conn: MsrpConn,
+    /// The focus's path for this leg (from its INVITE's SDP).
+    pub focus_path: MsrpPath,
+}
+
+/// An ad-hoc conference created by alice with `invitees` (one device each,
+/// all accept).
+pub struct Conf {
+    pub alice: Peer,
+    pub alice_uri: MsrpUri,
+    pub a: MsrpConn,
+    /// The focus's path towards alice (from its 200's SDP).
+    pub a_focus_path: MsrpPath,
+    pub invite: rsip::Request,
+    pub ok: rsip::Response,
+    pub identity: String,
+    pub members: Vec<Member>,
+}
+
+pub async fn adhoc_conference(server: &ServerHandle, invitees: &[&str]) -> Conf {
+    let addr = server.local_addr();
+    let mut alice = Peer::new(addr, "alice", "alice").await;
+    let mut devs = Vec::new();
+    for name in invitees {
+        devs.push(Device::register(addr, name, &format!("{name}-dev"), "dev").await);
+    }
+    let alice_uri = MsrpUri::new("127.0.0.1", 7, "alicesess");
+    let entries = invitees
+        .iter()
+        .map(|n| Entry::new(format!("sip:{n}@isc.local")))
+        .collect();
+    let req = factory_invite(&mut alice, &msrp_sdp(&alice_uri, "actpass", ""), entries, &[]);
+    let invite = send_invite(&mut alice, req).await;
+    let mut members = Vec::new();
+    for dev in devs {
+        let inv = recv_request(&dev.sip, rsip::Method::Invite).await;
+        let tag = format!("{}tag", dev.sip.user);
+        answer(&dev.sip, &inv, 200, &tag, Some(&msrp_sdp(&dev.uri, "passive", ""))).await;
+        let focus_path = sdp_path(&inv.body);
+        let mut conn = MsrpConn::accept(&dev.listener).await;
+        let bind = conn.recv_request().await;
+        assert!(bind.body.is_none(), "the focus binds its connection first");
+        members.push(Member {
+            dev,
+            invite: inv,
+            tag,
+            conn,
+            focus_path,
+        });
+    }
+    let ok = final_for(&alice, &invite).await;
+    assert_eq!(ok.status_code.code(), 200);
+    let ack = ack_2xx(&mut alice, &invite, &ok);
+    alice.send(ack).await;
+    let (identity, _) = contact_uri(&ok);
+    let a_focus_path = sdp_path(&ok.body);
+    let mut a = MsrpConn::connect(server.msrp_addr()).await;
+    a.send(&bind_send(&a_focus_path, &alice_uri)).await;
+    let r = a.recv().await;
+    assert!(!r.is_request(), "the bind SEND is answered");
+    Conf {
+        alice,
+        alice_uri,
+        a,
+        a_focus_path,
+        invite,
+        ok,
+        identity,
+        members,
+    }
+}
