@@ -88,3 +88,47 @@ async fn d1_subscribe_see_join_and_leave() {
     assert_eq!(status_of(&info, "sip:bob@isc.local"), Some(EndpointStatus::Disconnected));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_close_together_share_one_notify_and_unsubscribe_terminates() {
+    let server = start_focus(|_| {}).await;
+    let mut c = focus_common::adhoc_conference(&server, &["bob"]).await;
+    let id = c.identity.clone();
+    let (sreq, sresp) = subscribe(&mut c.alice, &id).await;
+    assert_eq!(sresp.status_code.code(), 200);
+    let (_, full) = next_notify(&c.alice).await;
+    assert_eq!(full.version, 1);
+    // carol and ted join within the rate-limit window: one partial NOTIFY.
+    let mut peers = Vec::new();
+    for name in ["carol", "ted"] {
+        let mut p = Peer::new(server.local_addr(), name, name).await;
+        let uri = MsrpUri::new("127.0.0.1", 9, format!("{name}s"));
+        let req = join_invite(&mut p, &id, &msrp_sdp(&uri, "actpass", ""), &[]);
+        let req = send_invite(&mut p, req).await;
+        let ok = final_for(&p, &req).await;
+        assert_eq!(ok.status_code.code(), 200);
+        peers.push(p);
+    }
+    let (_, info) = next_notify(&c.alice).await;
+    assert_eq!(info.version, 2);
+    assert_eq!(status_of(&info, "sip:carol@isc.local"), Some(EndpointStatus::Connected));
+    assert_eq!(status_of(&info, "sip:ted@isc.local"), Some(EndpointStatus::Connected));
+    // Unsubscribe (Expires: 0): 200 and a final NOTIFY.
+    let unsub = uac_request(
+        &mut c.alice,
+        &sreq,
+        &sresp,
+        "SUBSCRIBE",
+        50,
+        &["Event: conference".into(), "Expires: 0".into()],
+        "",
+    );
+    c.alice.send(unsub.clone()).await;
+    let (n, _) = next_notify(&c.alice).await;
+    assert!(
+        n.headers.get_raw("Subscription-State").unwrap().starts_with("terminated"),
+        "{:?}",
+        n.headers.get_raw("Subscription-State")
+    );
+    server.shutdown().await;
+}

@@ -1799,3 +1799,161 @@ fn offer_types(c: &Conference, _config: &FocusConfig) -> (Vec<String>, Vec<Strin
     };
     (types, c.accept_wrapped_types.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn req(text: &str) -> rsip::Request {
+        match crate::proto::sip::message::parse_message(text.as_bytes()).unwrap() {
+            rsip::SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    fn refer(extra: &str, body: &str) -> rsip::Request {
+        req(&format!(
+            "REFER sip:conf-1@isc.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:alice@isc.local>;tag=a\r\nTo: <sip:conf-1@isc.local>\r\nCall-ID: c1\r\nCSeq: 1 REFER\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    #[test]
+    fn rejection_mapping() {
+        assert_eq!(FocusRejection::TooManyParticipants.status().0, 486);
+        assert_eq!(
+            FocusRejection::IsfocusAlreadyAssigned.status(),
+            (403, "Forbidden", Some("isfocus already assigned"))
+        );
+        assert_eq!(FocusRejection::NotFound.status().0, 404);
+        assert_eq!(FocusRejection::SdpPolicy("x".into()).status().0, 488);
+        let h = FocusRejection::TooManyParticipants.headers("isc.local");
+        let (_, v) = crate::proto::sip::headers::name_value(&h[0]);
+        assert_eq!(v, "399 isc.local \"too many participants\"");
+    }
+
+    #[test]
+    fn refer_to_one_user_and_to_a_list() {
+        let one = refer("Refer-To: <sip:Carol@isc.local>\r\nRefer-Sub: false\r\n", "");
+        assert_eq!(
+            refer_targets(&one).unwrap(),
+            vec![("sip:carol@isc.local".to_string(), None)]
+        );
+        let list = crate::proto::bodies::resource_lists::ResourceLists::of(vec![
+            crate::proto::bodies::resource_lists::Entry::new("sip:bob@isc.local"),
+            crate::proto::bodies::resource_lists::Entry::new("sip:ted@isc.local"),
+        ]);
+        let mp = Multipart::new(vec![
+            crate::proto::bodies::multipart::Part::new(
+                "application/resource-lists+xml",
+                list.to_bytes(),
+            )
+            .with_header("Content-Disposition", "recipient-list")
+            .with_header("Content-ID", "<l1@isc.local>"),
+        ]);
+        let many = refer(
+            &format!(
+                "Refer-To: <cid:l1@isc.local>\r\nRequire: multiple-refer, norefersub\r\nContent-Type: {}\r\n",
+                mp.content_type()
+            ),
+            &String::from_utf8(mp.to_bytes()).unwrap(),
+        );
+        let t = refer_targets(&many).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].0, "sip:ted@isc.local");
+        let missing = refer("", "");
+        assert!(matches!(
+            refer_targets(&missing),
+            Err(FocusRejection::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn focus_msrp_is_told_by_its_session_prefix() {
+        assert!(is_focus_msrp(
+            b"MSRP t1 SEND\r\nTo-Path: msrp://127.0.0.1:9/focus0a1b;tcp\r\n"
+        ));
+        assert!(!is_focus_msrp(
+            b"MSRP t1 SEND\r\nTo-Path: msrp://127.0.0.1:9/0a1b;tcp\r\n"
+        ));
+    }
+
+    #[test]
+    fn state_shows_alerting_connected_disconnected_and_hides_pending() {
+        let mut c = Conference {
+            identity: "sip:conf-1@isc.local".into(),
+            group: None,
+            participants: Vec::new(),
+            calls: Vec::new(),
+            creator: None,
+            ringing: false,
+            members: Vec::new(),
+            subs: Vec::new(),
+            notify_due: None,
+            accept_types: Vec::new(),
+            accept_wrapped_types: Vec::new(),
+            best_error: None,
+        };
+        for (who, presence) in [
+            ("a", Presence::Connected),
+            ("b", Presence::Alerting),
+            ("c", Presence::Left),
+            ("d", Presence::Pending),
+        ] {
+            c.participants.push(Participant {
+                aor: format!("sip:{who}@isc.local"),
+                entity: format!("sip:{who}@isc.local"),
+                display: None,
+                presence,
+                call: 1,
+                side: None,
+                pending_legs: Vec::new(),
+                relay_leg: None,
+                offers: HashMap::new(),
+                answer_sdp: None,
+                best_error: None,
+            });
+        }
+        let s = state_of(&c);
+        let st: Vec<_> = s
+            .users
+            .iter()
+            .map(|u| (u.entity.clone(), u.status().cloned()))
+            .collect();
+        assert_eq!(
+            st,
+            vec![
+                ("sip:a@isc.local".into(), Some(EndpointStatus::Connected)),
+                ("sip:b@isc.local".into(), Some(EndpointStatus::Alerting)),
+                ("sip:c@isc.local".into(), Some(EndpointStatus::Disconnected)),
+            ]
+        );
+        let mine = s.for_subscriber("sip:b@isc.local");
+        assert_eq!(mine.own_user().unwrap().entity, "sip:b@isc.local");
+    }
+
+    proptest! {
+        /// REFER bodies and headers from the network never panic the reader.
+        #[test]
+        fn refer_targets_never_panics(refer_to in "\\PC{0,60}", body in "\\PC{0,200}", ct in "\\PC{0,40}") {
+            let r = rsip::Request {
+                method: rsip::Method::Refer,
+                uri: rsip::Uri::default(),
+                version: rsip::Version::V2,
+                headers: vec![
+                    make_header("Refer-To", &refer_to),
+                    make_header("Content-Type", &ct),
+                ]
+                .into(),
+                body: body.into_bytes(),
+            };
+            let _ = refer_targets(&r);
+        }
+
+        #[test]
+        fn is_focus_msrp_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = is_focus_msrp(&bytes);
+        }
+    }
+}
