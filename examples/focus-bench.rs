@@ -27,7 +27,10 @@ const INVITEES: usize = 49;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let messages: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let messages: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     let names: Vec<String> = (1..=INVITEES).map(|i| format!("user{i}")).collect();
     let server = start(|o| {
         o.config.max_adhoc_group_size = 64;
@@ -48,13 +51,28 @@ async fn main() {
     let t1 = Instant::now();
     let mut alice = common::Peer::new(addr, "alice", "alice").await;
     let alice_uri = MsrpUri::new("127.0.0.1", 7, "alicesess");
-    let entries = names.iter().map(|n| Entry::new(format!("sip:{n}@isc.local"))).collect();
-    let req = factory_invite(&mut alice, &msrp_sdp(&alice_uri, "actpass", ""), entries, &[]);
+    let entries = names
+        .iter()
+        .map(|n| Entry::new(format!("sip:{n}@isc.local")))
+        .collect();
+    let req = factory_invite(
+        &mut alice,
+        &msrp_sdp(&alice_uri, "actpass", ""),
+        entries,
+        &[],
+    );
     let invite = send_invite(&mut alice, req).await;
     let mut conns = Vec::new();
     for d in &devs {
         let inv = recv_request(&d.sip, rsip::Method::Invite).await;
-        answer(&d.sip, &inv, 200, "t", Some(&msrp_sdp(&d.uri, "passive", ""))).await;
+        answer(
+            &d.sip,
+            &inv,
+            200,
+            "t",
+            Some(&msrp_sdp(&d.uri, "passive", "")),
+        )
+        .await;
     }
     let ok = final_for(&alice, &invite).await;
     let ack = ack_2xx(&mut alice, &invite, &ok);
@@ -76,7 +94,14 @@ async fn main() {
     println!("  conference set up (SIP+MSRP) {set_up:>10.2?}");
     let mut total = std::time::Duration::ZERO;
     for i in 0..messages {
-        let m = cpim_send(&path, &alice_uri, &format!("m{i}"), "sip:alice@isc.local", &identity, "hello everybody");
+        let m = cpim_send(
+            &path,
+            &alice_uri,
+            &format!("m{i}"),
+            "sip:alice@isc.local",
+            &identity,
+            "hello everybody",
+        );
         let start = Instant::now();
         a.send(&m).await;
         for c in &mut conns {
@@ -88,7 +113,10 @@ async fn main() {
         println!("  message {i}: reached all {INVITEES} in {took:>10.2?}");
     }
     if messages > 0 {
-        println!("  mean relay time to all       {:>10.2?}", total / messages as u32);
+        println!(
+            "  mean relay time to all       {:>10.2?}",
+            total / messages as u32
+        );
     }
     server.shutdown().await;
 }

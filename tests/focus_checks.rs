@@ -14,7 +14,13 @@ use isc::proto::bodies::resource_lists::Entry;
 use isc::proto::msrp::MsrpUri;
 use isc::proto::sip::headers::HeadersExt;
 
-fn group(name: &str, members: &[&str], max: u32, policy: JoiningPolicy, public: bool) -> GroupConfig {
+fn group(
+    name: &str,
+    members: &[&str],
+    max: u32,
+    policy: JoiningPolicy,
+    public: bool,
+) -> GroupConfig {
     GroupConfig {
         name: name.into(),
         members: members.iter().map(|m| m.to_string()).collect(),
@@ -28,8 +34,20 @@ async fn with_groups() -> isc::server::runner::ServerHandle {
     start_focus(|o| {
         o.config.max_adhoc_group_size = 2;
         o.config.groups = vec![
-            group("friends", &["alice", "bob"], 16, JoiningPolicy::MembersOnly, false),
-            group("duo", &["alice", "bob", "carol"], 1, JoiningPolicy::MembersOnly, false),
+            group(
+                "friends",
+                &["alice", "bob"],
+                16,
+                JoiningPolicy::MembersOnly,
+                false,
+            ),
+            group(
+                "duo",
+                &["alice", "bob", "carol"],
+                1,
+                JoiningPolicy::MembersOnly,
+                false,
+            ),
             group("lobby", &[], 16, JoiningPolicy::MembersOnly, true),
         ];
     })
@@ -37,10 +55,18 @@ async fn with_groups() -> isc::server::runner::ServerHandle {
 }
 
 /// `user` INVITEs `uri` (joining) with `extra` headers; the final response.
-async fn join(server: &isc::server::runner::ServerHandle, user: &str, uri: &str, sdp: Option<&str>, extra: &[&str]) -> (Peer, rsip::Request, rsip::Response) {
+async fn join(
+    server: &isc::server::runner::ServerHandle,
+    user: &str,
+    uri: &str,
+    sdp: Option<&str>,
+    extra: &[&str],
+) -> (Peer, rsip::Request, rsip::Response) {
     let mut p = Peer::new(server.local_addr(), user, user).await;
     let msrp = MsrpUri::new("127.0.0.1", 9, format!("{user}sess"));
-    let sdp = sdp.map(str::to_string).unwrap_or_else(|| msrp_sdp(&msrp, "actpass", ""));
+    let sdp = sdp
+        .map(str::to_string)
+        .unwrap_or_else(|| msrp_sdp(&msrp, "actpass", ""));
     let req = join_invite(&mut p, uri, &sdp, extra);
     let req = send_invite(&mut p, req).await;
     let resp = final_for(&p, &req).await;
@@ -59,13 +85,20 @@ async fn adhoc_list_too_long_is_486_too_many_participants() {
     let req = factory_invite(
         &mut alice,
         &msrp_sdp(&uri, "actpass", ""),
-        vec![Entry::new("sip:bob@isc.local"), Entry::new("sip:carol@isc.local")],
+        vec![
+            Entry::new("sip:bob@isc.local"),
+            Entry::new("sip:carol@isc.local"),
+        ],
         &[],
     );
     let req = send_invite(&mut alice, req).await;
     let resp = final_for(&alice, &req).await;
     assert_eq!(resp.status_code.code(), 486);
-    assert!(warning(&resp).contains("too many participants"), "{}", warning(&resp));
+    assert!(
+        warning(&resp).contains("too many participants"),
+        "{}",
+        warning(&resp)
+    );
     server.shutdown().await;
 }
 
@@ -75,7 +108,12 @@ async fn adhoc_all_invitees_fail_gives_the_lowest_error() {
     let bob = Device::register(server.local_addr(), "bob", "bob-1", "phone").await;
     let mut alice = Peer::new(server.local_addr(), "alice", "alice").await;
     let uri = MsrpUri::new("127.0.0.1", 7, "a");
-    let req = factory_invite(&mut alice, &msrp_sdp(&uri, "actpass", ""), vec![Entry::new("sip:bob@isc.local")], &[]);
+    let req = factory_invite(
+        &mut alice,
+        &msrp_sdp(&uri, "actpass", ""),
+        vec![Entry::new("sip:bob@isc.local")],
+        &[],
+    );
     let req = send_invite(&mut alice, req).await;
     let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
     answer(&bob.sip, &inv, 180, "bt", None).await;
@@ -112,7 +150,11 @@ async fn isfocus_in_contact_is_403_isfocus_already_assigned() {
     )
     .await;
     assert_eq!(resp.status_code.code(), 403);
-    assert!(warning(&resp).contains("isfocus already assigned"), "{}", warning(&resp));
+    assert!(
+        warning(&resp).contains("isfocus already assigned"),
+        "{}",
+        warning(&resp)
+    );
     server.shutdown().await;
 }
 
@@ -121,7 +163,11 @@ async fn non_member_is_403_by_joining_policy() {
     let server = with_groups().await;
     let (_, _, resp) = join(&server, "carol", "sip:friends@isc.local", None, &[]).await;
     assert_eq!(resp.status_code.code(), 403);
-    assert!(warning(&resp).contains("not allowed to join"), "{}", warning(&resp));
+    assert!(
+        warning(&resp).contains("not allowed to join"),
+        "{}",
+        warning(&resp)
+    );
     server.shutdown().await;
 }
 
@@ -132,7 +178,11 @@ async fn full_group_is_486_too_many_participants() {
     assert_eq!(ok.status_code.code(), 200);
     let (_, _, resp) = join(&server, "bob", "sip:duo@isc.local", None, &[]).await;
     assert_eq!(resp.status_code.code(), 486);
-    assert!(warning(&resp).contains("too many participants"), "{}", warning(&resp));
+    assert!(
+        warning(&resp).contains("too many participants"),
+        "{}",
+        warning(&resp)
+    );
     server.shutdown().await;
 }
 
@@ -152,7 +202,10 @@ async fn member_joins_active_session_and_rejoins_after_leaving() {
     assert_eq!(aok.status_code.code(), 200);
     let (identity, isfocus) = contact_uri(&aok);
     assert!(isfocus);
-    assert_eq!(identity, "sip:friends@isc.local", "a group's session identity is its URI");
+    assert_eq!(
+        identity, "sip:friends@isc.local",
+        "a group's session identity is its URI"
+    );
     let ack = ack_2xx(&mut alice, &areq, &aok);
     alice.send(ack).await;
     let (mut bob, breq, bok) = join(&server, "bob", "sip:friends@isc.local", None, &[]).await;
@@ -187,7 +240,11 @@ async fn only_participants_may_subscribe() {
     let mut carol = Peer::new(server.local_addr(), "carol", "carol").await;
     let (_, resp) = subscribe(&mut carol, "sip:friends@isc.local").await;
     assert_eq!(resp.status_code.code(), 403);
-    assert!(warning(&resp).contains("only participants"), "{}", warning(&resp));
+    assert!(
+        warning(&resp).contains("only participants"),
+        "{}",
+        warning(&resp)
+    );
     let (_, resp) = subscribe(&mut alice, "sip:friends@isc.local").await;
     assert_eq!(resp.status_code.code(), 200);
     let (_, info) = next_notify(&alice).await;

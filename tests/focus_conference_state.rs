@@ -14,7 +14,10 @@ use isc::proto::bodies::resource_lists::Entry;
 use isc::proto::msrp::MsrpUri;
 use isc::proto::sip::headers::HeadersExt;
 
-fn status_of(info: &isc::proto::bodies::conference_info::ConferenceInfo, who: &str) -> Option<EndpointStatus> {
+fn status_of(
+    info: &isc::proto::bodies::conference_info::ConferenceInfo,
+    who: &str,
+) -> Option<EndpointStatus> {
     info.users
         .iter()
         .find(|u| u.entity == who)
@@ -40,7 +43,14 @@ async fn d1_subscribe_see_join_and_leave() {
     let req = send_invite(&mut alice, req).await;
     let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
     assert_eq!(inv.uri.to_string(), bob.gruu, "Request-URI = bob's GRUU");
-    answer(&bob.sip, &inv, 200, "bobtag", Some(&msrp_sdp(&bob.uri, "passive", ""))).await;
+    answer(
+        &bob.sip,
+        &inv,
+        200,
+        "bobtag",
+        Some(&msrp_sdp(&bob.uri, "passive", "")),
+    )
+    .await;
     let ok = final_for(&alice, &req).await;
     assert_eq!(ok.status_code.code(), 200);
     let (identity, isfocus) = contact_uri(&ok);
@@ -54,18 +64,44 @@ async fn d1_subscribe_see_join_and_leave() {
     assert_eq!(resp.status_code.code(), 200);
     let (n, info) = next_notify(&alice).await;
     assert_eq!(n.headers.get_raw("Event").as_deref(), Some("conference"));
-    assert!(n.headers.get_raw("Subscription-State").unwrap().starts_with("active"));
+    assert!(
+        n.headers
+            .get_raw("Subscription-State")
+            .unwrap()
+            .starts_with("active")
+    );
     assert_eq!(info.state, ElementState::Full);
     assert_eq!(info.version, 1);
     assert_eq!(info.entity, identity);
-    assert_eq!(info.own_user().map(|u| u.entity.as_str()), Some("sip:alice@isc.local"));
-    assert_eq!(status_of(&info, "sip:alice@isc.local"), Some(EndpointStatus::Connected));
-    assert_eq!(status_of(&info, "sip:bob@isc.local"), Some(EndpointStatus::Connected));
-    assert!(!info.users.iter().find(|u| u.entity == "sip:bob@isc.local").unwrap().yourown);
+    assert_eq!(
+        info.own_user().map(|u| u.entity.as_str()),
+        Some("sip:alice@isc.local")
+    );
+    assert_eq!(
+        status_of(&info, "sip:alice@isc.local"),
+        Some(EndpointStatus::Connected)
+    );
+    assert_eq!(
+        status_of(&info, "sip:bob@isc.local"),
+        Some(EndpointStatus::Connected)
+    );
+    assert!(
+        !info
+            .users
+            .iter()
+            .find(|u| u.entity == "sip:bob@isc.local")
+            .unwrap()
+            .yourown
+    );
 
     // Steps 5–6: carol joins by the session identity.
     let carol_uri = MsrpUri::new("127.0.0.1", 9, "carolsess");
-    let jreq = join_invite(&mut carol, &identity, &msrp_sdp(&carol_uri, "actpass", ""), &[]);
+    let jreq = join_invite(
+        &mut carol,
+        &identity,
+        &msrp_sdp(&carol_uri, "actpass", ""),
+        &[],
+    );
     let jreq = send_auth(&mut carol, jreq).await;
     let jok = final_for(&carol, &jreq).await;
     assert_eq!(jok.status_code.code(), 200);
@@ -75,8 +111,14 @@ async fn d1_subscribe_see_join_and_leave() {
     let (_, info) = next_notify(&alice).await;
     assert_eq!(info.state, ElementState::Partial);
     assert_eq!(info.version, 2);
-    assert_eq!(status_of(&info, "sip:carol@isc.local"), Some(EndpointStatus::Connected));
-    assert!(status_of(&info, "sip:bob@isc.local").is_none(), "only the change");
+    assert_eq!(
+        status_of(&info, "sip:carol@isc.local"),
+        Some(EndpointStatus::Connected)
+    );
+    assert!(
+        status_of(&info, "sip:bob@isc.local").is_none(),
+        "only the change"
+    );
 
     // Steps 7–8: bob leaves.
     let bye = uas_request(&mut bob.sip, &inv, "bobtag", "BYE", 2, &[], "");
@@ -85,7 +127,10 @@ async fn d1_subscribe_see_join_and_leave() {
     let (_, info) = next_notify(&alice).await;
     assert_eq!(info.state, ElementState::Partial);
     assert_eq!(info.version, 3);
-    assert_eq!(status_of(&info, "sip:bob@isc.local"), Some(EndpointStatus::Disconnected));
+    assert_eq!(
+        status_of(&info, "sip:bob@isc.local"),
+        Some(EndpointStatus::Disconnected)
+    );
     server.shutdown().await;
 }
 
@@ -111,8 +156,14 @@ async fn changes_close_together_share_one_notify_and_unsubscribe_terminates() {
     }
     let (_, info) = next_notify(&c.alice).await;
     assert_eq!(info.version, 2);
-    assert_eq!(status_of(&info, "sip:carol@isc.local"), Some(EndpointStatus::Connected));
-    assert_eq!(status_of(&info, "sip:ted@isc.local"), Some(EndpointStatus::Connected));
+    assert_eq!(
+        status_of(&info, "sip:carol@isc.local"),
+        Some(EndpointStatus::Connected)
+    );
+    assert_eq!(
+        status_of(&info, "sip:ted@isc.local"),
+        Some(EndpointStatus::Connected)
+    );
     // Unsubscribe (Expires: 0): 200 and a final NOTIFY.
     let unsub = uac_request(
         &mut c.alice,
@@ -126,7 +177,10 @@ async fn changes_close_together_share_one_notify_and_unsubscribe_terminates() {
     c.alice.send(unsub.clone()).await;
     let (n, _) = next_notify(&c.alice).await;
     assert!(
-        n.headers.get_raw("Subscription-State").unwrap().starts_with("terminated"),
+        n.headers
+            .get_raw("Subscription-State")
+            .unwrap()
+            .starts_with("terminated"),
         "{:?}",
         n.headers.get_raw("Subscription-State")
     );

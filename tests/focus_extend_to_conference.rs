@@ -14,7 +14,13 @@ use isc::proto::bodies::resource_lists::{Entry, Replaces, ResourceLists};
 use isc::proto::sip::headers::HeadersExt;
 
 fn tag_of(v: &str) -> String {
-    v.split(";tag=").nth(1).unwrap().split(';').next().unwrap().to_string()
+    v.split(";tag=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +41,12 @@ async fn one_to_one_extended_with_replaces() {
         Entry::new("sip:ted@isc.local"),
     ];
     let alice_uri2 = isc::proto::msrp::MsrpUri::new("127.0.0.1", 8, "aliceconf");
-    let req = factory_invite(&mut s.alice, &msrp_sdp(&alice_uri2, "actpass", ""), entries, &[]);
+    let req = factory_invite(
+        &mut s.alice,
+        &msrp_sdp(&alice_uri2, "actpass", ""),
+        entries,
+        &[],
+    );
     // the body as seed 002 App. M shows it
     let ct = req.headers.get_raw("Content-Type").unwrap();
     let mp = Multipart::parse_with_content_type(&ct, &req.body).unwrap();
@@ -47,22 +58,37 @@ async fn one_to_one_extended_with_replaces() {
     assert_eq!(list_part.disposition().as_deref(), Some("recipient-list"));
     let xml = String::from_utf8_lossy(&list_part.body);
     assert!(xml.contains("?Replaces="), "{xml}");
-    assert!(xml.contains("%3Bto-tag%3D") && xml.contains("%3Bfrom-tag%3D"), "{xml}");
+    assert!(
+        xml.contains("%3Bto-tag%3D") && xml.contains("%3Bfrom-tag%3D"),
+        "{xml}"
+    );
     let list = ResourceLists::parse(&list_part.body).unwrap();
     assert_eq!(list.entries()[0].replaces(), Some(replaces));
-    assert_eq!(req.headers.get_raw("Require").as_deref(), Some("recipient-list-invite"));
+    assert_eq!(
+        req.headers.get_raw("Require").as_deref(),
+        Some("recipient-list-invite")
+    );
     let req = send_auth(&mut s.alice, req).await;
 
     // Step 4: bob's device only, Replaces translated to his leg, Referred-By alice.
     let inv = recv_request(&s.bob.sip, rsip::Method::Invite).await;
-    assert_eq!(inv.uri.to_string(), s.bob.gruu, "the device holding the dialog, by GRUU");
+    assert_eq!(
+        inv.uri.to_string(),
+        s.bob.gruu,
+        "the device holding the dialog, by GRUU"
+    );
     let bob_leg_call = s.bob_invite.headers.get_raw("Call-ID").unwrap();
     let our_tag_on_bob_leg = tag_of(&s.bob_invite.headers.get_raw("From").unwrap());
     let rep = Replaces::parse_header_value(&inv.headers.get_raw("Replaces").unwrap()).unwrap();
     assert_eq!(rep.call_id, bob_leg_call, "bob's leg, not alice's");
     assert_eq!(rep.to_tag, "bobtag", "to-tag = bob's own tag (RFC 3891 §3)");
     assert_eq!(rep.from_tag, our_tag_on_bob_leg);
-    assert!(inv.headers.get_raw("Referred-By").unwrap().contains("sip:alice@isc.local"));
+    assert!(
+        inv.headers
+            .get_raw("Referred-By")
+            .unwrap()
+            .contains("sip:alice@isc.local")
+    );
     assert!(inv.headers.get_raw("Contact").unwrap().contains("isfocus"));
     // Step 5: ted, forked to his device.
     let tinv = recv_request(&ted.sip, rsip::Method::Invite).await;
@@ -71,14 +97,25 @@ async fn one_to_one_extended_with_replaces() {
 
     // alice has no 200 before the first acceptance
     assert!(
-        tokio::time::timeout(std::time::Duration::from_millis(300), final_for(&s.alice, &req))
-            .await
-            .is_err(),
+        tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            final_for(&s.alice, &req)
+        )
+        .await
+        .is_err(),
         "no final response before an invitee accepts"
     );
     // Steps 6–7: bob accepts → 200 to alice with isfocus.
-    let bob_conf_uri = isc::proto::msrp::MsrpUri::new("127.0.0.1", s.bob.uri.port.unwrap(), "bobconf");
-    answer(&s.bob.sip, &inv, 200, "bobconftag", Some(&msrp_sdp(&bob_conf_uri, "passive", ""))).await;
+    let bob_conf_uri =
+        isc::proto::msrp::MsrpUri::new("127.0.0.1", s.bob.uri.port.unwrap(), "bobconf");
+    answer(
+        &s.bob.sip,
+        &inv,
+        200,
+        "bobconftag",
+        Some(&msrp_sdp(&bob_conf_uri, "passive", "")),
+    )
+    .await;
     let ok = final_for(&s.alice, &req).await;
     assert_eq!(ok.status_code.code(), 200);
     let (identity, isfocus) = contact_uri(&ok);
@@ -95,7 +132,14 @@ async fn one_to_one_extended_with_replaces() {
     s.alice.answer(&old_bye, 200).await;
 
     // Step 9: ted accepts.
-    answer(&ted.sip, &tinv, 200, "tedtag", Some(&msrp_sdp(&ted.uri, "passive", ""))).await;
+    answer(
+        &ted.sip,
+        &tinv,
+        200,
+        "tedtag",
+        Some(&msrp_sdp(&ted.uri, "passive", "")),
+    )
+    .await;
 
     // Step 10: all three exchange MSRP messages.
     let mut b = MsrpConn::accept(&s.bob.listener).await;
@@ -109,13 +153,37 @@ async fn one_to_one_extended_with_replaces() {
     a.send(&bind_send(&a_path, &alice_uri2)).await;
     assert!(!a.recv().await.is_request());
 
-    a.send(&cpim_send(&a_path, &alice_uri2, "a1", "sip:alice@isc.local", &identity, "from alice")).await;
+    a.send(&cpim_send(
+        &a_path,
+        &alice_uri2,
+        "a1",
+        "sip:alice@isc.local",
+        &identity,
+        "from alice",
+    ))
+    .await;
     assert!(body_text(&b.recv_request().await).contains("from alice"));
     assert!(body_text(&t.recv_request().await).contains("from alice"));
-    b.send(&cpim_send(&b_path, &bob_conf_uri, "b1", "sip:bob@isc.local", &identity, "from bob")).await;
+    b.send(&cpim_send(
+        &b_path,
+        &bob_conf_uri,
+        "b1",
+        "sip:bob@isc.local",
+        &identity,
+        "from bob",
+    ))
+    .await;
     assert!(body_text(&t.recv_request().await).contains("from bob"));
     assert!(body_text(&a.recv_request().await).contains("from bob"));
-    t.send(&cpim_send(&t_path, &ted.uri, "t1", "sip:ted@isc.local", &identity, "from ted")).await;
+    t.send(&cpim_send(
+        &t_path,
+        &ted.uri,
+        "t1",
+        "sip:ted@isc.local",
+        &identity,
+        "from ted",
+    ))
+    .await;
     assert!(body_text(&a.recv_request().await).contains("from ted"));
     assert!(body_text(&b.recv_request().await).contains("from ted"));
     server.shutdown().await;

@@ -30,7 +30,12 @@ async fn refer_adds_one_user() {
     assert_eq!(resp.headers.get_raw("Refer-Sub").as_deref(), Some("false"));
     let inv = recv_request(&carol.sip, rsip::Method::Invite).await;
     assert_eq!(inv.uri.to_string(), carol.gruu);
-    assert!(inv.headers.get_raw("Referred-By").unwrap().contains("sip:alice@isc.local"));
+    assert!(
+        inv.headers
+            .get_raw("Referred-By")
+            .unwrap()
+            .contains("sip:alice@isc.local")
+    );
     assert!(inv.headers.get_raw("Contact").unwrap().contains(&id));
     server.shutdown().await;
 }
@@ -57,14 +62,21 @@ async fn multiple_refer_adds_every_listed_user() {
         "Content-Disposition: recipient-list".into(),
         "Content-ID: <cn35t8jf02@isc.local>".into(),
     ];
-    let req = c.alice.request("REFER", &id, &id, &lines, &String::from_utf8(list).unwrap());
+    let req = c
+        .alice
+        .request("REFER", &id, &id, &lines, &String::from_utf8(list).unwrap());
     let req = send_auth(&mut c.alice, req).await;
     let resp = response_for(&c.alice, &req).await;
     assert_eq!(resp.status_code.code(), 202);
     for dev in [&carol, &ted] {
         let inv = recv_request(&dev.sip, rsip::Method::Invite).await;
         assert_eq!(inv.uri.to_string(), dev.gruu);
-        assert!(inv.headers.get_raw("Referred-By").unwrap().contains("sip:alice@isc.local"));
+        assert!(
+            inv.headers
+                .get_raw("Referred-By")
+                .unwrap()
+                .contains("sip:alice@isc.local")
+        );
     }
     server.shutdown().await;
 }

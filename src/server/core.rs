@@ -197,9 +197,7 @@ impl ServerCore {
                 self.focus.as_ref().is_some_and(|f| f.owns_leg(*leg))
             }
             RelayInput::Data { conn, bytes } => {
-                if self.unclaimed_conns.remove(conn)
-                    && self.focus.is_some()
-                    && is_focus_msrp(bytes)
+                if self.unclaimed_conns.remove(conn) && self.focus.is_some() && is_focus_msrp(bytes)
                 {
                     self.focus_conns.insert(*conn);
                     if let Some(f) = self.focus.as_mut() {

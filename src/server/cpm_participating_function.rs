@@ -470,12 +470,15 @@ impl CpmParticipatingFunction {
         let tags = |l: &str, r: &str| (l == tag_a && r == tag_b) || (l == tag_b && r == tag_a);
         for (_, c) in self.b2bua.calls() {
             let inc = c.incoming.dialog.as_ref().map(|d| d.id());
-            let incoming_match = inc
-                .is_some_and(|id| id.call_id == call_id && tags(&id.local_tag, &id.remote_tag));
+            let incoming_match =
+                inc.is_some_and(|id| id.call_id == call_id && tags(&id.local_tag, &id.remote_tag));
             if incoming_match {
                 let o = c.outgoing.iter().find(|o| o.is_up())?;
                 let id = o.dialog.as_ref()?.id();
-                let value = format!("{};to-tag={};from-tag={}", id.call_id, id.remote_tag, id.local_tag);
+                let value = format!(
+                    "{};to-tag={};from-tag={}",
+                    id.call_id, id.remote_tag, id.local_tag
+                );
                 return Some((o.target.clone(), value));
             }
             let outgoing_match = c.outgoing.iter().any(|o| {
@@ -487,11 +490,19 @@ impl CpmParticipatingFunction {
             });
             if outgoing_match {
                 let id = c.incoming.dialog.as_ref()?.id();
-                let value = format!("{};to-tag={};from-tag={}", id.call_id, id.remote_tag, id.local_tag);
-                let uri = c.incoming.request.headers.get_raw("Contact").and_then(|v| {
-                    let v = v.trim().trim_start_matches('<');
-                    crate::proto::sip::message::parse_uri(v.split('>').next()?).ok()
-                })?;
+                let value = format!(
+                    "{};to-tag={};from-tag={}",
+                    id.call_id, id.remote_tag, id.local_tag
+                );
+                let uri = c
+                    .incoming
+                    .request
+                    .headers
+                    .get_raw("Contact")
+                    .and_then(|v| {
+                        let v = v.trim().trim_start_matches('<');
+                        crate::proto::sip::message::parse_uri(v.split('>').next()?).ok()
+                    })?;
                 let target = Target {
                     uri,
                     addr: c.incoming.source,

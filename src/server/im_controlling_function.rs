@@ -29,7 +29,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::{GroupConfig, JoiningPolicy, SdpPolicy, UserConfig};
-use crate::proto::bodies::conference_info::{ConferenceInfo, ElementState, Endpoint, EndpointStatus, User};
+use crate::proto::bodies::conference_info::{
+    ConferenceInfo, ElementState, Endpoint, EndpointStatus, User,
+};
 use crate::proto::bodies::cpim::CpimMessage;
 use crate::proto::bodies::multipart::Multipart;
 use crate::proto::bodies::resource_lists::ResourceLists;
@@ -44,7 +46,9 @@ use crate::proto::sip::headers::{HeadersExt, make_header};
 use crate::proto::sip::transaction::{Transport, TsxKey};
 use crate::server::location_service::LocationService;
 
-use super::b2bua::{B2bua, B2buaTimeout, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx};
+use super::b2bua::{
+    B2bua, B2buaTimeout, CallRef, LegResponse, REASON_COMPLETED_ELSEWHERE, Side, SipCtx,
+};
 use super::core::{ANONYMOUS_HOST, SERVER_AGENT};
 use super::cpm_participating_function::{
     CpmParticipatingFunction, better_error, device_target, ip_host, msrp_addr,
@@ -70,9 +74,7 @@ pub const IM_FEATURE_TAG: &str = "+g.oma.sip-im";
 /// relay (the To-Path names one of our session ids).
 pub fn is_focus_msrp(bytes: &[u8]) -> bool {
     let needle = format!("/{FOCUS_SESSION_PREFIX}");
-    bytes
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// Why a request to the focus is refused (seed 003 7.2.1.x), mapped to
@@ -244,7 +246,11 @@ pub struct SessionView {
 }
 
 impl ImControllingFunction {
-    pub fn new(config: FocusConfig, history: Box<dyn HistoryStore>, relay_tid_prefix: &str) -> Self {
+    pub fn new(
+        config: FocusConfig,
+        history: Box<dyn HistoryStore>,
+        relay_tid_prefix: &str,
+    ) -> Self {
         ImControllingFunction {
             config,
             b2bua: B2bua::new(),
@@ -340,8 +346,12 @@ impl ImControllingFunction {
         let user = UriView::of(uri).user?;
         self.confs.iter().find_map(|(k, c)| {
             let id_user = UriView::parse(&c.identity).and_then(|v| v.user);
-            let hit = id_user.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user))
-                || c.group.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(&user));
+            let hit = id_user
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&user))
+                || c.group
+                    .as_deref()
+                    .is_some_and(|g| g.eq_ignore_ascii_case(&user));
             hit.then_some(*k)
         })
     }
@@ -380,7 +390,8 @@ impl ImControllingFunction {
             tracing::info!(%rejection, "focus refused an INVITE");
             let (code, reason, _) = rejection.status();
             let extra = rejection.headers(&self.config.domain);
-            self.b2bua.answer(ctx, call, code, Some(reason), extra, None);
+            self.b2bua
+                .answer(ctx, call, code, Some(reason), extra, None);
             if !self.by_call.contains_key(&call) {
                 self.b2bua.remove(call);
             }
@@ -436,7 +447,8 @@ impl ImControllingFunction {
                 .iter()
                 .find(|p| {
                     p.media_type().as_deref() == Some("application/resource-lists+xml")
-                        && p.disposition().is_none_or(|d| d.eq_ignore_ascii_case("recipient-list"))
+                        && p.disposition()
+                            .is_none_or(|d| d.eq_ignore_ascii_case("recipient-list"))
                 })
                 .map(|p| ResourceLists::parse(&p.body))
                 .transpose()
@@ -472,12 +484,27 @@ impl ImControllingFunction {
                 continue;
             }
             let replaces = e.replaces();
-            if self.invite_user(ctx, location, cpm, conf, &target_aor, replaces, Some(&referred_by)) {
+            if self.invite_user(
+                ctx,
+                location,
+                cpm,
+                conf,
+                &target_aor,
+                replaces,
+                Some(&referred_by),
+            ) {
                 started += 1;
             }
         }
         if started == 0 {
-            self.b2bua.answer(ctx, call, 480, Some("Temporarily Unavailable"), vec![], None);
+            self.b2bua.answer(
+                ctx,
+                call,
+                480,
+                Some("Temporarily Unavailable"),
+                vec![],
+                None,
+            );
             self.end_conference(ctx, conf);
         }
         Ok(())
@@ -499,7 +526,12 @@ impl ImControllingFunction {
             .ok_or_else(|| FocusRejection::SdpPolicy("no MSRP stream".into()))
     }
 
-    fn new_conference(&mut self, ctx: &mut SipCtx<'_>, group: Option<String>, call: CallRef) -> u64 {
+    fn new_conference(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        group: Option<String>,
+        call: CallRef,
+    ) -> u64 {
         self.next_conf += 1;
         let id = self.next_conf;
         let mut raw = [0u8; 4];
@@ -633,7 +665,8 @@ impl ImControllingFunction {
             return false;
         };
         // A rejoin replaces the old entry.
-        c.participants.retain(|x| x.aor != aor || x.presence == Presence::Connected);
+        c.participants
+            .retain(|x| x.aor != aor || x.presence == Presence::Connected);
         if !c.members.iter().any(|m| m == aor) {
             c.members.push(aor.to_string());
         }
@@ -715,7 +748,13 @@ impl ImControllingFunction {
                 return false;
             }
         };
-        let remote = MsrpPath(offer.path.iter().filter_map(|x| MsrpUri::parse(x).ok()).collect());
+        let remote = MsrpPath(
+            offer
+                .path
+                .iter()
+                .filter_map(|x| MsrpUri::parse(x).ok())
+                .collect(),
+        );
         let connect_to = match tcp_active_side(&offer, &media) {
             Ok(TcpActiveSide::Answerer) => remote.first().and_then(msrp_addr),
             _ => None,
@@ -773,11 +812,13 @@ impl ImControllingFunction {
         let Some(c) = self.confs.get(&conf) else {
             return false;
         };
-        if c
-            .participants
-            .iter()
-            .any(|p| p.aor == aor && matches!(p.presence, Presence::Connected | Presence::Pending | Presence::Alerting))
-        {
+        if c.participants.iter().any(|p| {
+            p.aor == aor
+                && matches!(
+                    p.presence,
+                    Presence::Connected | Presence::Pending | Presence::Alerting
+                )
+        }) {
             return false;
         }
         let Some(&call) = c.calls.first() else {
@@ -828,9 +869,15 @@ impl ImControllingFunction {
                 .into_bytes();
             let mut headers = rsip::Headers::default();
             headers.push(make_header("Max-Forwards", "70"));
-            headers.push(make_header("From", &format!("<{identity}>;tag={}", ctx.ids.token())));
+            headers.push(make_header(
+                "From",
+                &format!("<{identity}>;tag={}", ctx.ids.token()),
+            ));
             headers.push(make_header("To", &format!("<{aor}>")));
-            headers.push(make_header("Call-ID", &format!("{}@{}", ctx.ids.token(), ctx.domain)));
+            headers.push(make_header(
+                "Call-ID",
+                &format!("{}@{}", ctx.ids.token(), ctx.domain),
+            ));
             headers.push(make_header("CSeq", "1 INVITE"));
             // RFC 4579 §5.3: the session identity with isfocus.
             headers.push(make_header("Contact", &Self::identity_contact(&identity)));
@@ -1012,7 +1059,8 @@ impl ImControllingFunction {
             .clone()
             .unwrap_or((480, "Temporarily Unavailable".into()));
         let code = if code == 503 { 500 } else { code };
-        self.b2bua.answer(ctx, creator, code, Some(&reason), vec![], None);
+        self.b2bua
+            .answer(ctx, creator, code, Some(&reason), vec![], None);
         self.end_conference(ctx, conf);
     }
 
@@ -1033,8 +1081,12 @@ impl ImControllingFunction {
         };
         if p.side.is_some() {
             // A sibling device answered after another one: it is not needed.
-            self.b2bua
-                .send_bye(ctx, call, Side::Outgoing(leg), Some(REASON_COMPLETED_ELSEWHERE));
+            self.b2bua.send_bye(
+                ctx,
+                call,
+                Side::Outgoing(leg),
+                Some(REASON_COMPLETED_ELSEWHERE),
+            );
             return;
         }
         let answer = response
@@ -1058,7 +1110,13 @@ impl ImControllingFunction {
             self.b2bua
                 .cancel_leg(ctx, call, s, Some(REASON_COMPLETED_ELSEWHERE));
         }
-        let remote = MsrpPath(answer.path.iter().filter_map(|x| MsrpUri::parse(x).ok()).collect());
+        let remote = MsrpPath(
+            answer
+                .path
+                .iter()
+                .filter_map(|x| MsrpUri::parse(x).ok())
+                .collect(),
+        );
         let connect_to = match tcp_active_side(&offer, &answer) {
             Ok(TcpActiveSide::Offerer) => remote.first().and_then(msrp_addr),
             _ => None,
@@ -1068,7 +1126,11 @@ impl ImControllingFunction {
             .add_leg(conf, LegRole::Participant, local, remote, connect_to);
         self.relay.set_leg_address(rl, &aor);
         self.by_relay_leg.insert(rl, conf);
-        if let Some(p) = self.confs.get_mut(&conf).and_then(|c| c.participants.get_mut(idx)) {
+        if let Some(p) = self
+            .confs
+            .get_mut(&conf)
+            .and_then(|c| c.participants.get_mut(idx))
+        {
             p.relay_leg = Some(rl);
         }
         if let Some(creator) = creator {
@@ -1156,7 +1218,11 @@ impl ImControllingFunction {
                 let referrer = self
                     .confs
                     .get(&conf)
-                    .and_then(|c| c.participants.iter().find(|p| p.call == call && p.side == Some(side)))
+                    .and_then(|c| {
+                        c.participants
+                            .iter()
+                            .find(|p| p.call == call && p.side == Some(side))
+                    })
                     .map(|p| p.aor.clone())
                     .unwrap_or_default();
                 self.on_refer_in(ctx, location, cpm, conf, key, &req, &referrer);
@@ -1164,7 +1230,10 @@ impl ImControllingFunction {
             rsip::Method::Invite | rsip::Method::Update => {
                 // A refresh or modification: we keep our description (RFC 3264 §8).
                 let body = self.confs.get(&conf).and_then(|c| {
-                    let p = c.participants.iter().find(|p| p.call == call && p.side == Some(side))?;
+                    let p = c
+                        .participants
+                        .iter()
+                        .find(|p| p.call == call && p.side == Some(side))?;
                     match side {
                         Side::Incoming => p.answer_sdp.clone(),
                         Side::Outgoing(leg) => p.offers.get(&leg).map(|(_, m)| {
@@ -1182,7 +1251,11 @@ impl ImControllingFunction {
                         return;
                     }
                 };
-                let identity = self.confs.get(&conf).map(|c| c.identity.clone()).unwrap_or_default();
+                let identity = self
+                    .confs
+                    .get(&conf)
+                    .map(|c| c.identity.clone())
+                    .unwrap_or_default();
                 extra.push(make_header("Contact", &Self::identity_contact(&identity)));
                 let with_body = !req.body.is_empty() || req.method == rsip::Method::Invite;
                 B2bua::respond(
@@ -1222,11 +1295,10 @@ impl ImControllingFunction {
     /// The session ends when its last participant left (nobody connected
     /// nor invited).
     fn end_if_empty(&mut self, ctx: &mut SipCtx<'_>, conf: u64) {
-        let alive = self.confs.get(&conf).is_some_and(|c| {
-            c.participants
-                .iter()
-                .any(|p| p.presence != Presence::Left)
-        });
+        let alive = self
+            .confs
+            .get(&conf)
+            .is_some_and(|c| c.participants.iter().any(|p| p.presence != Presence::Left));
         if !alive {
             self.end_conference(ctx, conf);
         }
@@ -1299,7 +1371,13 @@ impl ImControllingFunction {
         self.on_refer_in(ctx, location, cpm, conf, key, &req, &aor);
     }
 
-    fn reject_request(&self, ctx: &mut SipCtx<'_>, key: &TsxKey, req: &rsip::Request, r: &FocusRejection) {
+    fn reject_request(
+        &self,
+        ctx: &mut SipCtx<'_>,
+        key: &TsxKey,
+        req: &rsip::Request,
+        r: &FocusRejection,
+    ) {
         let (code, _, _) = r.status();
         B2bua::respond(ctx, key, req, code, r.headers(&self.config.domain), None);
     }
@@ -1322,8 +1400,22 @@ impl ImControllingFunction {
                 return;
             }
         };
-        if let Some(g) = self.confs.get(&conf).and_then(|c| c.group.clone()).and_then(|g| self.group(&g).cloned()) {
-            let inside = self.confs.get(&conf).map(|c| c.participants.iter().filter(|p| p.presence != Presence::Left).count()).unwrap_or(0);
+        if let Some(g) = self
+            .confs
+            .get(&conf)
+            .and_then(|c| c.group.clone())
+            .and_then(|g| self.group(&g).cloned())
+        {
+            let inside = self
+                .confs
+                .get(&conf)
+                .map(|c| {
+                    c.participants
+                        .iter()
+                        .filter(|p| p.presence != Presence::Left)
+                        .count()
+                })
+                .unwrap_or(0);
             if (inside + targets.len()) as u64 > u64::from(g.max_participants) {
                 self.reject_request(ctx, &key, req, &FocusRejection::TooManyParticipants);
                 return;
@@ -1366,7 +1458,14 @@ impl ImControllingFunction {
             .flatten()
             .is_some_and(|e| e.package.eq_ignore_ascii_case("conference"));
         if !event_ok {
-            B2bua::respond(ctx, &key, &req, 489, vec![make_header("Allow-Events", "conference")], None);
+            B2bua::respond(
+                ctx,
+                &key,
+                &req,
+                489,
+                vec![make_header("Allow-Events", "conference")],
+                None,
+            );
             return;
         }
         let aor = self.aor(user);
@@ -1385,7 +1484,11 @@ impl ImControllingFunction {
         }
         let expires = grant(&req);
         let tag = ctx.ids.token();
-        let identity = self.confs.get(&conf).map(|c| c.identity.clone()).unwrap_or_default();
+        let identity = self
+            .confs
+            .get(&conf)
+            .map(|c| c.identity.clone())
+            .unwrap_or_default();
         let response = response_with(
             &req,
             200,
@@ -1440,7 +1543,14 @@ impl ImControllingFunction {
         transport: Transport,
     ) {
         let expires = grant(req);
-        B2bua::respond(ctx, &key, req, 200, vec![make_header("Expires", &expires.to_string())], None);
+        B2bua::respond(
+            ctx,
+            &key,
+            req,
+            200,
+            vec![make_header("Expires", &expires.to_string())],
+            None,
+        );
         let Some(c) = self.confs.get_mut(&conf) else {
             return;
         };
@@ -1563,7 +1673,10 @@ impl ImControllingFunction {
         ));
         h.push(make_header("Content-Length", &body.len().to_string()));
         notify.body = body;
-        if let Err(e) = ctx.tsx.send_request(ctx.now, notify, sub.dest, sub.transport) {
+        if let Err(e) = ctx
+            .tsx
+            .send_request(ctx.now, notify, sub.dest, sub.transport)
+        {
             tracing::warn!(error = %e, "conference NOTIFY not sent");
         }
     }
@@ -1613,7 +1726,13 @@ impl ImControllingFunction {
     }
 
     /// Seed 003 13.x: every message of the session, keyed by its identity.
-    fn store_history(&mut self, conf: u64, message_id: String, content_type: String, body: Vec<u8>) {
+    fn store_history(
+        &mut self,
+        conf: u64,
+        message_id: String,
+        content_type: String,
+        body: Vec<u8>,
+    ) {
         let Some(c) = self.confs.get(&conf) else {
             return;
         };
@@ -1683,8 +1802,9 @@ impl ImControllingFunction {
                 continue;
             };
             let now = ctx.now;
-            let (expired, kept): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut c.subs).into_iter().partition(|s| s.expires_at <= now);
+            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut c.subs)
+                .into_iter()
+                .partition(|s| s.expires_at <= now);
             c.subs = kept;
             let state = state_of(c);
             for mut s in expired {
@@ -1734,7 +1854,13 @@ fn grant(req: &rsip::Request) -> u32 {
 /// names (RFC 5368 §3, with `Content-Disposition: recipient-list`).
 pub fn refer_targets(
     req: &rsip::Request,
-) -> Result<Vec<(String, Option<crate::proto::bodies::resource_lists::Replaces>)>, FocusRejection> {
+) -> Result<
+    Vec<(
+        String,
+        Option<crate::proto::bodies::resource_lists::Replaces>,
+    )>,
+    FocusRejection,
+> {
     let refer_to = req
         .headers
         .get_raw("Refer-To")
@@ -1777,7 +1903,10 @@ pub fn refer_targets(
         return Ok(out);
     }
     let entry = crate::proto::bodies::resource_lists::Entry::new(uri);
-    Ok(vec![(entry.target().to_ascii_lowercase(), entry.replaces())])
+    Ok(vec![(
+        entry.target().to_ascii_lowercase(),
+        entry.replaces(),
+    )])
 }
 
 /// RFC 3261 §16.7 step 6 asks for the "best" response; the seed asks for
@@ -1835,7 +1964,10 @@ mod tests {
 
     #[test]
     fn refer_to_one_user_and_to_a_list() {
-        let one = refer("Refer-To: <sip:Carol@isc.local>\r\nRefer-Sub: false\r\n", "");
+        let one = refer(
+            "Refer-To: <sip:Carol@isc.local>\r\nRefer-Sub: false\r\n",
+            "",
+        );
         assert_eq!(
             refer_targets(&one).unwrap(),
             vec![("sip:carol@isc.local".to_string(), None)]

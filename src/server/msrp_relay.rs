@@ -577,9 +577,19 @@ impl MsrpRelay {
     /// The one participant a CPIM message from `leg` is addressed to, when
     /// its To names a participant other than the sender (read on the first
     /// chunk, remembered by Message-ID for the later ones).
-    fn private_target(&mut self, call: RelayCallId, leg: LegId, frame: &MsrpMessage) -> Option<LegId> {
+    fn private_target(
+        &mut self,
+        call: RelayCallId,
+        leg: LegId,
+        frame: &MsrpMessage,
+    ) -> Option<LegId> {
         let mid = frame.message_id()?.to_string();
-        if let Some(t) = self.legs.get(&leg).and_then(|l| l.private.get(&mid)).copied() {
+        if let Some(t) = self
+            .legs
+            .get(&leg)
+            .and_then(|l| l.private.get(&mid))
+            .copied()
+        {
             if frame.flag != ContinuationFlag::Continuation
                 && let Some(l) = self.legs.get_mut(&leg)
             {
@@ -588,7 +598,10 @@ impl MsrpRelay {
             return Some(t);
         }
         let first = frame.byte_range().is_none_or(|r| r.start == 1);
-        let ct = frame.content_type().unwrap_or_default().to_ascii_lowercase();
+        let ct = frame
+            .content_type()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if !first || !ct.starts_with("message/cpim") {
             return None;
         }

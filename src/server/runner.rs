@@ -18,11 +18,11 @@ use crate::net::sip_transport::SipTransport;
 use crate::proto::sip::transaction::Transport;
 
 use super::core::{CoreSettings, ServerCore, UserAccount};
-use super::im_controlling_function::{FocusConfig, ImControllingFunction, NOTIFY_INTERVAL};
 use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
 use super::history_store::{HistoryStore, SqliteHistory};
+use super::im_controlling_function::{FocusConfig, ImControllingFunction, NOTIFY_INTERVAL};
 use super::msrp_relay::{RelayInput, RelayOutput};
 
 /// Which way a message went, seen from the server.

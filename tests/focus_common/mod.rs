@@ -17,7 +17,9 @@ pub const IM_ACCEPT_CONTACT: &str = "Accept-Contact: *;+g.oma.sip-im";
 pub const FACTORY: &str = "sip:conf-factory@isc.local";
 
 /// A server with alice, bob, carol and ted, `tweak` applied.
-pub async fn start_focus(tweak: impl FnOnce(&mut isc::server::runner::ServerOptions)) -> ServerHandle {
+pub async fn start_focus(
+    tweak: impl FnOnce(&mut isc::server::runner::ServerOptions),
+) -> ServerHandle {
     start(|o| {
         o.config.users = ["alice", "bob", "carol", "ted"]
             .iter()
@@ -41,7 +43,12 @@ pub fn factory_body(sdp: &str, entries: Vec<Entry>) -> (String, Vec<u8>) {
 }
 
 /// An INVITE to the conference factory.
-pub fn factory_invite(peer: &mut Peer, sdp: &str, entries: Vec<Entry>, extra: &[&str]) -> rsip::Request {
+pub fn factory_invite(
+    peer: &mut Peer,
+    sdp: &str,
+    entries: Vec<Entry>,
+    extra: &[&str],
+) -> rsip::Request {
     let (ct, body) = factory_body(sdp, entries);
     let mut lines: Vec<String> = vec![
         IM_ACCEPT_CONTACT.into(),
@@ -50,7 +57,13 @@ pub fn factory_invite(peer: &mut Peer, sdp: &str, entries: Vec<Entry>, extra: &[
         format!("Content-Type: {ct}"),
     ];
     lines.extend(extra.iter().map(|s| s.to_string()));
-    peer.request("INVITE", FACTORY, FACTORY, &lines, &String::from_utf8(body).unwrap())
+    peer.request(
+        "INVITE",
+        FACTORY,
+        FACTORY,
+        &lines,
+        &String::from_utf8(body).unwrap(),
+    )
 }
 
 /// An INVITE joining `uri` (session identity or group).
@@ -71,13 +84,27 @@ pub fn join_invite(peer: &mut Peer, uri: &str, sdp: &str, extra: &[&str]) -> rsi
 /// The URI in a Contact value, and whether it has `isfocus`.
 pub fn contact_uri(resp: &rsip::Response) -> (String, bool) {
     let c = resp.headers.get_raw("Contact").expect("a Contact");
-    let uri = c.trim().trim_start_matches('<').split('>').next().unwrap().to_string();
+    let uri = c
+        .trim()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
     (uri, c.to_ascii_lowercase().contains("isfocus"))
 }
 
 /// A request inside the dialog a device accepted (`inv` received, answered
 /// with `tag`): From = the device, To = the focus.
-pub fn uas_request(peer: &mut Peer, inv: &rsip::Request, tag: &str, method: &str, seq: u32, extra: &[String], body: &str) -> rsip::Request {
+pub fn uas_request(
+    peer: &mut Peer,
+    inv: &rsip::Request,
+    tag: &str,
+    method: &str,
+    seq: u32,
+    extra: &[String],
+    body: &str,
+) -> rsip::Request {
     let from = inv.headers.get_raw("From").unwrap();
     let to = inv.headers.get_raw("To").unwrap();
     let uri = inv
@@ -108,7 +135,15 @@ pub fn uas_request(peer: &mut Peer, inv: &rsip::Request, tag: &str, method: &str
 }
 
 /// A request inside the dialog `req` / `resp` made (we are the UAC).
-pub fn uac_request(peer: &mut Peer, req: &rsip::Request, resp: &rsip::Response, method: &str, seq: u32, extra: &[String], body: &str) -> rsip::Request {
+pub fn uac_request(
+    peer: &mut Peer,
+    req: &rsip::Request,
+    resp: &rsip::Response,
+    method: &str,
+    seq: u32,
+    extra: &[String],
+    body: &str,
+) -> rsip::Request {
     let (uri, _) = contact_uri(resp);
     let mut text = format!(
         "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {seq} {method}\r\n",
@@ -169,26 +204,43 @@ pub async fn next_notify(peer: &Peer) -> (rsip::Request, ConferenceInfo) {
 }
 
 /// A CPIM chat SEND.
-pub fn cpim_send(to: &MsrpPath, from: &MsrpUri, mid: &str, cpim_from: &str, cpim_to: &str, text: &str) -> MsrpMessage {
+pub fn cpim_send(
+    to: &MsrpPath,
+    from: &MsrpUri,
+    mid: &str,
+    cpim_from: &str,
+    cpim_to: &str,
+    text: &str,
+) -> MsrpMessage {
     let body = format!(
         "From: <{cpim_from}>\r\nTo: <{cpim_to}>\r\n\r\nContent-Type: text/plain\r\n\r\n{text}"
     )
     .into_bytes();
     let n = body.len() as u64;
-    MsrpMessage::request(MsrpMethod::Send, format!("t{mid}"), to.clone(), MsrpPath::single(from.clone()))
-        .with_header(MsrpHeader::MessageId(mid.into()))
-        .with_header(MsrpHeader::ByteRange(ByteRange {
-            start: 1,
-            end: Some(n),
-            total: Some(n),
-        }))
-        .with_body("message/cpim", body)
+    MsrpMessage::request(
+        MsrpMethod::Send,
+        format!("t{mid}"),
+        to.clone(),
+        MsrpPath::single(from.clone()),
+    )
+    .with_header(MsrpHeader::MessageId(mid.into()))
+    .with_header(MsrpHeader::ByteRange(ByteRange {
+        start: 1,
+        end: Some(n),
+        total: Some(n),
+    }))
+    .with_body("message/cpim", body)
 }
 
 /// An empty SEND binding a connection we opened (RFC 4975 §5.4).
 pub fn bind_send(to: &MsrpPath, from: &MsrpUri) -> MsrpMessage {
-    MsrpMessage::request(MsrpMethod::Send, "bind", to.clone(), MsrpPath::single(from.clone()))
-        .with_header(MsrpHeader::MessageId("bind".into()))
+    MsrpMessage::request(
+        MsrpMethod::Send,
+        "bind",
+        to.clone(),
+        MsrpPath::single(from.clone()),
+    )
+    .with_header(MsrpHeader::MessageId("bind".into()))
 }
 
 /// The text of a SEND's body.
@@ -254,13 +306,25 @@ pub async fn adhoc_conference(server: &ServerHandle, invitees: &[&str]) -> Conf 
         .iter()
         .map(|n| Entry::new(format!("sip:{n}@isc.local")))
         .collect();
-    let req = factory_invite(&mut alice, &msrp_sdp(&alice_uri, "actpass", ""), entries, &[]);
+    let req = factory_invite(
+        &mut alice,
+        &msrp_sdp(&alice_uri, "actpass", ""),
+        entries,
+        &[],
+    );
     let invite = send_invite(&mut alice, req).await;
     let mut members = Vec::new();
     for dev in devs {
         let inv = recv_request(&dev.sip, rsip::Method::Invite).await;
         let tag = format!("{}tag", dev.sip.user);
-        answer(&dev.sip, &inv, 200, &tag, Some(&msrp_sdp(&dev.uri, "passive", ""))).await;
+        answer(
+            &dev.sip,
+            &inv,
+            200,
+            &tag,
+            Some(&msrp_sdp(&dev.uri, "passive", "")),
+        )
+        .await;
         let focus_path = sdp_path(&inv.body);
         let mut conn = MsrpConn::accept(&dev.listener).await;
         let bind = conn.recv_request().await;
