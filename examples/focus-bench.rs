@@ -6,13 +6,13 @@
 //!     cargo run --example focus-bench [-- MESSAGES]
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 #[path = "../tests/cpm_common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod cpm_common;
 #[path = "../tests/focus_common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod focus_common;
 
 use std::time::Instant;
