@@ -576,7 +576,8 @@ impl MsrpRelay {
 
     /// The one participant a CPIM message from `leg` is addressed to, when
     /// its To names a participant other than the sender (read on the first
-    /// chunk, remembered by Message-ID for the later ones).
+    /// chunk, remembered by Message-ID for the later ones). A first chunk
+    /// that ends before the CPIM To line is treated as a group message.
     fn private_target(
         &mut self,
         call: RelayCallId,
@@ -782,6 +783,89 @@ mod tests {
         let connects: Vec<_> = std::iter::from_fn(|| r.poll_output()).collect();
         assert_eq!(connects.len(), 2);
         (r, [a, d1, d2], alice)
+    }
+
+    /// Seed 003 7.2.2.6 / 7.1.3.2.2: participants get every other's
+    /// message; a private one (CPIM To = a participant), in two chunks,
+    /// reaches that participant only.
+    #[test]
+    fn conference_switch_sends_to_all_others_and_private_to_one() {
+        let mut r = MsrpRelay::new("t").with_first_leg(100);
+        let mut legs = Vec::new();
+        for (i, who) in ["alice", "bob", "carol"].iter().enumerate() {
+            let port = 5000 + i as u16;
+            let leg = r.add_leg(
+                9,
+                LegRole::Participant,
+                uri(9000, &format!("focus{who}")),
+                MsrpPath::single(uri(port, who)),
+                Some(format!("127.0.0.1:{port}").parse().unwrap()),
+            );
+            assert!(leg >= 100);
+            r.set_leg_address(leg, &format!("sip:{who}@isc.local"));
+            r.handle_input(RelayInput::Connected {
+                leg,
+                conn: i as u64 + 1,
+            });
+            legs.push(leg);
+        }
+        let _ = sends(&mut r);
+        // alice → all: bob (conn 2) and carol (conn 3), not alice.
+        let to_all = chat(
+            &uri(9000, "focusalice"),
+            &uri(5000, "alice"),
+            "x1",
+            "m1",
+            "hi",
+        );
+        let to_all = String::from_utf8(to_all)
+            .unwrap()
+            .replace("To: <sip:bob@isc.local>", "To: <sip:conf-1@isc.local>");
+        r.handle_input(RelayInput::Data {
+            conn: 1,
+            bytes: to_all.into_bytes(),
+        });
+        let mut got: Vec<ConnRef> = sends(&mut r)
+            .into_iter()
+            .filter(|(_, m)| m.is_request())
+            .map(|(c, _)| c)
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![2, 3]);
+        // alice → bob privately, in two chunks.
+        let cpim = "From: <sip:alice@isc.local>\r\nTo: <sip:bob@isc.local>\r\n\r\nContent-Type: text/plain\r\n\r\nsecret";
+        let total = cpim.len() as u64;
+        // The first chunk holds the CPIM To (chunks are KiB in practice).
+        let (a, b) = cpim.split_at(60);
+        for (tid, start, part, flag) in [
+            ("p1", 1u64, a, ContinuationFlag::Continuation),
+            ("p2", 61, b, ContinuationFlag::Complete),
+        ] {
+            let mut m = MsrpMessage::request(
+                MsrpMethod::Send,
+                tid,
+                MsrpPath::single(uri(9000, "focusalice")),
+                MsrpPath::single(uri(5000, "alice")),
+            )
+            .with_header(MsrpHeader::MessageId("pm".into()))
+            .with_header(MsrpHeader::ByteRange(ByteRange {
+                start,
+                end: Some(start + part.len() as u64 - 1),
+                total: Some(total),
+            }))
+            .with_body("message/cpim", part.as_bytes().to_vec());
+            m.flag = flag;
+            r.handle_input(RelayInput::Data {
+                conn: 1,
+                bytes: m.to_bytes().unwrap(),
+            });
+            let to: Vec<ConnRef> = sends(&mut r)
+                .into_iter()
+                .filter(|(_, m)| m.is_request())
+                .map(|(c, _)| c)
+                .collect();
+            assert_eq!(to, vec![2], "chunk {tid} goes to bob only");
+        }
     }
 
     #[test]
