@@ -186,3 +186,31 @@ async fn changes_close_together_share_one_notify_and_unsubscribe_terminates() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_participant_leaving_ends_session_and_subscription() {
+    let server = start_focus(|_| {}).await;
+    let mut c = focus_common::adhoc_conference(&server, &["bob"]).await;
+    let id = c.identity.clone();
+    let (_, resp) = subscribe(&mut c.alice, &id).await;
+    assert_eq!(resp.status_code.code(), 200);
+    let _ = next_notify(&c.alice).await;
+    let m = &mut c.members[0];
+    let bye = uas_request(&mut m.dev.sip, &m.invite, &m.tag, "BYE", 2, &[], "");
+    m.dev.sip.send(bye.clone()).await;
+    assert_eq!(response_for(&m.dev.sip, &bye).await.status_code.code(), 200);
+    let _ = next_notify(&c.alice).await; // bob disconnected
+    let bye = uac_request(&mut c.alice, &c.invite, &c.ok, "BYE", 60, &[], "");
+    c.alice.send(bye).await;
+    let (n, _) = next_notify(&c.alice).await;
+    assert!(
+        n.headers
+            .get_raw("Subscription-State")
+            .unwrap()
+            .starts_with("terminated"),
+    );
+    // the identity is gone
+    let (_, resp) = subscribe(&mut c.alice, &id).await;
+    assert_eq!(resp.status_code.code(), 404);
+    server.shutdown().await;
+}
