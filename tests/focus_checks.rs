@@ -252,3 +252,53 @@ async fn only_participants_may_subscribe() {
     assert!(info.own_user().is_some());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_hides_the_identity_in_notifies_and_refused_when_not_allowed() {
+    let server = start_focus(|o| {
+        o.config.groups = vec![group(
+            "friends",
+            &["alice", "bob", "carol"],
+            16,
+            JoiningPolicy::MembersOnly,
+            false,
+        )];
+        user_mut(o, "carol").anonymity_allowed = false;
+    })
+    .await;
+    let (mut alice, areq, aok) = join(&server, "alice", "sip:friends@isc.local", None, &[]).await;
+    let ack = ack_2xx(&mut alice, &areq, &aok);
+    alice.send(ack).await;
+    let (_, resp) = subscribe(&mut alice, "sip:friends@isc.local").await;
+    assert_eq!(resp.status_code.code(), 200);
+    let _ = next_notify(&alice).await;
+    let (_, _, bok) = join(
+        &server,
+        "bob",
+        "sip:friends@isc.local",
+        None,
+        &["Privacy: id"],
+    )
+    .await;
+    assert_eq!(bok.status_code.code(), 200);
+    let (_, info) = next_notify(&alice).await;
+    assert!(
+        info.users
+            .iter()
+            .any(|u| u.entity == "sip:anonymous@anonymous.invalid"),
+        "{info:?}"
+    );
+    assert!(!info.users.iter().any(|u| u.entity == "sip:bob@isc.local"));
+    // seed 003 7.2.1.3 step 4: privacy not allowed → 403
+    let (_, _, cresp) = join(
+        &server,
+        "carol",
+        "sip:friends@isc.local",
+        None,
+        &["Privacy: id"],
+    )
+    .await;
+    assert_eq!(cresp.status_code.code(), 403);
+    assert!(warning(&cresp).contains("anonymity not allowed"));
+    server.shutdown().await;
+}
