@@ -26,7 +26,10 @@ fn status_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d1_subscribe_see_join_and_leave() {
-    let server = start_focus(|_| {}).await;
+    let server = start_focus(|o| {
+        user_mut(o, "bob").display_name = Some("Bob B.".into());
+    })
+    .await;
     let addr = server.local_addr();
     let mut alice = Peer::new(addr, "alice", "alice").await;
     let mut bob = Device::register(addr, "bob", "bob-phone", "phone").await;
@@ -84,6 +87,12 @@ async fn d1_subscribe_see_join_and_leave() {
     assert_eq!(
         status_of(&info, "sip:bob@isc.local"),
         Some(EndpointStatus::Connected)
+    );
+    let bob_user = info.users.iter().find(|u| u.entity == "sip:bob@isc.local");
+    assert_eq!(
+        bob_user.and_then(|u| u.display_text.as_deref()),
+        Some("Bob B."),
+        "display-text = the nick name"
     );
     assert!(
         !info
