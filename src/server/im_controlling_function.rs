@@ -2065,6 +2065,68 @@ mod tests {
         assert_eq!(mine.own_user().unwrap().entity, "sip:b@isc.local");
     }
 
+    /// A store that keeps what it is given, shared with the test.
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<HistoryEntry>>>);
+
+    impl HistoryStore for Captured {
+        fn store(
+            &mut self,
+            entry: &HistoryEntry,
+        ) -> Result<(), super::super::history_store::HistoryError> {
+            self.0.lock().unwrap().push(entry.clone());
+            Ok(())
+        }
+        fn conversation(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<HistoryEntry>, super::super::history_store::HistoryError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    #[test]
+    fn chat_is_stored_under_the_session_identity() {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let config = FocusConfig {
+            domain: "isc.local".into(),
+            msrp_local: "127.0.0.1:9000".parse().unwrap(),
+            factory_uri: "sip:conf-factory@isc.local".into(),
+            max_adhoc_group_size: 8,
+            groups: Vec::new(),
+            users: HashMap::new(),
+            sdp_policy: SdpPolicy::default(),
+            notify_interval: NOTIFY_INTERVAL,
+            wall_clock_ms: || 1_700_000_000_000,
+        };
+        let mut f = ImControllingFunction::new(config, Box::new(Captured(kept.clone())), "t");
+        f.confs.insert(
+            5,
+            Conference {
+                identity: "sip:conf-5@isc.local".into(),
+                group: None,
+                participants: Vec::new(),
+                calls: Vec::new(),
+                creator: None,
+                ringing: false,
+                members: Vec::new(),
+                subs: Vec::new(),
+                notify_due: None,
+                accept_types: Vec::new(),
+                accept_wrapped_types: Vec::new(),
+                best_error: None,
+            },
+        );
+        let body = b"From: <sip:alice@isc.local>\r\nTo: <sip:conf-5@isc.local>\r\nDateTime: 2026-11-23T15:00:00Z\r\n\r\nContent-Type: text/plain\r\n\r\nhi".to_vec();
+        f.store_history(5, "m1".into(), "message/cpim".into(), body);
+        let kept = kept.lock().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].conversation, "sip:conf-5@isc.local");
+        assert_eq!(kept[0].cpim_from, "<sip:alice@isc.local>");
+        assert_eq!(kept[0].cpim_date_time, "2026-11-23T15:00:00Z");
+        assert_eq!(kept[0].arrived_unix_ms, 1_700_000_000_000);
+    }
+
     proptest! {
         /// REFER bodies and headers from the network never panic the reader.
         #[test]
