@@ -7,6 +7,7 @@ pub mod cpm_participating_function;
 pub mod history_store;
 pub mod isc_media_function;
 pub mod isc_playback;
+pub mod im_controlling_function;
 pub mod location_service;
 pub mod msrp_relay;
 pub mod proxy_core;
