@@ -120,6 +120,8 @@ pub enum Command {
     StopTyping { to: String },
     /// Un-SUBSCRIBE, un-REGISTER (Expires: 0), then [`ClientEvent::Stopped`].
     Shutdown,
+    /// A 1-1 chat command ([`chats::ChatCommand`]).
+    Chat(chats::ChatCommand),
 }
 
 /// One registered device of our AOR, from the reg-event state.
@@ -178,4 +180,6 @@ pub enum ClientEvent {
     WatchEnded { reason: String },
     /// Shutdown finished: nothing more will be sent.
     Stopped,
+    /// Something happened in a 1-1 chat ([`chat::ChatEvent`]).
+    Chat(chat::ChatEvent),
 }
