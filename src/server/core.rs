@@ -19,12 +19,29 @@ use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transmit, Tra
 use crate::server::location_service::{Binding, Source};
 use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
+use super::b2bua::SipCtx;
+use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
+use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
 use super::sip_util::{
     UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
     record_route_value, response_destination, top_via, uri_transport,
 };
+
+/// The context a B2BUA role acts through: `now`, the transaction layer,
+/// the id generator and our address (disjoint borrows of the core's fields).
+macro_rules! role_ctx {
+    ($self:ident, $now:expr) => {
+        SipCtx {
+            now: $now,
+            tsx: &mut $self.tsx,
+            ids: &mut *$self.ids,
+            local: $self.settings.local,
+            domain: &$self.settings.domain,
+        }
+    };
+}
 
 /// The `Server` header value.
 pub const SERVER_AGENT: &str = concat!("isc/", env!("CARGO_PKG_VERSION"));
@@ -68,6 +85,8 @@ pub struct ServerCore {
     registrar: Registrar,
     notifier: RegNotifier,
     proxy: ProxyCore,
+    /// The CPM Participating Function, when enabled ([`Self::enable_cpm`]).
+    cpm: Option<CpmParticipatingFunction>,
     ids: Box<dyn IdGen>,
 }
 
@@ -96,6 +115,7 @@ impl ServerCore {
             registrar: Registrar::new(reg_config),
             notifier: RegNotifier::new(),
             proxy: ProxyCore::new(),
+            cpm: None,
             ids,
             settings,
         }
@@ -108,6 +128,30 @@ impl ServerCore {
     /// The registrar's bindings (the roles built on this core look devices up here).
     pub fn registrar(&self) -> &Registrar {
         &self.registrar
+    }
+
+    /// Puts the CPM Participating Function in the path of CPM session
+    /// INVITEs (without it they are proxied like any INVITE).
+    pub fn enable_cpm(&mut self, cpm: CpmParticipatingFunction) {
+        self.cpm = Some(cpm);
+    }
+
+    pub fn cpm(&self) -> Option<&CpmParticipatingFunction> {
+        self.cpm.as_ref()
+    }
+
+    /// What the MSRP transport reported (for the B2BUA roles' relays).
+    pub fn handle_msrp(&mut self, now: Instant, input: RelayInput) {
+        if let Some(cpm) = self.cpm.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            cpm.handle_msrp(&mut ctx, input);
+        }
+        self.drain(now);
+    }
+
+    /// The next MSRP action for the driver: connect / send / close.
+    pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
+        self.cpm.as_mut()?.poll_msrp()
     }
 
     /// Bytes from the network.
@@ -158,6 +202,10 @@ impl ServerCore {
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tsx.handle_timeout(now);
+        if let Some(cpm) = self.cpm.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            cpm.handle_timeout(&mut ctx);
+        }
         let expired = self.registrar.location_mut().expire(now);
         if !expired.is_empty() {
             let changes: Vec<BindingChange> = expired
@@ -197,6 +245,7 @@ impl ServerCore {
             self.tsx.poll_timeout(),
             self.registrar.location().poll_timeout(),
             self.notifier.poll_timeout(),
+            self.cpm.as_ref().and_then(|c| c.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -219,9 +268,19 @@ impl ServerCore {
                     invite_pending,
                     ..
                 } => self.on_cancel(now, key, request, invite, invite_pending),
-                LayerEvent::Ack { request, .. } => self.on_ack(now, request),
+                LayerEvent::Ack { request, .. } => {
+                    // The ACK for a B2BUA's 2xx ends at the B2BUA.
+                    if !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request)) {
+                        self.on_ack(now, request)
+                    }
+                }
                 LayerEvent::Response { key, response } => {
-                    if self.proxy.owns_branch(&key) {
+                    if let Some(cpm) = self.cpm.as_mut()
+                        && cpm.owns_client(&key)
+                    {
+                        let mut ctx = role_ctx!(self, now);
+                        cpm.on_response(&mut ctx, self.registrar.location(), &key, response);
+                    } else if self.proxy.owns_branch(&key) {
                         let actions = self.proxy.on_response(now, &mut self.tsx, &key, response);
                         for branch in actions.cancel {
                             let _ = self.tsx.cancel(now, &branch);
@@ -233,15 +292,34 @@ impl ServerCore {
                         }
                     }
                 }
-                LayerEvent::StrayResponse { response, .. } => self.forward_stray_response(response),
-                LayerEvent::Timeout { key } => {
-                    self.proxy.on_branch_failure(now, &mut self.tsx, &key, 408)
+                LayerEvent::StrayResponse { response, .. } => {
+                    if let Some(cpm) = self.cpm.as_mut() {
+                        let mut ctx = role_ctx!(self, now);
+                        cpm.on_stray_response(&mut ctx, &response);
+                    }
+                    self.forward_stray_response(response)
                 }
-                LayerEvent::TransportError { key } => {
-                    self.proxy.on_branch_failure(now, &mut self.tsx, &key, 503)
+                LayerEvent::Timeout { key } => self.on_branch_failure(now, &key, 408),
+                LayerEvent::TransportError { key } => self.on_branch_failure(now, &key, 503),
+                LayerEvent::Terminated { key } => {
+                    if let Some(cpm) = self.cpm.as_mut() {
+                        cpm.on_terminated(&key);
+                    }
+                    self.proxy.on_branch_terminated(&key)
                 }
-                LayerEvent::Terminated { key } => self.proxy.on_branch_terminated(&key),
             }
+        }
+    }
+
+    /// Timer B/F or a transport failure on a client transaction.
+    fn on_branch_failure(&mut self, now: Instant, key: &TsxKey, code: u16) {
+        if let Some(cpm) = self.cpm.as_mut()
+            && cpm.owns_client(key)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_failure(&mut ctx, self.registrar.location(), key, code);
+        } else {
+            self.proxy.on_branch_failure(now, &mut self.tsx, key, code)
         }
     }
 
@@ -347,6 +425,23 @@ impl ServerCore {
 
         if req.method == rsip::Method::Subscribe && is_reg_event(&req) {
             self.on_reg_subscribe(now, key, req, &user, source, transport);
+            return;
+        }
+        // Roles in the media path take their INVITEs after authentication
+        // and identity assertion (seed 001 8.3.2.1).
+        if let Some(cpm) = self.cpm.as_mut()
+            && is_cpm_session(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_invite(
+                &mut ctx,
+                self.registrar.location(),
+                key,
+                req,
+                &user,
+                source,
+                transport,
+            );
             return;
         }
         let targets = match self.targets_for(now, &req.uri) {
@@ -470,6 +565,13 @@ impl ServerCore {
             && self.notifier.get_mut(&id).is_some()
         {
             self.on_reg_resubscribe(now, key, req, id, source, transport);
+            return;
+        }
+        if let Some(cpm) = self.cpm.as_mut()
+            && cpm.knows_dialog(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_in_dialog(&mut ctx, key, req);
             return;
         }
         // RFC 3261 §16.4: a loose-routed request names us in its top Route.
@@ -596,6 +698,14 @@ impl ServerCore {
             return;
         };
         self.respond(now, &key, &req, 200, None, vec![]);
+        if pending
+            && let Some(cpm) = self.cpm.as_mut()
+            && cpm.owns_invite(&invite)
+        {
+            let mut ctx = role_ctx!(self, now);
+            cpm.on_cancel(&mut ctx, &invite);
+            return;
+        }
         if pending && self.proxy.owns_server(&invite) {
             // §16.10: CANCEL every pending branch; their 487s go upstream.
             for branch in self.proxy.on_cancel(&invite) {

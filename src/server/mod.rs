@@ -1,7 +1,11 @@
 //! The bundled server: its modules are named after the spec roles.
 
+pub mod b2bua;
 pub mod core;
+pub mod cpm_participating_function;
+pub mod history_store;
 pub mod location_service;
+pub mod msrp_relay;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;

@@ -13,10 +13,16 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::ids::RandomIds;
+use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
 use crate::net::sip_transport::SipTransport;
 use crate::proto::sip::transaction::Transport;
 
 use super::core::{CoreSettings, ServerCore, UserAccount};
+use super::cpm_participating_function::{
+    CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
+};
+use super::history_store::{HistoryStore, SqliteHistory};
+use super::msrp_relay::{RelayInput, RelayOutput};
 
 /// Which way a message went, seen from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +45,16 @@ pub struct WireEvent {
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub config: ServerConfig,
+    /// Keep chat history in memory, not under `data_dir` (demos, tests).
+    pub history_in_memory: bool,
 }
 
 impl ServerOptions {
     pub fn new(config: ServerConfig) -> Self {
-        ServerOptions { config }
+        ServerOptions {
+            config,
+            history_in_memory: false,
+        }
     }
 
     /// Loopback on an ephemeral port with the demo cast (alice, bob, carol,
@@ -53,13 +64,17 @@ impl ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..ServerConfig::default()
         };
-        ServerOptions { config }
+        ServerOptions {
+            config,
+            history_in_memory: true,
+        }
     }
 }
 
 /// A running server. Dropping it does not stop it: call [`Self::shutdown`].
 pub struct ServerHandle {
     local: SocketAddr,
+    msrp: SocketAddr,
     stop: Arc<Notify>,
     wire: broadcast::Sender<WireEvent>,
     task: JoinHandle<()>,
@@ -69,6 +84,11 @@ impl ServerHandle {
     /// The bound address (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The MSRP listener of the B2BUA roles (TCP, same IP, own port).
+    pub fn msrp_addr(&self) -> SocketAddr {
+        self.msrp
     }
 
     /// Every message from now on, in and out.
@@ -89,7 +109,7 @@ pub struct Server;
 impl Server {
     /// Binds and starts the server on the current tokio runtime.
     pub async fn start(options: ServerOptions) -> io::Result<ServerHandle> {
-        let config = options.config;
+        let config = options.config.clone();
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -109,6 +129,41 @@ impl Server {
             nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs),
         };
         let mut core = ServerCore::new(settings, Box::new(RandomIds::new()), Instant::now());
+        // The MSRP side of the B2BUA roles (seed 001 8.3.2.1.1).
+        let (msrp, mut msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
+        let msrp_local = msrp.local_addr();
+        let opened = if options.history_in_memory && config.data_dir.is_none() {
+            SqliteHistory::in_memory()
+        } else {
+            SqliteHistory::open_in(&config.data_dir())
+        };
+        let history: Box<dyn HistoryStore> = match opened {
+            Ok(h) => Box::new(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "history kept in memory only");
+                Box::new(SqliteHistory::in_memory().map_err(|e| io::Error::other(e.to_string()))?)
+            }
+        };
+        let cpm_config = CpmConfig {
+            domain: config.domain.clone(),
+            msrp_local,
+            required_user_agent_version: config.required_user_agent_version.clone(),
+            sdp_policy: config.sdp_policy.clone(),
+            users: config
+                .effective_users()
+                .into_iter()
+                .map(|u| (u.name.clone(), u))
+                .collect(),
+            wall_clock_ms: system_wall_clock_ms,
+        };
+        let mut tid_seed = [0u8; 4];
+        rand::Rng::fill(&mut rand::rng(), &mut tid_seed[..]);
+        core.enable_cpm(CpmParticipatingFunction::new(
+            cpm_config,
+            history,
+            &format!("r{}", hex::encode(tid_seed)),
+        ));
+        let (connect_tx, mut connect_rx) = tokio::sync::mpsc::channel::<(u64, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());
         let (wire, _) = broadcast::channel(4096);
         let task = {
@@ -131,8 +186,50 @@ impl Server {
                             });
                             core.handle_input(Instant::now(), &msg.bytes, msg.source, msg.transport);
                         }
+                        ev = msrp_events.recv() => {
+                            let input = match ev {
+                                Some(MsrpNetEvent::Accepted { conn, .. }) => Some(RelayInput::Accepted { conn }),
+                                // Our own connects are reported through `connect_rx`.
+                                Some(MsrpNetEvent::Connected { .. }) => None,
+                                Some(MsrpNetEvent::Data { conn, bytes }) => Some(RelayInput::Data { conn, bytes }),
+                                Some(MsrpNetEvent::Closed { conn }) => Some(RelayInput::Closed { conn }),
+                                None => break,
+                            };
+                            if let Some(input) = input {
+                                core.handle_msrp(Instant::now(), input);
+                            }
+                        }
+                        res = connect_rx.recv() => {
+                            let Some((leg, res)) = res else { break };
+                            let input = match res {
+                                Ok(conn) => RelayInput::Connected { leg, conn },
+                                Err(e) => {
+                                    tracing::info!(error = %e, leg, "MSRP connect failed");
+                                    RelayInput::ConnectFailed { leg }
+                                }
+                            };
+                            core.handle_msrp(Instant::now(), input);
+                        }
                         _ = tokio::time::sleep_until(wake.into()) => core.handle_timeout(Instant::now()),
                         _ = stop.notified() => break,
+                    }
+                    while let Some(out) = core.poll_msrp() {
+                        match out {
+                            RelayOutput::Connect { leg, addr } => {
+                                let msrp = msrp.clone();
+                                let tx = connect_tx.clone();
+                                tokio::spawn(async move {
+                                    let res = msrp.connect(addr).await;
+                                    let _ = tx.send((leg, res)).await;
+                                });
+                            }
+                            RelayOutput::Send { conn, bytes } => {
+                                if let Err(e) = msrp.send(conn, bytes).await {
+                                    tracing::info!(error = %e, conn, "MSRP send failed");
+                                }
+                            }
+                            RelayOutput::Close { conn } => msrp.close(conn),
+                        }
                     }
                     while let Some(out) = core.poll_transmit() {
                         let _ = wire.send(WireEvent {
@@ -152,6 +249,7 @@ impl Server {
         tracing::info!(%local, "server started");
         Ok(ServerHandle {
             local,
+            msrp: msrp_local,
             stop,
             wire,
             task,

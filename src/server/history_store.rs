@@ -1,0 +1,194 @@
+//! Conversation history (seed 001 8.3.2.1.1 "Upon receiving an MSRP SEND"
+//! step 2, seed 003 13.x): every chat message the CPM function accepts.
+//!
+//! [`HistoryStore`] is the seam a server-grade database can fill later;
+//! [`SqliteHistory`] keeps it in SQLite (WAL) in a file under the server's
+//! data directory, or in memory.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    #[error("history database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("history directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One stored chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The two AORs of the conversation, sorted and joined by a space
+    /// ([`conversation_key`]).
+    pub conversation: String,
+    /// CPIM `From` / `To` / `DateTime` as written (empty when absent).
+    pub cpim_from: String,
+    pub cpim_to: String,
+    pub cpim_date_time: String,
+    /// MSRP Message-ID.
+    pub message_id: String,
+    /// The MSRP Content-Type (usually `message/cpim`).
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// Arrival at the server, milliseconds since the Unix epoch.
+    pub arrived_unix_ms: i64,
+}
+
+/// The conversation key of two users: their AORs sorted.
+pub fn conversation_key(a: &str, b: &str) -> String {
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    format!("{x} {y}")
+}
+
+/// Where chat history goes.
+pub trait HistoryStore: Send {
+    fn store(&mut self, entry: &HistoryEntry) -> Result<(), HistoryError>;
+    /// Every message of the conversation of `a` and `b`, in arrival order.
+    fn conversation(&self, a: &str, b: &str) -> Result<Vec<HistoryEntry>, HistoryError>;
+}
+
+/// SQLite history.
+pub struct SqliteHistory {
+    db: Connection,
+}
+
+impl std::fmt::Debug for SqliteHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteHistory").finish_non_exhaustive()
+    }
+}
+
+/// The file name under the data directory.
+pub const FILE_NAME: &str = "history.sqlite3";
+
+impl SqliteHistory {
+    /// Opens (creating) `dir/history.sqlite3` in WAL mode.
+    pub fn open_in(dir: &Path) -> Result<Self, HistoryError> {
+        std::fs::create_dir_all(dir)?;
+        let db = Connection::open(dir.join(FILE_NAME))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        Self::init(db)
+    }
+
+    /// A store that lives as long as the value.
+    pub fn in_memory() -> Result<Self, HistoryError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(db: Connection) -> Result<Self, HistoryError> {
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS history (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation TEXT NOT NULL,
+                cpim_from TEXT NOT NULL,
+                cpim_to TEXT NOT NULL,
+                cpim_date_time TEXT NOT NULL,
+                message_id TEXT NOT NULL,
+                content_type TEXT NOT NULL,
+                body BLOB NOT NULL,
+                arrived_unix_ms INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS history_conversation ON history (conversation, id);",
+        )?;
+        Ok(SqliteHistory { db })
+    }
+}
+
+impl HistoryStore for SqliteHistory {
+    fn store(&mut self, e: &HistoryEntry) -> Result<(), HistoryError> {
+        self.db.execute(
+            "INSERT INTO history (conversation, cpim_from, cpim_to, cpim_date_time, message_id,
+                content_type, body, arrived_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                e.conversation,
+                e.cpim_from,
+                e.cpim_to,
+                e.cpim_date_time,
+                e.message_id,
+                e.content_type,
+                e.body,
+                e.arrived_unix_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn conversation(&self, a: &str, b: &str) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let mut stmt = self.db.prepare(
+            "SELECT conversation, cpim_from, cpim_to, cpim_date_time, message_id, content_type,
+                body, arrived_unix_ms FROM history WHERE conversation = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![conversation_key(a, b)], |r| {
+            Ok(HistoryEntry {
+                conversation: r.get(0)?,
+                cpim_from: r.get(1)?,
+                cpim_to: r.get(2)?,
+                cpim_date_time: r.get(3)?,
+                message_id: r.get(4)?,
+                content_type: r.get(5)?,
+                body: r.get(6)?,
+                arrived_unix_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> HistoryEntry {
+        HistoryEntry {
+            conversation: conversation_key("sip:bob@isc.local", "sip:alice@isc.local"),
+            cpim_from: "<sip:alice@isc.local>".into(),
+            cpim_to: "<sip:bob@isc.local>".into(),
+            cpim_date_time: "2026-11-23T15:00:00Z".into(),
+            message_id: format!("m{n}"),
+            content_type: "message/cpim".into(),
+            body: vec![n; 3],
+            arrived_unix_ms: i64::from(n),
+        }
+    }
+
+    #[test]
+    fn key_is_symmetric() {
+        assert_eq!(conversation_key("b", "a"), conversation_key("a", "b"));
+    }
+
+    #[test]
+    fn stores_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = SqliteHistory::open_in(dir.path()).unwrap();
+            s.store(&entry(1)).unwrap();
+            s.store(&entry(2)).unwrap();
+        }
+        let s = SqliteHistory::open_in(dir.path()).unwrap();
+        let got = s
+            .conversation("sip:alice@isc.local", "sip:bob@isc.local")
+            .unwrap();
+        assert_eq!(got, vec![entry(1), entry(2)]);
+        assert!(
+            s.conversation("sip:alice@isc.local", "x")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn in_memory_works() {
+        let mut s = SqliteHistory::in_memory().unwrap();
+        s.store(&entry(3)).unwrap();
+        assert_eq!(
+            s.conversation("sip:bob@isc.local", "sip:alice@isc.local")
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
