@@ -40,7 +40,7 @@ fn register_answers_401_with_sha256_and_keeps_the_gruu() {
     assert_eq!(r1.uri.to_string(), "sip:isc.local");
     let contact = header(&r1, "Contact").unwrap();
     assert!(contact.contains(&format!("+sip.instance=\"<{INSTANCE}>\"")), "{contact}");
-    assert!(contact.contains("+isc.device=\"tv\""), "{contact}");
+    assert!(contact.contains("+sip.description=\"tv\""), "{contact}");
     assert!(contact.contains("expires=3600"), "{contact}");
     assert!(contact.contains("transport=tcp"), "{contact}");
     assert_eq!(header(&r1, "Supported").as_deref(), Some("gruu"));
@@ -484,5 +484,5 @@ fn two_instances_of_one_user_are_two_devices() {
     let cb: Contact = rb.headers.typed().unwrap().unwrap();
     assert_ne!(ca, cb);
     assert!(header(&rb, "Contact").unwrap().contains("40002"));
-    assert!(header(&rb, "Contact").unwrap().contains("+isc.device=\"phone\""));
+    assert!(header(&rb, "Contact").unwrap().contains("+sip.description=\"phone\""));
 }

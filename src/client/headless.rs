@@ -1,1 +1,527 @@
-//! headless
+//! Headless mode: the client without the TUI, for scripts and tests.
+//!
+//! ```text
+//! isc client --headless --profile NAME [--server ADDR] [--user U --password P --device D]
+//! ```
+//!
+//! The profile comes from `[[client.profiles]]` of the config file; the
+//! flags override it (`--user` alone is enough when no profile exists). The
+//! server is `--server`, else `[client].server`, else `[server].listen`.
+//! The device's `+sip.instance` is kept in `<state dir>/isc/profiles/<NAME>/instance-id`
+//! (`--instance` overrides it, `--state-dir` moves it).
+//!
+//! **Commands**, one per line on stdin, as JSON or as text
+//! (`URI` may be `bob`, `bob@host` or a full `sip:` URI / GRUU):
+//!
+//! | JSON | text | does |
+//! |---|---|---|
+//! | `{"cmd":"send","to":URI,"text":T,"id":ID}` (`id` optional) | `send URI T...` | pager MESSAGE |
+//! | `{"cmd":"typing","to":URI}` | `typing URI` | isComposing `active` (then `idle` after 15 s) |
+//! | `{"cmd":"idle","to":URI}` | `idle URI` | isComposing `idle` now |
+//! | `{"cmd":"register"}` | `register` | REGISTER now |
+//! | `{"cmd":"devices"}` | `devices` | print the last known `devices` event |
+//! | `{"cmd":"quit"}` | `quit` | un-SUBSCRIBE, un-REGISTER, exit (also on EOF) |
+//!
+//! **Events**, one JSON object per line on stdout:
+//!
+//! | event | fields |
+//! |---|---|
+//! | `started` | `aor`, `device`, `instance`, `local` (our `ip:port`), `server` |
+//! | `registered` | `aor`, `gruu` (or null), `expires` |
+//! | `registration_failed` | `status` (or null on timeout), `reason`, `retry_in` (seconds, null = given up) |
+//! | `unregistered` | |
+//! | `devices` | `devices`: `[{instance, gruu, name, contact, state, self}]` |
+//! | `message` | `from`, `to`, `content_type`, `text`, `asserted_identity`, `call_id` |
+//! | `delivered` | `id`, `to`, `status` |
+//! | `failed` | `id`, `to`, `status` (or null on timeout), `reason`, `warning` |
+//! | `composing` | `from`, `active` (bool) |
+//! | `composing_unsupported` | `to` (it answered 415; no more isComposing to it) |
+//! | `watch_ended` | `reason` (the reg-event subscription ended for good) |
+//! | `error` | `reason`, `line` (a command that could not be read) |
+//! | `stopped` | (last line) |
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::instance::{load_or_create_instance, profile_state_dir};
+use super::runner::spawn_client;
+use super::{ClientEvent, Command, Device, UaConfig};
+use crate::config::Config;
+use crate::proto::sip::transaction::Transport;
+
+/// `isc client` flags (main.rs includes these as the client subcommand's args).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Run without the TUI: commands on stdin, one JSON event per line on stdout.
+    #[arg(long)]
+    pub headless: bool,
+    /// Profile from `[[client.profiles]]` (default: `[client].default_profile`, else the first).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// SIP server `host:port` (default: `[client].server`, else `[server].listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub server: Option<String>,
+    /// User name (`alice`) or AOR (`sip:alice@isc.local`); overrides the profile's.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Password; overrides the profile's.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Device name shown to the user's other devices (e.g. `tv`, `phone`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// SIP domain when the user is a bare name (default: `[server].domain`).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Transport to the server.
+    #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
+    pub transport: TransportArg,
+    /// Local address to bind (port 0: ephemeral).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    pub bind: SocketAddr,
+    /// `+sip.instance` to use instead of the one stored for the profile.
+    #[arg(long, value_name = "URN")]
+    pub instance: Option<String>,
+    /// Directory for the profile's state (the instance id file).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Configuration file (default: the platform config dir's isc/config.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+impl Default for ClientArgs {
+    fn default() -> Self {
+        ClientArgs {
+            headless: false,
+            profile: None,
+            server: None,
+            user: None,
+            password: None,
+            device: None,
+            domain: None,
+            transport: TransportArg::Udp,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            instance: None,
+            state_dir: None,
+            config: None,
+        }
+    }
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportArg {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Udp => Transport::Udp,
+            TransportArg::Tcp => Transport::Tcp,
+        }
+    }
+}
+
+/// What goes wrong before the client runs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeadlessError {
+    #[error("no user: give --user or a [[client.profiles]] entry")]
+    NoUser,
+    #[error("no profile named {0:?} in the config")]
+    NoSuchProfile(String),
+    #[error("cannot resolve server address {0:?}")]
+    BadServer(String),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("state: {0}")]
+    State(io::Error),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Everything [`run_headless`] needs, resolved.
+#[derive(Debug, Clone)]
+pub struct HeadlessOptions {
+    /// `local` is overwritten with the bound address.
+    pub ua: UaConfig,
+    pub bind: SocketAddr,
+}
+
+impl HeadlessOptions {
+    /// Resolves flags against the config (and the profile's state dir).
+    pub fn resolve(args: &ClientArgs, config: &Config) -> Result<Self, HeadlessError> {
+        let profile = match &args.profile {
+            Some(name) => Some(
+                config
+                    .client
+                    .profile(Some(name))
+                    .filter(|p| &p.name == name)
+                    .ok_or_else(|| HeadlessError::NoSuchProfile(name.clone()))?,
+            ),
+            None => config.client.profile(None),
+        };
+        let user = args
+            .user
+            .clone()
+            .or_else(|| profile.map(|p| p.user.clone()))
+            .ok_or(HeadlessError::NoUser)?;
+        let password = args
+            .password
+            .clone()
+            .or_else(|| profile.map(|p| p.password.clone()))
+            .unwrap_or_default();
+        let device = args
+            .device
+            .clone()
+            .or_else(|| profile.and_then(|p| p.device.clone()))
+            .or_else(|| profile.map(|p| p.name.clone()))
+            .unwrap_or_else(|| "headless".to_owned());
+        let default_domain = args.domain.clone().unwrap_or_else(|| config.server.domain.clone());
+        let (user, domain) = split_user(&user, &default_domain);
+        let server_text = args
+            .server
+            .clone()
+            .or_else(|| config.client.server.clone())
+            .unwrap_or_else(|| config.server.listen.to_string());
+        let server = resolve_addr(&server_text)?;
+        let profile_name = args
+            .profile
+            .clone()
+            .or_else(|| profile.map(|p| p.name.clone()))
+            .unwrap_or_else(|| format!("{user}-{device}"));
+        let instance = match &args.instance {
+            Some(i) => i.clone(),
+            None => {
+                let dir = match &args.state_dir {
+                    Some(d) => d.join(&profile_name),
+                    None => profile_state_dir(&profile_name).ok_or_else(|| {
+                        HeadlessError::State(io::Error::other("no state directory on this platform"))
+                    })?,
+                };
+                load_or_create_instance(&dir).map_err(HeadlessError::State)?
+            }
+        };
+        let mut ua = UaConfig::new(&user, &domain, &password, &device, &instance, server, args.bind);
+        ua.transport = args.transport.into();
+        Ok(HeadlessOptions { ua, bind: args.bind })
+    }
+}
+
+/// `alice` → (`alice`, default domain); `sip:alice@x` / `alice@x` → (`alice`, `x`).
+pub fn split_user(user: &str, default_domain: &str) -> (String, String) {
+    let u = user.trim();
+    let u = u.strip_prefix("sip:").unwrap_or(u);
+    match u.split_once('@') {
+        Some((name, domain)) => (name.to_owned(), domain.to_owned()),
+        None => (u.to_owned(), default_domain.to_owned()),
+    }
+}
+
+fn resolve_addr(s: &str) -> Result<SocketAddr, HeadlessError> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| HeadlessError::BadServer(s.to_owned()))
+}
+
+/// `bob` → `sip:bob@domain`, `bob@x` → `sip:bob@x`, URIs unchanged.
+pub fn expand_uri(to: &str, domain: &str) -> String {
+    let to = to.trim();
+    if to.starts_with("sip:") || to.starts_with("sips:") || to.starts_with("tel:") {
+        to.to_owned()
+    } else if to.contains('@') {
+        format!("sip:{to}")
+    } else {
+        format!("sip:{to}@{domain}")
+    }
+}
+
+/// One line of stdin, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadlessCommand {
+    Ua(Command),
+    /// Print the last device list.
+    Devices,
+    Quit,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+enum JsonCommand {
+    Send { to: String, text: String, id: Option<String> },
+    Typing { to: String },
+    Idle { to: String },
+    Register,
+    Devices,
+    Quit,
+}
+
+/// Reads one command line (JSON or text). `Ok(None)` for a blank line.
+pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCommand>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let cmd = if line.starts_with('{') {
+        match serde_json::from_str::<JsonCommand>(line).map_err(|e| e.to_string())? {
+            JsonCommand::Send { to, text, id } => Command::SendMessage { to: expand_uri(&to, domain), text, id },
+            JsonCommand::Typing { to } => Command::Typing { to: expand_uri(&to, domain) },
+            JsonCommand::Idle { to } => Command::StopTyping { to: expand_uri(&to, domain) },
+            JsonCommand::Register => Command::Register,
+            JsonCommand::Devices => return Ok(Some(HeadlessCommand::Devices)),
+            JsonCommand::Quit => return Ok(Some(HeadlessCommand::Quit)),
+        }
+    } else {
+        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim_start();
+        match word.to_ascii_lowercase().as_str() {
+            "send" | "msg" => {
+                let (to, text) = rest.split_once(char::is_whitespace).ok_or("usage: send URI TEXT")?;
+                Command::SendMessage { to: expand_uri(to, domain), text: text.trim_start().to_owned(), id: None }
+            }
+            "typing" if !rest.is_empty() => Command::Typing { to: expand_uri(rest, domain) },
+            "idle" if !rest.is_empty() => Command::StopTyping { to: expand_uri(rest, domain) },
+            "register" => Command::Register,
+            "devices" => return Ok(Some(HeadlessCommand::Devices)),
+            "quit" | "exit" => return Ok(Some(HeadlessCommand::Quit)),
+            _ => return Err(format!("unknown command {word:?}")),
+        }
+    };
+    Ok(Some(HeadlessCommand::Ua(cmd)))
+}
+
+fn device_json(d: &Device) -> Value {
+    json!({
+        "instance": d.instance,
+        "gruu": d.gruu,
+        "name": d.name,
+        "contact": d.contact,
+        "state": d.state,
+        "self": d.is_self,
+    })
+}
+
+/// The stdout line for an event.
+pub fn event_json(ev: &ClientEvent) -> Value {
+    match ev {
+        ClientEvent::Registered { aor, gruu, expires } => {
+            json!({"event": "registered", "aor": aor, "gruu": gruu, "expires": expires})
+        }
+        ClientEvent::RegistrationFailed { status, reason, retry_in } => json!({
+            "event": "registration_failed",
+            "status": status,
+            "reason": reason,
+            "retry_in": retry_in.map(|d| d.as_secs_f64()),
+        }),
+        ClientEvent::Unregistered => json!({"event": "unregistered"}),
+        ClientEvent::DevicesChanged { devices } => devices_json(devices),
+        ClientEvent::MessageReceived { from, to, content_type, body, asserted_identity, call_id } => json!({
+            "event": "message",
+            "from": from,
+            "to": to,
+            "content_type": content_type,
+            "text": String::from_utf8_lossy(body),
+            "asserted_identity": asserted_identity,
+            "call_id": call_id,
+        }),
+        ClientEvent::MessageDelivered { id, to, status } => {
+            json!({"event": "delivered", "id": id, "to": to, "status": status})
+        }
+        ClientEvent::MessageFailed { id, to, status, reason, warning } => json!({
+            "event": "failed", "id": id, "to": to, "status": status, "reason": reason, "warning": warning,
+        }),
+        ClientEvent::ComposingChanged { from, active } => {
+            json!({"event": "composing", "from": from, "active": active})
+        }
+        ClientEvent::ComposingUnsupported { to } => json!({"event": "composing_unsupported", "to": to}),
+        ClientEvent::WatchEnded { reason } => json!({"event": "watch_ended", "reason": reason}),
+        ClientEvent::Stopped => json!({"event": "stopped"}),
+    }
+}
+
+fn devices_json(devices: &[Device]) -> Value {
+    json!({"event": "devices", "devices": devices.iter().map(device_json).collect::<Vec<_>>()})
+}
+
+async fn emit<W: AsyncWrite + Unpin>(out: &mut W, v: &Value) -> io::Result<()> {
+    let mut line = v.to_string();
+    line.push('\n');
+    out.write_all(line.as_bytes()).await?;
+    out.flush().await
+}
+
+/// How long `quit` waits for the un-REGISTER before exiting anyway.
+const QUIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs the client on `stdin`/`stdout` until `quit`, EOF or a stop.
+pub async fn run_headless<R, W>(opts: HeadlessOptions, stdin: R, mut stdout: W) -> io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let domain = opts.ua.domain.clone();
+    let started = json!({
+        "event": "started",
+        "aor": opts.ua.aor(),
+        "device": opts.ua.device,
+        "instance": opts.ua.instance_id,
+        "server": opts.ua.server.to_string(),
+    });
+    let mut handle = spawn_client(opts.ua, opts.bind).await?;
+    let mut started = started;
+    started["local"] = json!(handle.local_addr.to_string());
+    emit(&mut stdout, &started).await?;
+    let mut lines = stdin.lines();
+    let mut stdin_open = true;
+    let mut quitting: Option<tokio::time::Instant> = None;
+    let mut devices: Vec<Device> = Vec::new();
+    loop {
+        let deadline = quitting.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+        tokio::select! {
+            line = lines.next_line(), if stdin_open && quitting.is_none() => {
+                let cmd = match line {
+                    Ok(Some(l)) => match parse_command_line(&l, &domain) {
+                        Ok(Some(c)) => c,
+                        Ok(None) => continue,
+                        Err(reason) => {
+                            emit(&mut stdout, &json!({"event": "error", "reason": reason, "line": l})).await?;
+                            continue;
+                        }
+                    },
+                    // EOF (or unreadable stdin) quits
+                    Ok(None) | Err(_) => {
+                        stdin_open = false;
+                        HeadlessCommand::Quit
+                    }
+                };
+                match cmd {
+                    HeadlessCommand::Ua(c) => {
+                        let _ = handle.commands.send(c).await;
+                    }
+                    HeadlessCommand::Devices => emit(&mut stdout, &devices_json(&devices)).await?,
+                    HeadlessCommand::Quit => {
+                        quitting = Some(tokio::time::Instant::now() + QUIT_WAIT);
+                        let _ = handle.commands.send(Command::Shutdown).await;
+                    }
+                }
+            }
+            ev = handle.events.recv() => match ev {
+                Some(ev) => {
+                    if let ClientEvent::DevicesChanged { devices: d } = &ev {
+                        devices.clone_from(d);
+                    }
+                    emit(&mut stdout, &event_json(&ev)).await?;
+                    if ev == ClientEvent::Stopped {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline), if quitting.is_some() => {
+                emit(&mut stdout, &event_json(&ClientEvent::Stopped)).await?;
+                break;
+            }
+        }
+    }
+    drop(handle);
+    Ok(())
+}
+
+/// `isc client --headless`: loads the config, resolves the options and
+/// runs on the process's stdin/stdout (main.rs calls this inside a runtime).
+pub async fn run_headless_stdio(args: &ClientArgs) -> Result<(), HeadlessError> {
+    let config = Config::load(args.config.as_deref()).map_err(|e| HeadlessError::Config(e.to_string()))?;
+    let opts = HeadlessOptions::resolve(args, &config)?;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    run_headless(opts, stdin, tokio::io::stdout()).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_json_commands() {
+        let d = "isc.local";
+        assert_eq!(
+            parse_command_line("send bob hello there", d).unwrap(),
+            Some(HeadlessCommand::Ua(Command::SendMessage {
+                to: "sip:bob@isc.local".into(),
+                text: "hello there".into(),
+                id: None
+            }))
+        );
+        assert_eq!(
+            parse_command_line(r#"{"cmd":"send","to":"sip:bob@isc.local;gr=urn:uuid:1","text":"hi","id":"7"}"#, d)
+                .unwrap(),
+            Some(HeadlessCommand::Ua(Command::SendMessage {
+                to: "sip:bob@isc.local;gr=urn:uuid:1".into(),
+                text: "hi".into(),
+                id: Some("7".into())
+            }))
+        );
+        assert_eq!(
+            parse_command_line(r#"{"cmd":"typing","to":"bob@x"}"#, d).unwrap(),
+            Some(HeadlessCommand::Ua(Command::Typing { to: "sip:bob@x".into() }))
+        );
+        assert_eq!(parse_command_line("idle bob", d).unwrap(), Some(HeadlessCommand::Ua(Command::StopTyping { to: "sip:bob@isc.local".into() })));
+        assert_eq!(parse_command_line(r#"{"cmd":"quit"}"#, d).unwrap(), Some(HeadlessCommand::Quit));
+        assert_eq!(parse_command_line("devices", d).unwrap(), Some(HeadlessCommand::Devices));
+        assert_eq!(parse_command_line("  ", d).unwrap(), None);
+        assert!(parse_command_line("send bob", d).is_err());
+        assert!(parse_command_line("dance", d).is_err());
+        assert!(parse_command_line(r#"{"cmd":"send"}"#, d).is_err());
+    }
+
+    #[test]
+    fn events_as_json() {
+        let v = event_json(&ClientEvent::Registered { aor: "sip:a@x".into(), gruu: None, expires: 60 });
+        assert_eq!(v.to_string(), r#"{"aor":"sip:a@x","event":"registered","expires":60,"gruu":null}"#);
+        let v = event_json(&ClientEvent::ComposingChanged { from: "sip:b@x".into(), active: true });
+        assert_eq!(v["event"], "composing");
+        assert_eq!(v["active"], true);
+    }
+
+    #[test]
+    fn users_and_uris() {
+        assert_eq!(split_user("sip:alice@ex.org", "isc.local"), ("alice".into(), "ex.org".into()));
+        assert_eq!(split_user("alice", "isc.local"), ("alice".into(), "isc.local".into()));
+        assert_eq!(expand_uri("sip:bob@x", "d"), "sip:bob@x");
+    }
+
+    #[test]
+    fn options_from_a_profile() {
+        let text = "[server]\ndomain = \"isc.local\"\nlisten = \"127.0.0.1:5999\"\n[[client.profiles]]\nname = \"tv\"\nuser = \"alice\"\npassword = \"alice\"\ndevice = \"living-room\"\n";
+        let config = Config::from_str_with_path(text, std::path::Path::new("t.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let args = ClientArgs {
+            profile: Some("tv".into()),
+            state_dir: Some(dir.path().to_path_buf()),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let o = HeadlessOptions::resolve(&args, &config).unwrap();
+        assert_eq!(o.ua.aor(), "sip:alice@isc.local");
+        assert_eq!(o.ua.device, "living-room");
+        assert_eq!(o.ua.server, "127.0.0.1:5999".parse().unwrap());
+        let again = HeadlessOptions::resolve(&args, &config).unwrap();
+        assert_eq!(again.ua.instance_id, o.ua.instance_id);
+        let missing = ClientArgs { profile: Some("nope".into()), ..args };
+        assert!(matches!(HeadlessOptions::resolve(&missing, &config), Err(HeadlessError::NoSuchProfile(_))));
+    }
+}

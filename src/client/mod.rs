@@ -27,11 +27,12 @@ use crate::proto::sip::transaction::Transport;
 /// The `User-Agent` value: `isc/<crate version>`.
 pub const USER_AGENT: &str = concat!("isc/", env!("CARGO_PKG_VERSION"));
 
-/// The Contact parameter carrying the device name, as a quoted feature-tag
-/// value (RFC 3840 §9 extension tag): `+isc.device="tv"`. The registrar
-/// copies it into the reg-event `<unknown-param>` / `<display-name>` so
-/// siblings can show which device does what.
-pub const DEVICE_PARAM: &str = "+isc.device";
+/// The Contact parameter carrying the device name: the RFC 3840 §10.20
+/// `sip.description` feature tag with the name quoted, `+sip.description="tv"`.
+/// The registrar keeps it as the binding's device name and the reg-event
+/// NOTIFY carries it back (as `<unknown-param name="+sip.description">` and
+/// `<display-name>`), so siblings can show which device does what.
+pub const DEVICE_PARAM: &str = "+sip.description";
 
 /// What one user agent is: whose, which device, where it talks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +132,7 @@ pub struct Device {
     pub instance: Option<String>,
     /// Public GRUU (RFC 5628 `<gr:pub-gruu>`).
     pub gruu: Option<String>,
-    /// Device name (`+isc.device` or `<display-name>`).
+    /// Device name (`+sip.description` or `<display-name>`).
     pub name: Option<String>,
     /// The contact URI.
     pub contact: String,
