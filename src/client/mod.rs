@@ -4,6 +4,7 @@
 //! [`headless`] puts a line protocol on stdin/stdout around the runner.
 
 pub mod chat;
+pub mod chat_headless;
 pub mod chats;
 pub mod composing;
 pub mod headless;
