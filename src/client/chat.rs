@@ -23,10 +23,10 @@ use rsip::{Header, Method, Request, Response};
 use super::USER_AGENT;
 use super::composing::{ComposingAction, ComposingConfig, ComposingReceiver, ComposingSender};
 use super::ids::UaIds;
-use crate::proto::ids::IdGen;
 use super::outgoing::{transport_token, uri_of};
 use crate::proto::bodies::cpim::{self, CpimAddress, CpimMessage};
 use crate::proto::bodies::is_composing::{self, IsComposing};
+use crate::proto::ids::IdGen;
 use crate::proto::msrp::{
     MsrpEvent, MsrpFrame, MsrpInput, MsrpPath, MsrpSession, MsrpUri, SequentialIds, SessionConfig,
 };
@@ -79,19 +79,17 @@ pub struct ChatLocal {
 }
 
 impl ChatLocal {
-    /// Contact with `+sip.instance` and the CPM service tag
-    /// (seed 004 7.1.1: the feature tag in Contact).
+    /// Contact with the CPM service tag (seed 004 7.1.1: the feature tag in
+    /// Contact). `+sip.instance` is left out: its quoted `<urn:...>` makes
+    /// rsip's typed Contact (and so peers' dialogs built on it) fail; the
+    /// registration carries it.
     pub fn contact(&self) -> String {
-        let mut c = format!("<{}>", self.contact_uri);
-        if let Some(i) = &self.instance_id {
-            c.push_str(&format!(";+sip.instance=\"<{i}>\""));
-        }
-        c.push_str(&format!(
-            ";{}={}",
+        format!(
+            "<{}>;{}={}",
+            self.contact_uri,
             service::ICSI_REF,
             crate::proto::sip::headers::encode_service_ref(&[service::CPM_SESSION])
-        ));
-        c
+        )
     }
 }
 
@@ -1763,4 +1761,58 @@ fn allows_update(headers: &rsip::Headers) -> bool {
 /// Whether a received request asks for the session timer (for logs/tests).
 pub fn wants_timer(req: &Request) -> bool {
     supports_timer(&req.headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our Contact must survive rsip's typed Contact: peers (the server's
+    /// B2BUA among them) build dialogs from it.
+    #[test]
+    fn dialogs_form_on_our_contact_with_its_feature_tag() {
+        let local = ChatLocal {
+            aor: "sip:bob@isc.local".into(),
+            display_name: None,
+            contact_uri: "sip:bob@127.0.0.1:5080;transport=udp".into(),
+            instance_id: Some("urn:uuid:37d07317-e1e2-49ce-8d12-715ce0fae97a".into()),
+            sip_local: "127.0.0.1:5080".parse().unwrap(),
+            transport: Transport::Udp,
+            msrp_local: "127.0.0.1:6080".parse().unwrap(),
+            timer: SessionTimerConfig::default(),
+            composing: ComposingConfig::default(),
+            msrp_chunk_size: 2048,
+        };
+        let invite = RequestBuilder::new(
+            Method::Invite,
+            parse_uri("sip:bob@isc.local").unwrap(),
+            via(local.sip_local, Transport::Udp, "z9hG4bK1"),
+            NameAddr::new("sip:alice@isc.local"),
+            "a1",
+            NameAddr::new("sip:bob@isc.local"),
+            "c1",
+            1,
+        )
+        .contact(local.contact())
+        .build();
+        let ok = response_with(
+            &invite,
+            200,
+            Some("b1"),
+            None,
+            vec![make_header("Contact", &local.contact())],
+        );
+        let d = Dialog::new_uac(&invite, &ok).expect("a dialog from our raw Contact");
+        assert!(
+            d.remote_target()
+                .to_string()
+                .eq_ignore_ascii_case("sip:bob@127.0.0.1:5080;transport=udp")
+        );
+        assert!(Dialog::new_uas(&invite, &ok, 1).is_ok());
+        assert!(
+            local.contact().contains(
+                "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.session\""
+            )
+        );
+    }
 }

@@ -38,26 +38,36 @@ impl UserAgent {
 
     /// Offers a transaction-layer event to the chats; gives it back if it is not theirs.
     pub(crate) fn chat_layer_event(&mut self, now: Instant, ev: LayerEvent) -> Option<LayerEvent> {
-        let mut ctx = ChatCtx { ids: self.ids.as_mut(), digest: &mut self.proxy_digest };
+        let mut ctx = ChatCtx {
+            ids: self.ids.as_mut(),
+            digest: &mut self.proxy_digest,
+        };
         self.chats.handle_layer_event(&mut ctx, now, ev)
     }
 
     /// Hands the chats' SIP to the layer and their events to the application.
     pub(crate) fn chat_flush(&mut self, now: Instant) {
-        self.chats.flush_sip(&mut self.layer, now, self.cfg.server, self.cfg.transport);
+        self.chats
+            .flush_sip(&mut self.layer, now, self.cfg.server, self.cfg.transport);
         while let Some(e) = self.chats.poll_event() {
             self.events.push_back(ClientEvent::Chat(e));
         }
     }
 
     pub(crate) fn chat_command(&mut self, now: Instant, cmd: ChatCommand) {
-        let mut ctx = ChatCtx { ids: self.ids.as_mut(), digest: &mut self.proxy_digest };
+        let mut ctx = ChatCtx {
+            ids: self.ids.as_mut(),
+            digest: &mut self.proxy_digest,
+        };
         self.chats.command(&mut ctx, now, cmd);
         self.chat_flush(now);
     }
 
     pub(crate) fn chat_timeout(&mut self, now: Instant) {
-        let mut ctx = ChatCtx { ids: self.ids.as_mut(), digest: &mut self.proxy_digest };
+        let mut ctx = ChatCtx {
+            ids: self.ids.as_mut(),
+            digest: &mut self.proxy_digest,
+        };
         self.chats.handle_timeout(&mut ctx, now);
         self.chat_flush(now);
     }
@@ -97,7 +107,10 @@ impl UserAgent {
 
     /// Connecting for `chat` failed.
     pub fn msrp_connect_failed(&mut self, now: Instant, chat: ChatId, error: &str) {
-        let mut ctx = ChatCtx { ids: self.ids.as_mut(), digest: &mut self.proxy_digest };
+        let mut ctx = ChatCtx {
+            ids: self.ids.as_mut(),
+            digest: &mut self.proxy_digest,
+        };
         self.chats.msrp_connect_failed(&mut ctx, now, chat, error);
         self.chat_flush(now);
     }
