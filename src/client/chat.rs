@@ -594,7 +594,7 @@ impl ChatSession {
 
     // ---- SIP out -------------------------------------------------------
 
-    fn from_name_addr(&self) -> NameAddr {
+    fn our_name_addr(&self) -> NameAddr {
         let n = NameAddr::new(self.local.aor.clone());
         match &self.local.display_name {
             Some(d) => n.with_display_name(d.clone()),
@@ -612,7 +612,7 @@ impl ChatSession {
                 self.local.transport,
                 &ctx.ids.branch(),
             ),
-            self.from_name_addr(),
+            self.our_name_addr(),
             &self.local_tag,
             NameAddr::new(self.peer.clone()),
             &self.call_id,
@@ -1509,11 +1509,9 @@ impl ChatSession {
                     None,
                 );
             }
-            MsrpEvent::Delivered { message_id } => {
-                if !self.is_internal(&message_id) {
-                    self.events
-                        .push_back(ChatEvent::Delivered { chat, message_id });
-                }
+            MsrpEvent::Delivered { message_id } if !self.is_internal(&message_id) => {
+                self.events
+                    .push_back(ChatEvent::Delivered { chat, message_id });
             }
             MsrpEvent::SendFailed {
                 message_id, code, ..
