@@ -18,7 +18,12 @@ struct Session {
 }
 
 impl Session {
-    async fn start(server: std::net::SocketAddr, user: &str, device: &str, state: &std::path::Path) -> Session {
+    async fn start(
+        server: std::net::SocketAddr,
+        user: &str,
+        device: &str,
+        state: &std::path::Path,
+    ) -> Session {
         let args = ClientArgs {
             headless: true,
             server: Some(server.to_string()),
@@ -31,12 +36,23 @@ impl Session {
         let opts = HeadlessOptions::resolve(&args, &Config::default()).expect("options");
         let (stdin, their_stdin) = tokio::io::duplex(64 * 1024);
         let (their_stdout, stdout) = tokio::io::duplex(64 * 1024);
-        let task = tokio::spawn(run_headless(opts, BufReader::new(their_stdin), their_stdout));
-        Session { stdin, stdout: BufReader::new(stdout).lines(), task }
+        let task = tokio::spawn(run_headless(
+            opts,
+            BufReader::new(their_stdin),
+            their_stdout,
+        ));
+        Session {
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+            task,
+        }
     }
 
     async fn say(&mut self, line: &str) {
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
     }
 
     /// The next event named `name`, skipping others.
@@ -48,7 +64,8 @@ impl Session {
                 .unwrap_or_else(|_| panic!("no {name} event in time"))
                 .unwrap()
                 .unwrap_or_else(|| panic!("stdout closed before {name}"));
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             if v["event"] == name {
                 return v;
             }
@@ -58,7 +75,9 @@ impl Session {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_headless_clients_chat() {
-    let server = Server::start(ServerOptions::loopback_demo()).await.expect("server starts");
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
     let state = tempfile::tempdir().unwrap();
     let mut alice = Session::start(server.local_addr(), "alice", "tv", state.path()).await;
     let started = alice.expect("started").await;
@@ -72,7 +91,9 @@ async fn two_headless_clients_chat() {
     let c = bob.expect("composing").await;
     assert_eq!(c["from"], "sip:alice@isc.local");
     assert_eq!(c["active"], true);
-    alice.say(r#"{"cmd":"send","to":"sip:bob@isc.local","text":"hi bob","id":"a1"}"#).await;
+    alice
+        .say(r#"{"cmd":"send","to":"sip:bob@isc.local","text":"hi bob","id":"a1"}"#)
+        .await;
     let d = alice.expect("delivered").await;
     assert_eq!(d["id"], "a1");
     let m = bob.expect("message").await;
@@ -83,10 +104,21 @@ async fn two_headless_clients_chat() {
     assert_eq!(alice.expect("message").await["text"], "hello back");
 
     alice.say("what is this").await;
-    assert!(alice.expect("error").await["reason"].as_str().unwrap().contains("unknown"));
+    assert!(
+        alice.expect("error").await["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown")
+    );
     alice.say("devices").await;
     let devs = alice.expect("devices").await;
-    assert!(devs["devices"].as_array().unwrap().iter().any(|d| d["self"] == true));
+    assert!(
+        devs["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["self"] == true)
+    );
 
     alice.say("quit").await;
     alice.expect("unregistered").await;

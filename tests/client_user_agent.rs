@@ -8,9 +8,7 @@ use client_support::*;
 use isc::client::{ClientEvent, Command};
 use isc::proto::bodies::is_composing::{ComposingState, IsComposing};
 use isc::proto::sip::build::{call_id, cseq};
-use isc::proto::sip::digest::{
-    AuthKind, DigestOutcome, DigestServer, DigestServerConfig,
-};
+use isc::proto::sip::digest::{AuthKind, DigestOutcome, DigestServer, DigestServerConfig};
 use isc::proto::sip::headers::{Contact, HeadersExt};
 use rsip::Method;
 
@@ -39,7 +37,10 @@ fn register_answers_401_with_sha256_and_keeps_the_gruu() {
     assert_eq!(r1.method, Method::Register);
     assert_eq!(r1.uri.to_string(), "sip:isc.local");
     let contact = header(&r1, "Contact").unwrap();
-    assert!(contact.contains(&format!("+sip.instance=\"<{INSTANCE}>\"")), "{contact}");
+    assert!(
+        contact.contains(&format!("+sip.instance=\"<{INSTANCE}>\"")),
+        "{contact}"
+    );
     assert!(contact.contains("+sip.description=\"tv\""), "{contact}");
     assert!(contact.contains("expires=3600"), "{contact}");
     assert!(contact.contains("transport=tcp"), "{contact}");
@@ -75,7 +76,10 @@ fn register_answers_401_with_sha256_and_keeps_the_gruu() {
     assert_eq!(sub.method, Method::Subscribe);
     assert_eq!(sub.uri.to_string(), "sip:alice@isc.local");
     assert_eq!(header(&sub, "Event").as_deref(), Some("reg"));
-    assert_eq!(header(&sub, "Accept").as_deref(), Some("application/reginfo+xml"));
+    assert_eq!(
+        header(&sub, "Accept").as_deref(),
+        Some("application/reginfo+xml")
+    );
 
     // refresh at half of the granted 600 s, with credentials up front
     h.reply(&sub, 200, vec![("Expires", "3600".into())]);
@@ -85,7 +89,11 @@ fn register_answers_401_with_sha256_and_keeps_the_gruu() {
     let r3 = h.next_request();
     assert_eq!(r3.method, Method::Register);
     assert_eq!(cseq(&r3.headers), Some((3, "REGISTER".into())));
-    assert!(header(&r3, "Authorization").unwrap().contains("nc=00000002"));
+    assert!(
+        header(&r3, "Authorization")
+            .unwrap()
+            .contains("nc=00000002")
+    );
     assert!(matches!(
         ds.verify_request(h.now, &r3, AuthKind::Www, password),
         DigestOutcome::Authenticated { .. }
@@ -104,7 +112,11 @@ fn wrong_password_gives_up() {
     let mut ds = digest_server(&h);
     h.start();
     let r1 = h.next_request();
-    h.reply_headers(&r1, 401, ds.challenge_headers(h.now, AuthKind::Www, &[1; 16], false));
+    h.reply_headers(
+        &r1,
+        401,
+        ds.challenge_headers(h.now, AuthKind::Www, &[1; 16], false),
+    );
     let r2 = h.next_request();
     assert!(matches!(
         ds.verify_request(h.now, &r2, AuthKind::Www, password),
@@ -113,7 +125,14 @@ fn wrong_password_gives_up() {
     h.reply(&r2, 403, vec![]);
     let ev = h.take_events();
     assert!(
-        matches!(&ev[..], [ClientEvent::RegistrationFailed { status: Some(403), retry_in: None, .. }]),
+        matches!(
+            &ev[..],
+            [ClientEvent::RegistrationFailed {
+                status: Some(403),
+                retry_in: None,
+                ..
+            }]
+        ),
         "{ev:?}"
     );
     h.advance(Duration::from_secs(3600));
@@ -145,7 +164,10 @@ fn server_gone_then_back_reregisters_with_backoff() {
     let r = h.take_request(Method::Register);
     assert!(h.no_request(), "the watch waits for the registration");
     h.reply(&r, 200, vec![("Contact", gruu_contact())]);
-    assert!(matches!(&h.take_events()[..], [ClientEvent::Registered { .. }]));
+    assert!(matches!(
+        &h.take_events()[..],
+        [ClientEvent::Registered { .. }]
+    ));
     // the restarted server lost the subscription too: a new one
     let sub = h.next_request();
     assert_eq!(sub.method, Method::Subscribe);
@@ -169,10 +191,17 @@ fn shutdown_unsubscribes_and_unregisters() {
     h.reply(&unsub, 200, vec![("Expires", "0".into())]);
     assert!(h.take_events().is_empty());
     h.reply(&unreg, 200, vec![]);
-    assert_eq!(h.take_events(), vec![ClientEvent::Unregistered, ClientEvent::Stopped]);
+    assert_eq!(
+        h.take_events(),
+        vec![ClientEvent::Unregistered, ClientEvent::Stopped]
+    );
     assert!(h.ua.is_stopped());
     // nothing more is sent
-    h.command(Command::SendMessage { to: BOB.into(), text: "late".into(), id: None });
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "late".into(),
+        id: None,
+    });
     assert!(h.no_request());
 }
 
@@ -223,36 +252,66 @@ fn reg_notify_full_and_partial_give_the_devices() {
     let mut h = Harness::new(config());
     h.start();
     let reg = h.next_request();
-    h.reply(&reg, 200, vec![("Contact", gruu_contact().replace("expires=600", "expires=3600"))]);
+    h.reply(
+        &reg,
+        200,
+        vec![(
+            "Contact",
+            gruu_contact().replace("expires=600", "expires=3600"),
+        )],
+    );
     h.take_events();
     let sub = h.next_request();
     // RFC 6665 §4.1.2.4: the NOTIFY may come before the 200
     let me = reg_contact("1", INSTANCE, "tv", "active", "registered");
     let phone = reg_contact("2", "urn:uuid:ph", "phone", "active", "registered");
-    notify(&mut h, &sub, "n1", 1, "active;expires=3600", &reginfo(0, "full", &format!("{me}{phone}")));
+    notify(
+        &mut h,
+        &sub,
+        "n1",
+        1,
+        "active;expires=3600",
+        &reginfo(0, "full", &format!("{me}{phone}")),
+    );
     assert_eq!(h.next_response().status_code.code(), 200);
     let ev = h.take_events();
-    let [ClientEvent::DevicesChanged { devices }] = &ev[..] else { panic!("{ev:?}") };
+    let [ClientEvent::DevicesChanged { devices }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
     assert_eq!(devices.len(), 2);
     assert!(devices[0].is_self);
     assert_eq!(devices[1].name.as_deref(), Some("phone"));
     assert_eq!(devices[1].instance.as_deref(), Some("urn:uuid:ph"));
-    assert_eq!(devices[1].gruu.as_deref(), Some("sip:alice@isc.local;gr=urn:uuid:ph"));
+    assert_eq!(
+        devices[1].gruu.as_deref(),
+        Some("sip:alice@isc.local;gr=urn:uuid:ph")
+    );
     h.reply(&sub, 200, vec![("Expires", "3600".into())]);
 
     // the phone unregisters: a partial document
     let gone = reg_contact("2", "urn:uuid:ph", "phone", "terminated", "unregistered");
-    notify(&mut h, &sub, "n1", 2, "active;expires=3500", &reginfo(1, "partial", &gone));
+    notify(
+        &mut h,
+        &sub,
+        "n1",
+        2,
+        "active;expires=3500",
+        &reginfo(1, "partial", &gone),
+    );
     assert_eq!(h.next_response().status_code.code(), 200);
     let ev = h.take_events();
-    let [ClientEvent::DevicesChanged { devices }] = &ev[..] else { panic!("{ev:?}") };
+    let [ClientEvent::DevicesChanged { devices }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
     assert_eq!(devices.len(), 1);
     assert_eq!(h.ua.devices().len(), 1);
 
     // not our subscription: 481
     let mut other = sub.clone();
     other.headers.remove_named("Call-ID");
-    other.headers.push(isc::proto::sip::headers::make_header("Call-ID", "nope"));
+    other
+        .headers
+        .push(isc::proto::sip::headers::make_header("Call-ID", "nope"));
     notify(&mut h, &other, "n9", 1, "active", &reginfo(0, "full", ""));
     assert_eq!(h.next_response().status_code.code(), 481);
 
@@ -262,7 +321,12 @@ fn reg_notify_full_and_partial_give_the_devices() {
     assert_eq!(refresh.method, Method::Subscribe);
     assert_eq!(call_id(&refresh.headers), call_id(&sub.headers));
     assert!(header(&refresh, "To").unwrap().contains("tag=n1"));
-    assert!(refresh.uri.to_string().eq_ignore_ascii_case("sip:reg@127.0.0.1:5060;transport=tcp"));
+    assert!(
+        refresh
+            .uri
+            .to_string()
+            .eq_ignore_ascii_case("sip:reg@127.0.0.1:5060;transport=tcp")
+    );
 }
 
 #[test]
@@ -270,13 +334,25 @@ fn message_answers_407_and_reports_delivery() {
     let mut h = Harness::new(config());
     let mut ds = digest_server(&h);
     h.registered();
-    h.command(Command::SendMessage { to: BOB.into(), text: "hi".into(), id: Some("x1".into()) });
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "hi".into(),
+        id: Some("x1".into()),
+    });
     let m1 = h.next_request();
     assert_eq!(m1.method, Method::Message);
     assert_eq!(m1.uri.to_string(), BOB);
     assert_eq!(m1.body, b"hi");
-    assert!(header(&m1, "Content-Type").unwrap().starts_with("text/plain"));
-    h.reply_headers(&m1, 407, ds.challenge_headers(h.now, AuthKind::Proxy, &[2; 16], false));
+    assert!(
+        header(&m1, "Content-Type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    h.reply_headers(
+        &m1,
+        407,
+        ds.challenge_headers(h.now, AuthKind::Proxy, &[2; 16], false),
+    );
     let m2 = h.next_request();
     assert_eq!(call_id(&m2.headers), call_id(&m1.headers));
     assert_eq!(cseq(&m2.headers), Some((2, "MESSAGE".into())));
@@ -287,14 +363,26 @@ fn message_answers_407_and_reports_delivery() {
     h.reply(&m2, 202, vec![]);
     assert_eq!(
         h.take_events(),
-        vec![ClientEvent::MessageDelivered { id: "x1".into(), to: BOB.into(), status: 202 }]
+        vec![ClientEvent::MessageDelivered {
+            id: "x1".into(),
+            to: BOB.into(),
+            status: 202
+        }]
     );
 
     // the next one carries Proxy-Authorization up front; a refusal with a Warning
-    h.command(Command::SendMessage { to: BOB.into(), text: "again".into(), id: None });
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "again".into(),
+        id: None,
+    });
     let m3 = h.next_request();
     assert!(header(&m3, "Proxy-Authorization").is_some());
-    h.reply(&m3, 480, vec![("Warning", "399 isc.local \"No device registered\"".into())]);
+    h.reply(
+        &m3,
+        480,
+        vec![("Warning", "399 isc.local \"No device registered\"".into())],
+    );
     assert_eq!(
         h.take_events(),
         vec![ClientEvent::MessageFailed {
@@ -312,7 +400,11 @@ fn message_to_a_gruu_and_timeout() {
     let mut h = Harness::new(config());
     h.registered();
     let gruu = "sip:bob@isc.local;gr=urn:uuid:b1";
-    h.command(Command::SendMessage { to: gruu.into(), text: "hi".into(), id: None });
+    h.command(Command::SendMessage {
+        to: gruu.into(),
+        text: "hi".into(),
+        id: None,
+    });
     let m = h.next_request();
     assert_eq!(m.uri.to_string(), gruu);
     h.advance(Duration::from_secs(32));
@@ -344,7 +436,13 @@ Content-Type: {ctype}{extra}"
 fn receives_a_message_with_asserted_identity() {
     let mut h = Harness::new(config());
     h.registered();
-    incoming_message(&mut h, 1, "text/plain", "hello", "\nP-Asserted-Identity: <sip:bob@isc.local>");
+    incoming_message(
+        &mut h,
+        1,
+        "text/plain",
+        "hello",
+        "\nP-Asserted-Identity: <sip:bob@isc.local>",
+    );
     let r = h.next_response();
     assert_eq!(r.status_code.code(), 200);
     assert_eq!(
@@ -377,12 +475,19 @@ CSeq: 1 OPTIONS"
     let r = h.next_response();
     assert_eq!(r.status_code.code(), 200);
     assert!(resp_header(&r, "Allow").unwrap().contains("MESSAGE"));
-    assert!(resp_header(&r, "Accept").unwrap().contains("application/im-iscomposing+xml"));
+    assert!(
+        resp_header(&r, "Accept")
+            .unwrap()
+            .contains("application/im-iscomposing+xml")
+    );
     assert_eq!(resp_header(&r, "Supported").as_deref(), Some("gruu"));
 }
 
 fn composing_state(req: &rsip::Request) -> IsComposing {
-    assert_eq!(header(req, "Content-Type").as_deref(), Some("application/im-iscomposing+xml"));
+    assert_eq!(
+        header(req, "Content-Type").as_deref(),
+        Some("application/im-iscomposing+xml")
+    );
     IsComposing::parse(&req.body).unwrap()
 }
 
@@ -417,7 +522,11 @@ fn composing_active_refresh_idle() {
     h.command(Command::Typing { to: BOB.into() });
     let a2 = h.next_request();
     h.reply(&a2, 200, vec![]);
-    h.command(Command::SendMessage { to: BOB.into(), text: "done".into(), id: None });
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "done".into(),
+        id: None,
+    });
     let m = h.next_request();
     assert_eq!(m.body, b"done");
     h.reply(&m, 200, vec![]);
@@ -432,12 +541,19 @@ fn composing_415_is_remembered() {
     h.command(Command::Typing { to: BOB.into() });
     let a = h.next_request();
     h.reply(&a, 415, vec![("Accept", "text/plain".into())]);
-    assert_eq!(h.take_events(), vec![ClientEvent::ComposingUnsupported { to: BOB.into() }]);
+    assert_eq!(
+        h.take_events(),
+        vec![ClientEvent::ComposingUnsupported { to: BOB.into() }]
+    );
     h.command(Command::Typing { to: BOB.into() });
     h.advance(Duration::from_secs(30));
     assert!(h.no_request());
     // messages still go
-    h.command(Command::SendMessage { to: BOB.into(), text: "hi".into(), id: None });
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "hi".into(),
+        id: None,
+    });
     assert_eq!(h.next_request().method, Method::Message);
 }
 
@@ -448,12 +564,24 @@ fn receiver_side_composing_expires_or_ends_with_the_message() {
     let active = IsComposing::active(Some(60)).to_xml();
     incoming_message(&mut h, 1, "application/im-iscomposing+xml", &active, "");
     assert_eq!(h.next_response().status_code.code(), 200);
-    assert_eq!(h.take_events(), vec![ClientEvent::ComposingChanged { from: BOB.into(), active: true }]);
+    assert_eq!(
+        h.take_events(),
+        vec![ClientEvent::ComposingChanged {
+            from: BOB.into(),
+            active: true
+        }]
+    );
     // no refresh within 60 s (RFC 3994 §4)
     h.advance(Duration::from_secs(59));
     assert!(h.take_events().is_empty());
     h.advance(Duration::from_secs(1));
-    assert_eq!(h.take_events(), vec![ClientEvent::ComposingChanged { from: BOB.into(), active: false }]);
+    assert_eq!(
+        h.take_events(),
+        vec![ClientEvent::ComposingChanged {
+            from: BOB.into(),
+            active: false
+        }]
+    );
 
     incoming_message(&mut h, 2, "application/im-iscomposing+xml", &active, "");
     h.next_response();
@@ -461,11 +589,23 @@ fn receiver_side_composing_expires_or_ends_with_the_message() {
     h.next_response();
     let ev = h.take_events();
     assert_eq!(ev.len(), 3, "{ev:?}");
-    assert_eq!(ev[1], ClientEvent::ComposingChanged { from: BOB.into(), active: false });
+    assert_eq!(
+        ev[1],
+        ClientEvent::ComposingChanged {
+            from: BOB.into(),
+            active: false
+        }
+    );
     assert!(matches!(ev[2], ClientEvent::MessageReceived { .. }));
 
     // a malformed document gets 400
-    incoming_message(&mut h, 4, "application/im-iscomposing+xml", "<isComposing/>", "");
+    incoming_message(
+        &mut h,
+        4,
+        "application/im-iscomposing+xml",
+        "<isComposing/>",
+        "",
+    );
     assert_eq!(h.next_response().status_code.code(), 400);
 }
 
@@ -484,5 +624,148 @@ fn two_instances_of_one_user_are_two_devices() {
     let cb: Contact = rb.headers.typed().unwrap().unwrap();
     assert_ne!(ca, cb);
     assert!(header(&rb, "Contact").unwrap().contains("40002"));
-    assert!(header(&rb, "Contact").unwrap().contains("+sip.description=\"phone\""));
+    assert!(
+        header(&rb, "Contact")
+            .unwrap()
+            .contains("+sip.description=\"phone\"")
+    );
+}
+
+#[test]
+fn a_refused_connection_fails_the_register_at_once() {
+    let mut h = Harness::new(config());
+    h.start();
+    let r = h.next_request();
+    let bytes = isc::proto::sip::message::to_bytes(&rsip::SipMessage::Request(r));
+    h.ua.handle_send_error(h.now, &bytes);
+    h.pump();
+    let ev = h.take_events();
+    assert!(
+        matches!(
+            &ev[..],
+            [ClientEvent::RegistrationFailed {
+                status: None,
+                retry_in: Some(_),
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.next_request().method, Method::Register);
+}
+
+/// STYLE.md habit 11, for the client's sans-IO parts.
+#[test]
+fn the_user_agent_does_no_io() {
+    for file in [
+        "user_agent",
+        "registration",
+        "reg_watch",
+        "composing",
+        "outgoing",
+        "ids",
+    ] {
+        let path = format!("{}/src/client/{file}.rs", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        // unit tests may take a real clock
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for banned in [
+            "tokio",
+            "Instant::now",
+            "thread_rng",
+            "std::net::UdpSocket",
+            "std::fs",
+        ] {
+            assert!(!text.contains(banned), "{path} mentions {banned}");
+        }
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use isc::client::headless::parse_command_line;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_from_the_network_are_survived(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut h = Harness::new(config());
+            h.start();
+            h.deliver_bytes(bytes);
+            h.advance(Duration::from_secs(40));
+        }
+
+        #[test]
+        fn mangled_requests_are_survived(cut in 0usize..400, flip in any::<u8>(), at in 0usize..400) {
+            let mut h = Harness::new(config());
+            h.registered();
+            let mut raw = raw_request(
+                &format!("MESSAGE sip:alice@{LOCAL} SIP/2.0\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKf\nMax-Forwards: 70\nFrom: <sip:bob@isc.local>;tag=f\nTo: <sip:alice@isc.local>\nCall-ID: f1\nCSeq: 1 MESSAGE\nContent-Type: application/im-iscomposing+xml"),
+                "<isComposing xmlns=\"urn:ietf:params:xml:ns:im-iscomposing\"><state>active</state><refresh>60</refresh></isComposing>",
+            );
+            if let Some(b) = raw.get_mut(at) {
+                *b ^= flip;
+            }
+            raw.truncate(raw.len().saturating_sub(cut % 40));
+            h.deliver_bytes(raw);
+            h.advance(Duration::from_secs(200));
+        }
+
+        #[test]
+        fn any_command_line_is_read_without_panic(line in ".{0,200}") {
+            let _ = parse_command_line(&line, "isc.local");
+        }
+    }
+}
+
+#[test]
+fn shutdown_while_registering_ignores_the_late_200() {
+    let mut h = Harness::new(config());
+    h.start();
+    let reg = h.next_request();
+    h.command(Command::Shutdown);
+    let unreg = h.next_request();
+    assert_eq!(header(&unreg, "Expires").as_deref(), Some("0"));
+    h.reply(&reg, 200, vec![("Contact", gruu_contact())]);
+    assert!(h.take_events().is_empty());
+    assert!(h.no_request(), "no SUBSCRIBE while shutting down");
+    h.reply(&unreg, 200, vec![]);
+    assert_eq!(
+        h.take_events(),
+        vec![ClientEvent::Unregistered, ClientEvent::Stopped]
+    );
+}
+
+#[test]
+fn over_udp_retransmissions_are_sent_and_absorbed() {
+    let mut cfg = config();
+    cfg.transport = isc::proto::sip::transaction::Transport::Udp;
+    let mut h = Harness::new(cfg);
+    h.registered();
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "hi".into(),
+        id: None,
+    });
+    let m = h.next_request();
+    // Timer E: the same request again after T1
+    h.advance(Duration::from_millis(500));
+    let again = h.next_request();
+    assert_eq!(
+        isc::proto::sip::build::top_via_branch(&again.headers),
+        isc::proto::sip::build::top_via_branch(&m.headers)
+    );
+    h.reply(&m, 200, vec![]);
+    h.reply(&m, 200, vec![]);
+    let ev = h.take_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+
+    // a MESSAGE received twice is reported once and answered twice
+    incoming_message(&mut h, 7, "text/plain", "once", "");
+    incoming_message(&mut h, 7, "text/plain", "once", "");
+    assert_eq!(h.next_response().status_code.code(), 200);
+    assert_eq!(h.next_response().status_code.code(), 200);
+    let ev = h.take_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
 }

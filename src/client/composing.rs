@@ -78,7 +78,10 @@ pub struct ComposingSender {
 
 impl ComposingSender {
     pub fn new(cfg: ComposingConfig) -> Self {
-        ComposingSender { cfg, ..Default::default() }
+        ComposingSender {
+            cfg,
+            ..Default::default()
+        }
     }
 
     pub fn config(&self) -> &ComposingConfig {
@@ -97,7 +100,10 @@ impl ComposingSender {
         }
         self.active.insert(
             to.to_owned(),
-            Active { last_typed: now, refresh_at: self.cfg.refresh_due(now) },
+            Active {
+                last_typed: now,
+                refresh_at: self.cfg.refresh_due(now),
+            },
         );
         Some(ComposingAction::SendActive { to: to.to_owned() })
     }
@@ -137,7 +143,9 @@ impl ComposingSender {
         peers.sort();
         let peers: Vec<String> = peers.into_iter().cloned().collect();
         for to in peers {
-            let Some(a) = self.active.get_mut(&to) else { continue };
+            let Some(a) = self.active.get_mut(&to) else {
+                continue;
+            };
             if now >= a.last_typed + cfg.idle_timeout {
                 // RFC 3994 §3.2: idle timeout expired
                 self.active.remove(&to);
@@ -196,8 +204,12 @@ impl ComposingReceiver {
 
     /// Peers whose `active` ran out by `now` (RFC 3994 §4), now idle.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<String> {
-        let mut gone: Vec<String> =
-            self.active.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        let mut gone: Vec<String> = self
+            .active
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
         gone.sort();
         for p in &gone {
             self.active.remove(p);
@@ -221,7 +233,10 @@ mod tests {
         let t0 = Instant::now();
         let cfg = ComposingConfig::default();
         let mut s = ComposingSender::new(cfg);
-        assert_eq!(s.typing(t0, BOB), Some(ComposingAction::SendActive { to: BOB.into() }));
+        assert_eq!(
+            s.typing(t0, BOB),
+            Some(ComposingAction::SendActive { to: BOB.into() })
+        );
         // keep typing every 10 s: no message until the refresh is due at 54 s
         let mut now = t0;
         let mut sent = Vec::new();
@@ -236,7 +251,10 @@ mod tests {
         // stop typing at 60 s: idle 15 s later
         let at = s.poll_timeout().unwrap();
         assert_eq!(at, now + Duration::from_secs(15));
-        assert_eq!(s.handle_timeout(at), vec![ComposingAction::SendIdle { to: BOB.into() }]);
+        assert_eq!(
+            s.handle_timeout(at),
+            vec![ComposingAction::SendIdle { to: BOB.into() }]
+        );
         assert_eq!(s.poll_timeout(), None);
     }
 
@@ -258,12 +276,24 @@ mod tests {
     fn receiver_expiry_and_message() {
         let t0 = Instant::now();
         let mut r = ComposingReceiver::new();
-        assert_eq!(r.indication(t0, BOB, &IsComposing::active(Some(60))), Some(true));
+        assert_eq!(
+            r.indication(t0, BOB, &IsComposing::active(Some(60))),
+            Some(true)
+        );
         assert_eq!(r.indication(t0, BOB, &IsComposing::active(Some(60))), None);
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(60)));
-        assert_eq!(r.handle_timeout(t0 + Duration::from_secs(59)), Vec::<String>::new());
-        assert_eq!(r.handle_timeout(t0 + Duration::from_secs(60)), vec![BOB.to_string()]);
-        assert_eq!(r.indication(t0, BOB, &IsComposing::active(None)), Some(true));
+        assert_eq!(
+            r.handle_timeout(t0 + Duration::from_secs(59)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            r.handle_timeout(t0 + Duration::from_secs(60)),
+            vec![BOB.to_string()]
+        );
+        assert_eq!(
+            r.indication(t0, BOB, &IsComposing::active(None)),
+            Some(true)
+        );
         assert_eq!(r.poll_timeout(), Some(t0 + DEFAULT_RECEIVER_TIMEOUT));
         assert!(r.message(BOB));
         assert!(!r.message(BOB));

@@ -5,7 +5,9 @@
 //! ```
 //!
 //! The profile comes from `[[client.profiles]]` of the config file; the
-//! flags override it (`--user` alone is enough when no profile exists). The
+//! flags override it (`--user` alone is enough when no profile exists). With
+//! no such profile, `--profile alice-tv` means user `alice` of `[[server.users]]`
+//! (else of the loopback demo cast, password = name) on device `tv`. The
 //! server is `--server`, else `[client].server`, else `[server].listen`.
 //! The device's `+sip.instance` is kept in `<state dir>/isc/profiles/<NAME>/instance-id`
 //! (`--instance` overrides it, `--state-dir` moves it).
@@ -69,7 +71,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use super::instance::{load_or_create_instance, profile_state_dir};
 use super::runner::spawn_client;
 use super::{ClientEvent, Command, Device, UaConfig};
-use crate::config::Config;
+use crate::config::{Config, ProfileConfig};
 use crate::proto::sip::transaction::Transport;
 
 /// `isc client` flags (main.rs includes these as the client subcommand's args).
@@ -178,16 +180,23 @@ pub struct HeadlessOptions {
 impl HeadlessOptions {
     /// Resolves flags against the config (and the profile's state dir).
     pub fn resolve(args: &ClientArgs, config: &Config) -> Result<Self, HeadlessError> {
-        let profile = match &args.profile {
-            Some(name) => Some(
-                config
-                    .client
-                    .profile(Some(name))
-                    .filter(|p| &p.name == name)
+        let found = match &args.profile {
+            Some(name) => config
+                .client
+                .profile(Some(name))
+                .filter(|p| &p.name == name)
+                .cloned(),
+            None => config.client.profile(None).cloned(),
+        };
+        let profile = match (&args.profile, found) {
+            (_, Some(p)) => Some(p),
+            (Some(name), None) => Some(
+                server_user_profile(name, config)
                     .ok_or_else(|| HeadlessError::NoSuchProfile(name.clone()))?,
             ),
-            None => config.client.profile(None),
+            (None, None) => None,
         };
+        let profile = profile.as_ref();
         let user = args
             .user
             .clone()
@@ -204,7 +213,10 @@ impl HeadlessOptions {
             .or_else(|| profile.and_then(|p| p.device.clone()))
             .or_else(|| profile.map(|p| p.name.clone()))
             .unwrap_or_else(|| "headless".to_owned());
-        let default_domain = args.domain.clone().unwrap_or_else(|| config.server.domain.clone());
+        let default_domain = args
+            .domain
+            .clone()
+            .unwrap_or_else(|| config.server.domain.clone());
         let (user, domain) = split_user(&user, &default_domain);
         let server_text = args
             .server
@@ -223,16 +235,45 @@ impl HeadlessOptions {
                 let dir = match &args.state_dir {
                     Some(d) => d.join(&profile_name),
                     None => profile_state_dir(&profile_name).ok_or_else(|| {
-                        HeadlessError::State(io::Error::other("no state directory on this platform"))
+                        HeadlessError::State(io::Error::other(
+                            "no state directory on this platform",
+                        ))
                     })?,
                 };
                 load_or_create_instance(&dir).map_err(HeadlessError::State)?
             }
         };
-        let mut ua = UaConfig::new(&user, &domain, &password, &device, &instance, server, args.bind);
+        let mut ua = UaConfig::new(
+            &user, &domain, &password, &device, &instance, server, args.bind,
+        );
         ua.transport = args.transport.into();
-        Ok(HeadlessOptions { ua, bind: args.bind })
+        Ok(HeadlessOptions {
+            ua,
+            bind: args.bind,
+        })
     }
+}
+
+/// With no `[[client.profiles]]` entry, `--profile alice` (or `alice-tv`,
+/// `alice/tv`) is the server's user `alice` (from `[[server.users]]`, else
+/// the loopback demo cast whose passwords are the names), device `tv`.
+fn server_user_profile(name: &str, config: &Config) -> Option<ProfileConfig> {
+    let (user, device) = match name.split_once(['-', '/']) {
+        Some((u, d)) => (u, Some(d.to_owned())),
+        None => (name, None),
+    };
+    let account = config
+        .server
+        .effective_users()
+        .into_iter()
+        .find(|u| u.name == user)?;
+    let mut p: ProfileConfig = toml::from_str(&format!(
+        "name = {name:?}\nuser = {user:?}\npassword = {pw:?}\n",
+        pw = account.password
+    ))
+    .ok()?;
+    p.device = device;
+    Some(p)
 }
 
 /// `alice` → (`alice`, default domain); `sip:alice@x` / `alice@x` → (`alice`, `x`).
@@ -279,9 +320,17 @@ pub enum HeadlessCommand {
 #[derive(Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 enum JsonCommand {
-    Send { to: String, text: String, id: Option<String> },
-    Typing { to: String },
-    Idle { to: String },
+    Send {
+        to: String,
+        text: String,
+        id: Option<String>,
+    },
+    Typing {
+        to: String,
+    },
+    Idle {
+        to: String,
+    },
     Register,
     Devices,
     Quit,
@@ -298,9 +347,17 @@ pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCom
     }
     let cmd = if line.starts_with('{') {
         match serde_json::from_str::<JsonCommand>(line).map_err(|e| e.to_string())? {
-            JsonCommand::Send { to, text, id } => Command::SendMessage { to: expand_uri(&to, domain), text, id },
-            JsonCommand::Typing { to } => Command::Typing { to: expand_uri(&to, domain) },
-            JsonCommand::Idle { to } => Command::StopTyping { to: expand_uri(&to, domain) },
+            JsonCommand::Send { to, text, id } => Command::SendMessage {
+                to: expand_uri(&to, domain),
+                text,
+                id,
+            },
+            JsonCommand::Typing { to } => Command::Typing {
+                to: expand_uri(&to, domain),
+            },
+            JsonCommand::Idle { to } => Command::StopTyping {
+                to: expand_uri(&to, domain),
+            },
             JsonCommand::Register => Command::Register,
             JsonCommand::Devices => return Ok(Some(HeadlessCommand::Devices)),
             JsonCommand::Quit => return Ok(Some(HeadlessCommand::Quit)),
@@ -310,11 +367,21 @@ pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCom
         let rest = rest.trim_start();
         match word.to_ascii_lowercase().as_str() {
             "send" | "msg" => {
-                let (to, text) = rest.split_once(char::is_whitespace).ok_or("usage: send URI TEXT")?;
-                Command::SendMessage { to: expand_uri(to, domain), text: text.trim_start().to_owned(), id: None }
+                let (to, text) = rest
+                    .split_once(char::is_whitespace)
+                    .ok_or("usage: send URI TEXT")?;
+                Command::SendMessage {
+                    to: expand_uri(to, domain),
+                    text: text.trim_start().to_owned(),
+                    id: None,
+                }
             }
-            "typing" if !rest.is_empty() => Command::Typing { to: expand_uri(rest, domain) },
-            "idle" if !rest.is_empty() => Command::StopTyping { to: expand_uri(rest, domain) },
+            "typing" if !rest.is_empty() => Command::Typing {
+                to: expand_uri(rest, domain),
+            },
+            "idle" if !rest.is_empty() => Command::StopTyping {
+                to: expand_uri(rest, domain),
+            },
             "register" => Command::Register,
             "devices" => return Ok(Some(HeadlessCommand::Devices)),
             "quit" | "exit" => return Ok(Some(HeadlessCommand::Quit)),
@@ -341,7 +408,11 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         ClientEvent::Registered { aor, gruu, expires } => {
             json!({"event": "registered", "aor": aor, "gruu": gruu, "expires": expires})
         }
-        ClientEvent::RegistrationFailed { status, reason, retry_in } => json!({
+        ClientEvent::RegistrationFailed {
+            status,
+            reason,
+            retry_in,
+        } => json!({
             "event": "registration_failed",
             "status": status,
             "reason": reason,
@@ -349,7 +420,14 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         }),
         ClientEvent::Unregistered => json!({"event": "unregistered"}),
         ClientEvent::DevicesChanged { devices } => devices_json(devices),
-        ClientEvent::MessageReceived { from, to, content_type, body, asserted_identity, call_id } => json!({
+        ClientEvent::MessageReceived {
+            from,
+            to,
+            content_type,
+            body,
+            asserted_identity,
+            call_id,
+        } => json!({
             "event": "message",
             "from": from,
             "to": to,
@@ -361,13 +439,21 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         ClientEvent::MessageDelivered { id, to, status } => {
             json!({"event": "delivered", "id": id, "to": to, "status": status})
         }
-        ClientEvent::MessageFailed { id, to, status, reason, warning } => json!({
+        ClientEvent::MessageFailed {
+            id,
+            to,
+            status,
+            reason,
+            warning,
+        } => json!({
             "event": "failed", "id": id, "to": to, "status": status, "reason": reason, "warning": warning,
         }),
         ClientEvent::ComposingChanged { from, active } => {
             json!({"event": "composing", "from": from, "active": active})
         }
-        ClientEvent::ComposingUnsupported { to } => json!({"event": "composing_unsupported", "to": to}),
+        ClientEvent::ComposingUnsupported { to } => {
+            json!({"event": "composing_unsupported", "to": to})
+        }
         ClientEvent::WatchEnded { reason } => json!({"event": "watch_ended", "reason": reason}),
         ClientEvent::Stopped => json!({"event": "stopped"}),
         ClientEvent::Chat(e) => super::chat_headless::event_json(e),
@@ -411,7 +497,8 @@ where
     let mut quitting: Option<tokio::time::Instant> = None;
     let mut devices: Vec<Device> = Vec::new();
     loop {
-        let deadline = quitting.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+        let deadline =
+            quitting.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             line = lines.next_line(), if stdin_open && quitting.is_none() => {
                 let cmd = match line {
@@ -465,7 +552,8 @@ where
 /// `isc client --headless`: loads the config, resolves the options and
 /// runs on the process's stdin/stdout (main.rs calls this inside a runtime).
 pub async fn run_headless_stdio(args: &ClientArgs) -> Result<(), HeadlessError> {
-    let config = Config::load(args.config.as_deref()).map_err(|e| HeadlessError::Config(e.to_string()))?;
+    let config =
+        Config::load(args.config.as_deref()).map_err(|e| HeadlessError::Config(e.to_string()))?;
     let opts = HeadlessOptions::resolve(args, &config)?;
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     run_headless(opts, stdin, tokio::io::stdout()).await?;
@@ -488,8 +576,11 @@ mod tests {
             }))
         );
         assert_eq!(
-            parse_command_line(r#"{"cmd":"send","to":"sip:bob@isc.local;gr=urn:uuid:1","text":"hi","id":"7"}"#, d)
-                .unwrap(),
+            parse_command_line(
+                r#"{"cmd":"send","to":"sip:bob@isc.local;gr=urn:uuid:1","text":"hi","id":"7"}"#,
+                d
+            )
+            .unwrap(),
             Some(HeadlessCommand::Ua(Command::SendMessage {
                 to: "sip:bob@isc.local;gr=urn:uuid:1".into(),
                 text: "hi".into(),
@@ -498,11 +589,24 @@ mod tests {
         );
         assert_eq!(
             parse_command_line(r#"{"cmd":"typing","to":"bob@x"}"#, d).unwrap(),
-            Some(HeadlessCommand::Ua(Command::Typing { to: "sip:bob@x".into() }))
+            Some(HeadlessCommand::Ua(Command::Typing {
+                to: "sip:bob@x".into()
+            }))
         );
-        assert_eq!(parse_command_line("idle bob", d).unwrap(), Some(HeadlessCommand::Ua(Command::StopTyping { to: "sip:bob@isc.local".into() })));
-        assert_eq!(parse_command_line(r#"{"cmd":"quit"}"#, d).unwrap(), Some(HeadlessCommand::Quit));
-        assert_eq!(parse_command_line("devices", d).unwrap(), Some(HeadlessCommand::Devices));
+        assert_eq!(
+            parse_command_line("idle bob", d).unwrap(),
+            Some(HeadlessCommand::Ua(Command::StopTyping {
+                to: "sip:bob@isc.local".into()
+            }))
+        );
+        assert_eq!(
+            parse_command_line(r#"{"cmd":"quit"}"#, d).unwrap(),
+            Some(HeadlessCommand::Quit)
+        );
+        assert_eq!(
+            parse_command_line("devices", d).unwrap(),
+            Some(HeadlessCommand::Devices)
+        );
         assert_eq!(parse_command_line("  ", d).unwrap(), None);
         assert!(parse_command_line("send bob", d).is_err());
         assert!(parse_command_line("dance", d).is_err());
@@ -511,17 +615,33 @@ mod tests {
 
     #[test]
     fn events_as_json() {
-        let v = event_json(&ClientEvent::Registered { aor: "sip:a@x".into(), gruu: None, expires: 60 });
-        assert_eq!(v.to_string(), r#"{"aor":"sip:a@x","event":"registered","expires":60,"gruu":null}"#);
-        let v = event_json(&ClientEvent::ComposingChanged { from: "sip:b@x".into(), active: true });
+        let v = event_json(&ClientEvent::Registered {
+            aor: "sip:a@x".into(),
+            gruu: None,
+            expires: 60,
+        });
+        assert_eq!(
+            v.to_string(),
+            r#"{"aor":"sip:a@x","event":"registered","expires":60,"gruu":null}"#
+        );
+        let v = event_json(&ClientEvent::ComposingChanged {
+            from: "sip:b@x".into(),
+            active: true,
+        });
         assert_eq!(v["event"], "composing");
         assert_eq!(v["active"], true);
     }
 
     #[test]
     fn users_and_uris() {
-        assert_eq!(split_user("sip:alice@ex.org", "isc.local"), ("alice".into(), "ex.org".into()));
-        assert_eq!(split_user("alice", "isc.local"), ("alice".into(), "isc.local".into()));
+        assert_eq!(
+            split_user("sip:alice@ex.org", "isc.local"),
+            ("alice".into(), "ex.org".into())
+        );
+        assert_eq!(
+            split_user("alice", "isc.local"),
+            ("alice".into(), "isc.local".into())
+        );
         assert_eq!(expand_uri("sip:bob@x", "d"), "sip:bob@x");
     }
 
@@ -542,7 +662,26 @@ mod tests {
         assert_eq!(o.ua.server, "127.0.0.1:5999".parse().unwrap());
         let again = HeadlessOptions::resolve(&args, &config).unwrap();
         assert_eq!(again.ua.instance_id, o.ua.instance_id);
-        let missing = ClientArgs { profile: Some("nope".into()), ..args };
-        assert!(matches!(HeadlessOptions::resolve(&missing, &config), Err(HeadlessError::NoSuchProfile(_))));
+        let demo = ClientArgs {
+            profile: Some("bob-phone".into()),
+            ..args.clone()
+        };
+        let o = HeadlessOptions::resolve(&demo, &Config::default()).unwrap();
+        assert_eq!(
+            (
+                o.ua.user.as_str(),
+                o.ua.password.as_str(),
+                o.ua.device.as_str()
+            ),
+            ("bob", "bob", "phone")
+        );
+        let missing = ClientArgs {
+            profile: Some("nope".into()),
+            ..args
+        };
+        assert!(matches!(
+            HeadlessOptions::resolve(&missing, &config),
+            Err(HeadlessError::NoSuchProfile(_))
+        ));
     }
 }

@@ -12,13 +12,22 @@ pub const INSTANCE_FILE: &str = "instance-id";
 /// (`$XDG_STATE_HOME` on Linux, the local data dir elsewhere).
 pub fn profile_state_dir(profile: &str) -> Option<PathBuf> {
     let dirs = directories::ProjectDirs::from("", "", "isc")?;
-    let base = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf();
+    let base = dirs
+        .state_dir()
+        .unwrap_or_else(|| dirs.data_local_dir())
+        .to_path_buf();
     Some(base.join("profiles").join(sanitize(profile)))
 }
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -115,7 +115,11 @@ pub enum Command {
     Register,
     /// Send a pager MESSAGE (`text/plain`) to a user URI or a GRUU. `id`
     /// names it in the delivery events; `None` lets the UA number it (`m1`, ...).
-    SendMessage { to: String, text: String, id: Option<String> },
+    SendMessage {
+        to: String,
+        text: String,
+        id: Option<String>,
+    },
     /// The user typed in the message to `to` (RFC 3994 isComposing).
     Typing { to: String },
     /// The user stopped composing to `to` (cleared the input): `idle` now.
@@ -147,9 +151,17 @@ pub struct Device {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     /// Registered (first time, after a failure, or with a new GRUU).
-    Registered { aor: String, gruu: Option<String>, expires: u32 },
+    Registered {
+        aor: String,
+        gruu: Option<String>,
+        expires: u32,
+    },
     /// A REGISTER failed; the UA retries in `retry_in` (None: gives up, e.g. 403).
-    RegistrationFailed { status: Option<u16>, reason: String, retry_in: Option<Duration> },
+    RegistrationFailed {
+        status: Option<u16>,
+        reason: String,
+        retry_in: Option<Duration>,
+    },
     /// The un-REGISTER completed.
     Unregistered,
     /// The sibling devices (ourselves included) changed.

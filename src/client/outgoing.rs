@@ -48,7 +48,7 @@ impl OutRequest {
         )
         .with_rport();
         let mut b = RequestBuilder::new(
-            self.method.clone(),
+            self.method,
             parse_uri(&self.uri)?,
             via,
             self.from.clone(),
@@ -89,7 +89,9 @@ pub fn transport_param(t: Transport) -> &'static str {
 /// The URI of a name-addr header value (`"Bob" <sip:bob@x>;tag=1` → `sip:bob@x`),
 /// or the trimmed value when it does not parse.
 pub fn uri_of(value: &str) -> String {
-    NameAddr::parse(value).map(|n| n.uri).unwrap_or_else(|_| value.trim().to_owned())
+    NameAddr::parse(value)
+        .map(|n| n.uri)
+        .unwrap_or_else(|_| value.trim().to_owned())
 }
 
 #[cfg(test)]

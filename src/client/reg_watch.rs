@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::Device;
 use super::DEVICE_PARAM;
+use super::Device;
 use super::registration::strip_instance;
 use crate::proto::bodies::reginfo::{ContactState, DocState, Reginfo};
 use crate::proto::sip::headers::{SubState, SubscriptionState};
@@ -35,6 +35,18 @@ pub struct NotifyOutcome {
     pub devices: Option<Vec<Device>>,
     /// The subscription ended for good, with the reason.
     pub ended: Option<String>,
+}
+
+/// The parts of a NOTIFY the watch reads.
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedNotify {
+    pub sub_state: Option<SubscriptionState>,
+    /// The notifier's tag (From).
+    pub from_tag: Option<String>,
+    /// The notifier's Contact URI.
+    pub contact: Option<String>,
+    /// The reginfo body, read.
+    pub body: Option<Reginfo>,
 }
 
 /// The reg-event subscription of one UA.
@@ -110,7 +122,13 @@ impl RegWatch {
     }
 
     /// A 2xx to a SUBSCRIBE: refresh at half of the granted `expires`.
-    pub fn subscribed(&mut self, now: Instant, expires: u32, remote_tag: Option<String>, target: Option<String>) {
+    pub fn subscribed(
+        &mut self,
+        now: Instant,
+        expires: u32,
+        remote_tag: Option<String>,
+        target: Option<String>,
+    ) {
         if self.state != WatchState::Ending {
             self.state = WatchState::Active;
         }
@@ -133,7 +151,9 @@ impl RegWatch {
     pub fn failed(&mut self, now: Instant, base: Duration, max: Duration) -> Duration {
         self.state = WatchState::Failed;
         self.failures = self.failures.saturating_add(1);
-        let delay = base.saturating_mul(1u32 << (self.failures - 1).min(16)).min(max);
+        let delay = base
+            .saturating_mul(1u32 << (self.failures - 1).min(16))
+            .min(max);
         self.retry_at = Some(now + delay);
         self.refresh_at = None;
         delay
@@ -179,17 +199,22 @@ impl RegWatch {
 
     /// A NOTIFY of this subscription (RFC 6665 §4.1.3, RFC 3680 §4.4):
     /// its Subscription-State and reginfo body.
+    /// `retry_default` is the wait after `probation`/`giveup` without `retry-after`.
     pub fn handle_notify(
         &mut self,
         now: Instant,
-        sub_state: Option<&SubscriptionState>,
-        from_tag: Option<String>,
-        contact: Option<String>,
-        body: Option<Reginfo>,
+        notify: ReceivedNotify,
         aor: &str,
         own_instance: &str,
-        retry: (Duration, Duration),
+        retry_default: Duration,
     ) -> NotifyOutcome {
+        let ReceivedNotify {
+            sub_state,
+            from_tag,
+            contact,
+            body,
+        } = notify;
+        let sub_state = sub_state.as_ref();
         let mut out = NotifyOutcome::default();
         if self.remote_tag.is_none() {
             self.remote_tag = from_tag;
@@ -236,7 +261,7 @@ impl RegWatch {
                     Some("probation") | Some("giveup") => {
                         self.state = WatchState::Failed;
                         let after = s.retry_after.map(|r| Duration::from_secs(u64::from(r)));
-                        self.retry_at = Some(now + after.unwrap_or(retry.0));
+                        self.retry_at = Some(now + after.unwrap_or(retry_default));
                         self.refresh_at = None;
                     }
                     Some(other) => {
@@ -249,12 +274,11 @@ impl RegWatch {
                 if matches!(self.state, WatchState::Subscribing | WatchState::Failed) {
                     self.state = WatchState::Active;
                 }
-                if let Some(e) = s.expires {
-                    if self.state == WatchState::Active
-                        && self.refresh_at.is_none_or(|at| at > now)
-                    {
-                        self.set_expires(now, e);
-                    }
+                if let Some(e) = s.expires
+                    && self.state == WatchState::Active
+                    && self.refresh_at.is_none_or(|at| at > now)
+                {
+                    self.set_expires(now, e);
                 }
             }
             None => {}
@@ -307,7 +331,9 @@ pub fn devices_from(doc: &Reginfo, aor: &str, own_instance: &str) -> Vec<Device>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::bodies::reginfo::{Contact, ContactEvent, Registration, RegistrationState, UnknownParam};
+    use crate::proto::bodies::reginfo::{
+        Contact, ContactEvent, Registration, RegistrationState, UnknownParam,
+    };
 
     fn doc(version: u32, state: DocState, contacts: Vec<Contact>) -> Reginfo {
         Reginfo {
@@ -325,7 +351,10 @@ mod tests {
     fn device(id: &str, inst: &str, name: &str) -> Contact {
         let mut c = Contact::new(id, format!("sip:alice@127.0.0.1:{id}"));
         c.set_instance_id(inst);
-        c.unknown_params.push(UnknownParam { name: DEVICE_PARAM.into(), value: Some(format!("\"{name}\"")) });
+        c.unknown_params.push(UnknownParam {
+            name: DEVICE_PARAM.into(),
+            value: Some(format!("\"{name}\"")),
+        });
         c.pub_gruu = Some(format!("sip:alice@isc.local;gr={inst}"));
         c
     }
@@ -336,30 +365,70 @@ mod tests {
         let mut w = RegWatch::new();
         w.start("c".into(), "t".into());
         assert!(w.matches("c", Some("t")));
-        let retry = (Duration::from_secs(1), Duration::from_secs(60));
+        let retry = Duration::from_secs(1);
+        let n = |s: &SubscriptionState, tag: Option<&str>, body: Option<Reginfo>| ReceivedNotify {
+            sub_state: Some(s.clone()),
+            from_tag: tag.map(str::to_owned),
+            contact: None,
+            body,
+        };
         let ss = SubscriptionState::active(600);
         let full = doc(0, DocState::Full, vec![device("1", "urn:uuid:tv", "tv")]);
-        let o = w.handle_notify(t0, Some(&ss), Some("n".into()), None, Some(full), "sip:alice@isc.local", "urn:uuid:tv", retry);
+        let o = w.handle_notify(
+            t0,
+            n(&ss, Some("n"), Some(full)),
+            "sip:alice@isc.local",
+            "urn:uuid:tv",
+            retry,
+        );
         let d = o.devices.unwrap();
         assert_eq!(d.len(), 1);
         assert!(d[0].is_self);
         assert_eq!(d[0].name.as_deref(), Some("tv"));
         assert_eq!(w.state, WatchState::Active);
         assert_eq!(w.poll_timeout(), Some(t0 + Duration::from_secs(300)));
-        let partial = doc(1, DocState::Partial, vec![device("2", "urn:uuid:ph", "phone")]);
-        let o = w.handle_notify(t0, Some(&ss), None, None, Some(partial.clone()), "sip:alice@isc.local", "urn:uuid:tv", retry);
+        let partial = doc(
+            1,
+            DocState::Partial,
+            vec![device("2", "urn:uuid:ph", "phone")],
+        );
+        let o = w.handle_notify(
+            t0,
+            n(&ss, None, Some(partial.clone())),
+            "sip:alice@isc.local",
+            "urn:uuid:tv",
+            retry,
+        );
         assert_eq!(o.devices.unwrap().len(), 2);
         let mut gone = device("2", "urn:uuid:ph", "phone");
         gone.state = ContactState::Terminated;
         gone.event = ContactEvent::Unregistered;
-        let o = w.handle_notify(t0, Some(&ss), None, None, Some(doc(2, DocState::Partial, vec![gone])), "sip:alice@isc.local", "urn:uuid:tv", retry);
+        let o = w.handle_notify(
+            t0,
+            n(&ss, None, Some(doc(2, DocState::Partial, vec![gone]))),
+            "sip:alice@isc.local",
+            "urn:uuid:tv",
+            retry,
+        );
         assert_eq!(o.devices.unwrap().len(), 1);
         // a gap asks for a refresh now
-        let o = w.handle_notify(t0, Some(&ss), None, None, Some(doc(9, DocState::Partial, vec![])), "sip:alice@isc.local", "urn:uuid:tv", retry);
+        let o = w.handle_notify(
+            t0,
+            n(&ss, None, Some(doc(9, DocState::Partial, vec![]))),
+            "sip:alice@isc.local",
+            "urn:uuid:tv",
+            retry,
+        );
         assert_eq!(o.devices, None);
         assert!(w.refresh_due(t0));
         // terminated;reason=rejected ends it
-        let o = w.handle_notify(t0, Some(&SubscriptionState::terminated("rejected")), None, None, None, "sip:alice@isc.local", "urn:uuid:tv", retry);
+        let o = w.handle_notify(
+            t0,
+            n(&SubscriptionState::terminated("rejected"), None, None),
+            "sip:alice@isc.local",
+            "urn:uuid:tv",
+            retry,
+        );
         assert_eq!(o.ended.as_deref(), Some("rejected"));
         assert_eq!(w.poll_timeout(), None);
     }

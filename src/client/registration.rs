@@ -143,7 +143,11 @@ impl Registration {
 
 /// Our binding in a 2xx to REGISTER: the Contact whose `+sip.instance` is
 /// ours (RFC 5627 §5.1), or the one whose URI is ours.
-pub fn our_binding(response: &rsip::Response, instance: &str, contact_uri: &str) -> Option<ContactValue> {
+pub fn our_binding(
+    response: &rsip::Response,
+    instance: &str,
+    contact_uri: &str,
+) -> Option<ContactValue> {
     let contacts: Vec<ContactValue> = response
         .headers
         .all::<Contact>()
@@ -164,10 +168,19 @@ pub fn our_binding(response: &rsip::Response, instance: &str, contact_uri: &str)
 
 /// The expiry a registrar granted our binding: the Contact's `expires`,
 /// else the Expires header, else what we asked for (RFC 3261 §10.2.4).
-pub fn granted_expires(response: &rsip::Response, binding: Option<&ContactValue>, asked: u32) -> u32 {
+pub fn granted_expires(
+    response: &rsip::Response,
+    binding: Option<&ContactValue>,
+    asked: u32,
+) -> u32 {
     binding
         .and_then(ContactValue::expires)
-        .or_else(|| response.headers.get_raw("Expires").and_then(|v| v.trim().parse().ok()))
+        .or_else(|| {
+            response
+                .headers
+                .get_raw("Expires")
+                .and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or(asked)
 }
 
@@ -175,7 +188,10 @@ pub fn granted_expires(response: &rsip::Response, binding: Option<&ContactValue>
 pub fn strip_instance(v: &str) -> String {
     let v = unquote(v.trim());
     let v = v.trim();
-    v.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(v).to_owned()
+    v.strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(v)
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -194,7 +210,9 @@ mod tests {
 
     #[test]
     fn finds_our_binding_and_gruu() {
-        let r = ok("<sip:a@127.0.0.1:1;transport=udp>;+sip.instance=\"<urn:uuid:o>\";expires=100, <sip:a@127.0.0.1:2>;+sip.instance=\"<urn:uuid:me>\";pub-gruu=\"sip:a@x;gr=urn:uuid:me\";expires=300");
+        let r = ok(
+            "<sip:a@127.0.0.1:1;transport=udp>;+sip.instance=\"<urn:uuid:o>\";expires=100, <sip:a@127.0.0.1:2>;+sip.instance=\"<urn:uuid:me>\";pub-gruu=\"sip:a@x;gr=urn:uuid:me\";expires=300",
+        );
         let b = our_binding(&r, "urn:uuid:me", "sip:none").unwrap();
         assert_eq!(b.pub_gruu().as_deref(), Some("sip:a@x;gr=urn:uuid:me"));
         assert_eq!(granted_expires(&r, Some(&b), 3600), 300);
@@ -204,11 +222,18 @@ mod tests {
     #[test]
     fn refresh_at_half_and_backoff() {
         let t0 = Instant::now();
-        let mut reg = Registration::new("c".into(), 3600, Duration::from_secs(1), Duration::from_secs(5));
+        let mut reg = Registration::new(
+            "c".into(),
+            3600,
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        );
         assert!(reg.succeeded(t0, 600, None));
         assert_eq!(reg.poll_timeout(), Some(t0 + Duration::from_secs(300)));
         assert!(!reg.succeeded(t0, 600, None));
-        let d: Vec<_> = (0..5).map(|_| reg.failed(t0, true).unwrap().as_secs()).collect();
+        let d: Vec<_> = (0..5)
+            .map(|_| reg.failed(t0, true).unwrap().as_secs())
+            .collect();
         assert_eq!(d, vec![1, 2, 4, 5, 5]);
         assert!(reg.succeeded(t0, 600, None));
         assert_eq!(reg.failed(t0, false), None);

@@ -11,12 +11,13 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::ids::RandomIds;
-use crate::proto::ids::IdGen;
 use super::{ClientEvent, Command, UaConfig, UserAgent};
 use super::chat::MsrpOut;
+use crate::flow::Flow;
+use crate::ids::RandomIds;
 use crate::net::SipTransport;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
+use crate::proto::ids::IdGen;
 use crate::proto::sip::transaction::Transport;
 
 /// Which way a message went.
@@ -29,6 +30,8 @@ pub enum Direction {
 /// One SIP message on the wire, for the flow ladder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireRecord {
+    /// When the driver sent or received it.
+    pub at: Instant,
     pub direction: Direction,
     /// Our address.
     pub local: SocketAddr,
@@ -36,6 +39,20 @@ pub struct WireRecord {
     pub peer: SocketAddr,
     pub transport: Transport,
     pub bytes: Vec<u8>,
+}
+
+impl WireRecord {
+    /// Adds this message to a flow ladder: `me` names this client (e.g.
+    /// `alice/tv`), `peer` the other end (e.g. `server`); `start` is the
+    /// flow's time origin.
+    pub fn record_in(&self, flow: &mut Flow, start: Instant, me: &str, peer: &str) {
+        let at = self.at.saturating_duration_since(start);
+        let (from, to) = match self.direction {
+            Direction::Sent => (me, peer),
+            Direction::Received => (peer, me),
+        };
+        flow.record(at, from, to, &self.bytes);
+    }
 }
 
 /// The application's side of a running client.
@@ -64,7 +81,10 @@ impl ClientHandle {
 
     /// The next event, waiting at most `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Waits for the first event matching `pred`, dropping others, for at
@@ -76,7 +96,10 @@ impl ClientHandle {
     ) -> Option<ClientEvent> {
         let until = tokio::time::Instant::now() + timeout;
         loop {
-            let ev = tokio::time::timeout_at(until, self.events.recv()).await.ok().flatten()?;
+            let ev = tokio::time::timeout_at(until, self.events.recv())
+                .await
+                .ok()
+                .flatten()?;
             if pred(&ev) {
                 return Some(ev);
             }
@@ -129,7 +152,13 @@ pub async fn spawn_client_with(
         wire: wire.clone(),
     };
     let task = tokio::spawn(driver.run().instrument(span));
-    Ok(ClientHandle { commands: cmd_tx, events: ev_rx, local_addr: local, wire, task })
+    Ok(ClientHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        local_addr: local,
+        wire,
+        task,
+    })
 }
 
 struct Driver {
@@ -155,12 +184,16 @@ impl Driver {
             if self.ua.is_stopped() {
                 break;
             }
-            let next = self.ua.poll_timeout().unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+            let next = self
+                .ua
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + IDLE_WAKE);
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next));
             tokio::select! {
                 input = self.incoming.recv() => match input {
                     Some(input) => {
                         let _ = self.wire.send(WireRecord {
+                            at: Instant::now(),
                             direction: Direction::Received,
                             local: self.transport.local_addr(),
                             peer: input.source,
@@ -227,15 +260,16 @@ impl Driver {
     async fn flush_sip(&mut self) {
         while let Some((to, transport, bytes)) = self.ua.poll_transmit() {
             let _ = self.wire.send(WireRecord {
+                at: Instant::now(),
                 direction: Direction::Sent,
                 local: self.transport.local_addr(),
                 peer: to,
                 transport,
                 bytes: bytes.clone(),
             });
-            if let Err(e) = self.transport.send(to, transport, bytes).await {
-                // the transaction's own timer reports the failure
+            if let Err(e) = self.transport.send(to, transport, bytes.clone()).await {
                 tracing::debug!(error = %e, %to, "send failed");
+                self.ua.handle_send_error(Instant::now(), &bytes);
             }
         }
         while let Some(ev) = self.ua.poll_event() {

@@ -17,14 +17,14 @@ use rsip::{Method, Request, Response};
 
 use super::composing::{ComposingAction, ComposingReceiver, ComposingSender};
 use super::ids::UaIds;
-use crate::proto::ids::IdGen;
 use super::outgoing::{OutRequest, transport_param, uri_of};
-use super::reg_watch::{RegWatch, WatchState};
+use super::reg_watch::{ReceivedNotify, RegWatch, WatchState};
 use super::registration::{RegState, Registration, granted_expires, our_binding};
 use super::{ClientEvent, Command, DEVICE_PARAM, Device, USER_AGENT, UaConfig};
 use crate::net::sip_transport::Incoming;
 use crate::proto::bodies::is_composing::{self, IsComposing};
 use crate::proto::bodies::reginfo::{self, Reginfo};
+use crate::proto::ids::IdGen;
 use crate::proto::sip::build::{call_id, from_tag, response_with, to_tag};
 use crate::proto::sip::digest::{DigestClient, DigestError};
 use crate::proto::sip::headers::{
@@ -105,7 +105,12 @@ impl std::fmt::Debug for UserAgent {
 
 impl UserAgent {
     pub fn new(cfg: UaConfig, mut ids: Box<dyn IdGen>) -> Self {
-        let reg = Registration::new(ids.call_id(), cfg.register_expires, cfg.retry_base, cfg.retry_max);
+        let reg = Registration::new(
+            ids.call_id(),
+            cfg.register_expires,
+            cfg.retry_base,
+            cfg.retry_max,
+        );
         let chats = Self::default_chats(&cfg, String::new());
         let mut ua = UserAgent {
             chats,
@@ -210,10 +215,25 @@ impl UserAgent {
                 return;
             }
         };
-        if let Err(e) = self.layer.handle_message(now, msg, input.source, input.transport) {
+        if let Err(e) = self
+            .layer
+            .handle_message(now, msg, input.source, input.transport)
+        {
             tracing::debug!(error = %e, source = %input.source, "transaction layer refused message");
         }
         self.drain(now);
+    }
+
+    /// The driver could not send `bytes` (e.g. TCP connection refused): the
+    /// request's client transaction fails now instead of at Timer F/B
+    /// (RFC 3261 §17.1.4).
+    pub fn handle_send_error(&mut self, now: Instant, bytes: &[u8]) {
+        if let Ok(rsip::SipMessage::Request(req)) = parse_message(bytes)
+            && let Ok(key) = TsxKey::client(&req)
+        {
+            self.layer.handle_transport_error(now, &key);
+            self.drain(now);
+        }
     }
 
     /// An application command.
@@ -280,7 +300,10 @@ impl UserAgent {
             self.composing_action(now, a);
         }
         for from in self.receiver.handle_timeout(now) {
-            self.events.push_back(ClientEvent::ComposingChanged { from, active: false });
+            self.events.push_back(ClientEvent::ComposingChanged {
+                from,
+                active: false,
+            });
         }
         if self.shutdown.is_some_and(|at| at <= now) {
             self.finish_stop();
@@ -329,7 +352,14 @@ impl UserAgent {
         }
     }
 
-    fn base_request(&mut self, method: Method, uri: String, to: NameAddr, call_id: String, cseq: u32) -> OutRequest {
+    fn base_request(
+        &mut self,
+        method: Method,
+        uri: String,
+        to: NameAddr,
+        call_id: String,
+        cseq: u32,
+    ) -> OutRequest {
         OutRequest {
             method,
             uri,
@@ -351,21 +381,47 @@ impl UserAgent {
         let mut req = match out.build(self.cfg.local, self.cfg.transport, &branch) {
             Ok(r) => r,
             Err(e) => {
-                self.send_failed(now, &purpose, None, format!("cannot build request: {e}"), None);
+                self.send_failed(
+                    now,
+                    &purpose,
+                    None,
+                    format!("cannot build request: {e}"),
+                    None,
+                );
                 return false;
             }
         };
         let cnonce = self.ids.cnonce();
-        let digest = if purpose.is_register() { &mut self.reg_digest } else { &mut self.proxy_digest };
+        let digest = if purpose.is_register() {
+            &mut self.reg_digest
+        } else {
+            &mut self.proxy_digest
+        };
         // credentials for a realm that challenged us before (RFC 3261 §22.3)
         digest.authorize(&mut req, &cnonce);
-        match self.layer.send_request(now, req, self.cfg.server, self.cfg.transport) {
+        match self
+            .layer
+            .send_request(now, req, self.cfg.server, self.cfg.transport)
+        {
             Ok(key) => {
-                self.pending.insert(key, Pending { purpose, out, auth_tries });
+                self.pending.insert(
+                    key,
+                    Pending {
+                        purpose,
+                        out,
+                        auth_tries,
+                    },
+                );
                 true
             }
             Err(e) => {
-                self.send_failed(now, &purpose, None, format!("cannot send request: {e}"), None);
+                self.send_failed(
+                    now,
+                    &purpose,
+                    None,
+                    format!("cannot send request: {e}"),
+                    None,
+                );
                 false
             }
         }
@@ -423,7 +479,8 @@ impl UserAgent {
             to = to.with_param("tag", Some(t));
         }
         let uri = self.watch.remote_target.clone().unwrap_or(aor);
-        let mut out = self.base_request(Method::Subscribe, uri, to, self.watch.call_id.clone(), cseq);
+        let mut out =
+            self.base_request(Method::Subscribe, uri, to, self.watch.call_id.clone(), cseq);
         out.from_tag = self.watch.from_tag.clone();
         out.contact = Some(format!("<{}>", self.contact_uri()));
         let out = out
@@ -447,7 +504,13 @@ impl UserAgent {
             ComposingAction::SendIdle { to } => (to, IsComposing::idle()),
         };
         let cid = self.ids.call_id();
-        let mut out = self.base_request(Method::Message, to.clone(), NameAddr::new(to.clone()), cid, 1);
+        let mut out = self.base_request(
+            Method::Message,
+            to.clone(),
+            NameAddr::new(to.clone()),
+            cid,
+            1,
+        );
         out.body = Some((is_composing::CONTENT_TYPE.to_owned(), doc.to_bytes()));
         self.send(now, Purpose::Composing { to }, out, 0);
     }
@@ -498,7 +561,12 @@ impl UserAgent {
             let Some(ev) = self.chat_layer_event(now, ev) else { continue };
             match ev {
                 LayerEvent::NewRequest { key, request, .. } => self.on_request(now, key, request),
-                LayerEvent::Cancel { key, request, invite, .. } => {
+                LayerEvent::Cancel {
+                    key,
+                    request,
+                    invite,
+                    ..
+                } => {
                     // we never leave an INVITE pending, so there is nothing to cancel
                     let code = if invite.is_some() { 200 } else { 481 };
                     self.respond(now, &key, &request, code, vec![]);
@@ -509,13 +577,22 @@ impl UserAgent {
                         self.on_no_response(now, p);
                     }
                 }
-                LayerEvent::Ack { .. } | LayerEvent::StrayResponse { .. } | LayerEvent::Terminated { .. } => {}
+                LayerEvent::Ack { .. }
+                | LayerEvent::StrayResponse { .. }
+                | LayerEvent::Terminated { .. } => {}
             }
         }
         self.chat_flush(now);
     }
 
-    fn respond(&mut self, now: Instant, key: &TsxKey, req: &Request, code: u16, extra: Vec<rsip::Header>) {
+    fn respond(
+        &mut self,
+        now: Instant,
+        key: &TsxKey,
+        req: &Request,
+        code: u16,
+        extra: Vec<rsip::Header>,
+    ) {
         let tag = self.ids.tag();
         let resp = response_with(req, code, Some(&tag), None, extra);
         if let Err(e) = self.layer.send_response(now, key, resp) {
@@ -538,9 +615,7 @@ impl UserAgent {
             Method::Message => self.on_message(now, key, req),
             Method::Notify => self.on_notify(now, key, req),
             // RFC 6665 §8.3.2: we are no notifier
-            Method::Subscribe => {
-                self.respond(now, &key, &req, 489, vec![make_header("Allow-Events", "")])
-            }
+            Method::Subscribe => self.respond(now, &key, &req, 489, vec![]),
             Method::Ack => {}
             Method::Bye => self.respond(now, &key, &req, 481, vec![]),
             // RFC 3261 §8.2.1
@@ -549,22 +624,35 @@ impl UserAgent {
     }
 
     fn on_message(&mut self, now: Instant, key: TsxKey, req: Request) {
-        let from = req.headers.get_raw("From").map(|v| uri_of(&v)).unwrap_or_default();
+        let from = req
+            .headers
+            .get_raw("From")
+            .map(|v| uri_of(&v))
+            .unwrap_or_default();
         let content_type = req.headers.get_raw("Content-Type");
         let is_composing = content_type.as_deref().is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(is_composing::CONTENT_TYPE))
+            ct.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(is_composing::CONTENT_TYPE))
         });
         if is_composing {
             match IsComposing::parse(&req.body) {
                 Ok(doc) => {
                     self.respond(now, &key, &req, 200, vec![]);
                     if let Some(active) = self.receiver.indication(now, &from, &doc) {
-                        self.events.push_back(ClientEvent::ComposingChanged { from, active });
+                        self.events
+                            .push_back(ClientEvent::ComposingChanged { from, active });
                     }
                 }
                 Err(e) => {
                     let w = Warning::new(399, &self.cfg.domain, &format!("bad isComposing: {e}"));
-                    self.respond(now, &key, &req, 400, vec![make_header("Warning", &w.to_string())]);
+                    self.respond(
+                        now,
+                        &key,
+                        &req,
+                        400,
+                        vec![make_header("Warning", &w.to_string())],
+                    );
                 }
             }
             return;
@@ -572,13 +660,23 @@ impl UserAgent {
         self.respond(now, &key, &req, 200, vec![]);
         // RFC 3994 §4: a message ends the peer's active state
         if self.receiver.message(&from) {
-            self.events.push_back(ClientEvent::ComposingChanged { from: from.clone(), active: false });
+            self.events.push_back(ClientEvent::ComposingChanged {
+                from: from.clone(),
+                active: false,
+            });
         }
         self.events.push_back(ClientEvent::MessageReceived {
-            to: req.headers.get_raw("To").map(|v| uri_of(&v)).unwrap_or_default(),
+            to: req
+                .headers
+                .get_raw("To")
+                .map(|v| uri_of(&v))
+                .unwrap_or_default(),
             from,
             content_type,
-            asserted_identity: req.headers.get_raw("P-Asserted-Identity").map(|v| uri_of(&v)),
+            asserted_identity: req
+                .headers
+                .get_raw("P-Asserted-Identity")
+                .map(|v| uri_of(&v)),
             call_id: call_id(&req.headers),
             body: req.body,
         });
@@ -612,19 +710,18 @@ impl UserAgent {
             }
         };
         let (aor, inst) = (self.cfg.aor(), self.cfg.instance_id.clone());
-        let retry = (self.cfg.retry_base, self.cfg.retry_max);
-        let out = self.watch.handle_notify(
-            now,
-            sub_state.as_ref(),
-            from_tag(&req.headers),
+        let notify = ReceivedNotify {
+            sub_state,
+            from_tag: from_tag(&req.headers),
             contact,
             body,
-            &aor,
-            &inst,
-            retry,
-        );
+        };
+        let out = self
+            .watch
+            .handle_notify(now, notify, &aor, &inst, self.cfg.retry_base);
         if let Some(devices) = out.devices {
-            self.events.push_back(ClientEvent::DevicesChanged { devices });
+            self.events
+                .push_back(ClientEvent::DevicesChanged { devices });
         }
         if let Some(reason) = out.ended {
             self.events.push_back(ClientEvent::WatchEnded { reason });
@@ -636,7 +733,13 @@ impl UserAgent {
         if code < 200 {
             return;
         }
-        let Some(p) = self.pending.remove(&key) else { return };
+        let Some(p) = self.pending.remove(&key) else {
+            return;
+        };
+        if self.shutdown.is_some() && matches!(p.purpose, Purpose::Register | Purpose::Subscribe) {
+            // superseded by the un-REGISTER / un-SUBSCRIBE of the shutdown
+            return;
+        }
         if (code == 401 || code == 407) && self.retry_with_credentials(now, &p, &resp) {
             return;
         }
@@ -655,7 +758,11 @@ impl UserAgent {
             }
             Purpose::Message { id, to } => {
                 if (200..300).contains(&code) {
-                    self.events.push_back(ClientEvent::MessageDelivered { id, to, status: code });
+                    self.events.push_back(ClientEvent::MessageDelivered {
+                        id,
+                        to,
+                        status: code,
+                    });
                 } else {
                     let warning = warning_text(&resp);
                     self.events.push_back(ClientEvent::MessageFailed {
@@ -671,7 +778,8 @@ impl UserAgent {
                 // baresip answers isComposing with 415: stop sending it there
                 if code == 415 {
                     self.sender.mark_unsupported(&to);
-                    self.events.push_back(ClientEvent::ComposingUnsupported { to });
+                    self.events
+                        .push_back(ClientEvent::ComposingUnsupported { to });
                 }
             }
         }
@@ -683,7 +791,11 @@ impl UserAgent {
         if p.auth_tries >= 2 {
             return false;
         }
-        let digest = if p.purpose.is_register() { &mut self.reg_digest } else { &mut self.proxy_digest };
+        let digest = if p.purpose.is_register() {
+            &mut self.reg_digest
+        } else {
+            &mut self.proxy_digest
+        };
         let ok = match digest.handle_challenge(resp) {
             Ok(()) => true,
             // credentials held from an earlier challenge failed (an old
@@ -721,7 +833,11 @@ impl UserAgent {
             let gruu = binding.as_ref().and_then(|b| b.pub_gruu());
             let news = self.reg.succeeded(now, granted, gruu.clone());
             if news {
-                self.events.push_back(ClientEvent::Registered { aor: self.cfg.aor(), gruu, expires: granted });
+                self.events.push_back(ClientEvent::Registered {
+                    aor: self.cfg.aor(),
+                    gruu,
+                    expires: granted,
+                });
                 // a new or recovered registration: (re)subscribe, the server may have lost it
                 if self.cfg.watch_registrations && self.watch.state != WatchState::Subscribing {
                     self.send_subscribe(now, true);
@@ -733,7 +849,10 @@ impl UserAgent {
         }
         if code == 423 {
             // RFC 3261 §10.2.8: ask again with at least Min-Expires
-            let min = resp.headers.get_raw("Min-Expires").and_then(|v| v.trim().parse::<u32>().ok());
+            let min = resp
+                .headers
+                .get_raw("Min-Expires")
+                .and_then(|v| v.trim().parse::<u32>().ok());
             if let Some(min) = min.filter(|m| *m > self.reg.expires) {
                 self.reg.expires = min;
                 self.send_register(now);
@@ -748,9 +867,19 @@ impl UserAgent {
         self.registration_failed(now, Some(code), reason, retry);
     }
 
-    fn registration_failed(&mut self, now: Instant, status: Option<u16>, reason: String, retry: bool) {
+    fn registration_failed(
+        &mut self,
+        now: Instant,
+        status: Option<u16>,
+        reason: String,
+        retry: bool,
+    ) {
         let retry_in = self.reg.failed(now, retry);
-        self.events.push_back(ClientEvent::RegistrationFailed { status, reason, retry_in });
+        self.events.push_back(ClientEvent::RegistrationFailed {
+            status,
+            reason,
+            retry_in,
+        });
     }
 
     fn on_subscribe_response(&mut self, now: Instant, resp: Response) {
@@ -766,26 +895,36 @@ impl UserAgent {
                 return;
             }
             let contact = resp.headers.get_raw("Contact").map(|v| uri_of(&v));
-            self.watch.subscribed(now, expires, to_tag(&resp.headers), contact);
+            self.watch
+                .subscribed(now, expires, to_tag(&resp.headers), contact);
         } else if matches!(code, 403 | 404 | 489) {
             // not offered to us: give up (RFC 6665 §4.1.2.2)
             self.watch.ended();
-            self.events.push_back(ClientEvent::WatchEnded { reason: format!("{code} {}", reason_phrase(&resp.status_code)) });
+            self.events.push_back(ClientEvent::WatchEnded {
+                reason: format!("{code} {}", reason_phrase(&resp.status_code)),
+            });
         } else {
-            self.watch.failed(now, self.cfg.retry_base, self.cfg.retry_max);
+            self.watch
+                .failed(now, self.cfg.retry_base, self.cfg.retry_max);
         }
     }
 
     /// Timer F/B or a transport error: no final response will come.
     fn on_no_response(&mut self, now: Instant, p: Pending) {
+        if self.shutdown.is_some() && matches!(p.purpose, Purpose::Register | Purpose::Subscribe) {
+            return;
+        }
         match p.purpose {
-            Purpose::Register => self.registration_failed(now, None, "no response from server".into(), true),
+            Purpose::Register => {
+                self.registration_failed(now, None, "no response from server".into(), true)
+            }
             Purpose::Unregister => {
                 self.reg.unregistered();
                 self.check_stopped();
             }
             Purpose::Subscribe => {
-                self.watch.failed(now, self.cfg.retry_base, self.cfg.retry_max);
+                self.watch
+                    .failed(now, self.cfg.retry_base, self.cfg.retry_max);
                 self.reg.retry_now(now);
             }
             Purpose::Unsubscribe => {
@@ -802,7 +941,14 @@ impl UserAgent {
     }
 
     /// A request could not be sent or got no answer.
-    fn send_failed(&mut self, now: Instant, purpose: &Purpose, status: Option<u16>, reason: String, warning: Option<String>) {
+    fn send_failed(
+        &mut self,
+        now: Instant,
+        purpose: &Purpose,
+        status: Option<u16>,
+        reason: String,
+        warning: Option<String>,
+    ) {
         match purpose {
             Purpose::Message { id, to } => self.events.push_back(ClientEvent::MessageFailed {
                 id: id.clone(),
@@ -813,7 +959,8 @@ impl UserAgent {
             }),
             Purpose::Register => self.registration_failed(now, status, reason, true),
             Purpose::Subscribe => {
-                self.watch.failed(now, self.cfg.retry_base, self.cfg.retry_max);
+                self.watch
+                    .failed(now, self.cfg.retry_base, self.cfg.retry_max);
             }
             Purpose::Unregister => self.reg.unregistered(),
             Purpose::Unsubscribe => self.watch.ended(),

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use isc::client::{ClientEvent, Command, UaConfig, UserAgent};
-use isc::proto::ids::SeqIds;
 use isc::net::Incoming;
+use isc::proto::ids::SeqIds;
 use isc::proto::sip::build::response_with;
 use isc::proto::sip::headers::{HeadersExt, make_header};
 use isc::proto::sip::message::{parse_message, to_bytes};
@@ -40,13 +40,17 @@ pub struct Harness {
     /// Messages the UA sent and the test did not look at yet.
     pub outbox: Vec<(SocketAddr, SipMessage)>,
     pub events: Vec<ClientEvent>,
+    /// The transport the server's messages arrive over (the UA's).
+    pub transport: Transport,
     next_tag: u32,
 }
 
 impl Harness {
     pub fn new(cfg: UaConfig) -> Self {
         let t0 = Instant::now();
+        let transport = cfg.transport;
         Harness {
+            transport,
             ua: UserAgent::new(cfg, Box::new(SeqIds::new("a"))),
             now: t0,
             t0,
@@ -83,7 +87,12 @@ impl Harness {
         let mut spins = 0;
         while let Some(at) = self.ua.poll_timeout().filter(|at| *at <= end) {
             spins += 1;
-            assert!(spins < 10_000, "timeout loop at {:?}: {:?}", at - self.t0, self.ua);
+            assert!(
+                spins < 10_000,
+                "timeout loop at {:?}: {:?}",
+                at - self.t0,
+                self.ua
+            );
             self.now = at.max(self.now);
             self.ua.handle_timeout(self.now);
             self.pump();
@@ -116,7 +125,10 @@ impl Harness {
     }
 
     pub fn no_request(&self) -> bool {
-        !self.outbox.iter().any(|(_, m)| matches!(m, SipMessage::Request(_)))
+        !self
+            .outbox
+            .iter()
+            .any(|(_, m)| matches!(m, SipMessage::Request(_)))
     }
 
     /// The oldest unread response the UA sent.
@@ -153,7 +165,11 @@ impl Harness {
 
     /// Bytes from the server.
     pub fn deliver_bytes(&mut self, bytes: Vec<u8>) {
-        let input = Incoming { bytes, source: SERVER.parse().unwrap(), transport: Transport::Tcp };
+        let input = Incoming {
+            bytes,
+            source: SERVER.parse().unwrap(),
+            transport: self.transport,
+        };
         self.ua.handle_input(self.now, input);
         self.pump();
     }
@@ -170,7 +186,14 @@ impl Harness {
         self.reply(&reg, 200, vec![("Contact", format!("<sip:alice@{LOCAL};transport=tcp>;+sip.instance=\"<{INSTANCE}>\";pub-gruu=\"sip:alice@isc.local;gr={INSTANCE}\";expires=3600"))]);
         let sub = self.next_request();
         assert_eq!(sub.method, rsip::Method::Subscribe);
-        self.reply(&sub, 200, vec![("Expires", "3600".into()), ("Contact", "<sip:reg@127.0.0.1:5060>".into())]);
+        self.reply(
+            &sub,
+            200,
+            vec![
+                ("Expires", "3600".into()),
+                ("Contact", "<sip:reg@127.0.0.1:5060>".into()),
+            ],
+        );
         self.take_events();
     }
 }
