@@ -249,3 +249,83 @@ async fn chat_forks_to_three_devices_until_bob_types_on_one() {
 
     server.shutdown().await;
 }
+
+/// Bob types on the phone while the tv still rings: the tv's INVITE is
+/// CANCELled with the same Reason (seed 000 C.15.2 step 14 for CM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_sibling_gets_cancel_with_the_reason() {
+    let server = start(|_| {}).await;
+    let addr = server.local_addr();
+    let mut alice = Peer::new(addr, "alice", "alice").await;
+    let tv = Device::register(addr, "bob", "bob-tv", "tv").await;
+    let phone = Device::register(addr, "bob", "bob-phone", "phone").await;
+    let alice_uri = MsrpUri::new("127.0.0.1", 7, "alicesess");
+    let sdp = msrp_sdp(&alice_uri, "actpass", "");
+    let req = cpm_invite(&mut alice, "sip:bob@isc.local", &sdp, &[]);
+    let req = send_invite(&mut alice, req).await;
+    let tv_inv = recv_request(&tv.sip, rsip::Method::Invite).await;
+    let ph_inv = recv_request(&phone.sip, rsip::Method::Invite).await;
+    answer(&tv.sip, &tv_inv, 180, "tvtag", None).await;
+    answer(
+        &phone.sip,
+        &ph_inv,
+        200,
+        "phtag",
+        Some(&msrp_sdp(&phone.uri, "passive", "")),
+    )
+    .await;
+    // alice sees one 180, then the 200.
+    let ringing = loop {
+        match alice.recv().await {
+            rsip::SipMessage::Response(r) if r.status_code.code() > 100 => break r,
+            _ => continue,
+        }
+    };
+    assert_eq!(ringing.status_code.code(), 180);
+    let ok = final_for(&alice, &req).await;
+    assert_eq!(ok.status_code.code(), 200);
+    let ack = ack_2xx(&mut alice, &req, &ok);
+    alice.send(ack).await;
+    let server_path = sdp_path(&ph_inv.body);
+    let mut b = cpm_common::MsrpConn::accept(&phone.listener).await;
+    let _bind = b.recv_request().await;
+    let chat = chat_body(
+        "sip:bob@isc.local",
+        "sip:alice@isc.local",
+        "hi from the phone",
+    );
+    b.send(&send(
+        &server_path,
+        &phone.uri,
+        "p1",
+        "pm1",
+        "message/cpim",
+        chat,
+    ))
+    .await;
+    let cancel = recv_request(&tv.sip, rsip::Method::Cancel).await;
+    assert_eq!(
+        cancel.headers.get_raw("Reason").as_deref(),
+        Some("SIP;cause=200;text=\"Call completed elsewhere\"")
+    );
+    assert_eq!(
+        cancel.headers.get_raw("Call-ID"),
+        tv_inv.headers.get_raw("Call-ID")
+    );
+    tv.sip.answer(&cancel, 200).await;
+    tv.sip.answer(&tv_inv, 487).await;
+    // alice still gets the phone's message (her connection binds first).
+    let mut a = cpm_common::MsrpConn::connect(server.msrp_addr()).await;
+    let to_server = sdp_path(&ok.body);
+    let bind = MsrpMessage::request(
+        MsrpMethod::Send,
+        "abind",
+        to_server.clone(),
+        MsrpPath::single(alice_uri.clone()),
+    )
+    .with_header(MsrpHeader::MessageId("ab".into()));
+    a.send(&bind).await;
+    let m = a.recv_request().await;
+    assert_eq!(m.message_id(), Some("pm1"));
+    server.shutdown().await;
+}

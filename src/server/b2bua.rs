@@ -850,3 +850,240 @@ fn insert_before_length(headers: &mut rsip::Headers, header: rsip::Header) {
     all.insert(at, header);
     *headers = all.into();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ids::SeqIds;
+    use crate::proto::sip::message::parse_message;
+    use crate::proto::sip::transaction::LayerEvent;
+    use std::time::Duration;
+
+    const ALICE: &str = "127.0.0.1:5070";
+    const DEVICE: &str = "127.0.0.1:5080";
+
+    struct World {
+        tsx: TransactionLayer,
+        ids: SeqIds,
+        now: Instant,
+    }
+
+    impl World {
+        fn ctx(&mut self) -> SipCtx<'_> {
+            SipCtx {
+                now: self.now,
+                tsx: &mut self.tsx,
+                ids: &mut self.ids,
+                local: "127.0.0.1:5060".parse().unwrap(),
+                domain: "isc.local",
+            }
+        }
+
+        fn transmits(&mut self) -> Vec<(SocketAddr, rsip::SipMessage)> {
+            std::iter::from_fn(|| self.tsx.poll_transmit())
+                .map(|t| (t.to, t.message))
+                .collect()
+        }
+
+        /// Feeds `text` from `from`; returns the layer's events.
+        fn feed(&mut self, text: &str, from: &str) -> Vec<LayerEvent> {
+            let msg = parse_message(text.as_bytes()).unwrap();
+            self.tsx
+                .handle_message(self.now, msg, from.parse().unwrap(), Transport::Udp)
+                .unwrap();
+            std::iter::from_fn(|| self.tsx.poll_event()).collect()
+        }
+    }
+
+    fn request(m: &rsip::SipMessage) -> &rsip::Request {
+        match m {
+            rsip::SipMessage::Request(r) => r,
+            _ => panic!("not a request"),
+        }
+    }
+
+    /// A call with one outgoing leg whose INVITE was sent.
+    fn call_with_leg() -> (World, B2bua, CallRef, rsip::Request) {
+        let mut b = B2bua::new();
+        let mut w = World {
+            tsx: TransactionLayer::new(),
+            ids: SeqIds::new("x"),
+            now: Instant::now(),
+        };
+        let invite = format!(
+            "INVITE sip:bob@isc.local SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKa1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@isc.local>;tag=at\r\nTo: <sip:bob@isc.local>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{ALICE}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        let ev = w.feed(&invite, ALICE);
+        let Some(LayerEvent::NewRequest {
+            key,
+            request: incoming,
+            ..
+        }) = ev.into_iter().next()
+        else {
+            panic!("no new request")
+        };
+        let mut ctx = w.ctx();
+        let call = w_open(&mut b, &mut ctx, key, incoming);
+        let out = parse_message(
+            b"INVITE sip:bob@isc.local;gr=urn:uuid:d1 SIP/2.0\r\nVia: SIP/2.0/UDP x.invalid;branch=z9hG4bKdrop\r\nMax-Forwards: 70\r\nFrom: <sip:alice@isc.local>;tag=bt\r\nTo: <sip:bob@isc.local>\r\nCall-ID: leg1\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let mut template = request(&out).clone();
+        // The role hands the B2BUA a request without Via.
+        template.headers.remove_named("Via");
+        let target = Target {
+            uri: request(&out).uri.clone(),
+            addr: DEVICE.parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let mut ctx = w.ctx();
+        let leg = b.send_invite(&mut ctx, call, target, template);
+        assert_eq!(leg, Some(0));
+        let sent = w.transmits();
+        let inv = request(&sent[0].1).clone();
+        (w, b, call, inv)
+    }
+
+    fn w_open(b: &mut B2bua, ctx: &mut SipCtx<'_>, key: TsxKey, req: rsip::Request) -> CallRef {
+        b.open(ctx, key, req, ALICE.parse().unwrap(), Transport::Udp)
+    }
+
+    fn ok_from_device(inv: &rsip::Request, extra: &str) -> String {
+        format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: <sip:bob@isc.local>;tag=dt\r\nCall-ID: leg1\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@{DEVICE}>\r\n{extra}Content-Length: 0\r\n\r\n",
+            inv.headers.get_raw("Via").unwrap(),
+            inv.headers.get_raw("From").unwrap(),
+        )
+    }
+
+    #[test]
+    fn invite_carries_timer_and_2xx_is_acked_and_reacked() {
+        let (mut w, mut b, call, inv) = call_with_leg();
+        assert_eq!(inv.headers.get_raw("Supported").as_deref(), Some("timer"));
+        assert!(inv.headers.get_raw("Session-Expires").is_some());
+        let ok = ok_from_device(&inv, "");
+        for round in 0..2 {
+            let ev = w.feed(&ok, DEVICE);
+            let Some(LayerEvent::Response { key, response }) = ev.into_iter().next() else {
+                panic!("no response event")
+            };
+            let mut ctx = w.ctx();
+            let r = b.on_response(&mut ctx, &key, response).unwrap();
+            assert_eq!((r.call, r.leg, r.code), (call, 0, 200));
+            assert_eq!(r.retransmission, round == 1);
+            let sent = w.transmits();
+            assert_eq!(sent.len(), 1, "one ACK per 2xx");
+            let ack = request(&sent[0].1);
+            assert_eq!(ack.method, rsip::Method::Ack);
+            assert_eq!(ack.uri.to_string(), format!("sip:bob@{DEVICE}"));
+            assert_eq!(sent[0].0, DEVICE.parse::<SocketAddr>().unwrap());
+        }
+        assert!(b.call(call).unwrap().outgoing[0].is_up());
+    }
+
+    #[test]
+    fn session_timer_refreshes_as_uac_refresher_and_bye_reason() {
+        let (mut w, mut b, call, inv) = call_with_leg();
+        let ok = ok_from_device(
+            &inv,
+            "Session-Expires: 90;refresher=uac\r\nRequire: timer\r\n",
+        );
+        let ev = w.feed(&ok, DEVICE);
+        let Some(LayerEvent::Response { key, response }) = ev.into_iter().next() else {
+            panic!()
+        };
+        let mut ctx = w.ctx();
+        b.on_response(&mut ctx, &key, response);
+        let _ack = w.transmits();
+        // RFC 4028 §10: the refresher refreshes at half the interval.
+        let at = b.poll_timeout().unwrap();
+        assert_eq!(at, w.now + Duration::from_secs(45));
+        w.now = at;
+        let mut ctx = w.ctx();
+        assert!(b.handle_timeout(&mut ctx).is_empty());
+        let sent = w.transmits();
+        let update = request(&sent[0].1);
+        assert_eq!(update.method, rsip::Method::Update);
+        assert_eq!(
+            update.headers.get_raw("Session-Expires").as_deref(),
+            Some("90;refresher=uac")
+        );
+        // No answer to the refresh: at expiry minus 30 s the leg gets BYE.
+        w.now += Duration::from_secs(60);
+        let mut ctx = w.ctx();
+        let t = b.handle_timeout(&mut ctx);
+        assert_eq!(
+            t,
+            vec![B2buaTimeout::SessionExpired(call, Side::Outgoing(0))]
+        );
+        let bye = w
+            .transmits()
+            .into_iter()
+            .map(|(_, m)| m)
+            .find(|m| matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Bye))
+            .expect("a BYE");
+        assert!(
+            request(&bye)
+                .headers
+                .get_raw("Reason")
+                .unwrap()
+                .contains("cause=408")
+        );
+    }
+
+    #[test]
+    fn cancel_keeps_the_branch_and_carries_the_reason() {
+        let (mut w, mut b, call, inv) = call_with_leg();
+        let mut ctx = w.ctx();
+        b.cancel_leg(&mut ctx, call, 0, Some(REASON_COMPLETED_ELSEWHERE));
+        let sent = w.transmits();
+        let cancel = request(&sent[0].1);
+        assert_eq!(cancel.method, rsip::Method::Cancel);
+        assert_eq!(
+            crate::proto::sip::build::top_via_branch(&cancel.headers),
+            crate::proto::sip::build::top_via_branch(&inv.headers)
+        );
+        assert_eq!(
+            cancel.headers.get_raw("Reason").as_deref(),
+            Some(REASON_COMPLETED_ELSEWHERE)
+        );
+        assert_eq!(cancel.headers.get_raw("CSeq").as_deref(), Some("1 CANCEL"));
+        // A second CANCEL is not sent.
+        let mut ctx = w.ctx();
+        b.cancel_leg(&mut ctx, call, 0, None);
+        assert!(w.transmits().is_empty());
+    }
+
+    #[test]
+    fn ok_to_originator_is_retransmitted_until_ack() {
+        let (mut w, mut b, call, _) = call_with_leg();
+        let mut ctx = w.ctx();
+        b.answer(&mut ctx, call, 200, None, vec![], None);
+        let sent = w.transmits();
+        let rsip::SipMessage::Response(ok) = &sent[0].1 else {
+            panic!()
+        };
+        assert_eq!(
+            ok.headers.get_raw("Contact").as_deref(),
+            Some("<sip:127.0.0.1:5060;transport=udp>")
+        );
+        let to = ok.headers.get_raw("To").unwrap();
+        // RFC 3261 §13.3.1.4: T1 later it goes again.
+        w.now += Duration::from_millis(500);
+        let mut ctx = w.ctx();
+        b.handle_timeout(&mut ctx);
+        assert_eq!(w.transmits().len(), 1);
+        let ack = format!(
+            "ACK sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKa2\r\nMax-Forwards: 70\r\nFrom: <sip:alice@isc.local>;tag=at\r\nTo: {to}\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        let ev = w.feed(&ack, ALICE);
+        let Some(LayerEvent::Ack { request, .. }) = ev.into_iter().next() else {
+            panic!("ACK event")
+        };
+        assert!(b.on_ack(w.now, &request), "the ACK ends here");
+        w.now += Duration::from_secs(4);
+        let mut ctx = w.ctx();
+        b.handle_timeout(&mut ctx);
+        assert!(w.transmits().is_empty(), "no more retransmissions");
+    }
+}

@@ -1,7 +1,24 @@
 //! The server's IO-free core: parses what the driver received, runs it
 //! through the transaction layer and dispatches it to the roles — the
 //! registrar (with digest authentication), the registration event notifier,
-//! the proxy — and hands back what to send and when to wake.
+//! the proxy, the B2BUA roles in the media path — and hands back what to
+//! send and when to wake.
+//!
+//! Dispatch to a B2BUA role (today the CPM Participating Function; the ISC
+//! Media Function and the conference focus plug in the same way):
+//! - an initial request, after digest authentication, the From check and
+//!   P-Asserted-Identity insertion, goes to the role whose predicate claims
+//!   it (`is_cpm_session`: an INVITE with the CPM ICSI);
+//! - a response / Timer B-F timeout / transport error on a client
+//!   transaction the role `owns_client` goes to it, as do stray 2xx;
+//! - an in-dialog request whose dialog the role `knows_dialog`, an ACK the
+//!   role's `on_ack` accepts, a CANCEL of an INVITE it `owns_invite`;
+//! - MSRP transport events go to [`ServerCore::handle_msrp`], its actions come
+//!   back from [`ServerCore::poll_msrp`];
+//! - everything else keeps the proxy path.
+//!
+//! A role acts through a [`SipCtx`] (now, transaction layer, id generator,
+//! our address) built from the core's fields.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

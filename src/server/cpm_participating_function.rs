@@ -156,6 +156,8 @@ struct CpmCall {
     chosen: Option<usize>,
     /// 302 targets already tried.
     redirects: usize,
+    /// A 180 went to the originator.
+    ringing: bool,
     /// The best error so far (code, reason, Warning headers).
     best_error: Option<(u16, String, Vec<String>)>,
     request_template: rsip::Request,
@@ -284,6 +286,7 @@ impl CpmParticipatingFunction {
                 devices: Vec::new(),
                 chosen: None,
                 redirects: 0,
+                ringing: false,
                 best_error: None,
                 request_template: req,
             },
@@ -596,7 +599,18 @@ impl CpmParticipatingFunction {
             response,
             retransmission,
         } = r;
-        if retransmission || code < 200 || !self.calls.contains_key(&call) {
+        if retransmission || !self.calls.contains_key(&call) {
+            return;
+        }
+        if code < 200 {
+            // The first device ringing → one 180 to the originator.
+            if code == 180
+                && let Some(c) = self.calls.get_mut(&call)
+                && !c.ringing
+            {
+                c.ringing = true;
+                self.b2bua.answer(ctx, call, 180, None, vec![], None);
+            }
             return;
         }
         if (200..300).contains(&code) {
@@ -1180,7 +1194,7 @@ mod tests {
 
     #[test]
     fn error_choice() {
-        assert!(better_error(Some(486), 404) == false);
+        assert!(!better_error(Some(486), 404));
         assert!(better_error(Some(500), 404));
         assert!(better_error(Some(404), 603));
         assert!(!better_error(Some(603), 404));

@@ -427,13 +427,12 @@ impl MsrpRelay {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.leg = Some(leg);
                 }
-                if let Some(l) = self.legs.get_mut(&leg) {
-                    if let Some(old) = l.conn.replace(conn)
-                        && old != conn
-                    {
-                        self.conns.remove(&old);
-                        self.outputs.push_back(RelayOutput::Close { conn: old });
-                    }
+                if let Some(l) = self.legs.get_mut(&leg)
+                    && let Some(old) = l.conn.replace(conn)
+                    && old != conn
+                {
+                    self.conns.remove(&old);
+                    self.outputs.push_back(RelayOutput::Close { conn: old });
                 }
                 self.flush(leg);
             }
@@ -470,7 +469,7 @@ impl MsrpRelay {
             && let Some(end) = range.end.or(frame
                 .body
                 .as_ref()
-                .map(|b| range.start + b.len() as u64 - 1))
+                .map(|b| range.start.saturating_add(b.len() as u64).saturating_sub(1)))
         {
             let total = range.total.unwrap_or(end);
             let tid = self.tid();
@@ -789,6 +788,21 @@ mod tests {
             bytes: b"GARBAGE\r\n\r\n".to_vec(),
         });
         assert_eq!(r.poll_output(), Some(RelayOutput::Close { conn: 9 }));
+    }
+
+    proptest::proptest! {
+        /// Hostile bytes on any connection never panic the relay.
+        #[test]
+        fn arbitrary_input_never_panics(chunks in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..6)) {
+            let (mut r, [_, d1, _], _) = setup();
+            r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
+            r.handle_input(RelayInput::Accepted { conn: 1 });
+            for (i, c) in chunks.into_iter().enumerate() {
+                r.handle_input(RelayInput::Data { conn: 1 + (i as u64 % 2), bytes: c });
+            }
+            while r.poll_output().is_some() {}
+        }
     }
 
     #[test]
