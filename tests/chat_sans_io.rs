@@ -484,3 +484,41 @@ fn proxy_challenge_is_answered_with_the_ua_digest() {
     assert!(text.contains("CSeq: 2 INVITE"));
     assert!(text.contains("m=message"));
 }
+
+/// STYLE.md habit 11 for the chat's sans-IO parts: no socket, no tokio, no
+/// monotonic clock (the wall clock for CPIM DateTime is injected; its
+/// default lives in `chats::system_clock`).
+#[test]
+fn the_chat_does_no_io() {
+    for file in [
+        "chat.rs",
+        "chats.rs",
+        "user_agent/chat_glue.rs",
+        "chat_headless.rs",
+    ] {
+        let path = format!("{}/src/client/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for banned in [
+            "tokio",
+            "Instant::now",
+            "thread_rng",
+            "std::net::TcpStream",
+            "std::fs",
+        ] {
+            assert!(!text.contains(banned), "{path} mentions {banned}");
+        }
+    }
+    let timer = std::fs::read_to_string(format!(
+        "{}/src/proto/sip/session_timer.rs",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(
+        !timer.contains("Instant::now()")
+            || timer
+                .split("#[cfg(test)]")
+                .next()
+                .is_some_and(|t| !t.contains("Instant::now()"))
+    );
+}

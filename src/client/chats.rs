@@ -127,6 +127,11 @@ impl Chats {
         }
     }
 
+    /// Replaces the CPIM DateTime clock.
+    pub fn set_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
+    }
+
     pub fn local(&self) -> &ChatLocal {
         &self.local
     }

@@ -84,9 +84,7 @@ impl UserAgent {
 
     /// Replaces the CPIM DateTime clock (tests).
     pub fn set_chat_clock(&mut self, clock: WallClock) {
-        let local = self.chats.local().clone();
-        let mut chats = Chats::new(local, clock);
-        std::mem::swap(&mut self.chats, &mut chats);
+        self.chats.set_clock(clock);
     }
 
     /// Session timer settings for new chats.
