@@ -522,3 +522,35 @@ fn the_chat_does_no_io() {
                 .is_some_and(|t| !t.contains("Instant::now()"))
     );
 }
+
+#[test]
+fn bye_while_calling_cancels_and_acks_then_byes_a_late_2xx() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    let now = net.now;
+    let a = net.peers[0]
+        .command(
+            now,
+            ChatCommand::Start {
+                to: "sip:bob@isc.local".into(),
+                convergence_id: None,
+            },
+        )
+        .unwrap();
+    net.run();
+    let b = net.peers[1].invited().unwrap();
+    net.peers[0].command(now, ChatCommand::Bye { chat: a });
+    net.run();
+    assert!(net.trace.iter().any(|m| m.starts_with("CANCEL ")));
+    assert!(net.trace.iter().any(|m| m.starts_with("SIP/2.0 487")));
+    assert_eq!(net.peers[0].ended(), Some(&EndReason::Normal));
+    assert_eq!(net.peers[1].ended(), Some(&EndReason::Normal));
+    // accepting now is too late: nothing happens
+    net.peers[1].command(now, ChatCommand::Accept { chat: b });
+    net.run();
+    assert!(
+        !net.peers[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::Started { .. }))
+    );
+}

@@ -224,6 +224,8 @@ pub struct ChatSession {
     /// Incoming: the INVITE's server transaction and where it came from.
     invite_key: Option<TsxKey>,
     invite_source: Option<(SocketAddr, Transport)>,
+    /// Where the last in-dialog request came from (2xx retransmissions).
+    last_source: Option<(SocketAddr, Transport)>,
     auth_tries: u8,
     timer_retries: u8,
     dialog: Option<Dialog>,
@@ -429,6 +431,7 @@ impl ChatSession {
             invite: None,
             invite_key: None,
             invite_source: None,
+            last_source: None,
             auth_tries: 0,
             timer_retries: 0,
             dialog: None,
@@ -1220,7 +1223,9 @@ impl ChatSession {
         now: Instant,
         key: TsxKey,
         req: Request,
+        source: (SocketAddr, Transport),
     ) {
+        self.last_source = Some(source);
         if let Some(d) = self.dialog.as_mut()
             && let Err(e) = d.handle_request(&req)
         {
@@ -1320,7 +1325,12 @@ impl ChatSession {
     }
 
     fn source_for(&self, _req: &Request) -> Option<(SocketAddr, Transport)> {
-        self.invite_source
+        self.last_source.or(self.invite_source)
+    }
+
+    /// Whether our INVITE is still unanswered (a BYE now needs a CANCEL).
+    pub fn is_calling(&self) -> bool {
+        self.state == State::Calling
     }
 
     /// The ACK for our 2xx (RFC 3261 §13.3.1.4).

@@ -100,6 +100,8 @@ pub struct Chats {
     clock: WallClock,
     events: VecDeque<ChatEvent>,
     msrp_out: VecDeque<MsrpOut>,
+    /// Our INVITEs to CANCEL at the next flush.
+    cancels: Vec<(ChatId, TsxKey)>,
     /// 200s to CANCELs, sent at the next flush.
     pending_responses: VecDeque<(TsxKey, Response)>,
 }
@@ -124,6 +126,7 @@ impl Chats {
             events: VecDeque::new(),
             msrp_out: VecDeque::new(),
             pending_responses: VecDeque::new(),
+            cancels: Vec::new(),
         }
     }
 
@@ -220,6 +223,15 @@ impl Chats {
             }
             ChatCommand::Bye { chat } => {
                 if let Some(s) = self.sessions.get_mut(&chat) {
+                    // RFC 3261 §9.1: an unanswered INVITE is CANCELled
+                    if s.is_calling() {
+                        let key = self
+                            .keys
+                            .iter()
+                            .find(|(_, (c, m))| *c == chat && *m == Method::Invite)
+                            .map(|(k, _)| k.clone());
+                        self.cancels.extend(key.map(|k| (chat, k)));
+                    }
                     s.bye(ctx, now);
                 }
             }
@@ -359,7 +371,7 @@ impl Chats {
             return match self.by_dialog(&req) {
                 Some(chat) => {
                     if let Some(s) = self.sessions.get_mut(&chat) {
-                        s.handle_request(ctx, now, key, req);
+                        s.handle_request(ctx, now, key, req, (source, transport));
                     }
                     None
                 }
@@ -550,6 +562,14 @@ impl Chats {
         while let Some((key, resp)) = self.pending_responses.pop_front() {
             let _ = layer.send_response(now, &key, resp);
         }
+        for (chat, invite) in std::mem::take(&mut self.cancels) {
+            match layer.cancel(now, &invite) {
+                Ok(key) => {
+                    self.keys.insert(key, (chat, Method::Cancel));
+                }
+                Err(e) => tracing::debug!(error = %e, "no CANCEL"),
+            }
+        }
         let mut outs = Vec::new();
         for s in self.sessions.values_mut() {
             while let Some(o) = s.poll_sip() {
@@ -581,8 +601,10 @@ impl Chats {
             }
         }
         // drop sessions that are over and quiet
-        self.sessions
-            .retain(|_, s| !s.is_terminated() || s.poll_timeout().is_some());
+        let keys = &self.keys;
+        self.sessions.retain(|id, s| {
+            !s.is_terminated() || s.poll_timeout().is_some() || keys.values().any(|(c, _)| c == id)
+        });
     }
 
     pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
