@@ -10,11 +10,21 @@ use isc::client::chat::{ChatEvent, ChatId, EndReason};
 use isc::client::chats::ChatCommand;
 use isc::client::runner::{ClientHandle, spawn_client};
 use isc::client::{ClientEvent, Command, UaConfig};
+use isc::proto::sip::transaction::Transport;
 use isc::server::runner::{Server, ServerOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn client(server: std::net::SocketAddr, user: &str, device: &str) -> ClientHandle {
+    client_on(server, user, device, Transport::Udp).await
+}
+
+async fn client_on(
+    server: std::net::SocketAddr,
+    user: &str,
+    device: &str,
+    transport: Transport,
+) -> ClientHandle {
     let instance = format!("urn:uuid:{}", uuid::Uuid::new_v4());
     let cfg = UaConfig::new(
         user,
@@ -25,6 +35,8 @@ async fn client(server: std::net::SocketAddr, user: &str, device: &str) -> Clien
         server,
         "127.0.0.1:0".parse().unwrap(),
     );
+    let mut cfg = cfg;
+    cfg.transport = transport;
     let mut c = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
         .await
         .expect("client binds");
@@ -48,12 +60,19 @@ async fn chat_event(
     what: &str,
     pred: impl Fn(&ChatEvent) -> bool,
 ) -> ChatEvent {
-    match c
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ce) if pred(ce)))
-        .await
-    {
+    let mut seen = Vec::new();
+    let found = c
+        .wait_for(WAIT, |e| {
+            let hit = matches!(e, ClientEvent::Chat(ce) if pred(ce));
+            if !hit {
+                seen.push(format!("{e:?}"));
+            }
+            hit
+        })
+        .await;
+    match found {
         Some(ClientEvent::Chat(e)) => e,
-        other => panic!("no {what}: {other:?}"),
+        other => panic!("no {what}: {other:?}; skipped {seen:?}"),
     }
 }
 
@@ -234,4 +253,113 @@ async fn alice_chats_with_bob_on_two_devices() {
 
 async fn chat_cmd_accept(c: &ClientHandle, chat: ChatId) {
     assert!(c.send(Command::Chat(ChatCommand::Accept { chat })).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_over_sip_tcp() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let addr = server.local_addr();
+    let mut alice = client_on(addr, "alice", "phone", Transport::Tcp).await;
+    let mut bob = client_on(addr, "bob", "laptop", Transport::Tcp).await;
+
+    // the next one is accepted and carries text both ways
+    chat(
+        &alice,
+        ChatCommand::Start {
+            to: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        },
+    )
+    .await;
+    let ChatEvent::Calling { chat: a, .. } = chat_event(&mut alice, "calling", |e| {
+        matches!(e, ChatEvent::Calling { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let ev = chat_event(&mut bob, "invitation", |e| {
+        matches!(e, ChatEvent::Invited { .. })
+    })
+    .await;
+    let ChatEvent::Invited { chat: b, .. } = ev else {
+        unreachable!()
+    };
+    chat(&bob, ChatCommand::Accept { chat: b }).await;
+    chat_event(&mut alice, "started", |e| {
+        matches!(e, ChatEvent::Started { .. })
+    })
+    .await;
+    chat_event(&mut bob, "started", |e| {
+        matches!(e, ChatEvent::Started { .. })
+    })
+    .await;
+    chat(
+        &alice,
+        ChatCommand::Send {
+            chat: a,
+            text: "over tcp".into(),
+        },
+    )
+    .await;
+    let ev = chat_event(&mut bob, "message", |e| {
+        matches!(e, ChatEvent::Message { .. })
+    })
+    .await;
+    assert!(
+        matches!(ev, ChatEvent::Message { ref text, .. } if text == "over tcp"),
+        "{ev:?}"
+    );
+    chat(&bob, ChatCommand::Bye { chat: b }).await;
+    let ev = chat_event(&mut alice, "ended", |e| {
+        matches!(e, ChatEvent::Ended { .. })
+    })
+    .await;
+    assert_eq!(
+        ev,
+        ChatEvent::Ended {
+            chat: a,
+            reason: EndReason::Normal
+        }
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declined_chat_ends_the_caller_with_an_error() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let addr = server.local_addr();
+    let mut alice = client(addr, "alice", "phone").await;
+    let mut bob = client(addr, "bob", "laptop").await;
+    // a declined chat ends with an error for alice
+    chat(
+        &alice,
+        ChatCommand::Start {
+            to: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        },
+    )
+    .await;
+    let ev = chat_event(&mut bob, "invitation", |e| {
+        matches!(e, ChatEvent::Invited { .. })
+    })
+    .await;
+    let ChatEvent::Invited { chat: b, .. } = ev else {
+        unreachable!()
+    };
+    chat(&bob, ChatCommand::Decline { chat: b }).await;
+    let ev = chat_event(&mut alice, "declined", |e| {
+        matches!(e, ChatEvent::Ended { .. })
+    })
+    .await;
+    assert!(
+        matches!(ev, ChatEvent::Ended { reason: EndReason::Error { status: Some(s), .. }, .. } if s >= 400),
+        "{ev:?}"
+    );
+
+    server.shutdown().await;
 }

@@ -249,6 +249,12 @@ pub struct ChatSession {
     receiver: ComposingReceiver,
     /// Deadline after the MSRP connection was lost.
     close_grace: Option<Instant>,
+    /// We sent a BYE.
+    bye_sent: bool,
+    /// Our MSRP connection, kept open until our BYE is answered (a peer
+    /// that sees the connection drop first may forget the dialog the BYE
+    /// names), or until the deadline.
+    pending_close: Option<(MsrpConn, Instant)>,
     /// Message-IDs of binding SENDs and isComposing: not reported.
     internal: HashSet<String>,
     sip_out: VecDeque<SipOut>,
@@ -448,6 +454,8 @@ impl ChatSession {
             peer_allows_update: false,
             refresh: None,
             close_grace: None,
+            bye_sent: false,
+            pending_close: None,
             internal: HashSet::new(),
             sip_out: VecDeque::new(),
             msrp_out: VecDeque::new(),
@@ -697,6 +705,7 @@ impl ChatSession {
     fn send_bye(&mut self, ctx: &mut ChatCtx<'_>) {
         if let Some(mut bye) = self.dialog_request(ctx, Method::Bye) {
             finish_request(&mut bye, vec![make_header("User-Agent", USER_AGENT)], None);
+            self.bye_sent = true;
             self.send_in_dialog(ctx, bye);
         }
     }
@@ -945,7 +954,8 @@ impl ChatSession {
             "INVITE" | "UPDATE" => {
                 self.on_refresh_response(ctx, now, resp, seq, method == "INVITE")
             }
-            "BYE" => {}
+            // our BYE is answered: now the MSRP connection can go
+            "BYE" if code >= 200 => self.close_now(),
             _ => {
                 if code >= 300 {
                     tracing::debug!(code, method, "chat request failed");
@@ -1630,20 +1640,39 @@ impl ChatSession {
         if self.state == State::Terminated {
             return;
         }
-        let _ = now;
+
         self.state = State::Terminated;
         self.timer.stop();
         if let Some(d) = self.dialog.as_mut() {
             d.terminate();
         }
         if let Some(conn) = self.conn.take() {
-            self.flush_pending_close(conn);
+            if self.bye_sent {
+                self.flush_msrp_to(conn);
+                self.pending_close = Some((conn, now + CLOSE_GRACE));
+            } else {
+                self.flush_pending_close(conn);
+            }
         }
         self.close_grace = None;
         self.events.push_back(ChatEvent::Ended {
             chat: self.id,
             reason,
         });
+    }
+
+    fn flush_msrp_to(&mut self, conn: MsrpConn) {
+        if let Some(m) = self.msrp.as_mut() {
+            while let Some(bytes) = m.poll_transmit() {
+                self.msrp_out.push_back(MsrpOut::Send { conn, bytes });
+            }
+        }
+    }
+
+    fn close_now(&mut self) {
+        if let Some((conn, _)) = self.pending_close.take() {
+            self.msrp_out.push_back(MsrpOut::Close { conn });
+        }
     }
 
     fn flush_pending_close(&mut self, conn: MsrpConn) {
@@ -1714,6 +1743,9 @@ impl ChatSession {
                 active: false,
             });
         }
+        if self.pending_close.is_some_and(|(_, t)| t <= now) {
+            self.close_now();
+        }
         if self.close_grace.is_some_and(|t| t <= now) {
             self.close_grace = None;
             self.send_bye(ctx);
@@ -1736,6 +1768,7 @@ impl ChatSession {
             self.sender.poll_timeout(),
             self.receiver.poll_timeout(),
             self.close_grace,
+            self.pending_close.map(|(_, t)| t),
         ]
         .into_iter()
         .flatten()
