@@ -769,3 +769,60 @@ fn over_udp_retransmissions_are_sent_and_absorbed() {
     let ev = h.take_events();
     assert_eq!(ev.len(), 1, "{ev:?}");
 }
+
+#[test]
+fn a_new_digest_opaque_means_a_restarted_server() {
+    let mut h = Harness::new(config());
+    h.registered();
+    let ds1 = DigestServer::new(DigestServerConfig::new("isc.local"), [1; 32], h.t0);
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "1".into(),
+        id: None,
+    });
+    let m = h.next_request();
+    h.reply_headers(
+        &m,
+        407,
+        ds1.challenge_headers(h.now, AuthKind::Proxy, &[1; 16], false),
+    );
+    let m = h.next_request();
+    h.reply(&m, 200, vec![]);
+    h.advance(Duration::from_secs(5));
+    assert!(h.no_request());
+    // the server restarts with a new key: our nonce is unknown, the opaque new
+    let ds2 = DigestServer::new(DigestServerConfig::new("isc.local"), [2; 32], h.t0);
+    h.command(Command::SendMessage {
+        to: BOB.into(),
+        text: "2".into(),
+        id: None,
+    });
+    let m = h.next_request();
+    h.reply_headers(
+        &m,
+        407,
+        ds2.challenge_headers(h.now, AuthKind::Proxy, &[3; 16], true),
+    );
+    let again = h.take_request(Method::Message);
+    h.reply(&again, 200, vec![]);
+    h.advance(Duration::from_millis(1));
+    let reg = h.take_request(Method::Register);
+    h.reply(&reg, 200, vec![("Contact", gruu_contact())]);
+    // and a new reg-event subscription (a new dialog)
+    let sub = h.take_request(Method::Subscribe);
+    assert!(!header(&sub, "To").unwrap().contains("tag="));
+}
+
+#[test]
+fn a_481_to_the_subscription_refresh_reregisters() {
+    let mut h = Harness::new(config());
+    h.registered();
+    h.advance(Duration::from_secs(1800));
+    // the REGISTER refresh is due at the same time: answer it first
+    let reg = h.take_request(Method::Register);
+    let refresh = h.take_request(Method::Subscribe);
+    h.reply(&reg, 200, vec![("Contact", gruu_contact())]);
+    h.reply(&refresh, 481, vec![]);
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.next_request().method, Method::Register);
+}

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rsip::{Method, Request, Response};
 
@@ -26,7 +26,7 @@ use crate::proto::bodies::is_composing::{self, IsComposing};
 use crate::proto::bodies::reginfo::{self, Reginfo};
 use crate::proto::ids::IdGen;
 use crate::proto::sip::build::{call_id, from_tag, response_with, to_tag};
-use crate::proto::sip::digest::{DigestClient, DigestError};
+use crate::proto::sip::digest::{AuthKind, DigestClient, DigestError, parse_challenges};
 use crate::proto::sip::headers::{
     Event, HeadersExt, NameAddr, SubscriptionState, Warning, make_header, quote,
 };
@@ -89,6 +89,8 @@ pub struct UserAgent {
     started: bool,
     /// Shutdown deadline, once asked.
     shutdown: Option<Instant>,
+    /// The `opaque` of the server's last Digest challenge.
+    server_opaque: Option<String>,
     stopped: bool,
 }
 
@@ -125,6 +127,7 @@ impl UserAgent {
             next_message: 0,
             started: false,
             shutdown: None,
+            server_opaque: None,
             stopped: false,
             reg,
             ids,
@@ -788,6 +791,7 @@ impl UserAgent {
     /// A 401/407: answer the challenge and re-send (RFC 3261 §22.2). False
     /// when the credentials were refused or the challenge cannot be met.
     fn retry_with_credentials(&mut self, now: Instant, p: &Pending, resp: &Response) -> bool {
+        self.check_server_restart(now, p, resp);
         if p.auth_tries >= 2 {
             return false;
         }
@@ -819,6 +823,28 @@ impl UserAgent {
             _ => out.cseq + 1,
         };
         self.send(now, p.purpose.clone(), out, p.auth_tries + 1)
+    }
+
+    /// A challenge whose `opaque` differs from the server's earlier ones
+    /// means a restarted server (its opaque is per run): it lost our
+    /// binding and subscription, so register and subscribe again now
+    /// instead of at the next refresh.
+    fn check_server_restart(&mut self, now: Instant, p: &Pending, resp: &Response) {
+        let opaque = [AuthKind::Www, AuthKind::Proxy]
+            .into_iter()
+            .flat_map(|k| k.challenge_values(&resp.headers))
+            .flat_map(|v| parse_challenges(v).unwrap_or_default())
+            .find_map(|c| c.opaque);
+        let Some(opaque) = opaque else { return };
+        let restarted = self.server_opaque.as_ref().is_some_and(|o| *o != opaque);
+        self.server_opaque = Some(opaque);
+        if restarted && !p.purpose.is_register() && self.shutdown.is_none() {
+            tracing::info!("server restarted (new digest opaque): registering again");
+            self.reg.retry_now(now);
+            if self.watch.state == WatchState::Active {
+                self.watch.failed(now, Duration::ZERO, Duration::ZERO);
+            }
+        }
     }
 
     fn on_register_response(&mut self, now: Instant, _p: Pending, resp: Response) {
@@ -904,6 +930,11 @@ impl UserAgent {
                 reason: format!("{code} {}", reason_phrase(&resp.status_code)),
             });
         } else {
+            if code == 481 {
+                // the notifier forgot our dialog: a restarted server, which
+                // forgot our binding as well (RFC 6665 §4.1.2.2)
+                self.reg.retry_now(now);
+            }
             self.watch
                 .failed(now, self.cfg.retry_base, self.cfg.retry_max);
         }
