@@ -805,6 +805,40 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Well-framed SENDs with any Byte-Range and flags never panic it.
+        #[test]
+        fn hostile_byte_ranges_never_panic(
+            start in proptest::prelude::any::<u64>(),
+            end in proptest::prelude::any::<Option<u64>>(),
+            total in proptest::prelude::any::<Option<u64>>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            report in proptest::prelude::any::<bool>(),
+            last in proptest::prelude::any::<bool>(),
+        ) {
+            let (mut r, _, alice) = setup();
+            r.handle_input(RelayInput::Accepted { conn: 1 });
+            let mut m = MsrpMessage::request(
+                MsrpMethod::Send,
+                "tx1",
+                MsrpPath::single(uri(9000, "srvA")),
+                MsrpPath::single(alice),
+            )
+            .with_header(MsrpHeader::MessageId("m1".into()))
+            .with_header(MsrpHeader::ByteRange(ByteRange { start, end, total }))
+            .with_header(MsrpHeader::SuccessReport(report))
+            .with_body("message/cpim", body);
+            if !last {
+                m = m.with_flag(ContinuationFlag::Continuation);
+            }
+            if let Ok(bytes) = m.to_bytes() {
+                r.handle_input(RelayInput::Data { conn: 1, bytes });
+            }
+            while r.poll_output().is_some() {}
+            while r.poll_event().is_some() {}
+        }
+    }
+
     #[test]
     fn success_report_comes_from_the_relay() {
         let (mut r, _, alice) = setup();
