@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{ClientEvent, Command, UaConfig, UserAgent};
 use super::chat::MsrpOut;
+use super::{ClientEvent, Command, UaConfig, UserAgent};
 use crate::flow::Flow;
 use crate::ids::RandomIds;
 use crate::net::SipTransport;
@@ -243,7 +243,9 @@ impl Driver {
             match out {
                 MsrpOut::Connect { chat, peer } => match self.msrp.connect(peer).await {
                     Ok(conn) => self.ua.msrp_connected(Instant::now(), chat, conn),
-                    Err(e) => self.ua.msrp_connect_failed(Instant::now(), chat, &e.to_string()),
+                    Err(e) => self
+                        .ua
+                        .msrp_connect_failed(Instant::now(), chat, &e.to_string()),
                 },
                 MsrpOut::Send { conn, bytes } => {
                     if let Err(e) = self.msrp.send(conn, bytes).await {

@@ -561,7 +561,9 @@ impl UserAgent {
 
     fn drain(&mut self, now: Instant) {
         while let Some(ev) = self.layer.poll_event() {
-            let Some(ev) = self.chat_layer_event(now, ev) else { continue };
+            let Some(ev) = self.chat_layer_event(now, ev) else {
+                continue;
+            };
             match ev {
                 LayerEvent::NewRequest { key, request, .. } => self.on_request(now, key, request),
                 LayerEvent::Cancel {

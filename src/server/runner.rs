@@ -24,8 +24,8 @@ use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
 use super::history_store::{HistoryStore, SqliteHistory};
-use super::isc_media_function::{IscMediaFunction, MediaPorts, MfConfig};
 use super::im_controlling_function::{FocusConfig, ImControllingFunction, NOTIFY_INTERVAL};
+use super::isc_media_function::{IscMediaFunction, MediaPorts, MfConfig};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::rtp_sender::{MediaSockets, wall_clock};
 
