@@ -38,6 +38,7 @@ use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
 use super::b2bua::SipCtx;
 use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
+use super::deferred_message_store::function::DeferredFunction;
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
@@ -104,6 +105,8 @@ pub struct ServerCore {
     proxy: ProxyCore,
     /// The CPM Participating Function, when enabled ([`Self::enable_cpm`]).
     cpm: Option<CpmParticipatingFunction>,
+    /// The Deferred Messaging Function, when enabled ([`Self::enable_deferred`]).
+    deferred: Option<DeferredFunction>,
     ids: Box<dyn IdGen>,
 }
 
@@ -133,6 +136,7 @@ impl ServerCore {
             notifier: RegNotifier::new(),
             proxy: ProxyCore::new(),
             cpm: None,
+            deferred: None,
             ids,
             settings,
         }
@@ -157,9 +161,24 @@ impl ServerCore {
         self.cpm.as_ref()
     }
 
+    /// Stores messages for users with no registered device and pushes them
+    /// on registration (seed 002 D.2, seed 003 12.4.2).
+    pub fn enable_deferred(&mut self, deferred: DeferredFunction) {
+        self.deferred = Some(deferred);
+    }
+
+    pub fn deferred(&self) -> Option<&DeferredFunction> {
+        self.deferred.as_ref()
+    }
+
     /// What the MSRP transport reported (for the B2BUA roles' relays).
     pub fn handle_msrp(&mut self, now: Instant, input: RelayInput) {
-        if let Some(cpm) = self.cpm.as_mut() {
+        if let Some(d) = self.deferred.as_mut()
+            && d.claims(&input)
+        {
+            let mut ctx = role_ctx!(self, now);
+            d.handle_msrp(&mut ctx, input);
+        } else if let Some(cpm) = self.cpm.as_mut() {
             let mut ctx = role_ctx!(self, now);
             cpm.handle_msrp(&mut ctx, input);
         }
@@ -168,7 +187,10 @@ impl ServerCore {
 
     /// The next MSRP action for the driver: connect / send / close.
     pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
-        self.cpm.as_mut()?.poll_msrp()
+        if let Some(out) = self.cpm.as_mut().and_then(|c| c.poll_msrp()) {
+            return Some(out);
+        }
+        self.deferred.as_mut()?.poll_msrp()
     }
 
     /// Bytes from the network.
@@ -292,7 +314,12 @@ impl ServerCore {
                     }
                 }
                 LayerEvent::Response { key, response } => {
-                    if let Some(cpm) = self.cpm.as_mut()
+                    if let Some(d) = self.deferred.as_mut()
+                        && d.owns_client(&key)
+                    {
+                        let mut ctx = role_ctx!(self, now);
+                        d.on_response(&mut ctx, &key, response);
+                    } else if let Some(cpm) = self.cpm.as_mut()
                         && cpm.owns_client(&key)
                     {
                         let mut ctx = role_ctx!(self, now);
@@ -310,6 +337,10 @@ impl ServerCore {
                     }
                 }
                 LayerEvent::StrayResponse { response, .. } => {
+                    if let Some(d) = self.deferred.as_mut() {
+                        let mut ctx = role_ctx!(self, now);
+                        d.on_stray_response(&mut ctx, &response);
+                    }
                     if let Some(cpm) = self.cpm.as_mut() {
                         let mut ctx = role_ctx!(self, now);
                         cpm.on_stray_response(&mut ctx, &response);
@@ -330,7 +361,11 @@ impl ServerCore {
 
     /// Timer B/F or a transport failure on a client transaction.
     fn on_branch_failure(&mut self, now: Instant, key: &TsxKey, code: u16) {
-        if let Some(cpm) = self.cpm.as_mut()
+        if let Some(d) = self.deferred.as_mut()
+            && d.owns_client(key)
+        {
+            d.on_failure(key);
+        } else if let Some(cpm) = self.cpm.as_mut()
             && cpm.owns_client(key)
         {
             let mut ctx = role_ctx!(self, now);
@@ -393,6 +428,19 @@ impl ServerCore {
         let _ = self.tsx.send_response(now, &key, response);
         if !outcome.changes.is_empty() {
             self.notify_changes(now, &outcome.changes);
+            // Seed 003 12.4.2.2: each (re-)registration may release deferred messages.
+            if let Some(d) = self.deferred.as_mut() {
+                for change in &outcome.changes {
+                    if matches!(
+                        change.event,
+                        crate::server::registrar::BindingEvent::Registered
+                            | crate::server::registrar::BindingEvent::Refreshed
+                    ) {
+                        let mut ctx = role_ctx!(self, now);
+                        d.on_registered(&mut ctx, &change.binding);
+                    }
+                }
+            }
         }
     }
 
@@ -461,7 +509,21 @@ impl ServerCore {
             );
             return;
         }
-        let targets = match self.targets_for(now, &req.uri) {
+        let targets = self.targets_for(now, &req.uri);
+        // Seed 003 12.4.2.1: a pager message for a user with no registered
+        // device is stored, then acknowledged.
+        if matches!(targets, Err((480, _)))
+            && req.method == rsip::Method::Message
+            && let Some(name) = UriView::of(&req.uri).user
+            && let Some(d) = self.deferred.as_mut()
+            && d.serves(&name)
+        {
+            let recipient = format!("sip:{name}@{}", self.settings.domain);
+            let code = d.on_offline_message(&req, &recipient, &own);
+            self.respond(now, &key, &req, code, None, vec![]);
+            return;
+        }
+        let targets = match targets {
             Ok(t) => t,
             Err((code, reason)) => {
                 self.respond(now, &key, &req, code, Some(reason), vec![]);
@@ -589,6 +651,13 @@ impl ServerCore {
         {
             let mut ctx = role_ctx!(self, now);
             cpm.on_in_dialog(&mut ctx, key, req);
+            return;
+        }
+        if let Some(d) = self.deferred.as_mut()
+            && d.knows_dialog(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            d.on_in_dialog(&mut ctx, key, req);
             return;
         }
         // RFC 3261 §16.4: a loose-routed request names us in its top Route.

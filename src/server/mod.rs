@@ -3,6 +3,7 @@
 pub mod b2bua;
 pub mod core;
 pub mod cpm_participating_function;
+pub mod deferred_message_store;
 pub mod history_store;
 pub mod location_service;
 pub mod msrp_relay;

@@ -21,6 +21,8 @@ use super::core::{CoreSettings, ServerCore, UserAccount};
 use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
+use super::deferred_message_store::function::{DeferredConfig, DeferredFunction};
+use super::deferred_message_store::{DeferredStore, SqliteDeferred};
 use super::history_store::{HistoryStore, SqliteHistory};
 use super::msrp_relay::{RelayInput, RelayOutput};
 
@@ -162,6 +164,30 @@ impl Server {
             cpm_config,
             history,
             &format!("r{}", hex::encode(tid_seed)),
+        ));
+        // Seed 002 D.2 / seed 003 12.4: the deferred store shares the history file.
+        let deferred_store: Box<dyn DeferredStore> =
+            match if options.history_in_memory && config.data_dir.is_none() {
+                SqliteDeferred::in_memory()
+            } else {
+                SqliteDeferred::open_in(&config.data_dir())
+            } {
+                Ok(s) => Box::new(s),
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            };
+        core.enable_deferred(DeferredFunction::new(
+            DeferredConfig {
+                domain: config.domain.clone(),
+                msrp_local,
+                deferred_uri: config.deferred_uri(),
+                offline_delivery: config
+                    .effective_users()
+                    .into_iter()
+                    .map(|u| (u.name, u.offline_delivery))
+                    .collect(),
+                wall_clock_ms: system_wall_clock_ms,
+            },
+            deferred_store,
         ));
         let (connect_tx, mut connect_rx) = tokio::sync::mpsc::channel::<(u64, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());

@@ -1,0 +1,837 @@
+//! The Deferred Messaging Function, sans-IO (seed 002 D.2, seed 003
+//! 12.4.2.x): stores what reaches a user with no registered device and
+//! pushes it over MSRP on the user's next registration.
+//!
+//! Push (`offline_delivery = true`), per registered device:
+//! INVITE (sendonly, Contact `automata`, Session-Expires) → 200 → ACK →
+//! MSRP connection (we are active, RFC 6135) → one SEND per stored message,
+//! oldest first, the next only after the previous one's 200, each removed
+//! from the store on its 200 (seed 002 D.2 step 9) → BYE after the last.
+//! One push per user at a time: a registration during a push adds nothing.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+
+use crate::proto::bodies::multipart::{Multipart, Part};
+use crate::proto::msrp::{
+    ByteRange, MsrpHeader, MsrpMessage, MsrpMethod, MsrpParser, MsrpPath, MsrpUri, ParserConfig,
+};
+use crate::proto::sdp::{ConnectionAddress, Direction, MsrpMedia, Sdp, Setup};
+use crate::proto::sip::dialog::Dialog;
+use crate::proto::sip::headers::{HeadersExt, make_header};
+use crate::proto::sip::message::parse_message;
+use crate::proto::sip::transaction::{Transmit, Transport, TsxKey};
+use crate::server::b2bua::SipCtx;
+use crate::server::core::SERVER_AGENT;
+use crate::server::location_service::Binding;
+use crate::server::msrp_relay::{ConnRef, LegId, RelayInput, RelayOutput};
+use crate::server::proxy_core::Target;
+use crate::server::sip_util::{host_of, push_via, uri_transport, via_transport};
+
+use super::{
+    DeferredKind, DeferredMessage, DeferredStore, NewDeferred, StoreOutcome, pager_key,
+};
+
+/// MSRP leg ids of this function start here (the CPM relay's are small).
+pub const LEG_BASE: LegId = 1 << 62;
+/// The IM release in User-Agent / Server (seed 003 Appendix F).
+pub const IM_RELEASE: &str = "IM-serv/OMA1.0";
+/// Session-Expires asked for on the push INVITE (RFC 4028), seconds.
+pub const PUSH_SESSION_EXPIRES: u32 = 1800;
+/// What the push session's dialog allows.
+pub const PUSH_ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
+
+/// What the function needs to know.
+#[derive(Debug, Clone)]
+pub struct DeferredConfig {
+    pub domain: String,
+    /// The MSRP listener (our address in SDP and MSRP URIs).
+    pub msrp_local: SocketAddr,
+    /// `sip:Deferred@domain`: the originator of pushes.
+    pub deferred_uri: String,
+    /// Per user (name): true = push on registration, false = retrieval.
+    pub offline_delivery: HashMap<String, bool>,
+    /// Wall clock, ms since the Unix epoch (arrival dates).
+    pub wall_clock_ms: fn() -> i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PushState {
+    Inviting,
+    Connecting,
+    Sending,
+    Ending,
+}
+
+struct Push {
+    recipient: String,
+    target: Target,
+    invite: rsip::Request,
+    invite_key: TsxKey,
+    dialog: Option<Dialog>,
+    state: PushState,
+    local: MsrpUri,
+    remote: Option<MsrpPath>,
+    leg: LegId,
+    conn: Option<ConnRef>,
+    parser: MsrpParser,
+    queue: VecDeque<DeferredMessage>,
+    /// The SEND awaiting its 200: (transaction id, store row id).
+    in_flight: Option<(String, i64)>,
+}
+
+/// The function. See the module docs.
+pub struct DeferredFunction {
+    config: DeferredConfig,
+    store: Box<dyn DeferredStore>,
+    pushes: HashMap<u64, Push>,
+    by_client: HashMap<TsxKey, u64>,
+    by_leg: HashMap<LegId, u64>,
+    by_conn: HashMap<ConnRef, u64>,
+    busy: HashSet<String>,
+    msrp_out: VecDeque<RelayOutput>,
+    next: u64,
+}
+
+impl std::fmt::Debug for DeferredFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredFunction")
+            .field("pushes", &self.pushes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeferredFunction {
+    pub fn new(config: DeferredConfig, store: Box<dyn DeferredStore>) -> Self {
+        DeferredFunction {
+            config,
+            store,
+            pushes: HashMap::new(),
+            by_client: HashMap::new(),
+            by_leg: HashMap::new(),
+            by_conn: HashMap::new(),
+            busy: HashSet::new(),
+            msrp_out: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    pub fn store(&self) -> &dyn DeferredStore {
+        self.store.as_ref()
+    }
+
+    /// Is `user` (name) a user whose messages we defer?
+    pub fn serves(&self, user: &str) -> bool {
+        self.config.offline_delivery.contains_key(user)
+    }
+
+    /// Number of pushes under way.
+    pub fn active_pushes(&self) -> usize {
+        self.pushes.len()
+    }
+
+    /// Seed 003 12.4.2.1: a pager MESSAGE for `recipient` (AOR) with no
+    /// registered device. Stored before the caller answers; returns the
+    /// status to answer (202 stored or already stored, 500 if not stored).
+    pub fn on_offline_message(&mut self, req: &rsip::Request, recipient: &str, sender: &str) -> u16 {
+        let call_id = crate::proto::sip::build::call_id(&req.headers).unwrap_or_default();
+        let seq = crate::proto::sip::build::cseq(&req.headers)
+            .map(|c| c.0)
+            .unwrap_or(0);
+        // A resend keeps its Message-ID (when the sender gives one; the
+        // digest retry bumps CSeq) or its Call-ID and CSeq.
+        let message_id = req.headers.get_raw("Message-ID").map(|m| m.trim().to_string());
+        let key = match &message_id {
+            Some(m) => format!("mid:{m}"),
+            None => pager_key(&call_id, seq),
+        };
+        let mut stored = req.clone();
+        stored.headers.remove_named("Proxy-Authorization");
+        let m = NewDeferred {
+            recipient: recipient.to_string(),
+            sender: sender.to_string(),
+            key,
+            kind: DeferredKind::Pager,
+            call_id,
+            message_id,
+            request: crate::proto::sip::message::to_bytes(&stored.into()),
+            response: Vec::new(),
+            msrp: Vec::new(),
+            arrived_unix_ms: (self.config.wall_clock_ms)(),
+        };
+        match self.store.store(&m) {
+            Ok(StoreOutcome::Stored(id)) => {
+                tracing::info!(id, recipient, "deferred message stored");
+                202
+            }
+            Ok(StoreOutcome::Duplicate(_)) => 202,
+            Err(e) => {
+                tracing::warn!(error = %e, "deferred message not stored");
+                500
+            }
+        }
+    }
+
+    /// Seed 003 12.4.2.2: a device of `binding.aor` registered (or
+    /// refreshed). With `offline_delivery` and messages waiting, the push
+    /// starts towards that device.
+    pub fn on_registered(&mut self, ctx: &mut SipCtx<'_>, binding: &Binding) {
+        let user = binding
+            .aor
+            .trim_start_matches("sip:")
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if !self.config.offline_delivery.get(&user).copied().unwrap_or(false) {
+            return;
+        }
+        if self.busy.contains(&binding.aor) {
+            return;
+        }
+        let queue: VecDeque<DeferredMessage> = match self.store.pending(&binding.aor) {
+            Ok(q) => q.into(),
+            Err(e) => {
+                tracing::warn!(error = %e, "deferred store unreadable");
+                return;
+            }
+        };
+        if queue.is_empty() {
+            return;
+        }
+        let uri_text = binding.gruu.clone().unwrap_or_else(|| binding.contact.clone());
+        let Ok(uri) = crate::proto::sip::message::parse_uri(&uri_text) else {
+            return;
+        };
+        let target = Target {
+            uri,
+            addr: binding.source.addr,
+            transport: match binding.source.transport {
+                rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
+                _ => Transport::Udp,
+            },
+        };
+        self.start_push(ctx, binding.aor.clone(), target, queue);
+    }
+
+    fn local_uri(&self, ctx: &mut SipCtx<'_>) -> MsrpUri {
+        let mut raw = [0u8; 12];
+        ctx.ids.fill(&mut raw);
+        let l = self.config.msrp_local;
+        MsrpUri::new(ip_host(l), l.port(), hex::encode(raw))
+    }
+
+    fn start_push(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        recipient: String,
+        target: Target,
+        queue: VecDeque<DeferredMessage>,
+    ) {
+        let local = self.local_uri(ctx);
+        let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
+        // Seed 003 12.4.2.2 b.viii: sendonly; RFC 6135: we connect.
+        let mut media = MsrpMedia::offer(
+            self.config.msrp_local.port(),
+            connection.clone(),
+            vec![local.to_string()],
+            &["message/sip", "message/cpim", "multipart/mixed"],
+        );
+        media.direction = Direction::SendOnly;
+        media.setup = Some(Setup::Active);
+        media.accept_wrapped_types = vec!["message/msrp".into(), "*".into()];
+        let mut sid = [0u8; 4];
+        ctx.ids.fill(&mut sid);
+        let sdp = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection).with_media(media);
+        let body = sdp.to_string().into_bytes();
+        let t = target.transport;
+        let contact = format!(
+            "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
+            host_of(ctx.local),
+            ctx.local.port(),
+            uri_transport(t)
+        );
+        let mut h = rsip::Headers::default();
+        let branch = format!("z9hG4bK{}", ctx.ids.token());
+        h.push(make_header("Max-Forwards", "70"));
+        h.push(make_header(
+            "From",
+            &format!("<{}>;tag={}", self.config.deferred_uri, ctx.ids.token()),
+        ));
+        h.push(make_header("To", &format!("<{recipient}>")));
+        h.push(make_header("Call-ID", &format!("{}@{}", ctx.ids.token(), ctx.domain)));
+        h.push(make_header("CSeq", "1 INVITE"));
+        // Seed 003 12.4.2.2 b.ii–vii.
+        h.push(make_header("Contact", &contact));
+        h.push(make_header("Accept-Contact", "*;+g.oma.sip-im"));
+        h.push(make_header("User-Agent", &format!("{SERVER_AGENT} {IM_RELEASE}")));
+        h.push(make_header("Allow", PUSH_ALLOW));
+        h.push(make_header("Supported", "timer"));
+        h.push(make_header(
+            "Session-Expires",
+            &format!("{PUSH_SESSION_EXPIRES};refresher=uac"),
+        ));
+        h.push(make_header(
+            "P-Asserted-Identity",
+            &format!("<{}>", self.config.deferred_uri),
+        ));
+        h.push(make_header("Content-Type", "application/sdp"));
+        h.push(make_header("Content-Length", &body.len().to_string()));
+        let mut invite = rsip::Request {
+            method: rsip::Method::Invite,
+            uri: target.uri.clone(),
+            version: rsip::Version::V2,
+            headers: h,
+            body,
+        };
+        push_via(&mut invite.headers, ctx.local, t, &branch);
+        let key = match ctx
+            .tsx
+            .send_request(ctx.now, invite.clone(), target.addr, t)
+        {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "push INVITE not sent");
+                return;
+            }
+        };
+        self.next += 1;
+        let id = self.next;
+        let leg = LEG_BASE + id;
+        tracing::info!(%recipient, n = queue.len(), "pushing deferred messages");
+        self.busy.insert(recipient.clone());
+        self.by_client.insert(key.clone(), id);
+        self.by_leg.insert(leg, id);
+        self.pushes.insert(
+            id,
+            Push {
+                recipient,
+                target,
+                invite,
+                invite_key: key,
+                dialog: None,
+                state: PushState::Inviting,
+                local,
+                remote: None,
+                leg,
+                conn: None,
+                parser: MsrpParser::new(ParserConfig::default()),
+                queue,
+                in_flight: None,
+            },
+        );
+    }
+
+    // --- SIP ----------------------------------------------------------------
+
+    pub fn owns_client(&self, key: &TsxKey) -> bool {
+        self.by_client.contains_key(key)
+    }
+
+    /// Is `req` (in-dialog) for one of our push dialogs?
+    pub fn knows_dialog(&self, req: &rsip::Request) -> bool {
+        let Some(call_id) = crate::proto::sip::build::call_id(&req.headers) else {
+            return false;
+        };
+        self.pushes
+            .values()
+            .any(|p| p.dialog.as_ref().is_some_and(|d| d.id().call_id == call_id))
+    }
+
+    /// A request in a push dialog: BYE ends the push early (messages not
+    /// yet confirmed stay stored); anything else gets 200.
+    pub fn on_in_dialog(&mut self, ctx: &mut SipCtx<'_>, key: TsxKey, req: rsip::Request) {
+        let call_id = crate::proto::sip::build::call_id(&req.headers).unwrap_or_default();
+        let id = self.pushes.iter().find_map(|(id, p)| {
+            p.dialog
+                .as_ref()
+                .is_some_and(|d| d.id().call_id == call_id)
+                .then_some(*id)
+        });
+        let resp = crate::proto::sip::build::response_with(
+            &req,
+            200,
+            None,
+            None,
+            vec![make_header("Server", SERVER_AGENT)],
+        );
+        let _ = ctx.tsx.send_response(ctx.now, &key, resp);
+        if req.method == rsip::Method::Bye
+            && let Some(id) = id
+        {
+            if let Some(p) = self.pushes.get_mut(&id)
+                && let Some(d) = p.dialog.as_mut()
+            {
+                d.terminate();
+            }
+            self.finish(id);
+        }
+    }
+
+    /// A response on the push INVITE or BYE.
+    pub fn on_response(&mut self, ctx: &mut SipCtx<'_>, key: &TsxKey, response: rsip::Response) {
+        let Some(&id) = self.by_client.get(key) else {
+            return;
+        };
+        let code = response.status_code.code();
+        let Some(p) = self.pushes.get_mut(&id) else {
+            return;
+        };
+        if *key != p.invite_key {
+            // The BYE's final response.
+            if code >= 200 {
+                self.by_client.remove(key);
+                self.finish(id);
+            }
+            return;
+        }
+        if code < 200 {
+            return;
+        }
+        self.by_client.remove(key);
+        if code >= 300 || p.state != PushState::Inviting {
+            tracing::info!(code, "push INVITE refused; messages stay stored");
+            self.finish(id);
+            return;
+        }
+        let Ok(mut dialog) = Dialog::new_uac(&p.invite, &response) else {
+            self.finish(id);
+            return;
+        };
+        if let Some(via) = ctx_via(ctx, p.target.transport)
+            && let Ok(ack) = dialog.create_ack_for_invite(&p.invite, via)
+        {
+            ctx.tsx.send_stateless(Transmit {
+                to: p.target.addr,
+                transport: p.target.transport,
+                message: ack.into(),
+            });
+        }
+        p.dialog = Some(dialog);
+        let remote = crate::proto::sdp::parse_sdp(&response.body)
+            .ok()
+            .and_then(|s| s.msrp().next().cloned())
+            .map(|m| {
+                MsrpPath(
+                    m.path
+                        .iter()
+                        .filter_map(|u| MsrpUri::parse(u).ok())
+                        .collect(),
+                )
+            })
+            .filter(|p| !p.0.is_empty());
+        let addr = remote.as_ref().and_then(|r| r.first()).and_then(msrp_addr);
+        match (remote, addr) {
+            (Some(remote), Some(addr)) => {
+                p.remote = Some(remote);
+                p.state = PushState::Connecting;
+                self.msrp_out.push_back(RelayOutput::Connect { leg: p.leg, addr });
+            }
+            _ => {
+                tracing::info!("push answer without a usable MSRP path");
+                self.end(ctx, id);
+            }
+        }
+    }
+
+    /// Timer B / transport error on our INVITE or BYE.
+    pub fn on_failure(&mut self, key: &TsxKey) {
+        if let Some(id) = self.by_client.remove(key) {
+            self.finish(id);
+        }
+    }
+
+    /// A 2xx retransmission after our INVITE transaction ended: ACK again.
+    pub fn on_stray_response(&mut self, ctx: &mut SipCtx<'_>, response: &rsip::Response) {
+        for p in self.pushes.values() {
+            if let Some(d) = &p.dialog
+                && let Some(ack) = d.ack_for_retransmission(response)
+                && crate::proto::sip::build::call_id(&response.headers).as_deref()
+                    == Some(d.id().call_id.as_str())
+            {
+                ctx.tsx.send_stateless(Transmit {
+                    to: p.target.addr,
+                    transport: p.target.transport,
+                    message: ack.into(),
+                });
+            }
+        }
+    }
+
+    /// Step 10: BYE, and the MSRP connection closed.
+    fn end(&mut self, ctx: &mut SipCtx<'_>, id: u64) {
+        let Some(p) = self.pushes.get_mut(&id) else {
+            return;
+        };
+        if p.state == PushState::Ending {
+            return;
+        }
+        p.state = PushState::Ending;
+        if let Some(conn) = p.conn.take() {
+            self.by_conn.remove(&conn);
+            self.msrp_out.push_back(RelayOutput::Close { conn });
+        }
+        let via = ctx_via(ctx, p.target.transport);
+        let bye = match (p.dialog.as_mut(), via) {
+            (Some(d), Some(via)) => d.create_request(rsip::Method::Bye, via).ok(),
+            _ => None,
+        };
+        let Some(mut bye) = bye else {
+            self.finish(id);
+            return;
+        };
+        bye.headers.push(make_header("Content-Length", "0"));
+        match ctx
+            .tsx
+            .send_request(ctx.now, bye, p.target.addr, p.target.transport)
+        {
+            Ok(k) => {
+                self.by_client.insert(k, id);
+            }
+            Err(_) => self.finish(id),
+        }
+    }
+
+    /// Forgets push `id` (what was not confirmed stays stored).
+    fn finish(&mut self, id: u64) {
+        if let Some(p) = self.pushes.remove(&id) {
+            self.busy.remove(&p.recipient);
+            self.by_leg.remove(&p.leg);
+            self.by_client.retain(|_, v| *v != id);
+            if let Some(conn) = p.conn {
+                self.by_conn.remove(&conn);
+                self.msrp_out.push_back(RelayOutput::Close { conn });
+            }
+        }
+    }
+
+    // --- MSRP ---------------------------------------------------------------
+
+    /// Is this MSRP input ours (our legs and connections)?
+    pub fn claims(&self, input: &RelayInput) -> bool {
+        match input {
+            RelayInput::Connected { leg, .. } | RelayInput::ConnectFailed { leg } => {
+                *leg >= LEG_BASE
+            }
+            RelayInput::Data { conn, .. } | RelayInput::Closed { conn } => {
+                self.by_conn.contains_key(conn)
+            }
+            RelayInput::Accepted { .. } => false,
+        }
+    }
+
+    pub fn handle_msrp(&mut self, ctx: &mut SipCtx<'_>, input: RelayInput) {
+        match input {
+            RelayInput::Connected { leg, conn } => {
+                let Some(&id) = self.by_leg.get(&leg) else {
+                    self.msrp_out.push_back(RelayOutput::Close { conn });
+                    return;
+                };
+                self.by_conn.insert(conn, id);
+                if let Some(p) = self.pushes.get_mut(&id) {
+                    p.conn = Some(conn);
+                    p.state = PushState::Sending;
+                }
+                self.send_next(ctx, id);
+            }
+            RelayInput::ConnectFailed { leg } => {
+                if let Some(&id) = self.by_leg.get(&leg) {
+                    self.end(ctx, id);
+                }
+            }
+            RelayInput::Data { conn, bytes } => {
+                let Some(&id) = self.by_conn.get(&conn) else {
+                    return;
+                };
+                let mut frames = Vec::new();
+                if let Some(p) = self.pushes.get_mut(&id) {
+                    p.parser.push(&bytes);
+                    while let Some(f) = p.parser.next() {
+                        match f {
+                            Ok(m) => frames.push(m),
+                            Err(e) if e.is_fatal() => {
+                                tracing::info!(error = %e, "push MSRP stream broken");
+                                break;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+                for m in frames {
+                    self.on_frame(ctx, id, conn, m);
+                }
+            }
+            RelayInput::Closed { conn } => {
+                if let Some(id) = self.by_conn.remove(&conn) {
+                    if let Some(p) = self.pushes.get_mut(&id) {
+                        p.conn = None;
+                    }
+                    self.end(ctx, id);
+                }
+            }
+            RelayInput::Accepted { .. } => {}
+        }
+    }
+
+    fn on_frame(&mut self, ctx: &mut SipCtx<'_>, id: u64, conn: ConnRef, m: MsrpMessage) {
+        if m.is_request() {
+            // Nothing is expected from the device; answer what asks for it.
+            if let Some(r) = m.response(200, None)
+                && let Ok(bytes) = r.to_bytes()
+            {
+                self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
+            }
+            return;
+        }
+        let Some(p) = self.pushes.get_mut(&id) else {
+            return;
+        };
+        let Some((tid, row)) = p.in_flight.clone() else {
+            return;
+        };
+        if m.transaction_id != tid {
+            return;
+        }
+        p.in_flight = None;
+        if m.code() == Some(200) {
+            // Seed 002 D.2 step 9: only now is it removed.
+            match self.store.remove(row) {
+                Ok(_) => tracing::debug!(row, "deferred message delivered"),
+                Err(e) => tracing::warn!(error = %e, row, "delivered message not removed"),
+            }
+        } else {
+            tracing::info!(code = ?m.code(), row, "deferred message refused; kept");
+        }
+        self.send_next(ctx, id);
+    }
+
+    fn send_next(&mut self, ctx: &mut SipCtx<'_>, id: u64) {
+        let Some(p) = self.pushes.get_mut(&id) else {
+            return;
+        };
+        let (Some(conn), Some(remote)) = (p.conn, p.remote.clone()) else {
+            return;
+        };
+        let Some(next) = p.queue.pop_front() else {
+            self.end(ctx, id);
+            return;
+        };
+        let (content_type, body) = encapsulate(&next);
+        let tid = ctx.ids.token();
+        let total = body.len() as u64;
+        let msg = MsrpMessage::request(
+            MsrpMethod::Send,
+            tid.clone(),
+            remote,
+            MsrpPath::single(p.local.clone()),
+        )
+        .with_header(MsrpHeader::MessageId(ctx.ids.token()))
+        .with_header(MsrpHeader::ByteRange(ByteRange {
+            start: 1,
+            end: Some(total),
+            total: Some(total),
+        }))
+        .with_body(content_type, body);
+        match msg.to_bytes() {
+            Ok(bytes) => {
+                p.in_flight = Some((tid, next.id));
+                self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "deferred SEND not built");
+                self.send_next(ctx, id);
+            }
+        }
+    }
+
+    pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
+        self.msrp_out.pop_front()
+    }
+}
+
+fn ctx_via(ctx: &mut SipCtx<'_>, transport: Transport) -> Option<rsip::typed::Via> {
+    let text = format!(
+        "SIP/2.0/{} {}:{};branch=z9hG4bK{};rport",
+        via_transport(transport),
+        host_of(ctx.local),
+        ctx.local.port(),
+        ctx.ids.token()
+    );
+    rsip::typed::Via::try_from(rsip::headers::Via::from(text)).ok()
+}
+
+fn ip_host(a: SocketAddr) -> String {
+    match a.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn msrp_addr(u: &MsrpUri) -> Option<SocketAddr> {
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    Some(SocketAddr::new(host.parse().ok()?, u.port?))
+}
+
+/// Seed 002 D.2 B: the payload of the push SEND. A pager message goes as
+/// `message/sip` with a Date (its arrival) added; a session message as a
+/// multipart of the INVITE and the 200 (`message/sip`) and the SEND
+/// (`message/msrp`), each with the Date.
+pub fn encapsulate(m: &DeferredMessage) -> (String, Vec<u8>) {
+    let date = http_date(m.message.arrived_unix_ms);
+    match m.message.kind {
+        DeferredKind::Pager => (
+            "message/sip".into(),
+            with_sip_date(&m.message.request, &date),
+        ),
+        DeferredKind::Session => {
+            let mut parts = vec![Part::message_sip(with_sip_date(&m.message.request, &date))];
+            if !m.message.response.is_empty() {
+                parts.push(Part::message_sip(with_sip_date(&m.message.response, &date)));
+            }
+            parts.push(Part::new(
+                "message/msrp",
+                with_msrp_date(&m.message.msrp, &date),
+            ));
+            let mp = Multipart::with_boundary(parts, "deferred-boundary");
+            (mp.content_type(), mp.to_bytes())
+        }
+    }
+}
+
+/// `sip` with a `Date:` header (RFC 3261 §20.17) added after Call-ID when
+/// it has none; the rest byte for byte.
+pub fn with_sip_date(sip: &[u8], date: &str) -> Vec<u8> {
+    let head_end = find(sip, b"\r\n\r\n").unwrap_or(sip.len());
+    let head = &sip[..head_end];
+    let has_date = head
+        .split(|b| *b == b'\n')
+        .any(|l| l.len() >= 5 && l[..5].eq_ignore_ascii_case(b"date:"));
+    if has_date {
+        return sip.to_vec();
+    }
+    let mut out = Vec::with_capacity(sip.len() + 40);
+    let mut inserted = false;
+    let mut rest = sip;
+    while let Some(i) = find(rest, b"\r\n") {
+        let line = &rest[..i];
+        out.extend_from_slice(&rest[..i + 2]);
+        rest = &rest[i + 2..];
+        if line.is_empty() {
+            break;
+        }
+        if !inserted
+            && (line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"call-id:")
+                || line.len() >= 2 && line[..2].eq_ignore_ascii_case(b"i:"))
+        {
+            out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+            inserted = true;
+        }
+    }
+    out.extend_from_slice(rest);
+    if !inserted {
+        // No Call-ID line seen: put it after the start line.
+        let first = find(sip, b"\r\n").map(|i| i + 2).unwrap_or(0);
+        let mut o = sip[..first].to_vec();
+        o.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+        o.extend_from_slice(&sip[first..]);
+        return o;
+    }
+    out
+}
+
+/// An MSRP SEND with a `Date:` header put before its Content-Type.
+pub fn with_msrp_date(msrp: &[u8], date: &str) -> Vec<u8> {
+    let Ok(mut m) = crate::proto::msrp::parse_message(msrp) else {
+        return msrp.to_vec();
+    };
+    let at = m
+        .headers
+        .iter()
+        .position(|h| matches!(h, MsrpHeader::ContentType(_)))
+        .unwrap_or(m.headers.len());
+    m.headers.insert(
+        at,
+        MsrpHeader::Other {
+            name: "Date".into(),
+            value: date.into(),
+        },
+    );
+    m.to_bytes().unwrap_or_else(|_| msrp.to_vec())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// RFC 1123 date (RFC 3261 §20.17), e.g. `Thu, 21 Feb 2002 13:02:03 GMT`.
+pub fn http_date(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let wd = WD
+        .get(usize::try_from(days.rem_euclid(7)).unwrap_or(0))
+        .copied()
+        .unwrap_or("Thu");
+    let mo = MO
+        .get(usize::try_from(m - 1).unwrap_or(0))
+        .copied()
+        .unwrap_or("Jan");
+    format!("{wd}, {d:02} {mo} {y} {h:02}:{mi:02}:{s:02} GMT")
+}
+
+/// Reads the SIP request stored for a message (tests, retrieval).
+pub fn stored_request(m: &DeferredMessage) -> Option<rsip::Request> {
+    match parse_message(&m.message.request).ok()? {
+        rsip::SipMessage::Request(r) => Some(r),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc1123() {
+        // The seed's example date.
+        assert_eq!(http_date(1_014_296_523_000), "Thu, 21 Feb 2002 13:02:03 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn date_goes_after_call_id() {
+        let sip = b"MESSAGE sip:b@x SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi";
+        let out = String::from_utf8(with_sip_date(sip, "D")).unwrap();
+        assert_eq!(
+            out,
+            "MESSAGE sip:b@x SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: c1\r\nDate: D\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        // Already dated: untouched.
+        let dated = with_sip_date(out.as_bytes(), "E");
+        assert_eq!(dated, out.as_bytes());
+    }
+
+    #[test]
+    fn no_panic_on_odd_bytes() {
+        for s in [&b""[..], b"\r\n", b"X", b"a\r\nCall-ID: x", b"\r\n\r\n"] {
+            let _ = with_sip_date(s, "D");
+            let _ = with_msrp_date(s, "D");
+        }
+    }
+}
