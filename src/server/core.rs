@@ -494,6 +494,20 @@ impl ServerCore {
         }
         // Roles in the media path take their INVITEs after authentication
         // and identity assertion (seed 001 8.3.2.1).
+        // Seed 003 12.4.2.1: a session for a user with no registered device
+        // is accepted on the user's behalf and its messages stored.
+        if let Some(cpm) = self.cpm.as_ref()
+            && is_cpm_session(&req)
+            && let Some(name) = UriView::of(&req.uri).user
+            && let Some(d) = self.deferred.as_mut()
+            && d.serves(&name)
+            && cpm.only_no_device(now, self.registrar.location(), &req, &own)
+        {
+            let recipient = format!("sip:{name}@{}", self.settings.domain);
+            let mut ctx = role_ctx!(self, now);
+            d.on_offline_session(&mut ctx, key, transport, &req, &recipient, &own);
+            return;
+        }
         if let Some(cpm) = self.cpm.as_mut()
             && is_cpm_session(&req)
         {

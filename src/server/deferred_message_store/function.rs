@@ -8,6 +8,13 @@
 //! oldest first, the next only after the previous one's 200, each removed
 //! from the store on its 200 (seed 002 D.2 step 9) → BYE after the last.
 //! One push per user at a time: a registration during a push adds nothing.
+//!
+//! Store (seed 003 12.4.2.1): a pager MESSAGE is stored, then answered 202
+//! ([`DeferredFunction::on_offline_message`]); a chat session INVITE is
+//! answered 200 on the user's behalf (Contact `automata`, Date, Server,
+//! P-Asserted-Identity of the store), we connect to the originator's MSRP
+//! path (so the offer must allow us to be active: `actpass` or `passive`,
+//! else 488) and every SEND is stored before its MSRP 200.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -63,6 +70,32 @@ enum PushState {
     Ending,
 }
 
+/// Which of our entities a connection or leg belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Push(u64),
+    Session(u64),
+}
+
+/// A chat session accepted on an offline user's behalf.
+struct Inbound {
+    recipient: String,
+    sender: String,
+    call_id: String,
+    invite_bytes: Vec<u8>,
+    ok_bytes: Vec<u8>,
+    dialog: Dialog,
+    local: MsrpUri,
+    remote: MsrpPath,
+    conn: Option<ConnRef>,
+    parser: MsrpParser,
+    /// Chunks of a message in progress: Message-ID → (first chunk, body so far).
+    partial: HashMap<String, (MsrpMessage, Vec<u8>)>,
+}
+
+/// The biggest message a deferred session stores.
+pub const MAX_DEFERRED_MESSAGE: usize = 4 * 1024 * 1024;
+
 struct Push {
     recipient: String,
     target: Target,
@@ -85,9 +118,10 @@ pub struct DeferredFunction {
     config: DeferredConfig,
     store: Box<dyn DeferredStore>,
     pushes: HashMap<u64, Push>,
+    sessions: HashMap<u64, Inbound>,
     by_client: HashMap<TsxKey, u64>,
-    by_leg: HashMap<LegId, u64>,
-    by_conn: HashMap<ConnRef, u64>,
+    by_leg: HashMap<LegId, Owner>,
+    by_conn: HashMap<ConnRef, Owner>,
     busy: HashSet<String>,
     msrp_out: VecDeque<RelayOutput>,
     next: u64,
@@ -107,6 +141,7 @@ impl DeferredFunction {
             config,
             store,
             pushes: HashMap::new(),
+            sessions: HashMap::new(),
             by_client: HashMap::new(),
             by_leg: HashMap::new(),
             by_conn: HashMap::new(),
@@ -301,7 +336,7 @@ impl DeferredFunction {
         tracing::info!(%recipient, n = queue.len(), "pushing deferred messages");
         self.busy.insert(recipient.clone());
         self.by_client.insert(key.clone(), id);
-        self.by_leg.insert(leg, id);
+        self.by_leg.insert(leg, Owner::Push(id));
         self.pushes.insert(
             id,
             Push {
@@ -328,7 +363,7 @@ impl DeferredFunction {
         self.by_client.contains_key(key)
     }
 
-    /// Is `req` (in-dialog) for one of our push dialogs?
+    /// Is `req` (in-dialog) for one of our push or deferred-session dialogs?
     pub fn knows_dialog(&self, req: &rsip::Request) -> bool {
         let Some(call_id) = crate::proto::sip::build::call_id(&req.headers) else {
             return false;
@@ -336,6 +371,7 @@ impl DeferredFunction {
         self.pushes
             .values()
             .any(|p| p.dialog.as_ref().is_some_and(|d| d.id().call_id == call_id))
+            || self.sessions.values().any(|s| s.dialog.id().call_id == call_id)
     }
 
     /// A request in a push dialog: BYE ends the push early (messages not
@@ -356,6 +392,15 @@ impl DeferredFunction {
             vec![make_header("Server", SERVER_AGENT)],
         );
         let _ = ctx.tsx.send_response(ctx.now, &key, resp);
+        if req.method == rsip::Method::Bye {
+            let sid = self
+                .sessions
+                .iter()
+                .find_map(|(sid, s)| (s.dialog.id().call_id == call_id).then_some(*sid));
+            if let Some(sid) = sid {
+                self.end_session(sid);
+            }
+        }
         if req.method == rsip::Method::Bye
             && let Some(id) = id
         {
@@ -522,53 +567,82 @@ impl DeferredFunction {
 
     pub fn handle_msrp(&mut self, ctx: &mut SipCtx<'_>, input: RelayInput) {
         match input {
-            RelayInput::Connected { leg, conn } => {
-                let Some(&id) = self.by_leg.get(&leg) else {
-                    self.msrp_out.push_back(RelayOutput::Close { conn });
-                    return;
-                };
-                self.by_conn.insert(conn, id);
-                if let Some(p) = self.pushes.get_mut(&id) {
-                    p.conn = Some(conn);
-                    p.state = PushState::Sending;
+            RelayInput::Connected { leg, conn } => match self.by_leg.get(&leg).copied() {
+                Some(Owner::Push(id)) => {
+                    self.by_conn.insert(conn, Owner::Push(id));
+                    if let Some(p) = self.pushes.get_mut(&id) {
+                        p.conn = Some(conn);
+                        p.state = PushState::Sending;
+                    }
+                    self.send_next(ctx, id);
                 }
-                self.send_next(ctx, id);
-            }
-            RelayInput::ConnectFailed { leg } => {
-                if let Some(&id) = self.by_leg.get(&leg) {
-                    self.end(ctx, id);
-                }
-            }
-            RelayInput::Data { conn, bytes } => {
-                let Some(&id) = self.by_conn.get(&conn) else {
-                    return;
-                };
-                let mut frames = Vec::new();
-                if let Some(p) = self.pushes.get_mut(&id) {
-                    p.parser.push(&bytes);
-                    while let Some(f) = p.parser.next() {
-                        match f {
-                            Ok(m) => frames.push(m),
-                            Err(e) if e.is_fatal() => {
-                                tracing::info!(error = %e, "push MSRP stream broken");
-                                break;
-                            }
-                            Err(_) => {}
+                Some(Owner::Session(sid)) => {
+                    self.by_conn.insert(conn, Owner::Session(sid));
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.conn = Some(conn);
+                        // RFC 4975 §5.4: the active side binds the connection
+                        // with a SEND at once (no body).
+                        let bind = MsrpMessage::request(
+                            MsrpMethod::Send,
+                            ctx.ids.token(),
+                            s.remote.clone(),
+                            MsrpPath::single(s.local.clone()),
+                        )
+                        .with_header(MsrpHeader::MessageId(ctx.ids.token()))
+                        .with_header(MsrpHeader::ByteRange(ByteRange {
+                            start: 1,
+                            end: Some(0),
+                            total: Some(0),
+                        }));
+                        if let Ok(bytes) = bind.to_bytes() {
+                            self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
                         }
                     }
                 }
-                for m in frames {
-                    self.on_frame(ctx, id, conn, m);
+                None => self.msrp_out.push_back(RelayOutput::Close { conn }),
+            },
+            RelayInput::ConnectFailed { leg } => match self.by_leg.get(&leg).copied() {
+                Some(Owner::Push(id)) => self.end(ctx, id),
+                Some(Owner::Session(sid)) => {
+                    tracing::info!(sid, "deferred session: originator unreachable over MSRP")
                 }
-            }
-            RelayInput::Closed { conn } => {
-                if let Some(id) = self.by_conn.remove(&conn) {
+                None => {}
+            },
+            RelayInput::Data { conn, bytes } => match self.by_conn.get(&conn).copied() {
+                Some(Owner::Push(id)) => {
+                    let mut frames = Vec::new();
+                    if let Some(p) = self.pushes.get_mut(&id) {
+                        frames = drain_frames(&mut p.parser, &bytes);
+                    }
+                    for m in frames {
+                        self.on_frame(ctx, id, conn, m);
+                    }
+                }
+                Some(Owner::Session(sid)) => {
+                    let mut frames = Vec::new();
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        frames = drain_frames(&mut s.parser, &bytes);
+                    }
+                    for m in frames {
+                        self.on_session_frame(sid, conn, m);
+                    }
+                }
+                None => {}
+            },
+            RelayInput::Closed { conn } => match self.by_conn.remove(&conn) {
+                Some(Owner::Push(id)) => {
                     if let Some(p) = self.pushes.get_mut(&id) {
                         p.conn = None;
                     }
                     self.end(ctx, id);
                 }
-            }
+                Some(Owner::Session(sid)) => {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.conn = None;
+                    }
+                }
+                None => {}
+            },
             RelayInput::Accepted { .. } => {}
         }
     }
@@ -644,9 +718,264 @@ impl DeferredFunction {
         }
     }
 
+    // --- chat sessions to offline users (seed 003 12.4.2.1) ------------------
+
+    /// A CPM / IM session INVITE for `recipient` (AOR) with no registered
+    /// device, from `sender` (the authenticated AOR), that passed the
+    /// participating function's checks: answered 200 on the user's behalf.
+    pub fn on_offline_session(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        key: TsxKey,
+        transport: Transport,
+        req: &rsip::Request,
+        recipient: &str,
+        sender: &str,
+    ) {
+        let offer = crate::proto::sdp::parse_sdp(&req.body)
+            .ok()
+            .and_then(|s| s.msrp().find(|m| m.port != 0 && !m.path.is_empty()).cloned());
+        let remote = offer.as_ref().map(|m| {
+            MsrpPath(
+                m.path
+                    .iter()
+                    .filter_map(|u| MsrpUri::parse(u).ok())
+                    .collect(),
+            )
+        });
+        let addr = remote.as_ref().and_then(|r| r.first()).and_then(msrp_addr);
+        // RFC 6135: we take the active role; an offer that insists on being
+        // active itself is refused.
+        let can_connect = offer
+            .as_ref()
+            .is_some_and(|m| !matches!(m.setup, Some(Setup::Active)));
+        let (Some(offer), Some(remote), Some(addr), true) = (offer, remote, addr, can_connect) else {
+            let resp = crate::proto::sip::build::response_with(
+                req,
+                488,
+                Some(&ctx.ids.token()),
+                Some("Not Acceptable Here"),
+                vec![
+                    make_header(
+                        "Warning",
+                        &format!(
+                            "399 {} \"deferred sessions need an MSRP offer with setup actpass or passive\"",
+                            ctx.domain
+                        ),
+                    ),
+                    make_header("Server", SERVER_AGENT),
+                ],
+            );
+            let _ = ctx.tsx.send_response(ctx.now, &key, resp);
+            return;
+        };
+        let local = self.local_uri(ctx);
+        let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
+        let mut media = MsrpMedia::offer(
+            self.config.msrp_local.port(),
+            connection.clone(),
+            vec![local.to_string()],
+            &[],
+        );
+        media.accept_types = offer.accept_types.clone();
+        media.accept_wrapped_types = offer.accept_wrapped_types.clone();
+        media.direction = Direction::RecvOnly;
+        media.setup = Some(Setup::Active);
+        let mut sid = [0u8; 4];
+        ctx.ids.fill(&mut sid);
+        let body = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection)
+            .with_media(media)
+            .to_string()
+            .into_bytes();
+        let contact = format!(
+            "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
+            host_of(ctx.local),
+            ctx.local.port(),
+            uri_transport(transport)
+        );
+        let mut resp = crate::proto::sip::build::response_with(
+            req,
+            200,
+            Some(&ctx.ids.token()),
+            None,
+            vec![
+                make_header("Contact", &contact),
+                make_header("Server", &format!("{SERVER_AGENT} {IM_RELEASE}")),
+                make_header("Allow", PUSH_ALLOW),
+                make_header("Date", &http_date((self.config.wall_clock_ms)())),
+                make_header(
+                    "P-Asserted-Identity",
+                    &format!("<{}>", self.config.deferred_uri),
+                ),
+                make_header("Content-Type", "application/sdp"),
+            ],
+        );
+        resp.headers.remove_named("Content-Length");
+        resp.headers
+            .push(make_header("Content-Length", &body.len().to_string()));
+        resp.body = body;
+        let Ok(dialog) = Dialog::new_uas(req, &resp, 1) else {
+            return;
+        };
+        let ok_bytes = crate::proto::sip::message::to_bytes(&resp.clone().into());
+        if let Err(e) = ctx.tsx.send_response(ctx.now, &key, resp) {
+            tracing::info!(error = %e, "deferred session 200 not sent");
+            return;
+        }
+        let mut stored = req.clone();
+        stored.headers.remove_named("Proxy-Authorization");
+        self.next += 1;
+        let id = self.next;
+        let leg = LEG_BASE + id;
+        self.by_leg.insert(leg, Owner::Session(id));
+        self.msrp_out.push_back(RelayOutput::Connect { leg, addr });
+        tracing::info!(recipient, sender, "chat session accepted for later delivery");
+        self.sessions.insert(
+            id,
+            Inbound {
+                recipient: recipient.to_string(),
+                sender: sender.to_string(),
+                call_id: crate::proto::sip::build::call_id(&req.headers).unwrap_or_default(),
+                invite_bytes: crate::proto::sip::message::to_bytes(&stored.into()),
+                ok_bytes,
+                dialog,
+                local,
+                remote,
+                conn: None,
+                parser: MsrpParser::new(ParserConfig::default()),
+                partial: HashMap::new(),
+            },
+        );
+    }
+
+    fn on_session_frame(&mut self, sid: u64, conn: ConnRef, m: MsrpMessage) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if m.method() != Some(&MsrpMethod::Send) {
+            // REPORTs are never answered; other methods get 501 (RFC 4975 §12).
+            if m.is_request()
+                && let Some(r) = m.response(501, None)
+                && let Ok(bytes) = r.to_bytes()
+            {
+                self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
+            }
+            return;
+        }
+        let Some(mid) = m.message_id().map(str::to_string) else {
+            return;
+        };
+        let body = m.body.clone().unwrap_or_default();
+        if m.flag == crate::proto::msrp::ContinuationFlag::Aborted {
+            // RFC 4975 §7.1.1: an aborted message is not kept.
+            s.partial.remove(&mid);
+            if let Some(r) = m.response(200, None)
+                && let Ok(bytes) = r.to_bytes()
+            {
+                self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
+            }
+            return;
+        }
+        let last = m.flag == crate::proto::msrp::ContinuationFlag::Complete;
+        let whole = {
+            let entry = s
+                .partial
+                .entry(mid.clone())
+                .or_insert_with(|| (m.clone(), Vec::new()));
+            entry.1.extend_from_slice(&body);
+            if entry.1.len() > MAX_DEFERRED_MESSAGE {
+                s.partial.remove(&mid);
+                if let Some(r) = m.response(413, None)
+                    && let Ok(bytes) = r.to_bytes()
+                {
+                    self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
+                }
+                return;
+            }
+            if last {
+                s.partial.remove(&mid)
+            } else {
+                None
+            }
+        };
+        let code = match whole {
+            None => 200,
+            Some((first, body)) if body.is_empty() && first.body.is_none() => 200,
+            Some((first, body)) => {
+                // The SEND as one message: the first chunk's headers, the
+                // whole body, Byte-Range 1-N/N.
+                let total = body.len() as u64;
+                let mut one = first.clone().with_flag(crate::proto::msrp::ContinuationFlag::Complete);
+                for h in one.headers.iter_mut() {
+                    if let MsrpHeader::ByteRange(r) = h {
+                        *r = ByteRange {
+                            start: 1,
+                            end: Some(total),
+                            total: Some(total),
+                        };
+                    }
+                }
+                let ct = one.content_type().unwrap_or("text/plain").to_string();
+                one = one.with_body(ct, body);
+                let msrp = one.to_bytes().unwrap_or_default();
+                let record = NewDeferred {
+                    recipient: s.recipient.clone(),
+                    sender: s.sender.clone(),
+                    key: super::session_key(&s.call_id, &mid),
+                    kind: DeferredKind::Session,
+                    call_id: s.call_id.clone(),
+                    message_id: Some(mid.clone()),
+                    request: s.invite_bytes.clone(),
+                    response: s.ok_bytes.clone(),
+                    msrp,
+                    arrived_unix_ms: (self.config.wall_clock_ms)(),
+                };
+                match self.store.store(&record) {
+                    Ok(_) => 200,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deferred session message not stored");
+                        // Not acknowledged: the sender may resend.
+                        403
+                    }
+                }
+            }
+        };
+        if let Some(r) = m.response(code, None)
+            && let Ok(bytes) = r.to_bytes()
+        {
+            self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
+        }
+    }
+
+    fn end_session(&mut self, sid: u64) {
+        if let Some(s) = self.sessions.remove(&sid) {
+            self.by_leg.retain(|_, o| *o != Owner::Session(sid));
+            if let Some(conn) = s.conn {
+                self.by_conn.remove(&conn);
+                self.msrp_out.push_back(RelayOutput::Close { conn });
+            }
+        }
+    }
+
     pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
         self.msrp_out.pop_front()
     }
+}
+
+fn drain_frames(parser: &mut MsrpParser, bytes: &[u8]) -> Vec<MsrpMessage> {
+    parser.push(bytes);
+    let mut frames = Vec::new();
+    while let Some(f) = parser.next() {
+        match f {
+            Ok(m) => frames.push(m),
+            Err(e) if e.is_fatal() => {
+                tracing::info!(error = %e, "deferred MSRP stream broken");
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    frames
 }
 
 fn ctx_via(ctx: &mut SipCtx<'_>, transport: Transport) -> Option<rsip::typed::Via> {
