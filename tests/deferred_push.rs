@@ -39,10 +39,7 @@ async fn start(dir: &Path, bob_push: bool) -> ServerHandle {
 }
 
 fn store_count(dir: &Path) -> u64 {
-    SqliteDeferred::open_in(dir)
-        .unwrap()
-        .count(BOB)
-        .unwrap()
+    SqliteDeferred::open_in(dir).unwrap().count(BOB).unwrap()
 }
 
 /// Waits until the store holds `n` messages for bob (the server writes
@@ -135,7 +132,10 @@ async fn bob_accepts_push(server: &ServerHandle, instance: &str) -> (Device, Pus
     )
     .await;
     let ack = recv_request(&bob.sip, rsip::Method::Ack).await;
-    assert_eq!(ack.headers.get_raw("Call-ID"), inv.headers.get_raw("Call-ID"));
+    assert_eq!(
+        ack.headers.get_raw("Call-ID"),
+        inv.headers.get_raw("Call-ID")
+    );
     let conn = MsrpConn::accept(&bob.listener).await;
     (bob, Pushed { conn, invite: inv })
 }
@@ -182,10 +182,16 @@ async fn d2_push_on_registration_in_order_removed_only_after_200() {
         assert_eq!(send.method(), Some(&MsrpMethod::Send));
         assert_eq!(send.content_type(), Some("message/sip"));
         let body = String::from_utf8(send.body.clone().unwrap()).unwrap();
-        assert!(body.starts_with("MESSAGE sip:bob@isc.local SIP/2.0\r\n"), "{body}");
+        assert!(
+            body.starts_with("MESSAGE sip:bob@isc.local SIP/2.0\r\n"),
+            "{body}"
+        );
         let call = req.headers.get_raw("Call-ID").unwrap();
         assert!(body.contains(&format!("Call-ID: {call}\r\n")), "{body}");
-        assert!(body.contains(&format!("Message-ID: carol-p-{i}\r\n")), "{body}");
+        assert!(
+            body.contains(&format!("Message-ID: carol-p-{i}\r\n")),
+            "{body}"
+        );
         assert!(body.contains("\r\nDate: "), "Date added: {body}");
         assert!(body.contains("From: <sip:carol@isc.local>"), "{body}");
         assert!(body.ends_with(&format!("pager {i}")), "{body}");
@@ -208,7 +214,10 @@ async fn d2_push_on_registration_in_order_removed_only_after_200() {
         let ok = String::from_utf8_lossy(&mp.parts[1].body).to_string();
         assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
         let msrp = String::from_utf8_lossy(&mp.parts[2].body).to_string();
-        assert!(msrp.contains(&format!("Message-ID: carol-s-{i}\r\n")), "{msrp}");
+        assert!(
+            msrp.contains(&format!("Message-ID: carol-s-{i}\r\n")),
+            "{msrp}"
+        );
         assert!(msrp.contains("\r\nDate: "), "{msrp}");
         assert!(msrp.contains(text), "{msrp}");
         store_reaches(dir.path(), 2 - i as u64).await;
@@ -218,14 +227,27 @@ async fn d2_push_on_registration_in_order_removed_only_after_200() {
 
     // Steps 10–13: BYE after the last.
     let bye = recv_request(&bob.sip, rsip::Method::Bye).await;
-    assert_eq!(bye.headers.get_raw("Call-ID"), inv.headers.get_raw("Call-ID"));
+    assert_eq!(
+        bye.headers.get_raw("Call-ID"),
+        inv.headers.get_raw("Call-ID")
+    );
     bob.sip.answer(&bye, 200).await;
     assert!(push.conn.closed_within(2.0).await);
 
     // A second registration receives nothing twice.
     let mut again = bob.sip;
-    assert_eq!(again.register("bob-phone", "phone").await.status_code.code(), 200);
-    assert!(again.recv_within(1.0).await.is_none(), "nothing pushed again");
+    assert_eq!(
+        again
+            .register("bob-phone", "phone")
+            .await
+            .status_code
+            .code(),
+        200
+    );
+    assert!(
+        again.recv_within(1.0).await.is_none(),
+        "nothing pushed again"
+    );
     server.shutdown().await;
 }
 
@@ -235,7 +257,12 @@ async fn unanswered_push_keeps_the_messages() {
     let server = start(dir.path(), true).await;
     let mut carol = Peer::new(server.local_addr(), "carol", "carol").await;
     for i in 0..2 {
-        assert_eq!(pager(&mut carol, &format!("m{i}"), &format!("k-{i}")).await.1, 202);
+        assert_eq!(
+            pager(&mut carol, &format!("m{i}"), &format!("k-{i}"))
+                .await
+                .1,
+            202
+        );
     }
     let bob = Device::register(server.local_addr(), "bob", "bob-tv", "tv").await;
     let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
@@ -247,7 +274,14 @@ async fn unanswered_push_keeps_the_messages() {
         let mut sip = bob.sip;
         assert_eq!(sip.register("bob-tv", "tv").await.status_code.code(), 200);
         let inv = recv_request(&sip, rsip::Method::Invite).await;
-        answer(&sip, &inv, 200, "t2", Some(&msrp_sdp(&bob.uri, "passive", ""))).await;
+        answer(
+            &sip,
+            &inv,
+            200,
+            "t2",
+            Some(&msrp_sdp(&bob.uri, "passive", "")),
+        )
+        .await;
         let conn = MsrpConn::accept(&bob.listener).await;
         (sip, Pushed { conn, invite: inv })
     };

@@ -360,7 +360,11 @@ mod tests {
         let _h = super::super::history_store::SqliteHistory::open_in(dir.path()).unwrap();
         let mut s = SqliteDeferred::open_in(dir.path()).unwrap();
         s.store(&msg(3)).unwrap();
-        assert!(dir.path().join(super::super::history_store::FILE_NAME).exists());
+        assert!(
+            dir.path()
+                .join(super::super::history_store::FILE_NAME)
+                .exists()
+        );
     }
 
     #[test]

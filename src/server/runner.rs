@@ -49,6 +49,9 @@ pub struct ServerOptions {
     pub config: ServerConfig,
     /// Keep chat history in memory, not under `data_dir` (demos, tests).
     pub history_in_memory: bool,
+    /// Store messages for users with no registered device and deliver them
+    /// later (seed 002 D.2, seed 003 12.4); off = 480 as before.
+    pub deferred_messages: bool,
 }
 
 impl ServerOptions {
@@ -56,6 +59,7 @@ impl ServerOptions {
         ServerOptions {
             config,
             history_in_memory: false,
+            deferred_messages: true,
         }
     }
 
@@ -69,6 +73,7 @@ impl ServerOptions {
         ServerOptions {
             config,
             history_in_memory: true,
+            deferred_messages: true,
         }
     }
 }
@@ -175,20 +180,22 @@ impl Server {
                 Ok(s) => Box::new(s),
                 Err(e) => return Err(io::Error::other(e.to_string())),
             };
-        core.enable_deferred(DeferredFunction::new(
-            DeferredConfig {
-                domain: config.domain.clone(),
-                msrp_local,
-                deferred_uri: config.deferred_uri(),
-                offline_delivery: config
-                    .effective_users()
-                    .into_iter()
-                    .map(|u| (u.name, u.offline_delivery))
-                    .collect(),
-                wall_clock_ms: system_wall_clock_ms,
-            },
-            deferred_store,
-        ));
+        if options.deferred_messages {
+            core.enable_deferred(DeferredFunction::new(
+                DeferredConfig {
+                    domain: config.domain.clone(),
+                    msrp_local,
+                    deferred_uri: config.deferred_uri(),
+                    offline_delivery: config
+                        .effective_users()
+                        .into_iter()
+                        .map(|u| (u.name, u.offline_delivery))
+                        .collect(),
+                    wall_clock_ms: system_wall_clock_ms,
+                },
+                deferred_store,
+            ));
+        }
         let (connect_tx, mut connect_rx) = tokio::sync::mpsc::channel::<(u64, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());
         let (wire, _) = broadcast::channel(4096);

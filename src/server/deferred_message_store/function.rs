@@ -35,9 +35,7 @@ use crate::server::msrp_relay::{ConnRef, LegId, RelayInput, RelayOutput};
 use crate::server::proxy_core::Target;
 use crate::server::sip_util::{host_of, push_via, uri_transport, via_transport};
 
-use super::{
-    DeferredKind, DeferredMessage, DeferredStore, NewDeferred, StoreOutcome, pager_key,
-};
+use super::{DeferredKind, DeferredMessage, DeferredStore, NewDeferred, StoreOutcome, pager_key};
 
 /// MSRP leg ids of this function start here (the CPM relay's are small).
 pub const LEG_BASE: LegId = 1 << 62;
@@ -168,14 +166,22 @@ impl DeferredFunction {
     /// Seed 003 12.4.2.1: a pager MESSAGE for `recipient` (AOR) with no
     /// registered device. Stored before the caller answers; returns the
     /// status to answer (202 stored or already stored, 500 if not stored).
-    pub fn on_offline_message(&mut self, req: &rsip::Request, recipient: &str, sender: &str) -> u16 {
+    pub fn on_offline_message(
+        &mut self,
+        req: &rsip::Request,
+        recipient: &str,
+        sender: &str,
+    ) -> u16 {
         let call_id = crate::proto::sip::build::call_id(&req.headers).unwrap_or_default();
         let seq = crate::proto::sip::build::cseq(&req.headers)
             .map(|c| c.0)
             .unwrap_or(0);
         // A resend keeps its Message-ID (when the sender gives one; the
         // digest retry bumps CSeq) or its Call-ID and CSeq.
-        let message_id = req.headers.get_raw("Message-ID").map(|m| m.trim().to_string());
+        let message_id = req
+            .headers
+            .get_raw("Message-ID")
+            .map(|m| m.trim().to_string());
         let key = match &message_id {
             Some(m) => format!("mid:{m}"),
             None => pager_key(&call_id, seq),
@@ -218,7 +224,13 @@ impl DeferredFunction {
             .next()
             .unwrap_or_default()
             .to_string();
-        if !self.config.offline_delivery.get(&user).copied().unwrap_or(false) {
+        if !self
+            .config
+            .offline_delivery
+            .get(&user)
+            .copied()
+            .unwrap_or(false)
+        {
             return;
         }
         if self.busy.contains(&binding.aor) {
@@ -234,7 +246,10 @@ impl DeferredFunction {
         if queue.is_empty() {
             return;
         }
-        let uri_text = binding.gruu.clone().unwrap_or_else(|| binding.contact.clone());
+        let uri_text = binding
+            .gruu
+            .clone()
+            .unwrap_or_else(|| binding.contact.clone());
         let Ok(uri) = crate::proto::sip::message::parse_uri(&uri_text) else {
             return;
         };
@@ -294,12 +309,18 @@ impl DeferredFunction {
             &format!("<{}>;tag={}", self.config.deferred_uri, ctx.ids.token()),
         ));
         h.push(make_header("To", &format!("<{recipient}>")));
-        h.push(make_header("Call-ID", &format!("{}@{}", ctx.ids.token(), ctx.domain)));
+        h.push(make_header(
+            "Call-ID",
+            &format!("{}@{}", ctx.ids.token(), ctx.domain),
+        ));
         h.push(make_header("CSeq", "1 INVITE"));
         // Seed 003 12.4.2.2 b.ii–vii.
         h.push(make_header("Contact", &contact));
         h.push(make_header("Accept-Contact", "*;+g.oma.sip-im"));
-        h.push(make_header("User-Agent", &format!("{SERVER_AGENT} {IM_RELEASE}")));
+        h.push(make_header(
+            "User-Agent",
+            &format!("{SERVER_AGENT} {IM_RELEASE}"),
+        ));
         h.push(make_header("Allow", PUSH_ALLOW));
         h.push(make_header("Supported", "timer"));
         h.push(make_header(
@@ -371,7 +392,10 @@ impl DeferredFunction {
         self.pushes
             .values()
             .any(|p| p.dialog.as_ref().is_some_and(|d| d.id().call_id == call_id))
-            || self.sessions.values().any(|s| s.dialog.id().call_id == call_id)
+            || self
+                .sessions
+                .values()
+                .any(|s| s.dialog.id().call_id == call_id)
     }
 
     /// A request in a push dialog: BYE ends the push early (messages not
@@ -470,7 +494,8 @@ impl DeferredFunction {
             (Some(remote), Some(addr)) => {
                 p.remote = Some(remote);
                 p.state = PushState::Connecting;
-                self.msrp_out.push_back(RelayOutput::Connect { leg: p.leg, addr });
+                self.msrp_out
+                    .push_back(RelayOutput::Connect { leg: p.leg, addr });
             }
             _ => {
                 tracing::info!("push answer without a usable MSRP path");
@@ -732,9 +757,11 @@ impl DeferredFunction {
         recipient: &str,
         sender: &str,
     ) {
-        let offer = crate::proto::sdp::parse_sdp(&req.body)
-            .ok()
-            .and_then(|s| s.msrp().find(|m| m.port != 0 && !m.path.is_empty()).cloned());
+        let offer = crate::proto::sdp::parse_sdp(&req.body).ok().and_then(|s| {
+            s.msrp()
+                .find(|m| m.port != 0 && !m.path.is_empty())
+                .cloned()
+        });
         let remote = offer.as_ref().map(|m| {
             MsrpPath(
                 m.path
@@ -749,7 +776,8 @@ impl DeferredFunction {
         let can_connect = offer
             .as_ref()
             .is_some_and(|m| !matches!(m.setup, Some(Setup::Active)));
-        let (Some(offer), Some(remote), Some(addr), true) = (offer, remote, addr, can_connect) else {
+        let (Some(offer), Some(remote), Some(addr), true) = (offer, remote, addr, can_connect)
+        else {
             let resp = crate::proto::sip::build::response_with(
                 req,
                 488,
@@ -829,7 +857,11 @@ impl DeferredFunction {
         let leg = LEG_BASE + id;
         self.by_leg.insert(leg, Owner::Session(id));
         self.msrp_out.push_back(RelayOutput::Connect { leg, addr });
-        tracing::info!(recipient, sender, "chat session accepted for later delivery");
+        tracing::info!(
+            recipient,
+            sender,
+            "chat session accepted for later delivery"
+        );
         self.sessions.insert(
             id,
             Inbound {
@@ -892,11 +924,7 @@ impl DeferredFunction {
                 }
                 return;
             }
-            if last {
-                s.partial.remove(&mid)
-            } else {
-                None
-            }
+            if last { s.partial.remove(&mid) } else { None }
         };
         let code = match whole {
             None => 200,
@@ -905,7 +933,9 @@ impl DeferredFunction {
                 // The SEND as one message: the first chunk's headers, the
                 // whole body, Byte-Range 1-N/N.
                 let total = body.len() as u64;
-                let mut one = first.clone().with_flag(crate::proto::msrp::ContinuationFlag::Complete);
+                let mut one = first
+                    .clone()
+                    .with_flag(crate::proto::msrp::ContinuationFlag::Complete);
                 for h in one.headers.iter_mut() {
                     if let MsrpHeader::ByteRange(r) = h {
                         *r = ByteRange {
@@ -1138,7 +1168,10 @@ mod tests {
     #[test]
     fn dates_are_rfc1123() {
         // The seed's example date.
-        assert_eq!(http_date(1_014_296_523_000), "Thu, 21 Feb 2002 13:02:03 GMT");
+        assert_eq!(
+            http_date(1_014_296_523_000),
+            "Thu, 21 Feb 2002 13:02:03 GMT"
+        );
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 GMT");
     }
