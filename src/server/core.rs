@@ -38,7 +38,7 @@ use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
 use super::b2bua::SipCtx;
 use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
-use super::deferred_message_store::function::DeferredFunction;
+use super::deferred_message_store::function::{DeferredFunction, ServiceUri};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
@@ -494,6 +494,27 @@ impl ServerCore {
         }
         // Roles in the media path take their INVITEs after authentication
         // and identity assertion (seed 001 8.3.2.1).
+        // Seed 003 12.4.1 / 13.2.1.1: retrieval of deferred messages and of history.
+        if req.method == rsip::Method::Invite
+            && let Some(d) = self.deferred.as_mut()
+            && let Some(service) = UriView::of(&req.uri).user.and_then(|u| d.service_of(&u))
+        {
+            let host = UriView::of(&req.uri).host;
+            let owned = host.eq_ignore_ascii_case(&self.settings.domain)
+                || host == host_of(self.settings.local)
+                || host.eq_ignore_ascii_case("localhost");
+            let history = self.cpm.as_ref().map(|c| c.history());
+            let mut ctx = role_ctx!(self, now);
+            match service {
+                ServiceUri::Deferred => {
+                    d.on_retrieve(&mut ctx, key, source, transport, &req, &user, owned)
+                }
+                ServiceUri::History => {
+                    d.on_history(&mut ctx, key, source, transport, &req, history)
+                }
+            }
+            return;
+        }
         // Seed 003 12.4.2.1: a session for a user with no registered device
         // is accepted on the user's behalf and its messages stored.
         if let Some(cpm) = self.cpm.as_ref()

@@ -186,6 +186,7 @@ impl Server {
                     domain: config.domain.clone(),
                     msrp_local,
                     deferred_uri: config.deferred_uri(),
+                    history_uri: config.history_uri(),
                     offline_delivery: config
                         .effective_users()
                         .into_iter()

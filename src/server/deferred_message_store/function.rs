@@ -35,6 +35,8 @@ use crate::server::msrp_relay::{ConnRef, LegId, RelayInput, RelayOutput};
 use crate::server::proxy_core::Target;
 use crate::server::sip_util::{host_of, push_via, uri_transport, via_transport};
 
+use crate::server::history_store::{HistoryEntry, HistoryStore};
+
 use super::{DeferredKind, DeferredMessage, DeferredStore, NewDeferred, StoreOutcome, pager_key};
 
 /// MSRP leg ids of this function start here (the CPM relay's are small).
@@ -52,8 +54,10 @@ pub struct DeferredConfig {
     pub domain: String,
     /// The MSRP listener (our address in SDP and MSRP URIs).
     pub msrp_local: SocketAddr,
-    /// `sip:Deferred@domain`: the originator of pushes.
+    /// `sip:Deferred@domain`: the originator of pushes, the retrieval URI.
     pub deferred_uri: String,
+    /// `sip:history@domain`: the history retrieval URI.
+    pub history_uri: String,
     /// Per user (name): true = push on registration, false = retrieval.
     pub offline_delivery: HashMap<String, bool>,
     /// Wall clock, ms since the Unix epoch (arrival dates).
@@ -106,9 +110,62 @@ struct Push {
     leg: LegId,
     conn: Option<ConnRef>,
     parser: MsrpParser,
-    queue: VecDeque<DeferredMessage>,
-    /// The SEND awaiting its 200: (transaction id, store row id).
-    in_flight: Option<(String, i64)>,
+    queue: VecDeque<Item>,
+    /// The SEND awaiting its 200: (transaction id, store row id if a
+    /// deferred message).
+    in_flight: Option<(String, Option<i64>)>,
+    /// Started by a registration (holds the user's `busy` mark).
+    from_registration: bool,
+}
+
+/// Which service URI an INVITE addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceUri {
+    /// `Deferred@domain` (seed 003 12.1.1, 12.4.1).
+    Deferred,
+    /// `history@domain` (seed 003 13.1.3, 13.2.1.1).
+    History,
+}
+
+/// Why a retrieval or history INVITE is refused: its status, reason and Warning text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetrievalRejection {
+    #[error("not allowed to retrieve deferred messages")]
+    NotAuthorised,
+    #[error("deferred messages are pushed to this user (offline-delivery active)")]
+    PolicyPush,
+    #[error("the Request-URI is not owned by this message store")]
+    NotOwned,
+    #[error("the SDP must be recvonly")]
+    NotRecvOnly,
+    #[error("no P-Asserted-Identity")]
+    NoAssertedIdentity,
+    #[error("the INVITE carries no URI list")]
+    NoUriList,
+    #[error("no usable MSRP offer (setup actpass or passive needed)")]
+    BadOffer,
+}
+
+impl RetrievalRejection {
+    /// The one place mapping a refusal to a status (seed 003 12.4.1, 13.2.1.1).
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            Self::NotOwned => (404, "Not Found"),
+            Self::NoUriList => (400, "Bad Request"),
+            Self::BadOffer => (488, "Not Acceptable Here"),
+            _ => (403, "Forbidden"),
+        }
+    }
+}
+
+/// What a push / retrieval / history session streams.
+#[derive(Debug, Clone)]
+enum Item {
+    /// Removed from the store on its MSRP 200.
+    Deferred(DeferredMessage),
+    /// A history item, sent as stored (message/cpim with its DateTime).
+    History(HistoryEntry),
 }
 
 /// The function. See the module docs.
@@ -236,8 +293,8 @@ impl DeferredFunction {
         if self.busy.contains(&binding.aor) {
             return;
         }
-        let queue: VecDeque<DeferredMessage> = match self.store.pending(&binding.aor) {
-            Ok(q) => q.into(),
+        let queue: VecDeque<Item> = match self.store.pending(&binding.aor) {
+            Ok(q) => q.into_iter().map(Item::Deferred).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "deferred store unreadable");
                 return;
@@ -276,7 +333,7 @@ impl DeferredFunction {
         ctx: &mut SipCtx<'_>,
         recipient: String,
         target: Target,
-        queue: VecDeque<DeferredMessage>,
+        queue: VecDeque<Item>,
     ) {
         let local = self.local_uri(ctx);
         let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
@@ -374,6 +431,7 @@ impl DeferredFunction {
                 parser: MsrpParser::new(ParserConfig::default()),
                 queue,
                 in_flight: None,
+                from_registration: true,
             },
         );
     }
@@ -565,7 +623,9 @@ impl DeferredFunction {
     /// Forgets push `id` (what was not confirmed stays stored).
     fn finish(&mut self, id: u64) {
         if let Some(p) = self.pushes.remove(&id) {
-            self.busy.remove(&p.recipient);
+            if p.from_registration {
+                self.busy.remove(&p.recipient);
+            }
             self.by_leg.remove(&p.leg);
             self.by_client.retain(|_, v| *v != id);
             if let Some(conn) = p.conn {
@@ -692,6 +752,10 @@ impl DeferredFunction {
             return;
         }
         p.in_flight = None;
+        let Some(row) = row else {
+            self.send_next(ctx, id);
+            return;
+        };
         if m.code() == Some(200) {
             // Seed 002 D.2 step 9: only now is it removed.
             match self.store.remove(row) {
@@ -715,7 +779,10 @@ impl DeferredFunction {
             self.end(ctx, id);
             return;
         };
-        let (content_type, body) = encapsulate(&next);
+        let (row, (content_type, body)) = match &next {
+            Item::Deferred(m) => (Some(m.id), encapsulate(m)),
+            Item::History(h) => (None, (h.content_type.clone(), h.body.clone())),
+        };
         let tid = ctx.ids.token();
         let total = body.len() as u64;
         let msg = MsrpMessage::request(
@@ -733,7 +800,7 @@ impl DeferredFunction {
         .with_body(content_type, body);
         match msg.to_bytes() {
             Ok(bytes) => {
-                p.in_flight = Some((tid, next.id));
+                p.in_flight = Some((tid, row));
                 self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
             }
             Err(e) => {
@@ -741,6 +808,270 @@ impl DeferredFunction {
                 self.send_next(ctx, id);
             }
         }
+    }
+
+    // --- retrieval and history (seed 003 12.4.1, 13.2.1.1) -------------------
+
+    /// Does `user` (the Request-URI's user part) name one of our service URIs?
+    pub fn service_of(&self, user: &str) -> Option<ServiceUri> {
+        let user_of = |uri: &str| {
+            uri.trim_start_matches("sip:")
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        if user.eq_ignore_ascii_case(&user_of(&self.config.deferred_uri)) {
+            Some(ServiceUri::Deferred)
+        } else if user.eq_ignore_ascii_case(&user_of(&self.config.history_uri)) {
+            Some(ServiceUri::History)
+        } else {
+            None
+        }
+    }
+
+    /// Seed 003 12.4.1: an INVITE to `Deferred@domain` from `user` (the
+    /// authenticated name); `owned` = its host is ours. Checks in the seed's
+    /// order, then 200 and the chosen messages streamed (each removed on
+    /// its MSRP 200), BYE after the last.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_retrieve(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        key: TsxKey,
+        source: SocketAddr,
+        transport: Transport,
+        req: &rsip::Request,
+        user: &str,
+        owned: bool,
+    ) {
+        let aor = format!("sip:{user}@{}", self.config.domain);
+        let (sdp, list) = split_body(req);
+        let checked = (|| {
+            // Step 2
+            let policy = self
+                .config
+                .offline_delivery
+                .get(user)
+                .ok_or(RetrievalRejection::NotAuthorised)?;
+            // Step 3
+            if *policy {
+                return Err(RetrievalRejection::PolicyPush);
+            }
+            // Step 4
+            if !owned {
+                return Err(RetrievalRejection::NotOwned);
+            }
+            // Step 5
+            if !is_recvonly(&sdp) {
+                return Err(RetrievalRejection::NotRecvOnly);
+            }
+            Ok(())
+        })();
+        if let Err(r) = checked {
+            self.refuse(ctx, &key, req, &r);
+            return;
+        }
+        let pending = match self.store.pending(&aor) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "deferred store unreadable");
+                Vec::new()
+            }
+        };
+        // Seed 003 12.1.1: no URI list = all messages.
+        let chosen: VecDeque<Item> = match list {
+            None => pending.into_iter().map(Item::Deferred).collect(),
+            Some(entries) => pending
+                .into_iter()
+                .filter(|m| entries.iter().any(|e| m.is_named_by(e)))
+                .map(Item::Deferred)
+                .collect(),
+        };
+        self.accept_streaming(ctx, key, source, transport, req, &sdp, aor, chosen);
+    }
+
+    /// Seed 003 13.2.1.1: an INVITE to `history@domain`. The URI list names
+    /// history references: a user's AOR (the whole conversation with that
+    /// user) or an MSRP Message-ID (that message, if the requester took part).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_history(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        key: TsxKey,
+        source: SocketAddr,
+        transport: Transport,
+        req: &rsip::Request,
+        history: Option<&dyn HistoryStore>,
+    ) {
+        let (sdp, list) = split_body(req);
+        // Step 1.a: the asserted identity is the requester.
+        let asserted = req
+            .headers
+            .get_raw("P-Asserted-Identity")
+            .map(|v| v.trim().trim_start_matches('<').split('>').next().unwrap_or_default().to_string());
+        let checked = (|| {
+            let aor = asserted.ok_or(RetrievalRejection::NoAssertedIdentity)?;
+            if !is_recvonly(&sdp) {
+                return Err(RetrievalRejection::NotRecvOnly);
+            }
+            let list = list.ok_or(RetrievalRejection::NoUriList)?;
+            Ok((aor, list))
+        })();
+        let (aor, list) = match checked {
+            Ok(ok) => ok,
+            Err(r) => {
+                self.refuse(ctx, &key, req, &r);
+                return;
+            }
+        };
+        let mut items = VecDeque::new();
+        if let Some(h) = history {
+            for entry in &list {
+                let e = entry.trim();
+                let found = if e.starts_with("sip:") || e.starts_with("sips:") {
+                    h.conversation(&aor, e)
+                } else {
+                    h.by_message_id(e).map(|v| {
+                        v.into_iter()
+                            .filter(|m| m.conversation.split(' ').any(|p| p == aor))
+                            .collect()
+                    })
+                };
+                match found {
+                    Ok(v) => items.extend(v.into_iter().map(Item::History)),
+                    Err(err) => tracing::warn!(error = %err, "history unreadable"),
+                }
+            }
+        }
+        self.accept_streaming(ctx, key, source, transport, req, &sdp, aor, items);
+    }
+
+    fn refuse(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        key: &TsxKey,
+        req: &rsip::Request,
+        r: &RetrievalRejection,
+    ) {
+        let (code, reason) = r.status();
+        tracing::info!(%r, code, "retrieval refused");
+        let resp = crate::proto::sip::build::response_with(
+            req,
+            code,
+            Some(&ctx.ids.token()),
+            Some(reason),
+            vec![
+                make_header("Warning", &format!("399 {} \"{r}\"", ctx.domain)),
+                make_header("Server", &format!("{SERVER_AGENT} {IM_RELEASE}")),
+            ],
+        );
+        let _ = ctx.tsx.send_response(ctx.now, key, resp);
+    }
+
+    /// 200 (sendonly, Contact `automata`, Server, Allow) and a stream of `items`.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_streaming(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        key: TsxKey,
+        source: SocketAddr,
+        transport: Transport,
+        req: &rsip::Request,
+        sdp: &[u8],
+        recipient: String,
+        items: VecDeque<Item>,
+    ) {
+        let offer = crate::proto::sdp::parse_sdp(sdp)
+            .ok()
+            .and_then(|s| s.msrp().find(|m| m.port != 0 && !m.path.is_empty()).cloned());
+        let remote = offer.as_ref().map(|m| {
+            MsrpPath(m.path.iter().filter_map(|u| MsrpUri::parse(u).ok()).collect())
+        });
+        let addr = remote.as_ref().and_then(|r| r.first()).and_then(msrp_addr);
+        let ok = offer
+            .as_ref()
+            .is_some_and(|m| !matches!(m.setup, Some(Setup::Active)));
+        let (Some(offer), Some(remote), Some(addr), true) = (offer, remote, addr, ok) else {
+            self.refuse(ctx, &key, req, &RetrievalRejection::BadOffer);
+            return;
+        };
+        let local = self.local_uri(ctx);
+        let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
+        let mut media = MsrpMedia::offer(
+            self.config.msrp_local.port(),
+            connection.clone(),
+            vec![local.to_string()],
+            &[],
+        );
+        media.accept_types = offer.accept_types.clone();
+        media.accept_wrapped_types = offer.accept_wrapped_types.clone();
+        // Seed 003 13.2.1.1 step 5.a: sendonly.
+        media.direction = Direction::SendOnly;
+        media.setup = Some(Setup::Active);
+        let mut sid = [0u8; 4];
+        ctx.ids.fill(&mut sid);
+        let body = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection)
+            .with_media(media)
+            .to_string()
+            .into_bytes();
+        let contact = format!(
+            "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
+            host_of(ctx.local),
+            ctx.local.port(),
+            uri_transport(transport)
+        );
+        let mut resp = crate::proto::sip::build::response_with(
+            req,
+            200,
+            Some(&ctx.ids.token()),
+            None,
+            vec![
+                make_header("Contact", &contact),
+                make_header("Server", &format!("{SERVER_AGENT} {IM_RELEASE}")),
+                make_header("Allow", PUSH_ALLOW),
+                make_header("Content-Type", "application/sdp"),
+            ],
+        );
+        resp.headers.remove_named("Content-Length");
+        resp.headers
+            .push(make_header("Content-Length", &body.len().to_string()));
+        resp.body = body;
+        let Ok(dialog) = Dialog::new_uas(req, &resp, 1) else {
+            return;
+        };
+        if ctx.tsx.send_response(ctx.now, &key, resp).is_err() {
+            return;
+        }
+        self.next += 1;
+        let id = self.next;
+        let leg = LEG_BASE + id;
+        self.by_leg.insert(leg, Owner::Push(id));
+        self.msrp_out.push_back(RelayOutput::Connect { leg, addr });
+        tracing::info!(%recipient, n = items.len(), "streaming stored messages");
+        self.pushes.insert(
+            id,
+            Push {
+                recipient,
+                target: Target {
+                    uri: req.uri.clone(),
+                    addr: source,
+                    transport,
+                },
+                invite: req.clone(),
+                invite_key: key,
+                dialog: Some(dialog),
+                state: PushState::Connecting,
+                local,
+                remote: Some(remote),
+                leg,
+                conn: None,
+                parser: MsrpParser::new(ParserConfig::default()),
+                queue: items,
+                in_flight: None,
+                from_registration: false,
+            },
+        );
     }
 
     // --- chat sessions to offline users (seed 003 12.4.2.1) ------------------
@@ -990,6 +1321,39 @@ impl DeferredFunction {
     pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
         self.msrp_out.pop_front()
     }
+}
+
+/// The SDP and the URI list (entries' URIs) of an INVITE body: plain SDP,
+/// or multipart with `application/sdp` and `application/resource-lists+xml`.
+fn split_body(req: &rsip::Request) -> (Vec<u8>, Option<Vec<String>>) {
+    let ct = req.headers.get_raw("Content-Type").unwrap_or_default();
+    if !ct.to_ascii_lowercase().starts_with("multipart/") {
+        return (req.body.clone(), None);
+    }
+    let Ok(mp) = Multipart::parse_with_content_type(&ct, &req.body) else {
+        return (Vec::new(), None);
+    };
+    let sdp = mp
+        .part_of_type("application/sdp")
+        .map(|p| p.body.clone())
+        .unwrap_or_default();
+    let list = mp
+        .part_of_type(crate::proto::bodies::resource_lists::CONTENT_TYPE)
+        .and_then(|p| crate::proto::bodies::resource_lists::ResourceLists::parse(&p.body).ok())
+        .map(|l| l.entries().into_iter().map(|e| e.uri.clone()).collect());
+    (sdp, list)
+}
+
+/// Seed 003 12.4.1 step 5: a session or `m=message` attribute `recvonly`.
+fn is_recvonly(sdp: &[u8]) -> bool {
+    let parsed = crate::proto::sdp::parse_sdp(sdp)
+        .ok()
+        .and_then(|s| s.msrp().next().map(|m| m.direction == Direction::RecvOnly))
+        .unwrap_or(false);
+    parsed
+        || String::from_utf8_lossy(sdp)
+            .lines()
+            .any(|l| l.trim() == "a=recvonly")
 }
 
 fn drain_frames(parser: &mut MsrpParser, bytes: &[u8]) -> Vec<MsrpMessage> {
