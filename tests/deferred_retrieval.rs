@@ -290,3 +290,59 @@ async fn history_retrieval_returns_the_conversation() {
     }
     server.shutdown().await;
 }
+
+/// The next NOTIFY's body, answered with 200.
+async fn next_summary(peer: &Peer) -> String {
+    let n = recv_request(peer, rsip::Method::Notify).await;
+    assert_eq!(n.headers.get_raw("Event").as_deref(), Some("message-summary"));
+    assert_eq!(
+        n.headers.get_raw("Content-Type").as_deref(),
+        Some("application/simple-message-summary")
+    );
+    peer.answer(&n, 200).await;
+    String::from_utf8(n.body).unwrap()
+}
+
+#[tokio::test]
+async fn message_summary_tells_a_retrieval_user_what_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    // Only one's own account (403).
+    let mut bob = Peer::new(server.local_addr(), "bob", "bob").await;
+    let req = bob.request(
+        "SUBSCRIBE",
+        "sip:alice@isc.local",
+        "sip:alice@isc.local",
+        &["Event: message-summary".into(), "Expires: 600".into()],
+        "",
+    );
+    assert_eq!(bob.send_authenticated(req).await.status_code.code(), 403);
+
+    let mut bob = Peer::new(server.local_addr(), "bob", "bob").await;
+    let req = bob.request(
+        "SUBSCRIBE",
+        BOB,
+        BOB,
+        &[
+            "Event: message-summary".into(),
+            "Expires: 600".into(),
+            format!("Contact: <sip:bob@{}>", bob.addr()),
+        ],
+        "",
+    );
+    assert_eq!(bob.send_authenticated(req).await.status_code.code(), 200);
+    let first = next_summary(&bob).await;
+    assert!(first.contains("Messages-Waiting: no\r\n"), "{first}");
+    assert!(first.contains("Message-Account: sip:Deferred@isc.local\r\n"));
+
+    let mut carol = Peer::new(server.local_addr(), "carol", "carol").await;
+    pager(&mut carol, 0).await;
+    let one = next_summary(&bob).await;
+    assert!(one.contains("Messages-Waiting: yes\r\n"), "{one}");
+    assert!(one.contains("Text-Message: 1/0\r\n"), "{one}");
+
+    assert_eq!(retrieve(&server, None).await, ["carol-p-0"]);
+    let none = next_summary(&bob).await;
+    assert!(none.contains("Text-Message: 0/0\r\n"), "{none}");
+    server.shutdown().await;
+}

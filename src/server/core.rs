@@ -292,6 +292,15 @@ impl ServerCore {
     }
 
     fn drain(&mut self, now: Instant) {
+        self.drain_events(now);
+        // Message-summary NOTIFYs for what changed (their own events drain next time).
+        if let Some(d) = self.deferred.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            d.flush(&mut ctx);
+        }
+    }
+
+    fn drain_events(&mut self, now: Instant) {
         while let Some(ev) = self.tsx.poll_event() {
             match ev {
                 LayerEvent::NewRequest {
@@ -490,6 +499,14 @@ impl ServerCore {
 
         if req.method == rsip::Method::Subscribe && is_reg_event(&req) {
             self.on_reg_subscribe(now, key, req, &user, source, transport);
+            return;
+        }
+        // RFC 3842: message waiting indication for deferred messages.
+        if DeferredFunction::is_summary_subscribe(&req)
+            && let Some(d) = self.deferred.as_mut()
+        {
+            let mut ctx = role_ctx!(self, now);
+            d.on_summary_subscribe(&mut ctx, key, &req, &user, source, transport);
             return;
         }
         // Roles in the media path take their INVITEs after authentication

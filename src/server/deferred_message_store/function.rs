@@ -168,6 +168,20 @@ enum Item {
     History(HistoryEntry),
 }
 
+/// The message-summary body type (RFC 3842 §5).
+pub const MESSAGE_SUMMARY: &str = "application/simple-message-summary";
+/// Longest message-summary subscription granted, seconds.
+pub const SUMMARY_MAX_EXPIRES: u32 = 3600;
+
+/// A watcher of a user's deferred messages (RFC 3842, seed 003 12.4.2.6).
+struct SummarySub {
+    aor: String,
+    dialog: Dialog,
+    dest: SocketAddr,
+    transport: Transport,
+    expires_at: std::time::Instant,
+}
+
 /// The function. See the module docs.
 pub struct DeferredFunction {
     config: DeferredConfig,
@@ -180,6 +194,9 @@ pub struct DeferredFunction {
     busy: HashSet<String>,
     msrp_out: VecDeque<RelayOutput>,
     next: u64,
+    summaries: Vec<SummarySub>,
+    /// Users whose message count changed since the last [`DeferredFunction::flush`].
+    dirty: HashSet<String>,
 }
 
 impl std::fmt::Debug for DeferredFunction {
@@ -203,6 +220,8 @@ impl DeferredFunction {
             busy: HashSet::new(),
             msrp_out: VecDeque::new(),
             next: 0,
+            summaries: Vec::new(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -260,6 +279,7 @@ impl DeferredFunction {
         match self.store.store(&m) {
             Ok(StoreOutcome::Stored(id)) => {
                 tracing::info!(id, recipient, "deferred message stored");
+                self.dirty.insert(recipient.to_string());
                 202
             }
             Ok(StoreOutcome::Duplicate(_)) => 202,
@@ -288,6 +308,8 @@ impl DeferredFunction {
             .copied()
             .unwrap_or(false)
         {
+            // Seed 003 12.4.2.2 a.i: retrieval users learn what waits.
+            self.dirty.insert(binding.aor.clone());
             return;
         }
         if self.busy.contains(&binding.aor) {
@@ -450,15 +472,20 @@ impl DeferredFunction {
         self.pushes
             .values()
             .any(|p| p.dialog.as_ref().is_some_and(|d| d.id().call_id == call_id))
+            || self.sessions.values().any(|s| s.dialog.id().call_id == call_id)
             || self
-                .sessions
-                .values()
+                .summaries
+                .iter()
                 .any(|s| s.dialog.id().call_id == call_id)
     }
 
     /// A request in a push dialog: BYE ends the push early (messages not
     /// yet confirmed stay stored); anything else gets 200.
     pub fn on_in_dialog(&mut self, ctx: &mut SipCtx<'_>, key: TsxKey, req: rsip::Request) {
+        if req.method == rsip::Method::Subscribe {
+            self.on_summary_resubscribe(ctx, key, &req);
+            return;
+        }
         let call_id = crate::proto::sip::build::call_id(&req.headers).unwrap_or_default();
         let id = self.pushes.iter().find_map(|(id, p)| {
             p.dialog
@@ -759,7 +786,10 @@ impl DeferredFunction {
         if m.code() == Some(200) {
             // Seed 002 D.2 step 9: only now is it removed.
             match self.store.remove(row) {
-                Ok(_) => tracing::debug!(row, "deferred message delivered"),
+                Ok(_) => {
+                    tracing::debug!(row, "deferred message delivered");
+                    self.dirty.insert(p.recipient.clone());
+                }
                 Err(e) => tracing::warn!(error = %e, row, "delivered message not removed"),
             }
         } else {
@@ -1074,6 +1104,156 @@ impl DeferredFunction {
         );
     }
 
+    // --- message waiting indication (RFC 3842, seed 003 12.4.2.6) -------------
+
+    /// Is this an initial SUBSCRIBE for `Event: message-summary`?
+    pub fn is_summary_subscribe(req: &rsip::Request) -> bool {
+        req.method == rsip::Method::Subscribe
+            && req.headers.get_raw("Event").is_some_and(|e| {
+                e.split(';')
+                    .next()
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("message-summary"))
+            })
+    }
+
+    /// RFC 3842 §4: `user` subscribes to its own account (its AOR or the
+    /// Deferred URI); anything else is 403. 200, then a NOTIFY at once and
+    /// on every change of the count.
+    pub fn on_summary_subscribe(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        key: TsxKey,
+        req: &rsip::Request,
+        user: &str,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let aor = format!("sip:{user}@{}", self.config.domain);
+        let target = crate::server::sip_util::UriView::of(&req.uri);
+        let own = target.user.as_deref() == Some(user)
+            || target
+                .user
+                .as_deref()
+                .is_some_and(|u| self.service_of(u) == Some(ServiceUri::Deferred));
+        if !own {
+            let resp = crate::proto::sip::build::response_with(
+                req,
+                403,
+                Some(&ctx.ids.token()),
+                Some("Forbidden"),
+                vec![make_header(
+                    "Warning",
+                    &format!("399 {} \"only your own messages\"", ctx.domain),
+                )],
+            );
+            let _ = ctx.tsx.send_response(ctx.now, &key, resp);
+            return;
+        }
+        let expires = summary_expires(req);
+        let resp = crate::proto::sip::build::response_with(
+            req,
+            200,
+            Some(&ctx.ids.token()),
+            None,
+            vec![
+                make_header("Expires", &expires.to_string()),
+                make_header("Contact", &ctx.contact(transport)),
+                make_header("Server", SERVER_AGENT),
+            ],
+        );
+        let Ok(dialog) = Dialog::new_uas(req, &resp, 1) else {
+            return;
+        };
+        let _ = ctx.tsx.send_response(ctx.now, &key, resp);
+        let mut sub = SummarySub {
+            aor,
+            dialog,
+            dest: source,
+            transport,
+            expires_at: ctx.now + std::time::Duration::from_secs(u64::from(expires)),
+        };
+        let terminated = expires == 0;
+        self.send_summary(ctx, &mut sub, terminated);
+        if !terminated {
+            self.summaries.push(sub);
+        }
+    }
+
+    /// A SUBSCRIBE refresh / unsubscribe in one of our summary dialogs.
+    fn on_summary_resubscribe(&mut self, ctx: &mut SipCtx<'_>, key: TsxKey, req: &rsip::Request) {
+        let call_id = crate::proto::sip::build::call_id(&req.headers).unwrap_or_default();
+        let Some(i) = self
+            .summaries
+            .iter()
+            .position(|s| s.dialog.id().call_id == call_id)
+        else {
+            return;
+        };
+        let expires = summary_expires(req);
+        let resp = crate::proto::sip::build::response_with(
+            req,
+            200,
+            None,
+            None,
+            vec![make_header("Expires", &expires.to_string())],
+        );
+        let _ = ctx.tsx.send_response(ctx.now, &key, resp);
+        let mut sub = self.summaries.swap_remove(i);
+        let _ = sub.dialog.handle_request(req);
+        sub.expires_at = ctx.now + std::time::Duration::from_secs(u64::from(expires));
+        let terminated = expires == 0;
+        self.send_summary(ctx, &mut sub, terminated);
+        if !terminated {
+            self.summaries.push(sub);
+        }
+    }
+
+    /// Sends the NOTIFYs that the changes since the last call call for.
+    pub fn flush(&mut self, ctx: &mut SipCtx<'_>) {
+        let now = ctx.now;
+        self.summaries.retain(|s| s.expires_at > now);
+        if self.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut subs = std::mem::take(&mut self.summaries);
+        for sub in subs.iter_mut().filter(|s| dirty.contains(&s.aor)) {
+            self.send_summary(ctx, sub, false);
+        }
+        self.summaries = subs;
+    }
+
+    fn send_summary(&mut self, ctx: &mut SipCtx<'_>, sub: &mut SummarySub, terminated: bool) {
+        let waiting = self.store.count(&sub.aor).unwrap_or(0);
+        let body = summary_body(&self.config.deferred_uri, waiting).into_bytes();
+        let Some(via) = ctx_via(ctx, sub.transport) else {
+            return;
+        };
+        let Ok(mut notify) = sub.dialog.create_request(rsip::Method::Notify, via) else {
+            return;
+        };
+        let state = if terminated {
+            "terminated;reason=timeout".to_string()
+        } else {
+            let left = sub.expires_at.saturating_duration_since(ctx.now).as_secs();
+            format!("active;expires={left}")
+        };
+        let h = &mut notify.headers;
+        h.push(make_header("Event", "message-summary"));
+        h.push(make_header("Subscription-State", &state));
+        h.push(make_header("Contact", &ctx.contact(sub.transport)));
+        h.push(make_header("Content-Type", MESSAGE_SUMMARY));
+        h.remove_named("Content-Length");
+        h.push(make_header("Content-Length", &body.len().to_string()));
+        notify.body = body;
+        if let Err(e) = ctx
+            .tsx
+            .send_request(ctx.now, notify, sub.dest, sub.transport)
+        {
+            tracing::info!(error = %e, "message-summary NOTIFY not sent");
+        }
+    }
+
     // --- chat sessions to offline users (seed 003 12.4.2.1) ------------------
 
     /// A CPM / IM session INVITE for `recipient` (AOR) with no registered
@@ -1292,7 +1472,10 @@ impl DeferredFunction {
                     arrived_unix_ms: (self.config.wall_clock_ms)(),
                 };
                 match self.store.store(&record) {
-                    Ok(_) => 200,
+                    Ok(_) => {
+                        self.dirty.insert(s.recipient.clone());
+                        200
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "deferred session message not stored");
                         // Not acknowledged: the sender may resend.
@@ -1321,6 +1504,25 @@ impl DeferredFunction {
     pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
         self.msrp_out.pop_front()
     }
+}
+
+/// The granted subscription length: the asked Expires, at most
+/// [`SUMMARY_MAX_EXPIRES`] (RFC 6665 §4.2.1.1).
+fn summary_expires(req: &rsip::Request) -> u32 {
+    req.headers
+        .get_raw("Expires")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(SUMMARY_MAX_EXPIRES)
+        .min(SUMMARY_MAX_EXPIRES)
+}
+
+/// RFC 3842 §5.2 body: Messages-Waiting, Message-Account, and the count as
+/// `Text-Message: new/old` (message-context-class of RFC 3458).
+pub fn summary_body(account: &str, waiting: u64) -> String {
+    format!(
+        "Messages-Waiting: {}\r\nMessage-Account: {account}\r\nText-Message: {waiting}/0\r\n",
+        if waiting > 0 { "yes" } else { "no" }
+    )
 }
 
 /// The SDP and the URI list (entries' URIs) of an INVITE body: plain SDP,
