@@ -146,11 +146,8 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
                 let _ = child.wait().await;
             });
             let mut peer = Peer::new(addr, "carol", "carol").await;
-            loop {
-                // In order: the first one not yet acknowledged.
-                let Some(i) = acked.iter().position(|a| !a) else {
-                    break;
-                };
+            // In order: the first one not yet acknowledged.
+            while let Some(i) = acked.iter().position(|a| !a) {
                 match send_once(&mut peer, i).await {
                     Some(202) => {
                         acked[i] = true;
@@ -172,7 +169,9 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
             }
             kills += 1;
         }
-        eprintln!("sent {n} messages across {kills} server lives; {resent_acked} acknowledged resends");
+        eprintln!(
+            "sent {n} messages across {kills} server lives; {resent_acked} acknowledged resends"
+        );
 
         // The store holds each Message-ID exactly once.
         let store = SqliteDeferred::open_in(&dir.path().join("data")).unwrap();
@@ -196,7 +195,14 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
             let (mut child, addr) = spawn_server(dir.path(), &config).await;
             let bob = Device::register(addr, "bob", "bob-phone", "phone").await;
             let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
-            answer(&bob.sip, &inv, 200, "bobpush", Some(&msrp_sdp(&bob.uri, "passive", ""))).await;
+            answer(
+                &bob.sip,
+                &inv,
+                200,
+                "bobpush",
+                Some(&msrp_sdp(&bob.uri, "passive", "")),
+            )
+            .await;
             let mut conn = MsrpConn::accept(&bob.listener).await;
             let kill_after = if lives == 1 { n / 3 } else { usize::MAX };
             let mut this_life = 0;

@@ -10,9 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::Peer;
-use cpm_common::{
-    MsrpConn, ack_2xx, final_for, one_device_session, recv_request, send_invite,
-};
+use cpm_common::{MsrpConn, ack_2xx, final_for, one_device_session, recv_request, send_invite};
 use isc::proto::bodies::resource_lists::{Entry, ResourceLists};
 use isc::proto::msrp::{ByteRange, MsrpHeader, MsrpMessage, MsrpMethod, MsrpPath, MsrpUri};
 use isc::proto::sip::headers::HeadersExt;
@@ -51,12 +49,7 @@ fn sdp(uri: &MsrpUri, direction: &str) -> String {
 
 /// An INVITE to `to` whose body is the SDP plus, if `list` is given, a
 /// resource-lists part (RFC 5366 recipient-list style).
-fn retrieval_invite(
-    peer: &mut Peer,
-    to: &str,
-    sdp: &str,
-    list: Option<&[&str]>,
-) -> rsip::Request {
+fn retrieval_invite(peer: &mut Peer, to: &str, sdp: &str, list: Option<&[&str]>) -> rsip::Request {
     let contact = format!("Contact: <sip:{}@{};transport=udp>", peer.user, peer.addr());
     match list {
         None => peer.request(
@@ -75,10 +68,7 @@ fn retrieval_invite(
                 "INVITE",
                 to,
                 to,
-                &[
-                    contact,
-                    "Content-Type: multipart/mixed;boundary=b1".into(),
-                ],
+                &[contact, "Content-Type: multipart/mixed;boundary=b1".into()],
                 &body,
             )
         }
@@ -163,8 +153,14 @@ async fn retrieval_of_one_several_and_all() {
     assert_eq!(count(dir.path()), 5);
     // bob registers: with retrieval, nothing is pushed.
     let mut bob = Peer::new(server.local_addr(), "bob", "bob").await;
-    assert_eq!(bob.register("bob-phone", "phone").await.status_code.code(), 200);
-    assert!(bob.recv_within(0.5).await.is_none(), "no push for a retrieval user");
+    assert_eq!(
+        bob.register("bob-phone", "phone").await.status_code.code(),
+        200
+    );
+    assert!(
+        bob.recv_within(0.5).await.is_none(),
+        "no push for a retrieval user"
+    );
 
     assert_eq!(retrieve(&server, Some(&["carol-p-1"])).await, ["carol-p-1"]);
     assert_eq!(count(dir.path()), 4);
@@ -195,18 +191,33 @@ async fn retrieval_checks_answer_403_404_403() {
     let uri = MsrpUri::new("127.0.0.1", 9, "x");
     // Policy: alice's messages are pushed, so she may not retrieve (403).
     let mut alice = Peer::new(server.local_addr(), "alice", "alice").await;
-    let req = retrieval_invite(&mut alice, "sip:Deferred@isc.local", &sdp(&uri, "recvonly"), None);
+    let req = retrieval_invite(
+        &mut alice,
+        "sip:Deferred@isc.local",
+        &sdp(&uri, "recvonly"),
+        None,
+    );
     let (_, r) = invite(&mut alice, req).await;
     assert_eq!(r.status_code.code(), 403);
     assert!(r.headers.get_raw("Warning").unwrap().contains("pushed"));
     // Ownership of the Request-URI (404).
     let mut bob = Peer::new(server.local_addr(), "bob", "bob").await;
-    let req = retrieval_invite(&mut bob, "sip:Deferred@example.org", &sdp(&uri, "recvonly"), None);
+    let req = retrieval_invite(
+        &mut bob,
+        "sip:Deferred@example.org",
+        &sdp(&uri, "recvonly"),
+        None,
+    );
     let (_, r) = invite(&mut bob, req).await;
     assert_eq!(r.status_code.code(), 404);
     // recvonly (403).
     let mut bob = Peer::new(server.local_addr(), "bob", "bob").await;
-    let req = retrieval_invite(&mut bob, "sip:Deferred@isc.local", &sdp(&uri, "sendrecv"), None);
+    let req = retrieval_invite(
+        &mut bob,
+        "sip:Deferred@isc.local",
+        &sdp(&uri, "sendrecv"),
+        None,
+    );
     let (_, r) = invite(&mut bob, req).await;
     assert_eq!(r.status_code.code(), 403);
     assert!(r.headers.get_raw("Warning").unwrap().contains("recvonly"));
@@ -254,7 +265,12 @@ async fn history_retrieval_returns_the_conversation() {
     );
     assert_eq!(invite(&mut alice, req).await.1.status_code.code(), 403);
     let mut alice = Peer::new(server.local_addr(), "alice", "alice").await;
-    let req = retrieval_invite(&mut alice, "sip:history@isc.local", &sdp(&uri, "recvonly"), None);
+    let req = retrieval_invite(
+        &mut alice,
+        "sip:history@isc.local",
+        &sdp(&uri, "recvonly"),
+        None,
+    );
     assert_eq!(invite(&mut alice, req).await.1.status_code.code(), 400);
 
     // The conversation with bob, then one message by its id.
@@ -282,7 +298,10 @@ async fn history_retrieval_returns_the_conversation() {
             .map(|m| {
                 assert_eq!(m.content_type(), Some("message/cpim"));
                 let b = String::from_utf8_lossy(m.body.as_deref().unwrap()).to_string();
-                assert!(b.contains("DateTime: 2026-11-23T15:0"), "original DateTime: {b}");
+                assert!(
+                    b.contains("DateTime: 2026-11-23T15:0"),
+                    "original DateTime: {b}"
+                );
                 b.rsplit("\r\n\r\n").next().unwrap().to_string()
             })
             .collect();
@@ -294,7 +313,10 @@ async fn history_retrieval_returns_the_conversation() {
 /// The next NOTIFY's body, answered with 200.
 async fn next_summary(peer: &Peer) -> String {
     let n = recv_request(peer, rsip::Method::Notify).await;
-    assert_eq!(n.headers.get_raw("Event").as_deref(), Some("message-summary"));
+    assert_eq!(
+        n.headers.get_raw("Event").as_deref(),
+        Some("message-summary")
+    );
     assert_eq!(
         n.headers.get_raw("Content-Type").as_deref(),
         Some("application/simple-message-summary")

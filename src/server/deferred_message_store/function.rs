@@ -472,7 +472,10 @@ impl DeferredFunction {
         self.pushes
             .values()
             .any(|p| p.dialog.as_ref().is_some_and(|d| d.id().call_id == call_id))
-            || self.sessions.values().any(|s| s.dialog.id().call_id == call_id)
+            || self
+                .sessions
+                .values()
+                .any(|s| s.dialog.id().call_id == call_id)
             || self
                 .summaries
                 .iter()
@@ -936,10 +939,14 @@ impl DeferredFunction {
     ) {
         let (sdp, list) = split_body(req);
         // Step 1.a: the asserted identity is the requester.
-        let asserted = req
-            .headers
-            .get_raw("P-Asserted-Identity")
-            .map(|v| v.trim().trim_start_matches('<').split('>').next().unwrap_or_default().to_string());
+        let asserted = req.headers.get_raw("P-Asserted-Identity").map(|v| {
+            v.trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        });
         let checked = (|| {
             let aor = asserted.ok_or(RetrievalRejection::NoAssertedIdentity)?;
             if !is_recvonly(&sdp) {
@@ -1012,11 +1019,18 @@ impl DeferredFunction {
         recipient: String,
         items: VecDeque<Item>,
     ) {
-        let offer = crate::proto::sdp::parse_sdp(sdp)
-            .ok()
-            .and_then(|s| s.msrp().find(|m| m.port != 0 && !m.path.is_empty()).cloned());
+        let offer = crate::proto::sdp::parse_sdp(sdp).ok().and_then(|s| {
+            s.msrp()
+                .find(|m| m.port != 0 && !m.path.is_empty())
+                .cloned()
+        });
         let remote = offer.as_ref().map(|m| {
-            MsrpPath(m.path.iter().filter_map(|u| MsrpUri::parse(u).ok()).collect())
+            MsrpPath(
+                m.path
+                    .iter()
+                    .filter_map(|u| MsrpUri::parse(u).ok())
+                    .collect(),
+            )
         });
         let addr = remote.as_ref().and_then(|r| r.first()).and_then(msrp_addr);
         let ok = offer
