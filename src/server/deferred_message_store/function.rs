@@ -1769,6 +1769,40 @@ mod tests {
         assert_eq!(dated, out.as_bytes());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn dating_and_body_splitting_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let out = with_sip_date(&bytes, "D");
+            proptest::prop_assert!(out.len() >= bytes.len());
+            let _ = with_msrp_date(&bytes, "D");
+            let _ = is_recvonly(&bytes);
+        }
+
+        #[test]
+        fn dates_always_format(ms in proptest::num::i64::ANY) {
+            let d = http_date(ms / 4);
+            proptest::prop_assert!(d.ends_with(" GMT"));
+        }
+    }
+
+    #[test]
+    fn summary_body_counts() {
+        assert_eq!(
+            summary_body("sip:Deferred@x", 2),
+            "Messages-Waiting: yes\r\nMessage-Account: sip:Deferred@x\r\nText-Message: 2/0\r\n"
+        );
+        assert!(summary_body("a", 0).starts_with("Messages-Waiting: no\r\n"));
+    }
+
+    #[test]
+    fn rejections_map_to_the_seed_codes() {
+        assert_eq!(RetrievalRejection::NotAuthorised.status().0, 403);
+        assert_eq!(RetrievalRejection::PolicyPush.status().0, 403);
+        assert_eq!(RetrievalRejection::NotOwned.status().0, 404);
+        assert_eq!(RetrievalRejection::NotRecvOnly.status().0, 403);
+        assert_eq!(RetrievalRejection::NoUriList.status().0, 400);
+    }
+
     #[test]
     fn no_panic_on_odd_bytes() {
         for s in [&b""[..], b"\r\n", b"X", b"a\r\nCall-ID: x", b"\r\n\r\n"] {
