@@ -368,3 +368,37 @@ async fn message_summary_tells_a_retrieval_user_what_waits() {
     assert!(none.contains("Text-Message: 0/0\r\n"), "{none}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn our_200_is_retransmitted_until_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut bob = Peer::new(server.local_addr(), "bob", "bob").await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = MsrpUri::new("127.0.0.1", listener.local_addr().unwrap().port(), "bobrt");
+    let req = retrieval_invite(
+        &mut bob,
+        "sip:Deferred@isc.local",
+        &sdp(&uri, "recvonly"),
+        None,
+    );
+    let (sent, ok) = invite(&mut bob, req).await;
+    assert_eq!(ok.status_code.code(), 200);
+    // No ACK yet: the 200 comes again (RFC 3261 §13.3.1.4).
+    let again = final_for(&bob, &sent).await;
+    assert_eq!(again.status_code.code(), 200);
+    let ack = ack_2xx(&mut bob, &sent, &ok);
+    bob.send(ack).await;
+    // Nothing streams (the store is empty): BYE, and no more 200s.
+    let _conn = MsrpConn::accept(&listener).await;
+    let bye = recv_request(&bob, rsip::Method::Bye).await;
+    bob.answer(&bye, 200).await;
+    let mut more = 0;
+    while let Some(m) = bob.recv_within(1.2).await {
+        if matches!(m, rsip::SipMessage::Response(ref r) if r.status_code.code() == 200) {
+            more += 1;
+        }
+    }
+    assert_eq!(more, 0, "retransmissions stop at the ACK");
+    server.shutdown().await;
+}

@@ -245,6 +245,10 @@ impl ServerCore {
             let mut ctx = role_ctx!(self, now);
             cpm.handle_timeout(&mut ctx);
         }
+        if let Some(d) = self.deferred.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            d.handle_timeout(&mut ctx);
+        }
         let expired = self.registrar.location_mut().expire(now);
         if !expired.is_empty() {
             let changes: Vec<BindingChange> = expired
@@ -285,6 +289,7 @@ impl ServerCore {
             self.registrar.location().poll_timeout(),
             self.notifier.poll_timeout(),
             self.cpm.as_ref().and_then(|c| c.poll_timeout()),
+            self.deferred.as_ref().and_then(|d| d.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -318,7 +323,9 @@ impl ServerCore {
                 } => self.on_cancel(now, key, request, invite, invite_pending),
                 LayerEvent::Ack { request, .. } => {
                     // The ACK for a B2BUA's 2xx ends at the B2BUA.
-                    if !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request)) {
+                    if !self.deferred.as_mut().is_some_and(|d| d.on_ack(&request))
+                        && !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request))
+                    {
                         self.on_ack(now, request)
                     }
                 }

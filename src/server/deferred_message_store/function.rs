@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use crate::proto::bodies::multipart::{Multipart, Part};
 use crate::proto::msrp::{
@@ -114,6 +115,8 @@ struct Push {
     /// The SEND awaiting its 200: (transaction id, store row id if a
     /// deferred message).
     in_flight: Option<(String, Option<i64>)>,
+    /// When the SEND in flight fails for lack of a response.
+    in_flight_deadline: Option<Instant>,
     /// Started by a registration (holds the user's `busy` mark).
     from_registration: bool,
 }
@@ -182,6 +185,21 @@ struct SummarySub {
     expires_at: std::time::Instant,
 }
 
+/// RFC 4975 §7.3: a SEND with no response for this long fails; the push
+/// ends (BYE) and what was not confirmed stays stored.
+pub const MSRP_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A 2xx we retransmit until its ACK (RFC 3261 §13.3.1.4: T1 doubling up
+/// to T2, given up after 64·T1).
+struct UnackedOk {
+    key: TsxKey,
+    response: rsip::Response,
+    call_id: String,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
 /// The function. See the module docs.
 pub struct DeferredFunction {
     config: DeferredConfig,
@@ -195,6 +213,8 @@ pub struct DeferredFunction {
     msrp_out: VecDeque<RelayOutput>,
     next: u64,
     summaries: Vec<SummarySub>,
+    /// Our 2xx to INVITEs awaiting their ACK (RFC 3261 §13.3.1.4).
+    unacked: Vec<UnackedOk>,
     /// Users whose message count changed since the last [`DeferredFunction::flush`].
     dirty: HashSet<String>,
 }
@@ -221,6 +241,7 @@ impl DeferredFunction {
             msrp_out: VecDeque::new(),
             next: 0,
             summaries: Vec::new(),
+            unacked: Vec::new(),
             dirty: HashSet::new(),
         }
     }
@@ -453,6 +474,7 @@ impl DeferredFunction {
                 parser: MsrpParser::new(ParserConfig::default()),
                 queue,
                 in_flight: None,
+                in_flight_deadline: None,
                 from_registration: true,
             },
         );
@@ -782,6 +804,7 @@ impl DeferredFunction {
             return;
         }
         p.in_flight = None;
+        p.in_flight_deadline = None;
         let Some(row) = row else {
             self.send_next(ctx, id);
             return;
@@ -834,6 +857,7 @@ impl DeferredFunction {
         match msg.to_bytes() {
             Ok(bytes) => {
                 p.in_flight = Some((tid, row));
+                p.in_flight_deadline = Some(ctx.now + MSRP_TRANSACTION_TIMEOUT);
                 self.msrp_out.push_back(RelayOutput::Send { conn, bytes });
             }
             Err(e) => {
@@ -1084,9 +1108,10 @@ impl DeferredFunction {
         let Ok(dialog) = Dialog::new_uas(req, &resp, 1) else {
             return;
         };
-        if ctx.tsx.send_response(ctx.now, &key, resp).is_err() {
+        if ctx.tsx.send_response(ctx.now, &key, resp.clone()).is_err() {
             return;
         }
+        self.retransmit_until_ack(ctx, key.clone(), resp);
         self.next += 1;
         let id = self.next;
         let leg = LEG_BASE + id;
@@ -1113,9 +1138,88 @@ impl DeferredFunction {
                 parser: MsrpParser::new(ParserConfig::default()),
                 queue: items,
                 in_flight: None,
+                in_flight_deadline: None,
                 from_registration: false,
             },
         );
+    }
+
+    // --- timers --------------------------------------------------------------
+
+    fn retransmit_until_ack(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        key: TsxKey,
+        response: rsip::Response,
+    ) {
+        use crate::proto::sip::transaction::timers::T1;
+        let call_id = crate::proto::sip::build::call_id(&response.headers).unwrap_or_default();
+        self.unacked.push(UnackedOk {
+            key,
+            response,
+            call_id,
+            next: ctx.now + T1,
+            interval: T1,
+            give_up: ctx.now + 64 * T1,
+        });
+    }
+
+    /// An ACK: ours if it is for one of our UAS dialogs (then consumed).
+    pub fn on_ack(&mut self, ack: &rsip::Request) -> bool {
+        let Some(call_id) = crate::proto::sip::build::call_id(&ack.headers) else {
+            return false;
+        };
+        let before = self.unacked.len();
+        self.unacked.retain(|u| u.call_id != call_id);
+        before != self.unacked.len() || self.knows_dialog(ack)
+    }
+
+    /// When [`Self::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let oks = self.unacked.iter().map(|u| u.next.min(u.give_up));
+        let sends = self.pushes.values().filter_map(|p| p.in_flight_deadline);
+        oks.chain(sends).min()
+    }
+
+    /// 2xx retransmissions; SENDs without a response end their push.
+    pub fn handle_timeout(&mut self, ctx: &mut SipCtx<'_>) {
+        use crate::proto::sip::transaction::timers::T2;
+        let now = ctx.now;
+        let mut keep = Vec::new();
+        for mut u in std::mem::take(&mut self.unacked) {
+            if now >= u.give_up {
+                tracing::info!(call_id = %u.call_id, "no ACK for our 2xx");
+                continue;
+            }
+            if now >= u.next {
+                if ctx
+                    .tsx
+                    .send_response(now, &u.key, u.response.clone())
+                    .is_err()
+                {
+                    continue;
+                }
+                u.interval = (u.interval * 2).min(T2);
+                u.next = now + u.interval;
+            }
+            keep.push(u);
+        }
+        self.unacked = keep;
+        let late: Vec<u64> = self
+            .pushes
+            .iter()
+            .filter(|(_, p)| p.in_flight_deadline.is_some_and(|d| now >= d))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            tracing::info!(id, "deferred SEND unanswered: push ended, message kept");
+            if let Some(p) = self.pushes.get_mut(&id) {
+                p.in_flight = None;
+                p.in_flight_deadline = None;
+                p.queue.clear();
+            }
+            self.end(ctx, id);
+        }
     }
 
     // --- message waiting indication (RFC 3842, seed 003 12.4.2.6) -------------
@@ -1371,10 +1475,11 @@ impl DeferredFunction {
             return;
         };
         let ok_bytes = crate::proto::sip::message::to_bytes(&resp.clone().into());
-        if let Err(e) = ctx.tsx.send_response(ctx.now, &key, resp) {
+        if let Err(e) = ctx.tsx.send_response(ctx.now, &key, resp.clone()) {
             tracing::info!(error = %e, "deferred session 200 not sent");
             return;
         }
+        self.retransmit_until_ack(ctx, key.clone(), resp);
         let mut stored = req.clone();
         stored.headers.remove_named("Proxy-Authorization");
         self.next += 1;
