@@ -1908,6 +1908,131 @@ mod tests {
         assert_eq!(RetrievalRejection::NoUriList.status().0, 400);
     }
 
+    /// A sans-IO run of the push: the device accepts the INVITE, the MSRP
+    /// connection comes up, the SEND is never answered.
+    #[test]
+    fn unanswered_send_ends_the_push_and_keeps_the_message() {
+        use crate::proto::ids::SeqIds;
+        use crate::proto::sip::transaction::{LayerEvent, TransactionLayer};
+        use crate::server::deferred_message_store::SqliteDeferred;
+        use crate::server::location_service::Source;
+
+        let now = Instant::now();
+        let mut tsx = TransactionLayer::new();
+        let mut ids = SeqIds::new("t");
+        let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let device: SocketAddr = "127.0.0.1:5080".parse().unwrap();
+        let mut store = SqliteDeferred::in_memory().unwrap();
+        store
+            .store(&NewDeferred {
+                recipient: "sip:bob@isc.local".into(),
+                sender: "sip:carol@isc.local".into(),
+                key: pager_key("c1", 1),
+                kind: DeferredKind::Pager,
+                call_id: "c1".into(),
+                message_id: None,
+                request:
+                    b"MESSAGE sip:bob@isc.local SIP/2.0\r\nCall-ID: c1\r\nContent-Length: 0\r\n\r\n"
+                        .to_vec(),
+                response: Vec::new(),
+                msrp: Vec::new(),
+                arrived_unix_ms: 0,
+            })
+            .unwrap();
+        let mut f = DeferredFunction::new(
+            DeferredConfig {
+                domain: "isc.local".into(),
+                msrp_local: "127.0.0.1:6000".parse().unwrap(),
+                deferred_uri: "sip:Deferred@isc.local".into(),
+                history_uri: "sip:history@isc.local".into(),
+                offline_delivery: [("bob".to_string(), true)].into_iter().collect(),
+                wall_clock_ms: || 0,
+            },
+            Box::new(store),
+        );
+        macro_rules! ctx {
+            ($at:expr) => {
+                SipCtx {
+                    now: $at,
+                    tsx: &mut tsx,
+                    ids: &mut ids,
+                    local,
+                    domain: "isc.local",
+                }
+            };
+        }
+        let binding = Binding {
+            id: "b1".into(),
+            aor: "sip:bob@isc.local".into(),
+            contact: format!("sip:bob@{device};transport=udp"),
+            display_name: None,
+            instance: None,
+            reg_id: None,
+            expires_at: now + Duration::from_secs(600),
+            registered_at: now,
+            refreshed_at: now,
+            q: None,
+            call_id: "r1".into(),
+            cseq: 1,
+            path: Vec::new(),
+            source: Source {
+                addr: device,
+                transport: rsip::Transport::Udp,
+            },
+            device_name: None,
+            user_agent: None,
+            gruu: None,
+            params: Vec::new(),
+        };
+        f.on_registered(&mut ctx!(now), &binding);
+        let invite = match tsx.poll_transmit().unwrap().message {
+            rsip::SipMessage::Request(r) => r,
+            other => panic!("expected the INVITE, got {other:?}"),
+        };
+        assert_eq!(invite.method, rsip::Method::Invite);
+        // The device's 200.
+        let sdp = "v=0\r\no=b 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7000 TCP/MSRP *\r\na=accept-types:message/sip\r\na=path:msrp://127.0.0.1:7000/bob;tcp\r\na=recvonly\r\na=setup:passive\r\n";
+        let mut ok = crate::proto::sip::build::response_to(&invite, 200, Some("dev"));
+        ok.headers.remove_named("Content-Length");
+        ok.headers
+            .push(make_header("Contact", &format!("<sip:bob@{device}>")));
+        ok.headers
+            .push(make_header("Content-Type", "application/sdp"));
+        ok.headers
+            .push(make_header("Content-Length", &sdp.len().to_string()));
+        ok.body = sdp.as_bytes().to_vec();
+        tsx.handle_message(now, ok.into(), device, Transport::Udp)
+            .unwrap();
+        let (key, response) = match tsx.poll_event() {
+            Some(LayerEvent::Response { key, response }) => (key, response),
+            other => panic!("expected the 200, got {other:?}"),
+        };
+        f.on_response(&mut ctx!(now), &key, response);
+        let Some(RelayOutput::Connect { leg, .. }) = f.poll_msrp() else {
+            panic!("expected a connect");
+        };
+        f.handle_msrp(&mut ctx!(now), RelayInput::Connected { leg, conn: 7 });
+        assert!(matches!(
+            f.poll_msrp(),
+            Some(RelayOutput::Send { conn: 7, .. })
+        ));
+        assert_eq!(
+            f.poll_timeout(),
+            Some(now + MSRP_TRANSACTION_TIMEOUT),
+            "the SEND's deadline"
+        );
+        while tsx.poll_transmit().is_some() {}
+        let late = now + MSRP_TRANSACTION_TIMEOUT + Duration::from_millis(1);
+        f.handle_timeout(&mut ctx!(late));
+        assert_eq!(f.poll_msrp(), Some(RelayOutput::Close { conn: 7 }));
+        let bye = std::iter::from_fn(|| tsx.poll_transmit()).find_map(|t| match t.message {
+            rsip::SipMessage::Request(r) if r.method == rsip::Method::Bye => Some(r),
+            _ => None,
+        });
+        assert!(bye.is_some(), "BYE after the timeout");
+        assert_eq!(f.store().count("sip:bob@isc.local").unwrap(), 1, "kept");
+    }
+
     #[test]
     fn no_panic_on_odd_bytes() {
         for s in [&b""[..], b"\r\n", b"X", b"a\r\nCall-ID: x", b"\r\n\r\n"] {
