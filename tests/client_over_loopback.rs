@@ -219,7 +219,11 @@ async fn reg_event_sees_a_sibling_arrive_and_an_unregister_remove_it() {
 
 #[tokio::test]
 async fn offline_user_gets_480_and_a_spoofed_from_403() {
-    let s = server().await;
+    // With deferred delivery off, a user with no device is 480 (issue 3);
+    // tests/deferred_*.rs cover the 202-and-store path.
+    let mut opts = ServerOptions::loopback_demo();
+    opts.deferred_messages = false;
+    let s = Server::start(opts).await.expect("server starts");
     let bob = joined(s.local_addr(), "bob/phone").await;
     bob.message("sip:carol@isc.local", "anyone there?").unwrap();
     let failed = bob
