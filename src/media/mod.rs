@@ -5,6 +5,7 @@
 pub mod audio_out;
 pub mod clock;
 pub mod content;
+pub mod import;
 pub mod player;
 pub mod resample;
 pub mod video;
