@@ -120,4 +120,16 @@ mod tests {
         assert!(read_gif(&b"GIF89a junk"[..]).is_err());
         assert!(read_gif(&b""[..]).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let palette = [0, 0, 0, 255, 255, 255];
+            let good = write_gif(3, 2, &palette, &[(vec![1, 0, 1, 0, 1, 0], 5)]).unwrap();
+            let mut spliced = good[..good.len().min(bytes.len())].to_vec();
+            spliced.extend_from_slice(&bytes);
+            let _ = read_gif(&spliced[..]);
+            let _ = read_gif(&bytes[..]);
+        }
+    }
 }
