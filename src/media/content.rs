@@ -92,7 +92,9 @@ pub struct Audio {
     pub samples: Vec<i16>,
 }
 
-/// One video frame: the JPEG as stored (what the RTP packetizer sends) and its RGB24 pixels.
+/// One video frame: the JPEG as stored (what the RTP packetizer sends) and its
+/// RGB24 pixels (empty when loaded with `keep_rgb = false`, as imported pieces
+/// are: the server only sends the JPEG, and a long film would not fit in RAM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoFrame {
     pub jpeg: Vec<u8>,
@@ -231,6 +233,67 @@ fn check_duration(
 impl Content {
     /// Load a piece from its directory, checking formats and durations against the metadata.
     pub fn load(dir: &Path) -> Result<Content, ContentError> {
+        Self::load_with(dir, true)
+    }
+
+    /// Write the piece as `<dir>/content.toml`, `audio.wav` and (with video)
+    /// `video.mjpeg`, creating `dir`; [`Content::load`] reads it back.
+    pub fn save(&self, dir: &Path) -> Result<(), ContentError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ContentError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let meta = Metadata {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            audio: AudioMeta {
+                file: "audio.wav".into(),
+            },
+            video: self.video.as_ref().map(|v| VideoMeta {
+                file: "video.mjpeg".into(),
+                width: v.width,
+                height: v.height,
+                fps: v.fps,
+            }),
+        };
+        let wav_path = dir.join("audio.wav");
+        let wav_err = |source| ContentError::Wav {
+            path: wav_path.clone(),
+            source,
+        };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: self.audio.sample_rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&wav_path, spec).map_err(wav_err)?;
+        for &s in &self.audio.samples {
+            w.write_sample(s).map_err(wav_err)?;
+        }
+        w.finalize().map_err(wav_err)?;
+        if let Some(v) = &self.video {
+            let path = dir.join("video.mjpeg");
+            let bytes: Vec<u8> = v
+                .frames
+                .iter()
+                .flat_map(|f| f.jpeg.iter().copied())
+                .collect();
+            std::fs::write(&path, bytes).map_err(io(&path))?;
+        }
+        let path = dir.join(METADATA_FILE);
+        let text = toml::to_string(&meta).map_err(|e| ContentError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&path, text).map_err(io(&path))
+    }
+
+    /// [`Content::load`], keeping each frame's decoded pixels only if `keep_rgb`
+    /// (every frame is decoded either way, to check it).
+    pub fn load_with(dir: &Path, keep_rgb: bool) -> Result<Content, ContentError> {
         let meta = read_metadata(dir)?;
         if dir.file_name().is_some_and(|n| n != meta.id.as_str()) {
             return Err(ContentError::IdMismatch {
@@ -295,7 +358,7 @@ impl Content {
                     }
                     frames.push(VideoFrame {
                         jpeg: jpeg.to_vec(),
-                        rgb: rgb.data,
+                        rgb: if keep_rgb { rgb.data } else { Vec::new() },
                     });
                 }
                 let video = Video {

@@ -5,6 +5,8 @@
 pub mod audio_out;
 pub mod clock;
 pub mod content;
+pub mod import;
+pub mod picture;
 pub mod player;
 pub mod resample;
 pub mod video;

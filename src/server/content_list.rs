@@ -42,7 +42,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::media::content::{Content, ContentError, list};
+use crate::media::content::{Content, ContentError};
+use crate::media::import::{ImportOptions, Unavailable, load_all};
 use crate::proto::bodies::BodyError;
 use crate::proto::bodies::isc::ISC_NS;
 use crate::proto::bodies::xml::{XmlOut, parse_document};
@@ -142,22 +143,32 @@ pub fn parse(bytes: &[u8]) -> Result<ContentList, BodyError> {
 #[derive(Debug, Clone, Default)]
 pub struct ContentLibrary {
     items: BTreeMap<String, Arc<Content>>,
+    unavailable: Vec<Unavailable>,
 }
 
 impl ContentLibrary {
-    /// Loads every piece under `root`; a piece that fails to load is skipped
-    /// with a warning.
+    /// Loads every piece under `root` (WAV/Y4M/GIF files too, but no ffmpeg);
+    /// a piece that fails to load is [`ContentLibrary::unavailable`].
     pub fn load(root: &Path) -> Result<Self, ContentError> {
-        let mut items = BTreeMap::new();
-        for info in list(root)? {
-            match Content::load(&info.dir) {
-                Ok(c) => {
-                    items.insert(c.id.clone(), Arc::new(c));
-                }
-                Err(e) => tracing::warn!(error = %e, id = %info.id, "content skipped"),
-            }
-        }
-        Ok(ContentLibrary { items })
+        Self::load_with(root, &ImportOptions::default())
+    }
+
+    /// [`ContentLibrary::load`] with ffmpeg and a cache dir ([`crate::media::import`]).
+    pub fn load_with(root: &Path, options: &ImportOptions) -> Result<Self, ContentError> {
+        let imported = load_all(root, options)?;
+        Ok(ContentLibrary {
+            items: imported
+                .items
+                .into_iter()
+                .map(|c| (c.id.clone(), Arc::new(c)))
+                .collect(),
+            unavailable: imported.unavailable,
+        })
+    }
+
+    /// Files under the content dir that cannot be played, and why.
+    pub fn unavailable(&self) -> &[Unavailable] {
+        &self.unavailable
     }
 
     pub fn from_items(items: impl IntoIterator<Item = Content>) -> Self {
@@ -166,6 +177,7 @@ impl ContentLibrary {
                 .into_iter()
                 .map(|c| (c.id.clone(), Arc::new(c)))
                 .collect(),
+            unavailable: Vec::new(),
         }
     }
 

@@ -156,7 +156,9 @@ impl Server {
             local.ip()
         };
         let media = MediaSockets::bind(media_ip).await?;
-        let library = ContentLibrary::load(&config.content_dir).unwrap_or_else(|e| {
+        let import =
+            crate::media::import::ImportOptions::detect(config.data_dir().join("content-cache"));
+        let library = ContentLibrary::load_with(&config.content_dir, &import).unwrap_or_else(|e| {
             tracing::warn!(error = %e, dir = %config.content_dir.display(), "no content");
             ContentLibrary::default()
         });
