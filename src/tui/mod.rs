@@ -22,10 +22,12 @@ pub mod action;
 pub mod app;
 pub mod client_link;
 pub mod command;
+pub mod demo_link;
 pub mod event_loop;
 pub mod input;
 pub mod keymap;
 pub mod ladder;
+pub mod launch;
 pub mod terminal;
 pub mod view;
 
