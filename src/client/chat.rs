@@ -23,10 +23,10 @@ use rsip::{Header, Method, Request, Response};
 use super::USER_AGENT;
 use super::composing::{ComposingAction, ComposingConfig, ComposingReceiver, ComposingSender};
 use super::ids::UaIds;
+use crate::proto::ids::IdGen;
 use super::outgoing::{transport_token, uri_of};
 use crate::proto::bodies::cpim::{self, CpimAddress, CpimMessage};
 use crate::proto::bodies::is_composing::{self, IsComposing};
-use crate::proto::ids::IdGen;
 use crate::proto::msrp::{
     MsrpEvent, MsrpFrame, MsrpInput, MsrpPath, MsrpSession, MsrpUri, SequentialIds, SessionConfig,
 };
