@@ -55,3 +55,15 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
         answered.map(|_| ())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{DemoOptions, run};
+
+    #[tokio::test]
+    async fn free_play_headless_passes_every_step() {
+        let report = run(&SCENARIO, DemoOptions::default()).await.unwrap();
+        assert!(report.passed(), "{:?}", report.checklist);
+    }
+}

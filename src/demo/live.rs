@@ -157,14 +157,11 @@ pub async fn start(
     ))
 }
 
-/// The bots answer every text message from `from_aor` that reaches them
-/// from now on: isComposing, a short wait, then `"<bot> here: you said …"`.
+/// The bots answer every text message from `from_aor` they got (already,
+/// or from now on): isComposing, a short wait, then `"<bot> here: you said …"`.
 pub fn answer_back(bots: Vec<Device>, from_aor: String) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut handled: Vec<usize> = bots
-            .iter()
-            .map(|b| texts_from(b, &from_aor).len())
-            .collect();
+        let mut handled = vec![0; bots.len()];
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
             for (bot, done) in bots.iter().zip(handled.iter_mut()) {
@@ -200,4 +197,53 @@ fn texts_from(bot: &Device, from_aor: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next(port: &mut PersonPort, pred: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
+        let until = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let ev = tokio::time::timeout_at(until, port.events.recv())
+                .await
+                .expect("in time")
+                .expect("open");
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_person_sees_the_greeting_and_bob_answers_what_they_write() {
+        let scenario = super::super::find("free-play").unwrap();
+        let (mut live, mut port) = start(scenario, None).await.unwrap();
+        assert_eq!(port.name, "alice/tv");
+        let mut wire = live.wire.take().unwrap();
+        next(&mut port, |e| matches!(e, ClientEvent::Registered { .. })).await;
+        next(&mut port, super::super::got_message("sip:bob@", "Hi Alice")).await;
+        port.commands
+            .send(Command::SendMessage {
+                to: "sip:bob@isc.local".into(),
+                text: "ping".into(),
+                id: Some("m1".into()),
+            })
+            .await
+            .unwrap();
+        next(
+            &mut port,
+            super::super::got_message("sip:bob@", "you said \"ping\""),
+        )
+        .await;
+        // The server's tap saw it, and the names know the devices.
+        assert!(!matches!(
+            wire.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+        let names = live.names.lock().unwrap().clone();
+        assert!(names.values().any(|n| n == "bob/phone"));
+        live.stop().await;
+    }
 }
