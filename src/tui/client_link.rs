@@ -29,8 +29,8 @@ pub struct ClientLink {
 impl ClientLink {
     /// `me` names this device in the flow view; messages to or from
     /// `server` are drawn against `server`, others against their address.
-    pub fn new(handle: ClientHandle, me: &str, server: SocketAddr) -> Self {
-        let wire = handle.wire();
+    pub fn new(mut handle: ClientHandle, me: &str, server: SocketAddr) -> Self {
+        let wire = handle.take_wire();
         ClientLink {
             handle,
             wire,
