@@ -82,7 +82,16 @@ impl ClientPort for ClientLink {
             if !self.events_open && !self.wire_open {
                 return None;
             }
+            // Wire first: the ladder shows a message before what it caused.
             tokio::select! {
+                biased;
+                rec = self.wire.recv(), if self.wire_open => match rec {
+                    Ok(r) => return Some(Action::Flow(self.flow_event(r))),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("flow view skipped {n} messages");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => self.wire_open = false,
+                },
                 ev = self.handle.events.recv(), if self.events_open => match ev {
                     Some(ev) => return Some(Action::Client(ev)),
                     // The client stopped: the TUI is told once.
@@ -91,13 +100,6 @@ impl ClientPort for ClientLink {
                         self.wire_open = false;
                         return None;
                     }
-                },
-                rec = self.wire.recv(), if self.wire_open => match rec {
-                    Ok(r) => return Some(Action::Flow(self.flow_event(r))),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("flow view skipped {n} messages");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => self.wire_open = false,
                 },
             }
         }

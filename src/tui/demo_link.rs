@@ -75,14 +75,16 @@ impl ClientPort for DemoLink {
             }
             let events = &mut self.person.events;
             let wire = &mut self.wire;
+            // Wire first: the ladder shows a message before what it caused.
             let got = tokio::select! {
-                ev = events.recv() => Ok(ev),
+                biased;
                 rec = async {
                     match wire.as_mut() {
                         Some(w) => w.recv().await,
                         None => std::future::pending().await,
                     }
                 } => Err(rec),
+                ev = events.recv() => Ok(ev),
             };
             match got {
                 Ok(Some(ev)) => return Some(Action::Client(ev)),
