@@ -225,3 +225,66 @@ async fn isc_in_tmux_chats_with_a_bot_and_restores_the_terminal() {
     );
     bob.stop(Duration::from_secs(2)).await;
 }
+
+#[test]
+fn isc_demo_in_tmux_bots_answer_and_the_flow_fills() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let tmux = Tmux {
+        socket: root.join("tmux.sock"),
+    };
+    let home = root.join("home");
+    let run = |window: &str, args: &str| {
+        let cmd = format!(
+            "env HOME={h} XDG_STATE_HOME={h}/state XDG_CONFIG_HOME={h}/config {} {args}; \
+             echo \"isc exited $?\"; sleep 60",
+            shell_quote(env!("CARGO_BIN_EXE_isc")),
+            h = shell_quote(&home.to_string_lossy()),
+        );
+        let out = if window == "0" {
+            tmux.run(&[
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                SESSION,
+                "-x",
+                "120",
+                "-y",
+                "32",
+                &cmd,
+            ])
+        } else {
+            tmux.run(&["new-window", "-d", "-t", SESSION, &cmd])
+        };
+        assert!(out.status.success(), "{out:?}");
+    };
+
+    // free-play: Bob greets, answers what alice writes.
+    run("0", "demo");
+    tmux.wait_for("bob's greeting", |p| p.contains("Hi Alice!"));
+    tmux.keys(&["ping", "Enter"]);
+    tmux.wait_for("bob's answer", |p| {
+        p.contains("bob here: you said \"ping\"")
+    });
+    tmux.keys(&["F3"]);
+    let pane = tmux.wait_for("the flow view", |p| p.contains("Flow ·"));
+    assert!(pane.contains("bob/phone"), "{pane}");
+    tmux.keys(&["C-c"]);
+    let pane = tmux.wait_for("isc demo to exit", |p| p.contains("isc exited"));
+    assert!(pane.contains("isc exited 0"), "{pane}");
+
+    // pager: the flow view is up from the start and fills with the scenario.
+    run("1", "demo pager");
+    let pager = format!("{SESSION}:1");
+    let pane = tmux.wait_in(&pager, "the pager flow", |p| {
+        p.contains("Flow ·") && p.contains("bob/phone") && p.contains("MESSAGE")
+    });
+    assert!(pane.contains("alice/phone"), "{pane}");
+    tmux.keys_to(&pager, &["C-c"]);
+    let pane = tmux.wait_in(&pager, "isc demo pager to exit", |p| {
+        p.contains("isc exited")
+    });
+    assert!(pane.contains("isc exited 0"), "{pane}");
+}
