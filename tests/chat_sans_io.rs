@@ -484,3 +484,155 @@ fn proxy_challenge_is_answered_with_the_ua_digest() {
     assert!(text.contains("CSeq: 2 INVITE"));
     assert!(text.contains("m=message"));
 }
+
+/// STYLE.md habit 11 for the chat's sans-IO parts: no socket, no tokio, no
+/// monotonic clock (the wall clock for CPIM DateTime is injected; its
+/// default lives in `chats::system_clock`).
+#[test]
+fn the_chat_does_no_io() {
+    for file in [
+        "chat.rs",
+        "chats.rs",
+        "user_agent/chat_glue.rs",
+        "chat_headless.rs",
+    ] {
+        let path = format!("{}/src/client/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for banned in [
+            "tokio",
+            "Instant::now",
+            "thread_rng",
+            "std::net::TcpStream",
+            "std::fs",
+        ] {
+            assert!(!text.contains(banned), "{path} mentions {banned}");
+        }
+    }
+    let timer = std::fs::read_to_string(format!(
+        "{}/src/proto/sip/session_timer.rs",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(
+        !timer.contains("Instant::now()")
+            || timer
+                .split("#[cfg(test)]")
+                .next()
+                .is_some_and(|t| !t.contains("Instant::now()"))
+    );
+}
+
+#[test]
+fn bye_while_calling_cancels_and_acks_then_byes_a_late_2xx() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    let now = net.now;
+    let a = net.peers[0]
+        .command(
+            now,
+            ChatCommand::Start {
+                to: "sip:bob@isc.local".into(),
+                convergence_id: None,
+            },
+        )
+        .unwrap();
+    net.run();
+    let b = net.peers[1].invited().unwrap();
+    net.peers[0].command(now, ChatCommand::Bye { chat: a });
+    net.run();
+    assert!(net.trace.iter().any(|m| m.starts_with("CANCEL ")));
+    assert!(net.trace.iter().any(|m| m.starts_with("SIP/2.0 487")));
+    assert_eq!(net.peers[0].ended(), Some(&EndReason::Normal));
+    assert_eq!(net.peers[1].ended(), Some(&EndReason::Normal));
+    // accepting now is too late: nothing happens
+    net.peers[1].command(now, ChatCommand::Accept { chat: b });
+    net.run();
+    assert!(
+        !net.peers[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::Started { .. }))
+    );
+}
+
+/// Credentials from an earlier challenge (another request of the UA used
+/// the nonce) are refused without `stale=true`: the chat answers afresh.
+#[test]
+fn refused_old_credentials_are_replaced_once() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    net.mute[1] = true;
+    let now = net.now;
+    let challenge = |req: &rsip::Request, nonce: &str| {
+        let r = isc::proto::sip::build::response_with(
+            req,
+            407,
+            Some("proxy1"),
+            None,
+            vec![isc::proto::sip::headers::make_header(
+                "Proxy-Authenticate",
+                &format!(
+                    "Digest realm=\"isc.local\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\""
+                ),
+            )],
+        );
+        isc::proto::sip::message::to_bytes(&rsip::SipMessage::Response(r))
+    };
+    let invites = |net: &mut Net| {
+        let mut out = Vec::new();
+        while let Some(t) = net.peers[0].layer.poll_transmit() {
+            if let rsip::SipMessage::Request(r) = t.message
+                && r.method == rsip::Method::Invite
+            {
+                out.push(r);
+            }
+        }
+        out
+    };
+    net.peers[0].command(
+        now,
+        ChatCommand::Start {
+            to: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        },
+    );
+    let first = invites(&mut net).pop().unwrap();
+    // another request of the UA was challenged before: the digest holds n1
+    let primed = rsip::Response::try_from(challenge(&first, "n1").as_slice()).unwrap();
+    net.peers[0].digest.handle_challenge(&primed).unwrap();
+    net.peers[0].command(
+        now,
+        ChatCommand::Start {
+            to: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        },
+    );
+    let second = invites(&mut net).pop().expect("second chat's INVITE");
+    assert!(
+        second
+            .headers
+            .iter()
+            .any(|h| matches!(h, rsip::Header::ProxyAuthorization(_)))
+    );
+    // the proxy refuses n1 with a fresh nonce, no stale=true
+    net.peers[0].input(now, addr(BOB), &challenge(&second, "n2"));
+    let third = invites(&mut net).pop().expect("answered afresh");
+    let text = String::from_utf8_lossy(&isc::proto::sip::message::to_bytes(
+        &rsip::SipMessage::Request(third.clone()),
+    ))
+    .into_owned();
+    assert!(text.contains("nonce=\"n2\""), "{text}");
+    assert!(text.contains("CSeq: 2 INVITE"));
+    // refused again: a wrong password, the chat fails
+    net.peers[0].input(now, addr(BOB), &challenge(&third, "n3"));
+    assert!(
+        matches!(
+            net.peers[0].ended(),
+            Some(EndReason::Error {
+                status: Some(407),
+                ..
+            })
+        ),
+        "{:?}",
+        net.peers[0].events
+    );
+}

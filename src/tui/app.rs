@@ -1146,6 +1146,11 @@ impl App {
 
     fn client_event(&mut self, ev: ClientEvent) {
         match ev {
+            ClientEvent::Chat(chat) => {
+                for s in super::chat_link::session_events(chat) {
+                    self.session_event(s);
+                }
+            }
             ClientEvent::Registered { gruu, .. } => {
                 if let Some(me) = self.devices.iter_mut().find(|d| d.is_self) {
                     me.gruu = gruu.clone();
