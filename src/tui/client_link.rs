@@ -73,7 +73,12 @@ impl ClientPort for ClientLink {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(c) | TrySendError::Closed(c)) => Err(Command::Client(c)),
             },
-            other => Err(other),
+            other => match super::chat_link::chat_command(other) {
+                Ok(c) => self.handle.commands.try_send(c).map_err(|e| match e {
+                    TrySendError::Full(c) | TrySendError::Closed(c) => Command::Client(c),
+                }),
+                Err(other) => Err(other),
+            },
         }
     }
 

@@ -64,7 +64,12 @@ impl ClientPort for DemoLink {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(c) | TrySendError::Closed(c)) => Err(Command::Client(c)),
             },
-            other => Err(other),
+            other => match super::chat_link::chat_command(other) {
+                Ok(c) => self.person.commands.try_send(c).map_err(|e| match e {
+                    TrySendError::Full(c) | TrySendError::Closed(c) => Command::Client(c),
+                }),
+                Err(other) => Err(other),
+            },
         }
     }
 
