@@ -4,7 +4,9 @@
 //! [`view::render`] draws it, purely; [`keymap`] keeps the keys as data;
 //! [`event_loop::run`] owns the terminal and the one `select!`.
 //!
-//! Wiring it (what `isc` main will do once the demo lands):
+//! [`launch`] wires it for `isc` (find or embed the server, start the
+//! profile's client, [`run`]) and for `isc demo` ([`demo_link::DemoLink`]
+//! over the scenario's bots):
 //!
 //! ```ignore
 //! let app_config = tui::AppConfig::from_config(&config, profile.as_deref())?;
