@@ -113,7 +113,9 @@ async fn step5_sdp_against_policy_gets_488() {
 
 #[tokio::test]
 async fn step6_no_registered_device_gets_480() {
-    let r = try_invite(|_| {}, true, &[], "").await;
+    // Without the deferred store (with it, the session is accepted for
+    // later delivery: tests/deferred_push.rs).
+    let r = try_invite(|o| o.deferred_messages = false, true, &[], "").await;
     assert_eq!(r.status_code.code(), 480);
 }
 

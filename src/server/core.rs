@@ -46,6 +46,7 @@ use super::b2bua::SipCtx;
 use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
 use super::im_controlling_function::{ImControllingFunction, is_focus_msrp};
 use super::isc_media_function::{self, IscMediaFunction};
+use super::deferred_message_store::function::{DeferredFunction, ServiceUri};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
@@ -121,6 +122,8 @@ pub struct ServerCore {
     focus_conns: std::collections::HashSet<u64>,
     /// Accepted MSRP connections not yet claimed by a relay.
     unclaimed_conns: std::collections::HashSet<u64>,
+    /// The Deferred Messaging Function, when enabled ([`Self::enable_deferred`]).
+    deferred: Option<DeferredFunction>,
     ids: Box<dyn IdGen>,
 }
 
@@ -154,6 +157,7 @@ impl ServerCore {
             focus: None,
             focus_conns: Default::default(),
             unclaimed_conns: Default::default(),
+            deferred: None,
             ids,
             settings,
         }
@@ -228,7 +232,25 @@ impl ServerCore {
     /// What the MSRP transport reported (for the B2BUA roles' relays). A
     /// connection goes to the focus when it opened it, or when its first
     /// bytes name one of the focus's sessions; else to the CPM function.
+    /// Stores messages for users with no registered device and pushes them
+    /// on registration (seed 002 D.2, seed 003 12.4.2).
+    pub fn enable_deferred(&mut self, deferred: DeferredFunction) {
+        self.deferred = Some(deferred);
+    }
+
+    pub fn deferred(&self) -> Option<&DeferredFunction> {
+        self.deferred.as_ref()
+    }
+
     pub fn handle_msrp(&mut self, now: Instant, input: RelayInput) {
+        if let Some(d) = self.deferred.as_mut()
+            && d.claims(&input)
+        {
+            let mut ctx = role_ctx!(self, now);
+            d.handle_msrp(&mut ctx, input);
+            self.drain(now);
+            return;
+        }
         let to_focus = match &input {
             RelayInput::Accepted { conn } => {
                 self.unclaimed_conns.insert(*conn);
@@ -280,7 +302,10 @@ impl ServerCore {
             }
             return Some(o);
         }
-        self.cpm.as_mut()?.poll_msrp()
+        if let Some(out) = self.cpm.as_mut().and_then(|c| c.poll_msrp()) {
+            return Some(out);
+        }
+        self.deferred.as_mut()?.poll_msrp()
     }
 
     /// Bytes from the network.
@@ -339,6 +364,10 @@ impl ServerCore {
             let mut ctx = role_ctx!(self, now);
             f.handle_timeout(&mut ctx);
         }
+        if let Some(d) = self.deferred.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            d.handle_timeout(&mut ctx);
+        }
         let expired = self.registrar.location_mut().expire(now);
         if !expired.is_empty() {
             let changes: Vec<BindingChange> = expired
@@ -385,6 +414,7 @@ impl ServerCore {
             self.cpm.as_ref().and_then(|c| c.poll_timeout()),
             self.mf.poll_timeout(),
             self.focus.as_ref().and_then(|f| f.poll_timeout()),
+            self.deferred.as_ref().and_then(|d| d.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -392,6 +422,15 @@ impl ServerCore {
     }
 
     fn drain(&mut self, now: Instant) {
+        self.drain_events(now);
+        // Message-summary NOTIFYs for what changed (their own events drain next time).
+        if let Some(d) = self.deferred.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            d.flush(&mut ctx);
+        }
+    }
+
+    fn drain_events(&mut self, now: Instant) {
         while let Some(ev) = self.tsx.poll_event() {
             match ev {
                 LayerEvent::NewRequest {
@@ -409,14 +448,20 @@ impl ServerCore {
                 } => self.on_cancel(now, key, request, invite, invite_pending),
                 LayerEvent::Ack { request, .. } => {
                     // The ACK for a B2BUA's 2xx ends at the B2BUA.
-                    if !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request))
+                    if !self.deferred.as_mut().is_some_and(|d| d.on_ack(&request))
+                        && !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request))
                         && !self.focus.as_mut().is_some_and(|f| f.on_ack(now, &request))
                     {
                         self.on_ack(now, request)
                     }
                 }
                 LayerEvent::Response { key, response } => {
-                    if let Some(cpm) = self.cpm.as_mut()
+                    if let Some(d) = self.deferred.as_mut()
+                        && d.owns_client(&key)
+                    {
+                        let mut ctx = role_ctx!(self, now);
+                        d.on_response(&mut ctx, &key, response);
+                    } else if let Some(cpm) = self.cpm.as_mut()
                         && cpm.owns_client(&key)
                     {
                         let mut ctx = role_ctx!(self, now);
@@ -445,6 +490,10 @@ impl ServerCore {
                     }
                 }
                 LayerEvent::StrayResponse { response, .. } => {
+                    if let Some(d) = self.deferred.as_mut() {
+                        let mut ctx = role_ctx!(self, now);
+                        d.on_stray_response(&mut ctx, &response);
+                    }
                     if self.mf.knows_response_dialog(&response) {
                         let mut ctx = role_ctx!(self, now);
                         self.mf.on_stray_response(&mut ctx, &response);
@@ -478,7 +527,11 @@ impl ServerCore {
 
     /// Timer B/F or a transport failure on a client transaction.
     fn on_branch_failure(&mut self, now: Instant, key: &TsxKey, code: u16) {
-        if self.mf.owns_client(key) {
+        if let Some(d) = self.deferred.as_mut()
+            && d.owns_client(key)
+        {
+            d.on_failure(key);
+        } else if self.mf.owns_client(key) {
             let mut ctx = role_ctx!(self, now);
             self.mf.on_failure(&mut ctx, key, code);
         } else if let Some(cpm) = self.cpm.as_mut()
@@ -549,6 +602,19 @@ impl ServerCore {
         let _ = self.tsx.send_response(now, &key, response);
         if !outcome.changes.is_empty() {
             self.notify_changes(now, &outcome.changes);
+            // Seed 003 12.4.2.2: each (re-)registration may release deferred messages.
+            if let Some(d) = self.deferred.as_mut() {
+                for change in &outcome.changes {
+                    if matches!(
+                        change.event,
+                        crate::server::registrar::BindingEvent::Registered
+                            | crate::server::registrar::BindingEvent::Refreshed
+                    ) {
+                        let mut ctx = role_ctx!(self, now);
+                        d.on_registered(&mut ctx, &change.binding);
+                    }
+                }
+            }
         }
     }
 
@@ -650,6 +716,51 @@ impl ServerCore {
             }
             return;
         }
+        // RFC 3842: message waiting indication for deferred messages.
+        if DeferredFunction::is_summary_subscribe(&req)
+            && let Some(d) = self.deferred.as_mut()
+        {
+            let mut ctx = role_ctx!(self, now);
+            d.on_summary_subscribe(&mut ctx, key, &req, &user, source, transport);
+            return;
+        }
+        // Roles in the media path take their INVITEs after authentication
+        // and identity assertion (seed 001 8.3.2.1).
+        // Seed 003 12.4.1 / 13.2.1.1: retrieval of deferred messages and of history.
+        if req.method == rsip::Method::Invite
+            && let Some(d) = self.deferred.as_mut()
+            && let Some(service) = UriView::of(&req.uri).user.and_then(|u| d.service_of(&u))
+        {
+            let host = UriView::of(&req.uri).host;
+            let owned = host.eq_ignore_ascii_case(&self.settings.domain)
+                || host == host_of(self.settings.local)
+                || host.eq_ignore_ascii_case("localhost");
+            let history = self.cpm.as_ref().map(|c| c.history());
+            let mut ctx = role_ctx!(self, now);
+            match service {
+                ServiceUri::Deferred => {
+                    d.on_retrieve(&mut ctx, key, source, transport, &req, &user, owned)
+                }
+                ServiceUri::History => {
+                    d.on_history(&mut ctx, key, source, transport, &req, history)
+                }
+            }
+            return;
+        }
+        // Seed 003 12.4.2.1: a session for a user with no registered device
+        // is accepted on the user's behalf and its messages stored.
+        if let Some(cpm) = self.cpm.as_ref()
+            && is_cpm_session(&req)
+            && let Some(name) = UriView::of(&req.uri).user
+            && let Some(d) = self.deferred.as_mut()
+            && d.serves(&name)
+            && cpm.only_no_device(now, self.registrar.location(), &req, &own)
+        {
+            let recipient = format!("sip:{name}@{}", self.settings.domain);
+            let mut ctx = role_ctx!(self, now);
+            d.on_offline_session(&mut ctx, key, transport, &req, &recipient, &own);
+            return;
+        }
         if let Some(cpm) = self.cpm.as_mut()
             && is_cpm_session(&req)
         {
@@ -665,7 +776,21 @@ impl ServerCore {
             );
             return;
         }
-        let targets = match self.targets_for(now, &req.uri) {
+        let targets = self.targets_for(now, &req.uri);
+        // Seed 003 12.4.2.1: a pager message for a user with no registered
+        // device is stored, then acknowledged.
+        if matches!(targets, Err((480, _)))
+            && req.method == rsip::Method::Message
+            && let Some(name) = UriView::of(&req.uri).user
+            && let Some(d) = self.deferred.as_mut()
+            && d.serves(&name)
+        {
+            let recipient = format!("sip:{name}@{}", self.settings.domain);
+            let code = d.on_offline_message(&req, &recipient, &own);
+            self.respond(now, &key, &req, code, None, vec![]);
+            return;
+        }
+        let targets = match targets {
             Ok(t) => t,
             Err((code, reason)) => {
                 self.respond(now, &key, &req, code, Some(reason), vec![]);
@@ -813,6 +938,13 @@ impl ServerCore {
                 source,
                 transport,
             );
+            return;
+        }
+        if let Some(d) = self.deferred.as_mut()
+            && d.knows_dialog(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            d.on_in_dialog(&mut ctx, key, req);
             return;
         }
         // RFC 3261 §16.4: a loose-routed request names us in its top Route.

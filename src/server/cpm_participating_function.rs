@@ -328,6 +328,23 @@ impl CpmParticipatingFunction {
         }
     }
 
+    /// The "deliver later" hook (seed 003 12.4.2.1): true when the INVITE
+    /// passes steps 1–5 and fails only step 6 — no registered device — so
+    /// the Deferred Messaging Function may accept it for the user.
+    pub fn only_no_device(
+        &self,
+        now: Instant,
+        location: &LocationService,
+        req: &rsip::Request,
+        originator: &str,
+    ) -> bool {
+        let mut r = req.clone();
+        matches!(
+            self.check(now, location, &mut r, originator),
+            Err(CpmRejection::NoDevice)
+        )
+    }
+
     /// Steps 1–7 in the seed's order. Returns the recipient AOR, the
     /// originator's MSRP offer and the devices to fork to.
     fn check<'l>(

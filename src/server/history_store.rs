@@ -49,6 +49,12 @@ pub trait HistoryStore: Send {
     fn store(&mut self, entry: &HistoryEntry) -> Result<(), HistoryError>;
     /// Every message of the conversation of `a` and `b`, in arrival order.
     fn conversation(&self, a: &str, b: &str) -> Result<Vec<HistoryEntry>, HistoryError>;
+    /// The stored messages with this MSRP Message-ID (seed 003 13.2.1.1:
+    /// a history reference), in arrival order.
+    fn by_message_id(&self, message_id: &str) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let _ = message_id;
+        Ok(Vec::new())
+    }
 }
 
 /// SQLite history.
@@ -136,6 +142,26 @@ impl HistoryStore for SqliteHistory {
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    fn by_message_id(&self, message_id: &str) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let mut stmt = self.db.prepare(
+            "SELECT conversation, cpim_from, cpim_to, cpim_date_time, message_id, content_type,
+                body, arrived_unix_ms FROM history WHERE message_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![message_id], |r| {
+            Ok(HistoryEntry {
+                conversation: r.get(0)?,
+                cpim_from: r.get(1)?,
+                cpim_to: r.get(2)?,
+                cpim_date_time: r.get(3)?,
+                message_id: r.get(4)?,
+                content_type: r.get(5)?,
+                body: r.get(6)?,
+                arrived_unix_ms: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +199,8 @@ mod tests {
             .conversation("sip:alice@isc.local", "sip:bob@isc.local")
             .unwrap();
         assert_eq!(got, vec![entry(1), entry(2)]);
+        assert_eq!(s.by_message_id("m2").unwrap(), vec![entry(2)]);
+        assert!(s.by_message_id("nope").unwrap().is_empty());
         assert!(
             s.conversation("sip:alice@isc.local", "x")
                 .unwrap()

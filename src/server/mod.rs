@@ -4,6 +4,7 @@ pub mod b2bua;
 pub mod content_list;
 pub mod core;
 pub mod cpm_participating_function;
+pub mod deferred_message_store;
 pub mod history_store;
 pub mod im_controlling_function;
 pub mod isc_media_function;

@@ -23,6 +23,8 @@ use super::core::{CoreSettings, ServerCore, UserAccount};
 use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
+use super::deferred_message_store::function::{DeferredConfig, DeferredFunction};
+use super::deferred_message_store::{DeferredStore, SqliteDeferred};
 use super::history_store::{HistoryStore, SqliteHistory};
 use super::im_controlling_function::{FocusConfig, ImControllingFunction, NOTIFY_INTERVAL};
 use super::isc_media_function::{IscMediaFunction, MediaPorts, MfConfig};
@@ -55,6 +57,9 @@ pub struct ServerOptions {
     /// Changes to the Digest defaults (SHA-256 then MD5, uri checked), e.g.
     /// MD5 only for SIPp 3.6.1.
     pub digest: Option<fn(&mut DigestServerConfig)>,
+    /// Store messages for users with no registered device and deliver them
+    /// later (seed 002 D.2, seed 003 12.4); off = 480 as before.
+    pub deferred_messages: bool,
 }
 
 impl ServerOptions {
@@ -63,6 +68,7 @@ impl ServerOptions {
             config,
             history_in_memory: false,
             digest: None,
+            deferred_messages: true,
         }
     }
 
@@ -77,6 +83,7 @@ impl ServerOptions {
             config,
             history_in_memory: true,
             digest: None,
+            deferred_messages: true,
         }
     }
 }
@@ -230,6 +237,33 @@ impl Server {
             focus_history,
             &hex::encode(tid_seed),
         ));
+        // Seed 002 D.2 / seed 003 12.4: the deferred store shares the history file.
+        let deferred_store: Box<dyn DeferredStore> =
+            match if options.history_in_memory && config.data_dir.is_none() {
+                SqliteDeferred::in_memory()
+            } else {
+                SqliteDeferred::open_in(&config.data_dir())
+            } {
+                Ok(s) => Box::new(s),
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            };
+        if options.deferred_messages {
+            core.enable_deferred(DeferredFunction::new(
+                DeferredConfig {
+                    domain: config.domain.clone(),
+                    msrp_local,
+                    deferred_uri: config.deferred_uri(),
+                    history_uri: config.history_uri(),
+                    offline_delivery: config
+                        .effective_users()
+                        .into_iter()
+                        .map(|u| (u.name, u.offline_delivery))
+                        .collect(),
+                    wall_clock_ms: system_wall_clock_ms,
+                },
+                deferred_store,
+            ));
+        }
         let (connect_tx, mut connect_rx) = tokio::sync::mpsc::channel::<(u64, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());
         let (wire, _) = broadcast::channel(4096);
