@@ -13,14 +13,20 @@ use isc::client::headless::ClientArgs;
     version,
     about = "Co-watch and chat over SIP/MSRP from a terminal (OMA ISC / CPM / IM)"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// With no command: the client's flags (`isc --profile alice-phone`).
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the client (the default when no command is given).
+    /// Run the client in the terminal UI (the default when no command is
+    /// given); with no server answering at the configured address, the
+    /// bundled server starts in-process.
     Client(ClientArgs),
     /// Run the bundled server: registrar, proxy and the ISC / CPM / IM functions.
     Server(ServerArgs),
@@ -31,8 +37,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct DemoArgs {
-    /// The scenario to play (see the possible values).
-    #[arg(value_name = "SCENARIO", value_parser = clap::builder::PossibleValuesParser::new(scenario_names()))]
+    /// The scenario to play (see the possible values; default free-play:
+    /// bots that greet you and answer).
+    #[arg(value_name = "SCENARIO", default_value = "free-play", value_parser = clap::builder::PossibleValuesParser::new(scenario_names()))]
     scenario: String,
     /// Print the ladder, the messages and the checklist instead of showing
     /// the flow in the terminal UI.
@@ -65,7 +72,7 @@ fn main() -> ExitCode {
         Some(Command::Server(args)) => run_server(args),
         Some(Command::Demo(args)) => return run_demo(args),
         Some(Command::Client(args)) => return run_client(args),
-        None => return run_client(ClientArgs::default()),
+        None => return run_client(cli.client),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,10 +108,7 @@ fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 fn run_client(args: ClientArgs) -> ExitCode {
     if !args.headless {
-        eprintln!(
-            "isc: the terminal UI is not built yet; use `isc client --headless` or `isc demo SCENARIO --headless`"
-        );
-        return ExitCode::from(2);
+        return run_tui(|| isc::tui::launch::run_client_tui(&args), "client");
     }
     // stdout carries the JSON events: logs go to a file.
     let _log = isc::logging::init_file_logging("client");
@@ -124,18 +128,50 @@ fn run_client(args: ClientArgs) -> ExitCode {
     }
 }
 
-fn run_demo(args: DemoArgs) -> ExitCode {
-    if !args.headless {
-        eprintln!(
-            "isc: the terminal UI is not built yet; run `isc demo {} --headless`",
-            args.scenario
-        );
+/// The TUI: logs and stderr go to the log file while it owns the terminal.
+fn run_tui<F, Fut>(start: F, log_name: &str) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), isc::tui::launch::LaunchError>>,
+{
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        eprintln!("isc: the terminal UI needs a terminal; use `isc client --headless` for scripts");
         return ExitCode::from(2);
     }
+    let log = isc::logging::init_file_logging(log_name);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let redirect = log
+        .as_deref()
+        .map(isc::tui::launch::StderrRedirect::to_file);
+    let result = rt.block_on(start());
+    drop(redirect);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("isc: {e}");
+            if let Some(path) = log {
+                eprintln!("log: {}", path.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_demo(args: DemoArgs) -> ExitCode {
     let Some(scenario) = isc::demo::find(&args.scenario) else {
         eprintln!("isc: no scenario named {}", args.scenario);
         return ExitCode::from(2);
     };
+    if !args.headless {
+        return run_tui(|| isc::tui::launch::run_demo_tui(scenario), "demo");
+    }
     let _log = isc::logging::init_file_logging("demo");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

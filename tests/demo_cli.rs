@@ -1,5 +1,6 @@
-//! The `isc` command line: every flag is described in `--help`; the client
-//! without `--headless` says the TUI is not built yet and exits 2.
+//! The `isc` command line: every flag is described in `--help`; the TUI
+//! (the client without `--headless`, the demo without it) refuses to start
+//! without a terminal and exits 2.
 
 use std::process::{Command, Output};
 
@@ -65,12 +66,18 @@ fn demo_help_names_the_scenarios_and_flags() {
 }
 
 #[test]
-fn client_without_headless_exits_2_until_the_tui_exists() {
-    for args in [&[][..], &["client"][..]] {
+fn the_tui_without_a_terminal_exits_2_and_names_headless() {
+    for args in [
+        &[][..],
+        &["client"][..],
+        &["--profile", "bob-phone"][..],
+        &["demo"][..],
+    ] {
         let out = isc(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("terminal UI is not built yet"), "{err}");
+        assert!(err.contains("needs a terminal"), "{err}");
+        assert!(err.contains("--headless"), "{err}");
         assert!(out.stdout.is_empty());
     }
 }

@@ -93,7 +93,7 @@ fn pager() {
 }
 
 #[test]
-fn unknown_scenario_and_missing_tui_exit_2() {
+fn unknown_scenario_and_the_tui_without_a_terminal_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_isc"))
         .args(["demo", "no-such-flow", "--headless"])
         .output()
@@ -104,5 +104,5 @@ fn unknown_scenario_and_missing_tui_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a terminal"));
 }

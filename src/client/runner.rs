@@ -65,10 +65,20 @@ pub struct ClientHandle {
     /// Where the client listens (UDP and TCP) and what its Contact names.
     pub local_addr: SocketAddr,
     wire: broadcast::Sender<WireRecord>,
+    /// Subscribed before the driver started: nothing is missed.
+    first_wire: Option<broadcast::Receiver<WireRecord>>,
     task: JoinHandle<()>,
 }
 
 impl ClientHandle {
+    /// Every SIP message since the client started (the first call; later
+    /// calls: from now on, as [`Self::wire`]).
+    pub fn take_wire(&mut self) -> broadcast::Receiver<WireRecord> {
+        self.first_wire
+            .take()
+            .unwrap_or_else(|| self.wire.subscribe())
+    }
+
     /// Every SIP message sent or received from now on.
     pub fn wire(&self) -> broadcast::Receiver<WireRecord> {
         self.wire.subscribe()
@@ -143,7 +153,7 @@ pub async fn spawn_client_with(
     let (msrp, msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let (wire, _) = broadcast::channel(1024);
+    let (wire, first_wire) = broadcast::channel(1024);
     let span = tracing::info_span!("client", ua = %format!("{}/{}", cfg.user, cfg.device));
     let mut ua = UserAgent::new(cfg, ids);
     ua.set_msrp_local(msrp.local_addr());
@@ -163,6 +173,7 @@ pub async fn spawn_client_with(
         events: ev_rx,
         local_addr: local,
         wire,
+        first_wire: Some(first_wire),
         task,
     })
 }

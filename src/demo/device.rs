@@ -91,6 +91,19 @@ impl Device {
         server: SocketAddr,
         adjust: impl FnOnce(&mut UaConfig),
     ) -> Result<Device, DemoError> {
+        Self::start_tapped(name, domain, password, server, adjust, None).await
+    }
+
+    /// [`Self::start_with`], also copying every event to `tap` (the TUI of
+    /// an interactive demo shows the device the script drives).
+    pub async fn start_tapped(
+        name: &str,
+        domain: &str,
+        password: &str,
+        server: SocketAddr,
+        adjust: impl FnOnce(&mut UaConfig),
+        tap: Option<mpsc::UnboundedSender<ClientEvent>>,
+    ) -> Result<Device, DemoError> {
         let who = DeviceName::parse(name);
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut cfg = UaConfig::new(
@@ -115,6 +128,9 @@ impl Device {
         let task_log = log.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
+                if let Some(tap) = &tap {
+                    let _ = tap.send(ev.clone());
+                }
                 task_log
                     .events
                     .lock()

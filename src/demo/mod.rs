@@ -27,6 +27,8 @@
 //! checklist; [`render_report`] prints ladder, messages and checklist.
 
 pub mod device;
+pub mod free_play;
+pub mod live;
 mod names;
 pub mod pager;
 
@@ -39,13 +41,13 @@ use std::time::{Duration, Instant};
 
 use crate::client::ClientEvent;
 use crate::flow::{Flow, render_ladder, render_messages};
-use crate::server::runner::{Server, ServerHandle, ServerOptions, WireEvent};
+use crate::server::runner::{Server, ServerOptions, WireEvent};
 
 pub use device::{Device, DeviceName};
-pub use names::server_function;
+pub use names::{Namer, columns, server_function};
 
 /// Every scenario `isc demo` knows, by name.
-pub const SCENARIOS: &[Scenario] = &[pager::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[pager::SCENARIO, free_play::SCENARIO];
 
 /// The scenario named `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -235,11 +237,18 @@ impl Default for DemoOptions {
 
 /// What the script acts on: the server and the devices on stage.
 pub struct Stage {
-    server: ServerHandle,
+    server_addr: std::net::SocketAddr,
     domain: String,
     devices: Vec<Device>,
     seen: Vec<&'static str>,
     deadline: tokio::time::Instant,
+    /// Interactive runs: the device a person drives from the TUI.
+    person: Option<live::Person>,
+    /// Who owns which address, for a live ladder.
+    names: Arc<Mutex<HashMap<std::net::SocketAddr, String>>>,
+    /// Interactive runs wait this long after each expected step, so a
+    /// person can follow.
+    pace: Duration,
 }
 
 impl Stage {
@@ -268,8 +277,16 @@ impl Stage {
     /// subscription lists it.
     pub async fn join(&mut self, name: &str) -> Result<Device, DemoError> {
         let who = DeviceName::parse(name);
-        let dev = Device::start(name, &self.domain, &who.user, self.server.local_addr()).await?;
+        let server = self.server_addr;
+        let dev = match self.person.take_if(|p| p.name == name) {
+            Some(person) => person.start(&self.domain, &who.user, server).await?,
+            None => Device::start(name, &self.domain, &who.user, server).await?,
+        };
         self.devices.push(dev.clone());
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dev.local_addr(), name.to_owned());
         let left = self.left();
         let registered = dev
             .wait_for(left, |e| matches!(e, ClientEvent::Registered { .. }))
@@ -284,6 +301,11 @@ impl Stage {
         Ok(dev)
     }
 
+    /// True when a person watches (and drives one device) in the TUI.
+    pub fn interactive(&self) -> bool {
+        !self.pace.is_zero()
+    }
+
     /// Waits (within the deadline) until `dev` reports an event matching
     /// `pred`, and marks step `step` done.
     pub async fn expect(
@@ -295,6 +317,9 @@ impl Stage {
         match dev.wait_for(self.left(), pred).await {
             Some(e) => {
                 self.seen.push(step);
+                if !self.pace.is_zero() {
+                    tokio::time::sleep(self.pace).await;
+                }
                 Ok(e)
             }
             None => Err(not_seen(step, dev.name(), "the expected event")),
@@ -402,11 +427,14 @@ pub async fn run(scenario: &'static Scenario, opts: DemoOptions) -> Result<Repor
         })
     };
     let mut stage = Stage {
-        server,
+        server_addr,
         domain,
         devices: Vec::new(),
         seen: Vec::new(),
         deadline: tokio::time::Instant::now() + opts.deadline,
+        person: None,
+        names: Arc::default(),
+        pace: Duration::ZERO,
     };
     let error = match tokio::time::timeout(opts.deadline, (scenario.script)(&mut stage)).await {
         Ok(Ok(())) => None,
@@ -429,7 +457,7 @@ pub async fn run(scenario: &'static Scenario, opts: DemoOptions) -> Result<Repor
     for d in &stage.devices {
         d.stop(Duration::from_secs(2)).await;
     }
-    stage.server.shutdown().await;
+    server.shutdown().await;
     Ok(Report {
         scenario: scenario.name,
         flow,

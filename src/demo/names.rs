@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::flow::Flow;
 use crate::server::runner::{Direction, WireEvent};
 
-use super::Scenario;
+use super::{FunctionNamer, Scenario};
 
 /// The server function that handles a request, from its method and
 /// headers; `None` for a response (it inherits its request's function).
@@ -45,6 +45,23 @@ pub(super) fn flow_for(
     names: &HashMap<SocketAddr, String>,
     _server: SocketAddr,
 ) -> Flow {
+    let mut flow = Flow::with_entities(columns(scenario));
+    let mut namer = Namer::new(scenario.function);
+    for ev in events {
+        let (from, to) = namer.ends(ev, names);
+        flow.record(
+            ev.at.saturating_duration_since(started),
+            &from,
+            &to,
+            &ev.bytes,
+        );
+    }
+    flow
+}
+
+/// The ladder's columns: the scenario's, else the first user's devices,
+/// the server's functions, everyone else.
+pub fn columns(scenario: &Scenario) -> Vec<String> {
     let mut columns: Vec<String> = scenario.columns.iter().map(|s| s.to_string()).collect();
     if columns.is_empty() {
         // The first user's devices, the server, everyone else.
@@ -57,38 +74,55 @@ pub(super) fn flow_for(
         columns.push("server".into());
         columns.extend(others.iter().map(|s| s.to_string()));
     }
-    let mut flow = Flow::with_entities(columns);
-    let mut by_call: HashMap<String, &'static str> = HashMap::new();
-    for ev in events {
+    columns
+}
+
+/// Names both ends of each message the server sent or received: the
+/// device owning the peer address, and the server function that acted
+/// (a response inherits its request's, by Call-ID).
+#[derive(Debug, Clone, Default)]
+pub struct Namer {
+    function: Option<FunctionNamer>,
+    by_call: HashMap<String, &'static str>,
+}
+
+impl Namer {
+    /// `function` names scenario-specific server functions first.
+    pub fn new(function: Option<FunctionNamer>) -> Namer {
+        Namer {
+            function,
+            by_call: HashMap::new(),
+        }
+    }
+
+    /// `(from, to)` of `ev`; unknown peers are named by their address.
+    pub fn ends(
+        &mut self,
+        ev: &WireEvent,
+        names: &HashMap<SocketAddr, String>,
+    ) -> (String, String) {
         let text = String::from_utf8_lossy(&ev.bytes[..ev.bytes.len().min(8192)]);
         let call_id = header(&text, "Call-ID", Some("i")).unwrap_or_default();
-        let named = match scenario.function {
+        let named = match self.function {
             Some(f) if server_function(&ev.bytes).is_some() => f(&ev.bytes),
             _ => None,
         };
         let function = match named.or_else(|| server_function(&ev.bytes)) {
             Some(f) => {
-                by_call.entry(call_id).or_insert(f);
+                self.by_call.entry(call_id).or_insert(f);
                 f
             }
-            None => by_call.get(&call_id).copied().unwrap_or("server"),
+            None => self.by_call.get(&call_id).copied().unwrap_or("server"),
         };
         let peer = names
             .get(&ev.peer)
             .cloned()
             .unwrap_or_else(|| ev.peer.to_string());
-        let (from, to) = match ev.direction {
+        match ev.direction {
             Direction::In => (peer, function.to_string()),
             Direction::Out => (function.to_string(), peer),
-        };
-        flow.record(
-            ev.at.saturating_duration_since(started),
-            &from,
-            &to,
-            &ev.bytes,
-        );
+        }
     }
-    flow
 }
 
 /// The first header `name` (or its compact form), trimmed.

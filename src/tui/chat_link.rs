@@ -4,8 +4,11 @@
 
 use crate::client::chat::{ChatEvent, EndReason};
 
-use super::action::SessionEvent;
-use super::app::ConvKind;
+use crate::client;
+use crate::client::chats::ChatCommand;
+
+use super::action::{Answer, Command, Invitation, SessionEvent};
+use super::app::{ConvKind, InvitationId};
 
 /// The conversation key of chat session `chat`.
 pub fn chat_key(chat: u64) -> String {
@@ -16,7 +19,18 @@ pub fn chat_key(chat: u64) -> String {
 pub fn session_events(ev: ChatEvent) -> Vec<SessionEvent> {
     match ev {
         ChatEvent::Calling { chat, to } => vec![opened(chat, &to)],
-        ChatEvent::Invited { chat, from, .. } => vec![opened(chat, &from)],
+        // The invitation box answers it (a / s accept, d declines).
+        ChatEvent::Invited { chat, from, .. } => vec![
+            opened(chat, &from),
+            SessionEvent::Invitation(Invitation {
+                id: InvitationId(chat),
+                from,
+                content: None,
+                with_chat: true,
+                group: None,
+                raw: Vec::new(),
+            }),
+        ],
         ChatEvent::Started { chat, peer } => vec![opened(chat, &peer)],
         ChatEvent::Message {
             chat, from, text, ..
@@ -35,28 +49,77 @@ pub fn session_events(ev: ChatEvent) -> Vec<SessionEvent> {
                 active,
             }]
         }
-        ChatEvent::Ended { chat, reason } => match reason {
-            EndReason::CompletedElsewhere => vec![SessionEvent::ContinuedElsewhere {
-                key: chat_key(chat),
-                device: "another device".into(),
-            }],
-            EndReason::Normal => vec![SessionEvent::Closed {
-                key: chat_key(chat),
-                reason: "ended".into(),
-            }],
-            EndReason::Error { status, reason, .. } => vec![SessionEvent::Closed {
-                key: chat_key(chat),
-                reason: match status {
-                    Some(code) => format!("failed: {code} {reason}"),
-                    None => format!("failed: {reason}"),
-                },
-            }],
-        },
+        ChatEvent::Ended { chat, reason } => {
+            // Unanswered when it ended: the box goes (silent if answered).
+            let gone = match reason {
+                EndReason::CompletedElsewhere => "answered on your other device",
+                _ => "the chat invitation was withdrawn",
+            };
+            let mut out = ended(chat, reason);
+            out.push(SessionEvent::InvitationGone {
+                id: InvitationId(chat),
+                reason: gone.into(),
+            });
+            out
+        }
         // Progress of our own messages shows through the message line itself.
         ChatEvent::Ringing { .. }
         | ChatEvent::Sent { .. }
         | ChatEvent::Delivered { .. }
         | ChatEvent::SendFailed { .. } => Vec::new(),
+    }
+}
+
+fn ended(chat: u64, reason: EndReason) -> Vec<SessionEvent> {
+    match reason {
+        EndReason::CompletedElsewhere => vec![SessionEvent::ContinuedElsewhere {
+            key: chat_key(chat),
+            device: "another device".into(),
+        }],
+        EndReason::Normal => vec![SessionEvent::Closed {
+            key: chat_key(chat),
+            reason: "ended".into(),
+        }],
+        EndReason::Error { status, reason, .. } => vec![SessionEvent::Closed {
+            key: chat_key(chat),
+            reason: match status {
+                Some(code) => format!("failed: {code} {reason}"),
+                None => format!("failed: {reason}"),
+            },
+        }],
+    }
+}
+
+/// The client command for a TUI command about a chat session
+/// (`chat:<id>` conversations, chat invitations); the command back when it
+/// is not one.
+pub fn chat_command(c: Command) -> Result<client::Command, Command> {
+    let chat_of = |key: &str| {
+        key.strip_prefix("chat:")
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    match c {
+        Command::SendChat {
+            session,
+            text,
+            private_to: None,
+        } => match chat_of(&session) {
+            Some(chat) => Ok(client::Command::Chat(ChatCommand::Send { chat, text })),
+            None => Err(Command::SendChat {
+                session,
+                text,
+                private_to: None,
+            }),
+        },
+        // Chat invitations are the only ones the client raises so far.
+        Command::AnswerInvitation { id, answer } => {
+            let chat = id.0;
+            Ok(client::Command::Chat(match answer {
+                Answer::AcceptHere | Answer::AcceptSplit { .. } => ChatCommand::Accept { chat },
+                Answer::Decline => ChatCommand::Decline { chat },
+            }))
+        }
+        other => Err(other),
     }
 }
 
@@ -81,11 +144,11 @@ mod tests {
             reason: EndReason::CompletedElsewhere,
         };
         assert_eq!(
-            session_events(ev),
-            vec![SessionEvent::ContinuedElsewhere {
+            session_events(ev)[0],
+            SessionEvent::ContinuedElsewhere {
                 key: "chat:7".into(),
                 device: "another device".into()
-            }]
+            }
         );
         let failed = ChatEvent::Ended {
             chat: 7,
@@ -98,5 +161,41 @@ mod tests {
         assert!(
             matches!(&session_events(failed)[0], SessionEvent::Closed { reason, .. } if reason == "failed: 480 Temporarily Unavailable")
         );
+    }
+
+    #[test]
+    fn an_invitation_is_answered_and_session_text_goes_to_the_chat() {
+        let evs = session_events(ChatEvent::Invited {
+            chat: 3,
+            from: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        });
+        assert!(
+            matches!(&evs[1], SessionEvent::Invitation(i) if i.id == InvitationId(3) && i.with_chat)
+        );
+        assert_eq!(
+            chat_command(Command::AnswerInvitation {
+                id: InvitationId(3),
+                answer: Answer::AcceptHere
+            }),
+            Ok(client::Command::Chat(ChatCommand::Accept { chat: 3 }))
+        );
+        assert_eq!(
+            chat_command(Command::SendChat {
+                session: "chat:3".into(),
+                text: "hi".into(),
+                private_to: None
+            }),
+            Ok(client::Command::Chat(ChatCommand::Send {
+                chat: 3,
+                text: "hi".into()
+            }))
+        );
+        let group = Command::SendChat {
+            session: "group:x".into(),
+            text: "hi".into(),
+            private_to: None,
+        };
+        assert_eq!(chat_command(group.clone()), Err(group));
     }
 }

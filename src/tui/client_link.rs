@@ -29,8 +29,8 @@ pub struct ClientLink {
 impl ClientLink {
     /// `me` names this device in the flow view; messages to or from
     /// `server` are drawn against `server`, others against their address.
-    pub fn new(handle: ClientHandle, me: &str, server: SocketAddr) -> Self {
-        let wire = handle.wire();
+    pub fn new(mut handle: ClientHandle, me: &str, server: SocketAddr) -> Self {
+        let wire = handle.take_wire();
         ClientLink {
             handle,
             wire,
@@ -73,7 +73,12 @@ impl ClientPort for ClientLink {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(c) | TrySendError::Closed(c)) => Err(Command::Client(c)),
             },
-            other => Err(other),
+            other => match super::chat_link::chat_command(other) {
+                Ok(c) => self.handle.commands.try_send(c).map_err(|e| match e {
+                    TrySendError::Full(c) | TrySendError::Closed(c) => Command::Client(c),
+                }),
+                Err(other) => Err(other),
+            },
         }
     }
 
@@ -82,7 +87,16 @@ impl ClientPort for ClientLink {
             if !self.events_open && !self.wire_open {
                 return None;
             }
+            // Wire first: the ladder shows a message before what it caused.
             tokio::select! {
+                biased;
+                rec = self.wire.recv(), if self.wire_open => match rec {
+                    Ok(r) => return Some(Action::Flow(self.flow_event(r))),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("flow view skipped {n} messages");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => self.wire_open = false,
+                },
                 ev = self.handle.events.recv(), if self.events_open => match ev {
                     Some(ev) => return Some(Action::Client(ev)),
                     // The client stopped: the TUI is told once.
@@ -91,13 +105,6 @@ impl ClientPort for ClientLink {
                         self.wire_open = false;
                         return None;
                     }
-                },
-                rec = self.wire.recv(), if self.wire_open => match rec {
-                    Ok(r) => return Some(Action::Flow(self.flow_event(r))),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("flow view skipped {n} messages");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => self.wire_open = false,
                 },
             }
         }

@@ -4,7 +4,9 @@
 //! [`view::render`] draws it, purely; [`keymap`] keeps the keys as data;
 //! [`event_loop::run`] owns the terminal and the one `select!`.
 //!
-//! Wiring it (what `isc` main will do once the demo lands):
+//! [`launch`] wires it for `isc` (find or embed the server, start the
+//! profile's client, [`run`]) and for `isc demo` ([`demo_link::DemoLink`]
+//! over the scenario's bots):
 //!
 //! ```ignore
 //! let app_config = tui::AppConfig::from_config(&config, profile.as_deref())?;
@@ -23,10 +25,12 @@ pub mod app;
 pub mod chat_link;
 pub mod client_link;
 pub mod command;
+pub mod demo_link;
 pub mod event_loop;
 pub mod input;
 pub mod keymap;
 pub mod ladder;
+pub mod launch;
 pub mod terminal;
 pub mod view;
 
