@@ -484,3 +484,73 @@ fn proxy_challenge_is_answered_with_the_ua_digest() {
     assert!(text.contains("CSeq: 2 INVITE"));
     assert!(text.contains("m=message"));
 }
+
+/// STYLE.md habit 11 for the chat's sans-IO parts: no socket, no tokio, no
+/// monotonic clock (the wall clock for CPIM DateTime is injected; its
+/// default lives in `chats::system_clock`).
+#[test]
+fn the_chat_does_no_io() {
+    for file in [
+        "chat.rs",
+        "chats.rs",
+        "user_agent/chat_glue.rs",
+        "chat_headless.rs",
+    ] {
+        let path = format!("{}/src/client/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for banned in [
+            "tokio",
+            "Instant::now",
+            "thread_rng",
+            "std::net::TcpStream",
+            "std::fs",
+        ] {
+            assert!(!text.contains(banned), "{path} mentions {banned}");
+        }
+    }
+    let timer = std::fs::read_to_string(format!(
+        "{}/src/proto/sip/session_timer.rs",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(
+        !timer.contains("Instant::now()")
+            || timer
+                .split("#[cfg(test)]")
+                .next()
+                .is_some_and(|t| !t.contains("Instant::now()"))
+    );
+}
+
+#[test]
+fn bye_while_calling_cancels_and_acks_then_byes_a_late_2xx() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    let now = net.now;
+    let a = net.peers[0]
+        .command(
+            now,
+            ChatCommand::Start {
+                to: "sip:bob@isc.local".into(),
+                convergence_id: None,
+            },
+        )
+        .unwrap();
+    net.run();
+    let b = net.peers[1].invited().unwrap();
+    net.peers[0].command(now, ChatCommand::Bye { chat: a });
+    net.run();
+    assert!(net.trace.iter().any(|m| m.starts_with("CANCEL ")));
+    assert!(net.trace.iter().any(|m| m.starts_with("SIP/2.0 487")));
+    assert_eq!(net.peers[0].ended(), Some(&EndReason::Normal));
+    assert_eq!(net.peers[1].ended(), Some(&EndReason::Normal));
+    // accepting now is too late: nothing happens
+    net.peers[1].command(now, ChatCommand::Accept { chat: b });
+    net.run();
+    assert!(
+        !net.peers[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::Started { .. }))
+    );
+}

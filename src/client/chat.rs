@@ -23,10 +23,10 @@ use rsip::{Header, Method, Request, Response};
 use super::USER_AGENT;
 use super::composing::{ComposingAction, ComposingConfig, ComposingReceiver, ComposingSender};
 use super::ids::UaIds;
-use crate::proto::ids::IdGen;
 use super::outgoing::{transport_token, uri_of};
 use crate::proto::bodies::cpim::{self, CpimAddress, CpimMessage};
 use crate::proto::bodies::is_composing::{self, IsComposing};
+use crate::proto::ids::IdGen;
 use crate::proto::msrp::{
     MsrpEvent, MsrpFrame, MsrpInput, MsrpPath, MsrpSession, MsrpUri, SequentialIds, SessionConfig,
 };
@@ -79,19 +79,17 @@ pub struct ChatLocal {
 }
 
 impl ChatLocal {
-    /// Contact with `+sip.instance` and the CPM service tag
-    /// (seed 004 7.1.1: the feature tag in Contact).
+    /// Contact with the CPM service tag (seed 004 7.1.1: the feature tag in
+    /// Contact). `+sip.instance` is left out: its quoted `<urn:...>` makes
+    /// rsip's typed Contact (and so peers' dialogs built on it) fail; the
+    /// registration carries it.
     pub fn contact(&self) -> String {
-        let mut c = format!("<{}>", self.contact_uri);
-        if let Some(i) = &self.instance_id {
-            c.push_str(&format!(";+sip.instance=\"<{i}>\""));
-        }
-        c.push_str(&format!(
-            ";{}={}",
+        format!(
+            "<{}>;{}={}",
+            self.contact_uri,
             service::ICSI_REF,
             crate::proto::sip::headers::encode_service_ref(&[service::CPM_SESSION])
-        ));
-        c
+        )
     }
 }
 
@@ -226,6 +224,8 @@ pub struct ChatSession {
     /// Incoming: the INVITE's server transaction and where it came from.
     invite_key: Option<TsxKey>,
     invite_source: Option<(SocketAddr, Transport)>,
+    /// Where the last in-dialog request came from (2xx retransmissions).
+    last_source: Option<(SocketAddr, Transport)>,
     auth_tries: u8,
     timer_retries: u8,
     dialog: Option<Dialog>,
@@ -249,6 +249,12 @@ pub struct ChatSession {
     receiver: ComposingReceiver,
     /// Deadline after the MSRP connection was lost.
     close_grace: Option<Instant>,
+    /// We sent a BYE.
+    bye_sent: bool,
+    /// Our MSRP connection, kept open until our BYE is answered (a peer
+    /// that sees the connection drop first may forget the dialog the BYE
+    /// names), or until the deadline.
+    pending_close: Option<(MsrpConn, Instant)>,
     /// Message-IDs of binding SENDs and isComposing: not reported.
     internal: HashSet<String>,
     sip_out: VecDeque<SipOut>,
@@ -431,6 +437,7 @@ impl ChatSession {
             invite: None,
             invite_key: None,
             invite_source: None,
+            last_source: None,
             auth_tries: 0,
             timer_retries: 0,
             dialog: None,
@@ -447,6 +454,8 @@ impl ChatSession {
             peer_allows_update: false,
             refresh: None,
             close_grace: None,
+            bye_sent: false,
+            pending_close: None,
             internal: HashSet::new(),
             sip_out: VecDeque::new(),
             msrp_out: VecDeque::new(),
@@ -596,7 +605,7 @@ impl ChatSession {
 
     // ---- SIP out -------------------------------------------------------
 
-    fn from_name_addr(&self) -> NameAddr {
+    fn our_name_addr(&self) -> NameAddr {
         let n = NameAddr::new(self.local.aor.clone());
         match &self.local.display_name {
             Some(d) => n.with_display_name(d.clone()),
@@ -614,7 +623,7 @@ impl ChatSession {
                 self.local.transport,
                 &ctx.ids.branch(),
             ),
-            self.from_name_addr(),
+            self.our_name_addr(),
             &self.local_tag,
             NameAddr::new(self.peer.clone()),
             &self.call_id,
@@ -696,6 +705,7 @@ impl ChatSession {
     fn send_bye(&mut self, ctx: &mut ChatCtx<'_>) {
         if let Some(mut bye) = self.dialog_request(ctx, Method::Bye) {
             finish_request(&mut bye, vec![make_header("User-Agent", USER_AGENT)], None);
+            self.bye_sent = true;
             self.send_in_dialog(ctx, bye);
         }
     }
@@ -944,7 +954,8 @@ impl ChatSession {
             "INVITE" | "UPDATE" => {
                 self.on_refresh_response(ctx, now, resp, seq, method == "INVITE")
             }
-            "BYE" => {}
+            // our BYE is answered: now the MSRP connection can go
+            "BYE" if code >= 200 => self.close_now(),
             _ => {
                 if code >= 300 {
                     tracing::debug!(code, method, "chat request failed");
@@ -1222,7 +1233,9 @@ impl ChatSession {
         now: Instant,
         key: TsxKey,
         req: Request,
+        source: (SocketAddr, Transport),
     ) {
+        self.last_source = Some(source);
         if let Some(d) = self.dialog.as_mut()
             && let Err(e) = d.handle_request(&req)
         {
@@ -1322,7 +1335,12 @@ impl ChatSession {
     }
 
     fn source_for(&self, _req: &Request) -> Option<(SocketAddr, Transport)> {
-        self.invite_source
+        self.last_source.or(self.invite_source)
+    }
+
+    /// Whether our INVITE is still unanswered (a BYE now needs a CANCEL).
+    pub fn is_calling(&self) -> bool {
+        self.state == State::Calling
     }
 
     /// The ACK for our 2xx (RFC 3261 §13.3.1.4).
@@ -1511,11 +1529,9 @@ impl ChatSession {
                     None,
                 );
             }
-            MsrpEvent::Delivered { message_id } => {
-                if !self.is_internal(&message_id) {
-                    self.events
-                        .push_back(ChatEvent::Delivered { chat, message_id });
-                }
+            MsrpEvent::Delivered { message_id } if !self.is_internal(&message_id) => {
+                self.events
+                    .push_back(ChatEvent::Delivered { chat, message_id });
             }
             MsrpEvent::SendFailed {
                 message_id, code, ..
@@ -1624,20 +1640,39 @@ impl ChatSession {
         if self.state == State::Terminated {
             return;
         }
-        let _ = now;
+
         self.state = State::Terminated;
         self.timer.stop();
         if let Some(d) = self.dialog.as_mut() {
             d.terminate();
         }
         if let Some(conn) = self.conn.take() {
-            self.flush_pending_close(conn);
+            if self.bye_sent {
+                self.flush_msrp_to(conn);
+                self.pending_close = Some((conn, now + CLOSE_GRACE));
+            } else {
+                self.flush_pending_close(conn);
+            }
         }
         self.close_grace = None;
         self.events.push_back(ChatEvent::Ended {
             chat: self.id,
             reason,
         });
+    }
+
+    fn flush_msrp_to(&mut self, conn: MsrpConn) {
+        if let Some(m) = self.msrp.as_mut() {
+            while let Some(bytes) = m.poll_transmit() {
+                self.msrp_out.push_back(MsrpOut::Send { conn, bytes });
+            }
+        }
+    }
+
+    fn close_now(&mut self) {
+        if let Some((conn, _)) = self.pending_close.take() {
+            self.msrp_out.push_back(MsrpOut::Close { conn });
+        }
     }
 
     fn flush_pending_close(&mut self, conn: MsrpConn) {
@@ -1708,6 +1743,9 @@ impl ChatSession {
                 active: false,
             });
         }
+        if self.pending_close.is_some_and(|(_, t)| t <= now) {
+            self.close_now();
+        }
         if self.close_grace.is_some_and(|t| t <= now) {
             self.close_grace = None;
             self.send_bye(ctx);
@@ -1730,6 +1768,7 @@ impl ChatSession {
             self.sender.poll_timeout(),
             self.receiver.poll_timeout(),
             self.close_grace,
+            self.pending_close.map(|(_, t)| t),
         ]
         .into_iter()
         .flatten()
@@ -1763,4 +1802,58 @@ fn allows_update(headers: &rsip::Headers) -> bool {
 /// Whether a received request asks for the session timer (for logs/tests).
 pub fn wants_timer(req: &Request) -> bool {
     supports_timer(&req.headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our Contact must survive rsip's typed Contact: peers (the server's
+    /// B2BUA among them) build dialogs from it.
+    #[test]
+    fn dialogs_form_on_our_contact_with_its_feature_tag() {
+        let local = ChatLocal {
+            aor: "sip:bob@isc.local".into(),
+            display_name: None,
+            contact_uri: "sip:bob@127.0.0.1:5080;transport=udp".into(),
+            instance_id: Some("urn:uuid:37d07317-e1e2-49ce-8d12-715ce0fae97a".into()),
+            sip_local: "127.0.0.1:5080".parse().unwrap(),
+            transport: Transport::Udp,
+            msrp_local: "127.0.0.1:6080".parse().unwrap(),
+            timer: SessionTimerConfig::default(),
+            composing: ComposingConfig::default(),
+            msrp_chunk_size: 2048,
+        };
+        let invite = RequestBuilder::new(
+            Method::Invite,
+            parse_uri("sip:bob@isc.local").unwrap(),
+            via(local.sip_local, Transport::Udp, "z9hG4bK1"),
+            NameAddr::new("sip:alice@isc.local"),
+            "a1",
+            NameAddr::new("sip:bob@isc.local"),
+            "c1",
+            1,
+        )
+        .contact(local.contact())
+        .build();
+        let ok = response_with(
+            &invite,
+            200,
+            Some("b1"),
+            None,
+            vec![make_header("Contact", &local.contact())],
+        );
+        let d = Dialog::new_uac(&invite, &ok).expect("a dialog from our raw Contact");
+        assert!(
+            d.remote_target()
+                .to_string()
+                .eq_ignore_ascii_case("sip:bob@127.0.0.1:5080;transport=udp")
+        );
+        assert!(Dialog::new_uas(&invite, &ok, 1).is_ok());
+        assert!(
+            local.contact().contains(
+                "+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.cpm.session\""
+            )
+        );
+    }
 }

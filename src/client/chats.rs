@@ -100,6 +100,8 @@ pub struct Chats {
     clock: WallClock,
     events: VecDeque<ChatEvent>,
     msrp_out: VecDeque<MsrpOut>,
+    /// Our INVITEs to CANCEL at the next flush.
+    cancels: Vec<(ChatId, TsxKey)>,
     /// 200s to CANCELs, sent at the next flush.
     pending_responses: VecDeque<(TsxKey, Response)>,
 }
@@ -124,7 +126,13 @@ impl Chats {
             events: VecDeque::new(),
             msrp_out: VecDeque::new(),
             pending_responses: VecDeque::new(),
+            cancels: Vec::new(),
         }
+    }
+
+    /// Replaces the CPIM DateTime clock.
+    pub fn set_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
     }
 
     pub fn local(&self) -> &ChatLocal {
@@ -215,6 +223,15 @@ impl Chats {
             }
             ChatCommand::Bye { chat } => {
                 if let Some(s) = self.sessions.get_mut(&chat) {
+                    // RFC 3261 §9.1: an unanswered INVITE is CANCELled
+                    if s.is_calling() {
+                        let key = self
+                            .keys
+                            .iter()
+                            .find(|(_, (c, m))| *c == chat && *m == Method::Invite)
+                            .map(|(k, _)| k.clone());
+                        self.cancels.extend(key.map(|k| (chat, k)));
+                    }
                     s.bye(ctx, now);
                 }
             }
@@ -354,7 +371,7 @@ impl Chats {
             return match self.by_dialog(&req) {
                 Some(chat) => {
                     if let Some(s) = self.sessions.get_mut(&chat) {
-                        s.handle_request(ctx, now, key, req);
+                        s.handle_request(ctx, now, key, req, (source, transport));
                     }
                     None
                 }
@@ -545,6 +562,14 @@ impl Chats {
         while let Some((key, resp)) = self.pending_responses.pop_front() {
             let _ = layer.send_response(now, &key, resp);
         }
+        for (chat, invite) in std::mem::take(&mut self.cancels) {
+            match layer.cancel(now, &invite) {
+                Ok(key) => {
+                    self.keys.insert(key, (chat, Method::Cancel));
+                }
+                Err(e) => tracing::debug!(error = %e, "no CANCEL"),
+            }
+        }
         let mut outs = Vec::new();
         for s in self.sessions.values_mut() {
             while let Some(o) = s.poll_sip() {
@@ -576,8 +601,10 @@ impl Chats {
             }
         }
         // drop sessions that are over and quiet
-        self.sessions
-            .retain(|_, s| !s.is_terminated() || s.poll_timeout().is_some());
+        let keys = &self.keys;
+        self.sessions.retain(|id, s| {
+            !s.is_terminated() || s.poll_timeout().is_some() || keys.values().any(|(c, _)| c == id)
+        });
     }
 
     pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
@@ -586,5 +613,18 @@ impl Chats {
 
     pub fn poll_event(&mut self) -> Option<ChatEvent> {
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_446_000), "2026-11-23T15:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 }

@@ -23,6 +23,13 @@
 //! | `{"cmd":"register"}` | `register` | REGISTER now |
 //! | `{"cmd":"devices"}` | `devices` | print the last known `devices` event |
 //! | `{"cmd":"quit"}` | `quit` | un-SUBSCRIBE, un-REGISTER, exit (also on EOF) |
+//! | `{"cmd":"chat","to":URI,"convergence_id":ID}` (`convergence_id` optional) | `chat URI` | start a 1-1 chat (INVITE, MSRP); `chat_calling` names it |
+//! | `{"cmd":"chat_send","chat":N,"text":T}` | `say N T...` | chat message (CPIM over MSRP) |
+//! | `{"cmd":"chat_typing","chat":N}` | `chat_typing N` | isComposing `active` over MSRP |
+//! | `{"cmd":"chat_idle","chat":N}` | `chat_idle N` | isComposing `idle` over MSRP |
+//! | `{"cmd":"accept","chat":N}` | `accept N` | accept an invitation |
+//! | `{"cmd":"decline","chat":N}` | `decline N` | decline it (603) |
+//! | `{"cmd":"bye","chat":N}` | `bye N` | end the chat (BYE) |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -40,6 +47,16 @@
 //! | `composing_unsupported` | `to` (it answered 415; no more isComposing to it) |
 //! | `watch_ended` | `reason` (the reg-event subscription ended for good) |
 //! | `error` | `reason`, `line` (a command that could not be read) |
+//! | `chat_calling` | `chat` (the number for chat commands), `to` |
+//! | `chat_invited` | `chat`, `from`, `convergence_id` (or null) |
+//! | `chat_ringing` | `chat` |
+//! | `chat_started` | `chat`, `peer` |
+//! | `chat_message` | `chat`, `from`, `text`, `at` (CPIM DateTime or null), `message_id` |
+//! | `chat_composing` | `chat`, `from`, `active` (bool) |
+//! | `chat_sent` | `chat`, `message_id` |
+//! | `chat_delivered` | `chat`, `message_id` |
+//! | `chat_send_failed` | `chat`, `message_id`, `code` |
+//! | `chat_ended` | `chat`, `reason`: `normal`, `completed_elsewhere` (continued on another device), or `error` with `status`, `text`, `warning` |
 //! | `stopped` | (last line) |
 
 use std::io;
@@ -325,6 +342,9 @@ pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCom
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
+    if let Some(chat) = super::chat_headless::parse_command(line, domain) {
+        return chat.map(|c| Some(HeadlessCommand::Ua(c)));
+    }
     let cmd = if line.starts_with('{') {
         match serde_json::from_str::<JsonCommand>(line).map_err(|e| e.to_string())? {
             JsonCommand::Send { to, text, id } => Command::SendMessage {
@@ -436,6 +456,7 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         }
         ClientEvent::WatchEnded { reason } => json!({"event": "watch_ended", "reason": reason}),
         ClientEvent::Stopped => json!({"event": "stopped"}),
+        ClientEvent::Chat(e) => super::chat_headless::event_json(e),
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`headless`] puts a line protocol on stdin/stdout around the runner.
 
 pub mod chat;
+pub mod chat_headless;
 pub mod chats;
 pub mod composing;
 pub mod headless;
@@ -125,6 +126,8 @@ pub enum Command {
     StopTyping { to: String },
     /// Un-SUBSCRIBE, un-REGISTER (Expires: 0), then [`ClientEvent::Stopped`].
     Shutdown,
+    /// A 1-1 chat command ([`chats::ChatCommand`]).
+    Chat(chats::ChatCommand),
 }
 
 /// One registered device of our AOR, from the reg-event state.
@@ -191,4 +194,6 @@ pub enum ClientEvent {
     WatchEnded { reason: String },
     /// Shutdown finished: nothing more will be sent.
     Stopped,
+    /// Something happened in a 1-1 chat ([`chat::ChatEvent`]).
+    Chat(chat::ChatEvent),
 }

@@ -12,9 +12,11 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::{ClientEvent, Command, UaConfig, UserAgent};
+use super::chat::MsrpOut;
 use crate::flow::Flow;
 use crate::ids::RandomIds;
 use crate::net::SipTransport;
+use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
 use crate::proto::ids::IdGen;
 use crate::proto::sip::transaction::Transport;
 
@@ -137,15 +139,20 @@ pub async fn spawn_client_with(
     let (transport, incoming) = SipTransport::bind(bind).await?;
     let local = transport.local_addr();
     cfg.local = local;
+    // MSRP for chats: one listener per client on the same address, any port
+    let (msrp, msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (wire, _) = broadcast::channel(1024);
     let span = tracing::info_span!("client", ua = %format!("{}/{}", cfg.user, cfg.device));
-    let ua = UserAgent::new(cfg, ids);
+    let mut ua = UserAgent::new(cfg, ids);
+    ua.set_msrp_local(msrp.local_addr());
     let driver = Driver {
         ua,
         transport,
         incoming,
+        msrp,
+        msrp_events,
         commands: cmd_rx,
         events: ev_tx,
         wire: wire.clone(),
@@ -164,6 +171,8 @@ struct Driver {
     ua: UserAgent,
     transport: SipTransport,
     incoming: mpsc::Receiver<crate::net::Incoming>,
+    msrp: MsrpTransport,
+    msrp_events: mpsc::Receiver<MsrpNetEvent>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,
     wire: broadcast::Sender<WireRecord>,
@@ -208,13 +217,53 @@ impl Driver {
                         self.ua.handle_command(Instant::now(), Command::Shutdown);
                     }
                 },
+                Some(ev) = self.msrp_events.recv() => self.on_msrp(ev),
                 _ = sleep => self.ua.handle_timeout(Instant::now()),
             }
         }
         tracing::debug!("client driver ended");
     }
 
+    fn on_msrp(&mut self, ev: MsrpNetEvent) {
+        let now = Instant::now();
+        match ev {
+            MsrpNetEvent::Accepted { conn, .. } => self.ua.msrp_accepted(conn),
+            // reported through `connect`'s result in `flush`
+            MsrpNetEvent::Connected { .. } => {}
+            MsrpNetEvent::Data { conn, bytes } => self.ua.msrp_data(now, conn, &bytes),
+            MsrpNetEvent::Closed { conn } => self.ua.msrp_closed(now, conn),
+        }
+    }
+
+    /// MSRP work the chats asked for.
+    async fn flush_msrp(&mut self) -> bool {
+        let mut any = false;
+        while let Some(out) = self.ua.poll_msrp() {
+            any = true;
+            match out {
+                MsrpOut::Connect { chat, peer } => match self.msrp.connect(peer).await {
+                    Ok(conn) => self.ua.msrp_connected(Instant::now(), chat, conn),
+                    Err(e) => self.ua.msrp_connect_failed(Instant::now(), chat, &e.to_string()),
+                },
+                MsrpOut::Send { conn, bytes } => {
+                    if let Err(e) = self.msrp.send(conn, bytes).await {
+                        tracing::debug!(error = %e, conn, "MSRP send failed");
+                    }
+                }
+                MsrpOut::Close { conn } => self.msrp.close(conn),
+            }
+        }
+        any
+    }
+
     async fn flush(&mut self) {
+        while self.flush_msrp().await {
+            self.flush_sip().await;
+        }
+        self.flush_sip().await;
+    }
+
+    async fn flush_sip(&mut self) {
         while let Some((to, transport, bytes)) = self.ua.poll_transmit() {
             let _ = self.wire.send(WireRecord {
                 at: Instant::now(),

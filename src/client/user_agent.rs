@@ -33,6 +33,8 @@ use crate::proto::sip::headers::{
 use crate::proto::sip::message::{parse_message, reason_phrase, to_bytes};
 use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transport, TsxKey};
 
+mod chat_glue;
+
 /// Methods we answer (Allow).
 pub const ALLOW: &str = "MESSAGE, OPTIONS, NOTIFY";
 /// Bodies we take (Accept).
@@ -68,6 +70,8 @@ struct Pending {
 
 /// The client user agent of one device.
 pub struct UserAgent {
+    /// 1-1 chats over MSRP ([`super::chats::Chats`], hooks in `chat_glue`).
+    chats: super::chats::Chats,
     cfg: UaConfig,
     ids: Box<dyn IdGen>,
     layer: TransactionLayer,
@@ -109,7 +113,9 @@ impl UserAgent {
             cfg.retry_base,
             cfg.retry_max,
         );
-        UserAgent {
+        let chats = Self::default_chats(&cfg, String::new());
+        let mut ua = UserAgent {
+            chats,
             reg_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
             proxy_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
             sender: ComposingSender::new(cfg.composing),
@@ -126,7 +132,9 @@ impl UserAgent {
             reg,
             ids,
             cfg,
-        }
+        };
+        ua.chats.local_mut().contact_uri = ua.contact_uri();
+        ua
     }
 
     pub fn config(&self) -> &UaConfig {
@@ -265,6 +273,7 @@ impl UserAgent {
                 }
             }
             Command::Shutdown => self.begin_shutdown(now),
+            Command::Chat(c) => self.chat_command(now, c),
         }
         self.drain(now);
     }
@@ -273,6 +282,7 @@ impl UserAgent {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
         self.drain(now);
+        self.chat_timeout(now);
         if self.shutdown.is_none() && self.started {
             if self.reg.due(now) {
                 self.send_register(now);
@@ -327,6 +337,7 @@ impl UserAgent {
         own.into_iter()
             .chain([
                 self.layer.poll_timeout(),
+                self.chats.poll_timeout(),
                 self.sender.poll_timeout(),
                 self.receiver.poll_timeout(),
             ])
@@ -550,6 +561,7 @@ impl UserAgent {
 
     fn drain(&mut self, now: Instant) {
         while let Some(ev) = self.layer.poll_event() {
+            let Some(ev) = self.chat_layer_event(now, ev) else { continue };
             match ev {
                 LayerEvent::NewRequest { key, request, .. } => self.on_request(now, key, request),
                 LayerEvent::Cancel {
@@ -573,6 +585,7 @@ impl UserAgent {
                 | LayerEvent::Terminated { .. } => {}
             }
         }
+        self.chat_flush(now);
     }
 
     fn respond(

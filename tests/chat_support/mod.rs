@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use isc::client::ComposingConfig;
 use isc::client::chat::{ChatCtx, ChatEvent, ChatId, ChatLocal, MsrpConn, MsrpOut};
 use isc::client::chats::{ChatCommand, Chats};
-use isc::client::ComposingConfig;
 use isc::proto::ids::{IdGen, SeqIds};
 use isc::proto::sip::digest::DigestClient;
 use isc::proto::sip::message::{parse_message, to_bytes};

@@ -621,12 +621,23 @@ fn to_typed<M: HeadersExt>(m: &M) -> Result<rsip::typed::To, DialogError> {
         .map_err(|e| bad("To", e))
 }
 
+/// The Contact URI. rsip's typed Contact refuses quoted feature-tag values
+/// (`+g.3gpp.icsi-ref="urn%3A..."`, `+sip.instance="<urn:...>"`), so those
+/// are read with our own name-addr and URI parsers instead.
 fn contact_uri<M: HeadersExt>(m: &M) -> Result<Uri, DialogError> {
-    Ok(m.contact_header()
-        .map_err(|_| DialogError::MissingHeader("Contact"))?
-        .typed()
-        .map_err(|e| bad("Contact", e))?
-        .uri)
+    let header = m
+        .contact_header()
+        .map_err(|_| DialogError::MissingHeader("Contact"))?;
+    match header.typed() {
+        Ok(c) => Ok(c.uri),
+        Err(e) => {
+            let value = header.value().to_string();
+            super::headers::NameAddr::parse(&value)
+                .ok()
+                .and_then(|n| super::message::parse_uri(&n.uri).ok())
+                .ok_or_else(|| bad("Contact", e))
+        }
+    }
 }
 
 /// Every Record-Route entry, top to bottom, across headers.

@@ -1,0 +1,220 @@
+//! The chat words of headless mode ([`super::headless`]): commands read
+//! from a line (JSON or text) and the JSON of [`ChatEvent`]s. The
+//! vocabulary is documented with the rest in `headless.rs`.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Command;
+use super::chat::{ChatEvent, ChatId, EndReason};
+use super::chats::ChatCommand;
+use super::headless::expand_uri;
+
+#[derive(Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+enum JsonChat {
+    Chat {
+        to: String,
+        convergence_id: Option<String>,
+    },
+    ChatSend {
+        chat: ChatId,
+        text: String,
+    },
+    ChatTyping {
+        chat: ChatId,
+    },
+    ChatIdle {
+        chat: ChatId,
+    },
+    Accept {
+        chat: ChatId,
+    },
+    Decline {
+        chat: ChatId,
+    },
+    Bye {
+        chat: ChatId,
+    },
+}
+
+const JSON_WORDS: &[&str] = &[
+    "chat",
+    "chat_send",
+    "chat_typing",
+    "chat_idle",
+    "accept",
+    "decline",
+    "bye",
+];
+
+fn chat_id(s: &str, usage: &str) -> Result<ChatId, String> {
+    s.trim().parse().map_err(|_| format!("usage: {usage}"))
+}
+
+/// A chat command, if the line is one (`None`: not a chat word).
+pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>> {
+    let line = line.trim();
+    if line.starts_with('{') {
+        let v: Value = serde_json::from_str(line).ok()?;
+        let word = v.get("cmd")?.as_str()?;
+        if !JSON_WORDS.contains(&word) {
+            return None;
+        }
+        let c = match serde_json::from_value::<JsonChat>(v) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let cmd = match c {
+            JsonChat::Chat { to, convergence_id } => ChatCommand::Start {
+                to: expand_uri(&to, domain),
+                convergence_id,
+            },
+            JsonChat::ChatSend { chat, text } => ChatCommand::Send { chat, text },
+            JsonChat::ChatTyping { chat } => ChatCommand::Typing { chat },
+            JsonChat::ChatIdle { chat } => ChatCommand::StopTyping { chat },
+            JsonChat::Accept { chat } => ChatCommand::Accept { chat },
+            JsonChat::Decline { chat } => ChatCommand::Decline { chat },
+            JsonChat::Bye { chat } => ChatCommand::Bye { chat },
+        };
+        return Some(Ok(Command::Chat(cmd)));
+    }
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim_start();
+    let cmd = match word.to_ascii_lowercase().as_str() {
+        "chat" if !rest.is_empty() => Ok(ChatCommand::Start {
+            to: expand_uri(rest, domain),
+            convergence_id: None,
+        }),
+        "chat_send" | "say" => {
+            let (n, text) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            chat_id(n, "say CHAT TEXT").map(|chat| ChatCommand::Send {
+                chat,
+                text: text.trim_start().to_owned(),
+            })
+        }
+        "chat_typing" => chat_id(rest, "chat_typing CHAT").map(|chat| ChatCommand::Typing { chat }),
+        "chat_idle" => chat_id(rest, "chat_idle CHAT").map(|chat| ChatCommand::StopTyping { chat }),
+        "accept" => chat_id(rest, "accept CHAT").map(|chat| ChatCommand::Accept { chat }),
+        "decline" => chat_id(rest, "decline CHAT").map(|chat| ChatCommand::Decline { chat }),
+        "bye" => chat_id(rest, "bye CHAT").map(|chat| ChatCommand::Bye { chat }),
+        _ => return None,
+    };
+    Some(cmd.map(Command::Chat))
+}
+
+/// The stdout line for a chat event.
+pub fn event_json(ev: &ChatEvent) -> Value {
+    match ev {
+        ChatEvent::Calling { chat, to } => json!({"event": "chat_calling", "chat": chat, "to": to}),
+        ChatEvent::Invited {
+            chat,
+            from,
+            convergence_id,
+        } => {
+            json!({"event": "chat_invited", "chat": chat, "from": from, "convergence_id": convergence_id})
+        }
+        ChatEvent::Ringing { chat } => json!({"event": "chat_ringing", "chat": chat}),
+        ChatEvent::Started { chat, peer } => {
+            json!({"event": "chat_started", "chat": chat, "peer": peer})
+        }
+        ChatEvent::Message {
+            chat,
+            from,
+            text,
+            at,
+            message_id,
+        } => json!({
+            "event": "chat_message", "chat": chat, "from": from, "text": text, "at": at, "message_id": message_id,
+        }),
+        ChatEvent::Composing { chat, from, active } => {
+            json!({"event": "chat_composing", "chat": chat, "from": from, "active": active})
+        }
+        ChatEvent::Sent {
+            chat, message_id, ..
+        } => {
+            json!({"event": "chat_sent", "chat": chat, "message_id": message_id})
+        }
+        ChatEvent::Delivered { chat, message_id } => {
+            json!({"event": "chat_delivered", "chat": chat, "message_id": message_id})
+        }
+        ChatEvent::SendFailed {
+            chat,
+            message_id,
+            code,
+        } => {
+            json!({"event": "chat_send_failed", "chat": chat, "message_id": message_id, "code": code})
+        }
+        ChatEvent::Ended { chat, reason } => match reason {
+            EndReason::Normal => json!({"event": "chat_ended", "chat": chat, "reason": "normal"}),
+            EndReason::CompletedElsewhere => {
+                json!({"event": "chat_ended", "chat": chat, "reason": "completed_elsewhere"})
+            }
+            EndReason::Error {
+                status,
+                reason,
+                warning,
+            } => json!({
+                "event": "chat_ended", "chat": chat, "reason": "error",
+                "status": status, "text": reason, "warning": warning,
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_json_and_text() {
+        let d = "isc.local";
+        assert_eq!(
+            parse_command(r#"{"cmd":"chat","to":"bob"}"#, d),
+            Some(Ok(Command::Chat(ChatCommand::Start {
+                to: "sip:bob@isc.local".into(),
+                convergence_id: None
+            })))
+        );
+        assert_eq!(
+            parse_command(r#"{"cmd":"chat_send","chat":3,"text":"hi"}"#, d),
+            Some(Ok(Command::Chat(ChatCommand::Send {
+                chat: 3,
+                text: "hi".into()
+            })))
+        );
+        assert_eq!(
+            parse_command("say 2 hello there", d),
+            Some(Ok(Command::Chat(ChatCommand::Send {
+                chat: 2,
+                text: "hello there".into()
+            })))
+        );
+        assert_eq!(
+            parse_command("accept 1", d),
+            Some(Ok(Command::Chat(ChatCommand::Accept { chat: 1 })))
+        );
+        assert!(matches!(parse_command("bye x", d), Some(Err(_))));
+        assert!(matches!(
+            parse_command(r#"{"cmd":"accept"}"#, d),
+            Some(Err(_))
+        ));
+        assert_eq!(
+            parse_command(r#"{"cmd":"send","to":"bob","text":"x"}"#, d),
+            None
+        );
+        assert_eq!(parse_command("send bob hi", d), None);
+    }
+
+    #[test]
+    fn events() {
+        let v = event_json(&ChatEvent::Ended {
+            chat: 4,
+            reason: EndReason::CompletedElsewhere,
+        });
+        assert_eq!(
+            v,
+            json!({"event": "chat_ended", "chat": 4, "reason": "completed_elsewhere"})
+        );
+    }
+}
