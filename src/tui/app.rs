@@ -1235,6 +1235,8 @@ impl App {
                 self.notify(format!("device list no longer updated: {reason}"))
             }
             ClientEvent::Stopped => self.stopped = true,
+            // chats and content viewing are not shown in the TUI yet
+            ClientEvent::Chat(_) | ClientEvent::Viewing(_) => {}
         }
     }
 
