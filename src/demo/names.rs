@@ -67,6 +67,11 @@ pub(super) fn flow_for(
             _ => None,
         };
         let function = match named.or_else(|| server_function(&ev.bytes)) {
+            // an in-dialog request (ACK, CANCEL, BYE, INFO) the namer does
+            // not know stays with the function its Call-ID started in
+            Some("server") if named.is_none() && by_call.contains_key(&call_id) => {
+                by_call.get(&call_id).copied().unwrap_or("server")
+            }
             Some(f) => {
                 by_call.entry(call_id).or_insert(f);
                 f
