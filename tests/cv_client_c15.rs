@@ -57,7 +57,11 @@ async fn client(server: SocketAddr, user: &str, device: &str) -> (ClientHandle, 
     }
 }
 
-async fn viewing(c: &mut ClientHandle, what: &str, pred: impl Fn(&ViewingEvent) -> bool) -> ViewingEvent {
+async fn viewing(
+    c: &mut ClientHandle,
+    what: &str,
+    pred: impl Fn(&ViewingEvent) -> bool,
+) -> ViewingEvent {
     let mut seen = Vec::new();
     let found = c
         .wait_for(WAIT, |e| {
@@ -74,7 +78,11 @@ async fn viewing(c: &mut ClientHandle, what: &str, pred: impl Fn(&ViewingEvent) 
     }
 }
 
-async fn chat_event(c: &mut ClientHandle, what: &str, pred: impl Fn(&ChatEvent) -> bool) -> ChatEvent {
+async fn chat_event(
+    c: &mut ClientHandle,
+    what: &str,
+    pred: impl Fn(&ChatEvent) -> bool,
+) -> ChatEvent {
     let found = c
         .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ce) if pred(ce)))
         .await;
@@ -122,8 +130,14 @@ async fn c15_1_watch_with_chat_on_the_phone() {
 
     // 1. the content list, from the server
     cmd(&a1, ViewingCommand::FetchContentList).await;
-    let content = match viewing(&mut a1, "content list", |v| matches!(v, ViewingEvent::ContentList { .. })).await {
-        ViewingEvent::ContentList { entries } => entries.first().expect("content listed").content_ref.clone(),
+    let content = match viewing(&mut a1, "content list", |v| {
+        matches!(v, ViewingEvent::ContentList { .. })
+    })
+    .await
+    {
+        ViewingEvent::ContentList { entries } => {
+            entries.first().expect("content listed").content_ref.clone()
+        }
         _ => unreachable!(),
     };
 
@@ -137,13 +151,20 @@ async fn c15_1_watch_with_chat_on_the_phone() {
         },
     )
     .await;
-    let conv = match viewing(&mut a1, "calling", |v| matches!(v, ViewingEvent::Calling { .. })).await {
+    let conv = match viewing(&mut a1, "calling", |v| {
+        matches!(v, ViewingEvent::Calling { .. })
+    })
+    .await
+    {
         ViewingEvent::Calling { convergence_id, .. } => convergence_id,
         _ => unreachable!(),
     };
     // as the server received it (the authorised one)
     let invite = loop {
-        let ev = tokio::time::timeout(WAIT, wire.recv()).await.expect("wire").expect("wire open");
+        let ev = tokio::time::timeout(WAIT, wire.recv())
+            .await
+            .expect("wire")
+            .expect("wire open");
         let text = String::from_utf8_lossy(&ev.bytes).into_owned();
         if ev.direction == WireDirection::In
             && text.starts_with("INVITE sip:bob@isc.local")
@@ -153,35 +174,91 @@ async fn c15_1_watch_with_chat_on_the_phone() {
         }
     };
     let head = invite.split("\r\n\r\n").next().unwrap().to_owned();
-    assert!(head.contains("P-Preferred-Service: urn:urn-7:3gpp-service.ims.icsi.oma.isc.1-1-cv-cm"), "{head}");
-    assert!(head.contains(&format!("ISCConvergenceID: {conv}")), "{head}");
-    let ac = head.lines().find(|l| l.starts_with("Accept-Contact:")).expect("Accept-Contact");
-    assert!(ac.contains("+g.3gpp.icsi-ref") && ac.contains("1-1-cv-cm"), "{ac}");
-    let contact = head.lines().find(|l| l.starts_with("Contact:")).expect("Contact");
-    assert!(contact.contains("1-1-cv-cm") && contact.contains("+sip.instance"), "{contact}");
+    assert!(
+        head.contains("P-Preferred-Service: urn:urn-7:3gpp-service.ims.icsi.oma.isc.1-1-cv-cm"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("ISCConvergenceID: {conv}")),
+        "{head}"
+    );
+    let ac = head
+        .lines()
+        .find(|l| l.starts_with("Accept-Contact:"))
+        .expect("Accept-Contact");
+    assert!(
+        ac.contains("+g.3gpp.icsi-ref") && ac.contains("1-1-cv-cm"),
+        "{ac}"
+    );
+    let contact = head
+        .lines()
+        .find(|l| l.starts_with("Contact:"))
+        .expect("Contact");
+    assert!(
+        contact.contains("1-1-cv-cm") && contact.contains("+sip.instance"),
+        "{contact}"
+    );
     assert!(head.contains("Recv-Info: isc-playback"));
-    let ct = head.lines().find_map(|l| l.strip_prefix("Content-Type: ")).expect("Content-Type");
+    let ct = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Type: "))
+        .expect("Content-Type");
     let body = invite.split_once("\r\n\r\n").unwrap().1.as_bytes();
     let m = Multipart::parse_with_content_type(ct, body).expect("multipart");
-    let sdp = String::from_utf8_lossy(&m.part_of_type("application/sdp").expect("SDP").body).into_owned();
-    assert!(sdp.contains("m=audio ") && sdp.contains("RTP/AVP 0") && sdp.contains("m=video ") && sdp.contains("a=recvonly"), "{sdp}");
-    let cr = IscContentRequest::parse(&m.part_of_type(isc_content_request::CONTENT_TYPE).expect("content request").body).unwrap();
+    let sdp =
+        String::from_utf8_lossy(&m.part_of_type("application/sdp").expect("SDP").body).into_owned();
+    assert!(
+        sdp.contains("m=audio ")
+            && sdp.contains("RTP/AVP 0")
+            && sdp.contains("m=video ")
+            && sdp.contains("a=recvonly"),
+        "{sdp}"
+    );
+    let cr = IscContentRequest::parse(
+        &m.part_of_type(isc_content_request::CONTENT_TYPE)
+            .expect("content request")
+            .body,
+    )
+    .unwrap();
     assert_eq!(cr.content_ref, content);
     assert!(cr.using_multiple_client);
-    assert_eq!(cr.communication_client_addr.as_deref(), Some(a2_gruu.as_str()));
-    assert_eq!(cr.content_viewing_client_addr.as_deref(), Some(a1_gruu.as_str()));
+    assert_eq!(
+        cr.communication_client_addr.as_deref(),
+        Some(a2_gruu.as_str())
+    );
+    assert_eq!(
+        cr.content_viewing_client_addr.as_deref(),
+        Some(a1_gruu.as_str())
+    );
 
     // 3. bob is invited; 5a. the phone gets the recommendation and starts the chat (6)
-    let bv = match viewing(&mut bob, "viewing invitation", |v| matches!(v, ViewingEvent::Invited { .. })).await {
-        ViewingEvent::Invited { viewing, content: c, convergence_id, .. } => {
+    let bv = match viewing(&mut bob, "viewing invitation", |v| {
+        matches!(v, ViewingEvent::Invited { .. })
+    })
+    .await
+    {
+        ViewingEvent::Invited {
+            viewing,
+            content: c,
+            convergence_id,
+            ..
+        } => {
             assert_eq!(c.as_deref(), Some(content.as_str()));
             assert_eq!(convergence_id.as_deref(), Some(conv.as_str()));
             viewing
         }
         _ => unreachable!(),
     };
-    match viewing(&mut a2, "recommendation", |v| matches!(v, ViewingEvent::ChatRecommended { .. })).await {
-        ViewingEvent::ChatRecommended { with, convergence_id, content_viewing_client } => {
+    match viewing(&mut a2, "recommendation", |v| {
+        matches!(v, ViewingEvent::ChatRecommended { .. })
+    })
+    .await
+    {
+        ViewingEvent::ChatRecommended {
+            with,
+            convergence_id,
+            content_viewing_client,
+        } => {
             assert_eq!(with, ["sip:bob@isc.local"]);
             assert_eq!(convergence_id, conv);
             assert_eq!(content_viewing_client.as_deref(), Some(a1_gruu.as_str()));
@@ -191,8 +268,16 @@ async fn c15_1_watch_with_chat_on_the_phone() {
     // 8. bob accepts the viewing
     cmd(&bob, ViewingCommand::Accept { viewing: bv }).await;
     // 7 / 11. the chat reaches bob with the convergence id; he accepts
-    let chat = match chat_event(&mut bob, "chat invitation", |e| matches!(e, ChatEvent::Invited { .. })).await {
-        ChatEvent::Invited { chat, convergence_id, .. } => {
+    let chat = match chat_event(&mut bob, "chat invitation", |e| {
+        matches!(e, ChatEvent::Invited { .. })
+    })
+    .await
+    {
+        ChatEvent::Invited {
+            chat,
+            convergence_id,
+            ..
+        } => {
             assert_eq!(convergence_id.as_deref(), Some(conv.as_str()));
             chat
         }
@@ -200,19 +285,37 @@ async fn c15_1_watch_with_chat_on_the_phone() {
     };
     assert!(bob.send(Command::Chat(ChatCommand::Accept { chat })).await);
     // 9. A1's viewing is up
-    viewing(&mut a1, "viewing started", |v| matches!(v, ViewingEvent::Started { .. })).await;
+    viewing(&mut a1, "viewing started", |v| {
+        matches!(v, ViewingEvent::Started { .. })
+    })
+    .await;
     // 10. RTP reaches both players
     let (a, v) = stats_with_packets(&mut a1, "alice/tv").await;
     assert!(a > 10 && v > 0);
     let (a, v) = stats_with_packets(&mut bob, "bob/phone").await;
     assert!(a > 10 && v > 0);
     // 12–13. the chat on the phone
-    let a2_chat = match chat_event(&mut a2, "chat started", |e| matches!(e, ChatEvent::Started { .. })).await {
+    let a2_chat = match chat_event(&mut a2, "chat started", |e| {
+        matches!(e, ChatEvent::Started { .. })
+    })
+    .await
+    {
         ChatEvent::Started { chat, .. } => chat,
         _ => unreachable!(),
     };
-    assert!(a2.send(Command::Chat(ChatCommand::Send { chat: a2_chat, text: "nice scene".into() })).await);
-    chat_event(&mut bob, "chat message", |e| matches!(e, ChatEvent::Message { text, .. } if text == "nice scene")).await;
+    assert!(
+        a2.send(Command::Chat(ChatCommand::Send {
+            chat: a2_chat,
+            text: "nice scene".into()
+        }))
+        .await
+    );
+    chat_event(
+        &mut bob,
+        "chat message",
+        |e| matches!(e, ChatEvent::Message { text, .. } if text == "nice scene"),
+    )
+    .await;
     srv.shutdown().await;
 }
 
@@ -242,13 +345,20 @@ async fn c15_2_taken_on_the_tv_and_playback_control() {
         _ => unreachable!(),
     };
     cmd(&b1, ViewingCommand::Accept { viewing: v1 }).await;
-    let av = match viewing(&mut alice, "alice started", |v| matches!(v, ViewingEvent::Started { .. })).await {
+    let av = match viewing(&mut alice, "alice started", |v| {
+        matches!(v, ViewingEvent::Started { .. })
+    })
+    .await
+    {
         ViewingEvent::Started { viewing, .. } => viewing,
         _ => unreachable!(),
     };
     // 9–10. the phone: taken elsewhere, not a missed invitation
     match viewing(&mut b2, "taken elsewhere", |v| {
-        matches!(v, ViewingEvent::TakenElsewhere { .. } | ViewingEvent::Ended { .. })
+        matches!(
+            v,
+            ViewingEvent::TakenElsewhere { .. } | ViewingEvent::Ended { .. }
+        )
     })
     .await
     {
@@ -260,16 +370,26 @@ async fn c15_2_taken_on_the_tv_and_playback_control() {
     stats_with_packets(&mut alice, "alice/laptop").await;
     // playback: alice pauses, the tv hears of it
     cmd(&alice, ViewingCommand::Pause { viewing: av }).await;
-    match viewing(&mut b1, "playback changed", |v| matches!(v, ViewingEvent::PlaybackChanged { .. })).await {
+    match viewing(&mut b1, "playback changed", |v| {
+        matches!(v, ViewingEvent::PlaybackChanged { .. })
+    })
+    .await
+    {
         ViewingEvent::PlaybackChanged { action, by, .. } => {
             assert_eq!(action, "pause");
             assert!(by.is_some_and(|b| b.contains("alice")));
         }
         _ => unreachable!(),
     }
-    viewing(&mut alice, "INFO answered", |v| matches!(v, ViewingEvent::PlaybackAnswered { status: 200, .. })).await;
+    viewing(&mut alice, "INFO answered", |v| {
+        matches!(v, ViewingEvent::PlaybackAnswered { status: 200, .. })
+    })
+    .await;
     // alice ends: the tv's viewing ends by BYE
     cmd(&alice, ViewingCommand::Bye { viewing: av }).await;
-    viewing(&mut b1, "tv ended", |v| matches!(v, ViewingEvent::Ended { .. })).await;
+    viewing(&mut b1, "tv ended", |v| {
+        matches!(v, ViewingEvent::Ended { .. })
+    })
+    .await;
     srv.shutdown().await;
 }

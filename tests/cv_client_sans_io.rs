@@ -69,29 +69,59 @@ fn watch_builds_the_cv_invite_after_the_player_is_bound() {
             chat_on: Some("sip:bob@isc.local;gr=urn:uuid:b1".into()),
         }),
     );
-    assert!(sent(&mut ua).is_empty(), "nothing before the player's ports");
+    assert!(
+        sent(&mut ua).is_empty(),
+        "nothing before the player's ports"
+    );
     let Some(ViewingOut::OpenPlayer { viewing }) = ua.poll_viewing() else {
         panic!("no player asked for")
     };
-    ua.player_ready(now, viewing, "127.0.0.1".parse().unwrap(), Some(40000), Some(40002));
+    ua.player_ready(
+        now,
+        viewing,
+        "127.0.0.1".parse().unwrap(),
+        Some(40000),
+        Some(40002),
+    );
     let out = sent(&mut ua);
-    let invite = out.iter().find(|m| m.starts_with("INVITE sip:alice@isc.local")).expect("INVITE");
+    let invite = out
+        .iter()
+        .find(|m| m.starts_with("INVITE sip:alice@isc.local"))
+        .expect("INVITE");
     let (head, body) = invite.split_once("\r\n\r\n").unwrap();
-    assert!(head.contains("P-Preferred-Service: urn:urn-7:3gpp-service.ims.icsi.oma.isc.1-1-cv-cm"));
+    assert!(
+        head.contains("P-Preferred-Service: urn:urn-7:3gpp-service.ims.icsi.oma.isc.1-1-cv-cm")
+    );
     assert!(head.contains("Accept-Contact: *;+g.3gpp.icsi-ref=\"urn%3Aurn-7%3A3gpp-service.ims.icsi.oma.isc.1-1-cv-cm\""), "{head}");
     assert!(head.contains("ISCConvergenceID: cv-"));
     assert!(head.contains("Recv-Info: isc-playback"));
-    let ct = head.lines().find_map(|l| l.strip_prefix("Content-Type: ")).unwrap();
+    let ct = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Type: "))
+        .unwrap();
     let m = Multipart::parse_with_content_type(ct, body.as_bytes()).unwrap();
     let sdp = String::from_utf8(m.part_of_type("application/sdp").unwrap().body.clone()).unwrap();
-    assert!(sdp.contains("m=audio 40000 RTP/AVP 0") && sdp.contains("m=video 40002 RTP/AVP 26"), "{sdp}");
+    assert!(
+        sdp.contains("m=audio 40000 RTP/AVP 0") && sdp.contains("m=video 40002 RTP/AVP 26"),
+        "{sdp}"
+    );
     assert_eq!(sdp.matches("a=recvonly").count(), 2);
-    let cr = IscContentRequest::parse(&m.part_of_type("application/ISC-content-request+xml").unwrap().body).unwrap();
+    let cr = IscContentRequest::parse(
+        &m.part_of_type("application/ISC-content-request+xml")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     assert_eq!(cr.content_ref, "melody");
     assert!(cr.using_multiple_client);
-    assert_eq!(cr.communication_client_addr.as_deref(), Some("sip:bob@isc.local;gr=urn:uuid:b1"));
+    assert_eq!(
+        cr.communication_client_addr.as_deref(),
+        Some("sip:bob@isc.local;gr=urn:uuid:b1")
+    );
     assert_eq!(cr.target_users, ["sip:alice@isc.local"]);
-    assert!(matches!(events(&mut ua).as_slice(), [ViewingEvent::Calling { content, .. }] if content == "melody"));
+    assert!(
+        matches!(events(&mut ua).as_slice(), [ViewingEvent::Calling { content, .. }] if content == "melody")
+    );
 }
 
 const SDP: &str = "v=0\no=srv 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 30000 RTP/AVP 0\na=sendonly\nm=video 30002 RTP/AVP 26\na=sendonly\n";
@@ -108,7 +138,11 @@ fn cv_invite(branch: &str) -> String {
 }
 
 fn cancel(branch: &str, reason: bool) -> String {
-    let r = if reason { "Reason: SIP;cause=200;text=\"Call completed elsewhere\"\n" } else { "" };
+    let r = if reason {
+        "Reason: SIP;cause=200;text=\"Call completed elsewhere\"\n"
+    } else {
+        ""
+    };
     format!(
         "CANCEL sip:bob@isc.local;gr=urn:uuid:b2 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\nMax-Forwards: 70\nFrom: <sip:alice@isc.local>;tag=s1\nTo: <sip:bob@isc.local>\nCall-ID: cv1@srv\nCSeq: 1 CANCEL\n{r}Content-Length: 0\n\n"
     )
@@ -122,7 +156,14 @@ fn cancel_with_the_reason_is_taken_elsewhere_not_missed() {
         feed(&mut ua, now, &cv_invite(branch));
         assert!(sent(&mut ua).iter().any(|m| m.starts_with("SIP/2.0 180")));
         let viewing = match events(&mut ua).as_slice() {
-            [ViewingEvent::Invited { viewing, content, convergence_id, .. }] => {
+            [
+                ViewingEvent::Invited {
+                    viewing,
+                    content,
+                    convergence_id,
+                    ..
+                },
+            ] => {
                 assert_eq!(content.as_deref(), Some("melody"));
                 assert_eq!(convergence_id.as_deref(), Some("cv-x"));
                 *viewing
@@ -131,13 +172,29 @@ fn cancel_with_the_reason_is_taken_elsewhere_not_missed() {
         };
         feed(&mut ua, now, &cancel(branch, reason));
         let out = sent(&mut ua);
-        assert!(out.iter().any(|m| m.starts_with("SIP/2.0 200") && m.contains("CANCEL")), "{out:?}");
+        assert!(
+            out.iter()
+                .any(|m| m.starts_with("SIP/2.0 200") && m.contains("CANCEL")),
+            "{out:?}"
+        );
         assert!(out.iter().any(|m| m.starts_with("SIP/2.0 487")), "{out:?}");
         let evs = events(&mut ua);
         if reason {
-            assert_eq!(evs, [ViewingEvent::TakenElsewhere { viewing, from: "sip:alice@isc.local".into() }]);
+            assert_eq!(
+                evs,
+                [ViewingEvent::TakenElsewhere {
+                    viewing,
+                    from: "sip:alice@isc.local".into()
+                }]
+            );
         } else {
-            assert_eq!(evs, [ViewingEvent::Ended { viewing, reason: ViewingEnd::Cancelled }]);
+            assert_eq!(
+                evs,
+                [ViewingEvent::Ended {
+                    viewing,
+                    reason: ViewingEnd::Cancelled
+                }]
+            );
         }
     }
 }
@@ -151,12 +208,20 @@ fn recommendation_is_answered_and_starts_the_chat() {
     feed(
         &mut ua,
         now,
-        &format!("MESSAGE sip:bob@isc.local;gr=urn:uuid:b2 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKm\nMax-Forwards: 70\nFrom: <sip:bob@isc.local>;tag=m1\nTo: <sip:bob@isc.local>\nCall-ID: rec1\nCSeq: 1 MESSAGE\nContent-Type: application/vnd.oma.isc.cm.recommendation\nContent-Length: {len}\n\n{body}"),
+        &format!(
+            "MESSAGE sip:bob@isc.local;gr=urn:uuid:b2 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKm\nMax-Forwards: 70\nFrom: <sip:bob@isc.local>;tag=m1\nTo: <sip:bob@isc.local>\nCall-ID: rec1\nCSeq: 1 MESSAGE\nContent-Type: application/vnd.oma.isc.cm.recommendation\nContent-Length: {len}\n\n{body}"
+        ),
     );
     let out = sent(&mut ua);
     assert!(out.iter().any(|m| m.starts_with("SIP/2.0 200")), "{out:?}");
-    let chat = out.iter().find(|m| m.starts_with("INVITE sip:carol@isc.local")).expect("chat INVITE");
-    assert!(chat.contains("ISCConvergenceID: cv-7") && chat.contains("m=message"), "{chat}");
+    let chat = out
+        .iter()
+        .find(|m| m.starts_with("INVITE sip:carol@isc.local"))
+        .expect("chat INVITE");
+    assert!(
+        chat.contains("ISCConvergenceID: cv-7") && chat.contains("m=message"),
+        "{chat}"
+    );
     assert!(events(&mut ua).iter().any(|e| matches!(e, ViewingEvent::ChatRecommended { convergence_id, with, .. } if convergence_id == "cv-7" && with == &["sip:carol@isc.local"])));
 }
 

@@ -36,8 +36,7 @@ use crate::proto::sip::build::{call_id, response_with};
 use crate::proto::sip::dialog::Dialog;
 use crate::proto::sip::digest::DigestClient;
 use crate::proto::sip::headers::{
-    FeatureSet, HeadersExt, IscConvergenceId, NameAddr, TypedHeader, ViaValue, make_header,
-    service,
+    FeatureSet, HeadersExt, IscConvergenceId, NameAddr, TypedHeader, ViaValue, make_header, service,
 };
 use crate::proto::sip::message::reason_phrase;
 use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transmit, Transport, TsxKey};
@@ -113,18 +112,19 @@ pub enum ViewingEnd {
     /// The inviter withdrew before we answered (a missed invitation).
     Cancelled,
     /// The INVITE failed.
-    Failed {
-        status: Option<u16>,
-        reason: String,
-    },
+    Failed { status: Option<u16>, reason: String },
 }
 
 /// What content viewing tells the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewingEvent {
     /// The server's content list.
-    ContentList { entries: Vec<ContentEntry> },
-    ContentListFailed { reason: String },
+    ContentList {
+        entries: Vec<ContentEntry>,
+    },
+    ContentListFailed {
+        reason: String,
+    },
     /// Our CV INVITE is on its way.
     Calling {
         viewing: ViewingId,
@@ -140,9 +140,15 @@ pub enum ViewingEvent {
         convergence_id: Option<String>,
     },
     /// The viewing is up (2xx received and ACKed, or ours sent).
-    Started { viewing: ViewingId, peer: String },
+    Started {
+        viewing: ViewingId,
+        peer: String,
+    },
     /// seed 000 5.4.3.3: another of our devices picked it up.
-    TakenElsewhere { viewing: ViewingId, from: String },
+    TakenElsewhere {
+        viewing: ViewingId,
+        from: String,
+    },
     Ended {
         viewing: ViewingId,
         reason: ViewingEnd,
@@ -161,7 +167,10 @@ pub enum ViewingEvent {
         position_ms: Option<u64>,
     },
     /// The answer to our own playback INFO.
-    PlaybackAnswered { viewing: ViewingId, status: u16 },
+    PlaybackAnswered {
+        viewing: ViewingId,
+        status: u16,
+    },
     /// The player's figures (every second while playing).
     Stats {
         viewing: ViewingId,
@@ -184,10 +193,7 @@ pub enum ViewingOut {
     /// Stop that player.
     ClosePlayer { viewing: ViewingId },
     /// The UA should start a chat (the recommendation, with auto-chat on).
-    StartChat {
-        to: String,
-        convergence_id: String,
-    },
+    StartChat { to: String, convergence_id: String },
 }
 
 /// Who we are, for building requests.
@@ -248,7 +254,7 @@ struct Session {
 /// Why a client transaction of ours was started.
 #[derive(Debug, Clone)]
 enum Purpose {
-    ContentList { out: OutRequest, tries: u8 },
+    ContentList { out: Box<OutRequest>, tries: u8 },
     Invite(ViewingId),
     Info(ViewingId),
     Bye,
@@ -287,11 +293,9 @@ fn plain_contact_request(req: &Request) -> Request {
 }
 
 fn media_type(headers: &rsip::Headers) -> Option<String> {
-    headers.get_raw("Content-Type").and_then(|ct| {
-        ct.split(';')
-            .next()
-            .map(|t| t.trim().to_ascii_lowercase())
-    })
+    headers
+        .get_raw("Content-Type")
+        .and_then(|ct| ct.split(';').next().map(|t| t.trim().to_ascii_lowercase()))
 }
 
 /// Does this INVITE ask for content viewing? A multipart body with an ISC
@@ -509,12 +513,18 @@ impl ContentViewing {
                     self.end(viewing, ViewingEnd::Declined);
                 }
             }
-            ViewingCommand::Pause { viewing } => {
-                self.playback(ctx, now, viewing, PlaybackControl::new(PlaybackAction::Pause))
-            }
-            ViewingCommand::Resume { viewing } => {
-                self.playback(ctx, now, viewing, PlaybackControl::new(PlaybackAction::Resume))
-            }
+            ViewingCommand::Pause { viewing } => self.playback(
+                ctx,
+                now,
+                viewing,
+                PlaybackControl::new(PlaybackAction::Pause),
+            ),
+            ViewingCommand::Resume { viewing } => self.playback(
+                ctx,
+                now,
+                viewing,
+                PlaybackControl::new(PlaybackAction::Resume),
+            ),
             ViewingCommand::Seek {
                 viewing,
                 position_ms,
@@ -553,7 +563,7 @@ impl ContentViewing {
             ctx,
             now,
             Purpose::ContentList {
-                out: out.clone(),
+                out: Box::new(out.clone()),
                 tries: 0,
             },
             &out,
@@ -591,7 +601,13 @@ impl ContentViewing {
     }
 
     /// The driver could not bind a player.
-    pub fn player_failed(&mut self, ctx: &mut CvCtx<'_>, now: Instant, viewing: ViewingId, error: &str) {
+    pub fn player_failed(
+        &mut self,
+        ctx: &mut CvCtx<'_>,
+        now: Instant,
+        viewing: ViewingId,
+        error: &str,
+    ) {
         let Some(s) = self.sessions.get(&viewing) else {
             return;
         };
@@ -829,7 +845,8 @@ impl ContentViewing {
             s.player_open = false;
             self.out.push_back(ViewingOut::ClosePlayer { viewing });
         }
-        self.events.push_back(ViewingEvent::Ended { viewing, reason });
+        self.events
+            .push_back(ViewingEvent::Ended { viewing, reason });
     }
 
     // ---- SIP in --------------------------------------------------------
@@ -969,7 +986,11 @@ impl ContentViewing {
                 }
                 None
             }
-            LayerEvent::Ack { request, source, transport } => {
+            LayerEvent::Ack {
+                request,
+                source,
+                transport,
+            } => {
                 if self.by_dialog(&request).is_some() {
                     None
                 } else {
@@ -1084,7 +1105,13 @@ impl ContentViewing {
         true
     }
 
-    fn on_recommendation(&mut self, ctx: &mut CvCtx<'_>, now: Instant, key: &TsxKey, req: &Request) {
+    fn on_recommendation(
+        &mut self,
+        ctx: &mut CvCtx<'_>,
+        now: Instant,
+        key: &TsxKey,
+        req: &Request,
+    ) {
         match CmRecommendation::parse(&req.body) {
             Ok(rec) => {
                 let ok = response_with(req, 200, Some(&ctx.ids.tag()), None, vec![]);
@@ -1130,7 +1157,11 @@ impl ContentViewing {
         req: &Request,
         viewing: ViewingId,
     ) {
-        if let Some(d) = self.sessions.get_mut(&viewing).and_then(|s| s.dialog.as_mut()) {
+        if let Some(d) = self
+            .sessions
+            .get_mut(&viewing)
+            .and_then(|s| s.dialog.as_mut())
+        {
             let _ = d.handle_request(req);
         }
         match req.method {
@@ -1141,7 +1172,10 @@ impl ContentViewing {
             }
             Method::Info => {
                 let package = req.headers.get_raw("Info-Package").unwrap_or_default();
-                if !package.trim().eq_ignore_ascii_case(isc_playback::INFO_PACKAGE) {
+                if !package
+                    .trim()
+                    .eq_ignore_ascii_case(isc_playback::INFO_PACKAGE)
+                {
                     // RFC 6086 §4.2.2.1
                     let r = response_with(
                         req,
@@ -1178,13 +1212,7 @@ impl ContentViewing {
             }
             Method::Ack => {}
             _ => {
-                let r = response_with(
-                    req,
-                    405,
-                    None,
-                    None,
-                    vec![make_header("Allow", CV_ALLOW)],
-                );
+                let r = response_with(req, 405, None, None, vec![make_header("Allow", CV_ALLOW)]);
                 let _ = ctx.layer.send_response(now, key, r);
             }
         }
@@ -1194,7 +1222,10 @@ impl ContentViewing {
         let code = resp.status_code.code();
         match p {
             Purpose::ContentList { out, tries } => {
-                if (code == 401 || code == 407) && tries < 2 && ctx.digest.handle_challenge(&resp).is_ok() {
+                if (code == 401 || code == 407)
+                    && tries < 2
+                    && ctx.digest.handle_challenge(&resp).is_ok()
+                {
                     let mut out = out;
                     out.cseq += 1;
                     self.send_out(
@@ -1210,9 +1241,9 @@ impl ContentViewing {
                 }
                 if (200..300).contains(&code) {
                     match ContentList::parse(&resp.body) {
-                        Ok(l) => self.events.push_back(ViewingEvent::ContentList {
-                            entries: l.entries,
-                        }),
+                        Ok(l) => self
+                            .events
+                            .push_back(ViewingEvent::ContentList { entries: l.entries }),
                         Err(e) => self.events.push_back(ViewingEvent::ContentListFailed {
                             reason: format!("unreadable list: {e}"),
                         }),
@@ -1224,12 +1255,10 @@ impl ContentViewing {
                 }
             }
             Purpose::Invite(viewing) => self.on_invite_response(ctx, now, viewing, resp),
-            Purpose::Info(viewing) => self
-                .events
-                .push_back(ViewingEvent::PlaybackAnswered {
-                    viewing,
-                    status: code,
-                }),
+            Purpose::Info(viewing) => self.events.push_back(ViewingEvent::PlaybackAnswered {
+                viewing,
+                status: code,
+            }),
             Purpose::Bye => {}
         }
     }
@@ -1248,7 +1277,10 @@ impl ContentViewing {
         if s.state != State::Calling {
             return;
         }
-        if (code == 401 || code == 407) && s.auth_tries < 2 && ctx.digest.handle_challenge(&resp).is_ok() {
+        if (code == 401 || code == 407)
+            && s.auth_tries < 2
+            && ctx.digest.handle_challenge(&resp).is_ok()
+        {
             // RFC 3261 §22.2: same Call-ID, CSeq one higher, credentials
             s.auth_tries += 1;
             if let Some(mut out) = s.out.clone() {
@@ -1285,7 +1317,13 @@ impl ContentViewing {
                 }
                 Err(e) => {
                     let reason = format!("bad 2xx: {e}");
-                    self.end(viewing, ViewingEnd::Failed { status: Some(code), reason });
+                    self.end(
+                        viewing,
+                        ViewingEnd::Failed {
+                            status: Some(code),
+                            reason,
+                        },
+                    );
                 }
             }
             return;

@@ -111,7 +111,9 @@ pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>
             }),
             _ => Err("usage: watch CONTENT URI [CHAT_DEVICE]".to_owned()),
         },
-        "view_accept" => id(rest, "view_accept N").map(|viewing| ViewingCommand::Accept { viewing }),
+        "view_accept" => {
+            id(rest, "view_accept N").map(|viewing| ViewingCommand::Accept { viewing })
+        }
         "view_decline" => {
             id(rest, "view_decline N").map(|viewing| ViewingCommand::Decline { viewing })
         }
@@ -119,10 +121,12 @@ pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>
         "pause" => id(rest, "pause N").map(|viewing| ViewingCommand::Pause { viewing }),
         "resume" => id(rest, "resume N").map(|viewing| ViewingCommand::Resume { viewing }),
         "seek" => match (args.next(), args.next().and_then(|p| p.parse().ok())) {
-            (Some(n), Some(position_ms)) => id(n, "seek N MS").map(|viewing| ViewingCommand::Seek {
-                viewing,
-                position_ms,
-            }),
+            (Some(n), Some(position_ms)) => {
+                id(n, "seek N MS").map(|viewing| ViewingCommand::Seek {
+                    viewing,
+                    position_ms,
+                })
+            }
             _ => Err("usage: seek N MS".to_owned()),
         },
         "auto_chat" => match rest {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{Device, DemoError, Scenario, ScriptFuture, Stage, Step};
+use super::{DemoError, Device, Scenario, ScriptFuture, Stage, Step};
 use crate::client::chat::ChatEvent;
 use crate::client::chats::ChatCommand;
 use crate::client::content_viewing::{ViewingCommand, ViewingEvent};
@@ -21,24 +21,38 @@ pub const SCENARIO: Scenario = Scenario::new(
     STEPS,
     script,
 )
-.columns(&["alice/tv", "alice/phone", "server:reg", "server:mf", "server:cpm", "bob/phone"])
+.columns(&[
+    "alice/tv",
+    "alice/phone",
+    "server:reg",
+    "server:mf",
+    "server:cpm",
+    "bob/phone",
+])
 .function(isc_function)
 .server_options(content_options);
 
 const STEPS: &[Step] = &[
     Step::wire("1", "alice/tv", "server:mf", "OPTIONS")
         .carrying("application/vnd.isc.content-list+xml"),
-    Step::seen("1", "alice/tv", "content list fetched; the id comes from it"),
-    // CommunicationClientAddr = a GRUU of alice's (the phone's; UsingMultipleClient=yes)
-    Step::wire("2", "alice/tv", "server:mf", "INVITE").carrying(
-        "<CommunicationClientAddr>sip:alice@isc.local;gr=urn:uuid:",
+    Step::seen(
+        "1",
+        "alice/tv",
+        "content list fetched; the id comes from it",
     ),
+    // CommunicationClientAddr = a GRUU of alice's (the phone's; UsingMultipleClient=yes)
+    Step::wire("2", "alice/tv", "server:mf", "INVITE")
+        .carrying("<CommunicationClientAddr>sip:alice@isc.local;gr=urn:uuid:"),
     Step::wire("3", "server:mf", "bob/phone", "INVITE").carrying("ISCConvergenceID: cv-"),
     Step::seen("4", "bob/phone", "invited to watch the listed content"),
     Step::wire("5a", "server:mf", "alice/phone", "MESSAGE")
         .carrying("application/vnd.oma.isc.cm.recommendation"),
     Step::wire("5b", "alice/phone", "server:mf", "200 OK (MESSAGE)"),
-    Step::seen("5", "alice/phone", "chat with bob recommended (same ISCConvergenceID)"),
+    Step::seen(
+        "5",
+        "alice/phone",
+        "chat with bob recommended (same ISCConvergenceID)",
+    ),
     Step::wire("6", "alice/phone", "server:cpm", "INVITE").carrying("ISCConvergenceID: cv-"),
     Step::wire("7", "server:cpm", "bob/phone", "INVITE").carrying("ISCConvergenceID: cv-"),
     Step::wire("8", "bob/phone", "server:mf", "200 OK (INVITE)"),
@@ -51,7 +65,11 @@ const STEPS: &[Step] = &[
     Step::wire("11", "bob/phone", "server:cpm", "200 OK (INVITE)"),
     Step::wire("12", "server:cpm", "alice/phone", "200 OK (INVITE)"),
     Step::wire("12a", "alice/phone", "server:cpm", "ACK"),
-    Step::seen("13a", "bob/phone", "alice's chat message (MSRP via server:cpm)"),
+    Step::seen(
+        "13a",
+        "bob/phone",
+        "alice's chat message (MSRP via server:cpm)",
+    ),
     Step::seen("13b", "alice/phone", "bob's answer (MSRP via server:cpm)"),
     Step::seen("14", "alice/tv", "still watching while they chat"),
 ];
@@ -129,12 +147,19 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
         // 1. the content list
         alice_tv.command(Command::Viewing(ViewingCommand::FetchContentList))?;
         let content = match st
-            .expect("1", &alice_tv, viewing_event(|v| matches!(v, ViewingEvent::ContentList { entries } if !entries.is_empty())))
+            .expect(
+                "1",
+                &alice_tv,
+                viewing_event(
+                    |v| matches!(v, ViewingEvent::ContentList { entries } if !entries.is_empty()),
+                ),
+            )
             .await?
         {
-            ClientEvent::Viewing(ViewingEvent::ContentList { entries }) => {
-                entries.first().map(|e| e.content_ref.clone()).unwrap_or_default()
-            }
+            ClientEvent::Viewing(ViewingEvent::ContentList { entries }) => entries
+                .first()
+                .map(|e| e.content_ref.clone())
+                .unwrap_or_default(),
             _ => String::new(),
         };
 
@@ -145,7 +170,11 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
             chat_on: Some("phone".into()),
         }))?;
         let conv = match st
-            .expect("-", &alice_tv, viewing_event(|v| matches!(v, ViewingEvent::Calling { .. })))
+            .expect(
+                "-",
+                &alice_tv,
+                viewing_event(|v| matches!(v, ViewingEvent::Calling { .. })),
+            )
             .await?
         {
             ClientEvent::Viewing(ViewingEvent::Calling { convergence_id, .. }) => convergence_id,
@@ -162,9 +191,13 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
         // 3-4. bob is invited to the listed content
         let c = content.clone();
         let bv = match st
-            .expect("4", &bob_phone, viewing_event(move |v| {
-                matches!(v, ViewingEvent::Invited { content: Some(x), .. } if *x == c)
-            }))
+            .expect(
+                "4",
+                &bob_phone,
+                viewing_event(
+                    move |v| matches!(v, ViewingEvent::Invited { content: Some(x), .. } if *x == c),
+                ),
+            )
             .await?
         {
             ClientEvent::Viewing(ViewingEvent::Invited { viewing, .. }) => viewing,
@@ -190,8 +223,12 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
             _ => 0,
         };
         bob_phone.command(Command::Chat(ChatCommand::Accept { chat }))?;
-        st.expect("-", &alice_tv, viewing_event(|v| matches!(v, ViewingEvent::Started { .. })))
-            .await?;
+        st.expect(
+            "-",
+            &alice_tv,
+            viewing_event(|v| matches!(v, ViewingEvent::Started { .. })),
+        )
+        .await?;
 
         // 10. RTP at the tv and at bob, counted by their players
         let (a, v) = rtp_counts(st, "-", &alice_tv).await?;
@@ -201,29 +238,45 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
 
         // 13. the chat
         let a2_chat = match st
-            .expect("-", &alice_phone, chat_event(|c| matches!(c, ChatEvent::Started { .. })))
+            .expect(
+                "-",
+                &alice_phone,
+                chat_event(|c| matches!(c, ChatEvent::Started { .. })),
+            )
             .await?
         {
             ClientEvent::Chat(ChatEvent::Started { chat, .. }) => chat,
             _ => 0,
         };
-        st.expect("-", &bob_phone, chat_event(|c| matches!(c, ChatEvent::Started { .. })))
-            .await?;
+        st.expect(
+            "-",
+            &bob_phone,
+            chat_event(|c| matches!(c, ChatEvent::Started { .. })),
+        )
+        .await?;
         alice_phone.command(Command::Chat(ChatCommand::Send {
             chat: a2_chat,
             text: "Great opening scene!".into(),
         }))?;
-        st.expect("13a", &bob_phone, chat_event(|c| {
-            matches!(c, ChatEvent::Message { text, .. } if text.contains("Great opening"))
-        }))
+        st.expect(
+            "13a",
+            &bob_phone,
+            chat_event(
+                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("Great opening")),
+            ),
+        )
         .await?;
         bob_phone.command(Command::Chat(ChatCommand::Send {
             chat,
             text: "The music too".into(),
         }))?;
-        st.expect("13b", &alice_phone, chat_event(|c| {
-            matches!(c, ChatEvent::Message { text, .. } if text.contains("The music"))
-        }))
+        st.expect(
+            "13b",
+            &alice_phone,
+            chat_event(
+                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("The music")),
+            ),
+        )
         .await?;
 
         // 14. still watching: the tv's player keeps counting

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use super::c15_1::{chat_event, content_options, isc_function, rtp_counts, rtp_label, viewing_event};
+use super::c15_1::{
+    chat_event, content_options, isc_function, rtp_counts, rtp_label, viewing_event,
+};
 use super::{Scenario, ScriptFuture, Stage, Step};
 use crate::client::chat::{ChatEvent, EndReason};
 use crate::client::chats::ChatCommand;
@@ -21,7 +23,14 @@ pub const SCENARIO: Scenario = Scenario::new(
     STEPS,
     script,
 )
-.columns(&["alice/laptop", "server:reg", "server:mf", "server:cpm", "bob/tv", "bob/phone"])
+.columns(&[
+    "alice/laptop",
+    "server:reg",
+    "server:mf",
+    "server:cpm",
+    "bob/tv",
+    "bob/phone",
+])
 .function(isc_function)
 .server_options(options);
 
@@ -43,7 +52,11 @@ const STEPS: &[Step] = &[
     Step::wire("9", "server:mf", "bob/phone", "CANCEL").carrying(REASON),
     Step::wire("10", "bob/phone", "server:mf", "200 OK (CANCEL)"),
     Step::wire("10", "bob/phone", "server:mf", "487"),
-    Step::seen("10", "bob/phone", "\"taken on your other device\", not a missed invitation"),
+    Step::seen(
+        "10",
+        "bob/phone",
+        "\"taken on your other device\", not a missed invitation",
+    ),
     Step::wire("11", "server:mf", "alice/laptop", "RTP"),
     Step::wire("11", "server:mf", "bob/tv", "RTP"),
     Step::seen("11", "bob/phone", "no RTP"),
@@ -53,7 +66,11 @@ const STEPS: &[Step] = &[
     Step::wire("15", "bob/tv", "server:cpm", "200 OK (CANCEL)"),
     Step::wire("15", "bob/tv", "server:cpm", "487"),
     Step::seen("15", "bob/tv", "the chat continued on another device"),
-    Step::seen("16a", "bob/phone", "alice's chat message (MSRP via server:cpm)"),
+    Step::seen(
+        "16a",
+        "bob/phone",
+        "alice's chat message (MSRP via server:cpm)",
+    ),
     Step::seen("16b", "alice/laptop", "bob's answer (MSRP via server:cpm)"),
     Step::seen("17", "bob/tv", "still watching while they chat"),
 ];
@@ -80,12 +97,19 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
 
         alice.command(Command::Viewing(ViewingCommand::FetchContentList))?;
         let content = match st
-            .expect("1", &alice, viewing_event(|v| matches!(v, ViewingEvent::ContentList { entries } if !entries.is_empty())))
+            .expect(
+                "1",
+                &alice,
+                viewing_event(
+                    |v| matches!(v, ViewingEvent::ContentList { entries } if !entries.is_empty()),
+                ),
+            )
             .await?
         {
-            ClientEvent::Viewing(ViewingEvent::ContentList { entries }) => {
-                entries.first().map(|e| e.content_ref.clone()).unwrap_or_default()
-            }
+            ClientEvent::Viewing(ViewingEvent::ContentList { entries }) => entries
+                .first()
+                .map(|e| e.content_ref.clone())
+                .unwrap_or_default(),
             _ => String::new(),
         };
         // 2. watch with bob; 5. the chat, tied by the convergence id
@@ -95,7 +119,11 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
             chat_on: None,
         }))?;
         let conv = match st
-            .expect("-", &alice, viewing_event(|v| matches!(v, ViewingEvent::Calling { .. })))
+            .expect(
+                "-",
+                &alice,
+                viewing_event(|v| matches!(v, ViewingEvent::Calling { .. })),
+            )
             .await?
         {
             ClientEvent::Viewing(ViewingEvent::Calling { convergence_id, .. }) => convergence_id,
@@ -104,9 +132,13 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
         let invited = |v: &ViewingEvent| matches!(v, ViewingEvent::Invited { .. });
         let c = content.clone();
         let v_tv = match st
-            .expect("4", &tv, viewing_event(move |v| {
-                matches!(v, ViewingEvent::Invited { content: Some(x), .. } if *x == c)
-            }))
+            .expect(
+                "4",
+                &tv,
+                viewing_event(
+                    move |v| matches!(v, ViewingEvent::Invited { content: Some(x), .. } if *x == c),
+                ),
+            )
             .await?
         {
             ClientEvent::Viewing(ViewingEvent::Invited { viewing, .. }) => viewing,
@@ -126,10 +158,18 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
 
         // 7. the tv takes the viewing; 9-10. the phone hears it was taken there
         tv.command(Command::Viewing(ViewingCommand::Accept { viewing: v_tv }))?;
-        st.expect("-", &alice, viewing_event(|v| matches!(v, ViewingEvent::Started { .. })))
-            .await?;
-        st.expect("10", &phone, viewing_event(|v| matches!(v, ViewingEvent::TakenElsewhere { .. })))
-            .await?;
+        st.expect(
+            "-",
+            &alice,
+            viewing_event(|v| matches!(v, ViewingEvent::Started { .. })),
+        )
+        .await?;
+        st.expect(
+            "10",
+            &phone,
+            viewing_event(|v| matches!(v, ViewingEvent::TakenElsewhere { .. })),
+        )
+        .await?;
 
         // 11. RTP at alice and the tv
         let (a, v) = rtp_counts(st, "-", &alice).await?;
@@ -139,35 +179,61 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
 
         // 12. the phone takes the chat; 14-15. the tv's branch is cancelled
         phone.command(Command::Chat(ChatCommand::Accept { chat: phone_chat }))?;
-        st.expect("15", &tv, chat_event(|c| {
-            matches!(c, ChatEvent::Ended { reason: EndReason::CompletedElsewhere, .. })
-        }))
+        st.expect(
+            "15",
+            &tv,
+            chat_event(|c| {
+                matches!(
+                    c,
+                    ChatEvent::Ended {
+                        reason: EndReason::CompletedElsewhere,
+                        ..
+                    }
+                )
+            }),
+        )
         .await?;
         let alice_chat = match st
-            .expect("-", &alice, chat_event(|c| matches!(c, ChatEvent::Started { .. })))
+            .expect(
+                "-",
+                &alice,
+                chat_event(|c| matches!(c, ChatEvent::Started { .. })),
+            )
             .await?
         {
             ClientEvent::Chat(ChatEvent::Started { chat, .. }) => chat,
             _ => 0,
         };
-        st.expect("-", &phone, chat_event(|c| matches!(c, ChatEvent::Started { .. })))
-            .await?;
+        st.expect(
+            "-",
+            &phone,
+            chat_event(|c| matches!(c, ChatEvent::Started { .. })),
+        )
+        .await?;
         // 16. the chat
         alice.command(Command::Chat(ChatCommand::Send {
             chat: alice_chat,
             text: "Are you watching?".into(),
         }))?;
-        st.expect("16a", &phone, chat_event(|c| {
-            matches!(c, ChatEvent::Message { text, .. } if text.contains("watching"))
-        }))
+        st.expect(
+            "16a",
+            &phone,
+            chat_event(
+                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("watching")),
+            ),
+        )
         .await?;
         phone.command(Command::Chat(ChatCommand::Send {
             chat: phone_chat,
             text: "Yes, on the tv".into(),
         }))?;
-        st.expect("16b", &alice, chat_event(|c| {
-            matches!(c, ChatEvent::Message { text, .. } if text.contains("on the tv"))
-        }))
+        st.expect(
+            "16b",
+            &alice,
+            chat_event(
+                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("on the tv")),
+            ),
+        )
         .await?;
 
         // 17. the tv keeps playing; 11. the phone never did
