@@ -257,12 +257,30 @@ async fn chat_cmd_accept(c: &ClientHandle, chat: ChatId) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_over_sip_tcp() {
+    let dbg = std::env::var("CHAT_WIRE").is_ok();
     let server = Server::start(ServerOptions::loopback_demo())
         .await
         .expect("server starts");
     let addr = server.local_addr();
     let mut alice = client_on(addr, "alice", "phone", Transport::Tcp).await;
     let mut bob = client_on(addr, "bob", "laptop", Transport::Tcp).await;
+    for (n, c) in [("alice", &alice), ("bob", &bob)] {
+        let mut w = c.wire();
+        tokio::spawn(async move {
+            while let Ok(r) = w.recv().await {
+                if dbg {
+                    let t = String::from_utf8_lossy(&r.bytes).into_owned();
+                    eprintln!(
+                        "--- {n} {:?} {} {} | {}",
+                        r.direction,
+                        r.peer,
+                        r.bytes.len(),
+                        t.lines().next().unwrap_or("")
+                    );
+                }
+            }
+        });
+    }
 
     // the next one is accepted and carries text both ways
     chat(
@@ -344,6 +362,11 @@ async fn declined_chat_ends_the_caller_with_an_error() {
         },
     )
     .await;
+    let ev = chat_event(&mut alice, "ringing", |e| {
+        matches!(e, ChatEvent::Ringing { .. } | ChatEvent::Ended { .. })
+    })
+    .await;
+    assert!(matches!(ev, ChatEvent::Ringing { .. }), "{ev:?}");
     let ev = chat_event(&mut bob, "invitation", |e| {
         matches!(e, ChatEvent::Invited { .. })
     })

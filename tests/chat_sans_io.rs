@@ -554,3 +554,85 @@ fn bye_while_calling_cancels_and_acks_then_byes_a_late_2xx() {
             .any(|e| matches!(e, ChatEvent::Started { .. }))
     );
 }
+
+/// Credentials from an earlier challenge (another request of the UA used
+/// the nonce) are refused without `stale=true`: the chat answers afresh.
+#[test]
+fn refused_old_credentials_are_replaced_once() {
+    let mut net = pair(SessionTimerConfig::default(), SessionTimerConfig::default());
+    net.mute[1] = true;
+    let now = net.now;
+    let challenge = |req: &rsip::Request, nonce: &str| {
+        let r = isc::proto::sip::build::response_with(
+            req,
+            407,
+            Some("proxy1"),
+            None,
+            vec![isc::proto::sip::headers::make_header(
+                "Proxy-Authenticate",
+                &format!(
+                    "Digest realm=\"isc.local\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\""
+                ),
+            )],
+        );
+        isc::proto::sip::message::to_bytes(&rsip::SipMessage::Response(r))
+    };
+    let invites = |net: &mut Net| {
+        let mut out = Vec::new();
+        while let Some(t) = net.peers[0].layer.poll_transmit() {
+            if let rsip::SipMessage::Request(r) = t.message
+                && r.method == rsip::Method::Invite
+            {
+                out.push(r);
+            }
+        }
+        out
+    };
+    net.peers[0].command(
+        now,
+        ChatCommand::Start {
+            to: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        },
+    );
+    let first = invites(&mut net).pop().unwrap();
+    // another request of the UA was challenged before: the digest holds n1
+    let primed = rsip::Response::try_from(challenge(&first, "n1").as_slice()).unwrap();
+    net.peers[0].digest.handle_challenge(&primed).unwrap();
+    net.peers[0].command(
+        now,
+        ChatCommand::Start {
+            to: "sip:bob@isc.local".into(),
+            convergence_id: None,
+        },
+    );
+    let second = invites(&mut net).pop().expect("second chat's INVITE");
+    assert!(
+        second
+            .headers
+            .iter()
+            .any(|h| matches!(h, rsip::Header::ProxyAuthorization(_)))
+    );
+    // the proxy refuses n1 with a fresh nonce, no stale=true
+    net.peers[0].input(now, addr(BOB), &challenge(&second, "n2"));
+    let third = invites(&mut net).pop().expect("answered afresh");
+    let text = String::from_utf8_lossy(&isc::proto::sip::message::to_bytes(
+        &rsip::SipMessage::Request(third.clone()),
+    ))
+    .into_owned();
+    assert!(text.contains("nonce=\"n2\""), "{text}");
+    assert!(text.contains("CSeq: 2 INVITE"));
+    // refused again: a wrong password, the chat fails
+    net.peers[0].input(now, addr(BOB), &challenge(&third, "n3"));
+    assert!(
+        matches!(
+            net.peers[0].ended(),
+            Some(EndReason::Error {
+                status: Some(407),
+                ..
+            })
+        ),
+        "{:?}",
+        net.peers[0].events
+    );
+}

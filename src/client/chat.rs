@@ -987,7 +987,7 @@ impl ChatSession {
             }
             200..=299 => self.on_invite_2xx(ctx, now, &invite, resp),
             401 | 407 if self.state == State::Calling && self.auth_tries < 2 => {
-                if ctx.digest.handle_challenge(&resp).is_ok() {
+                if answer_challenge(ctx.digest, &resp, self.auth_tries) {
                     self.auth_tries += 1;
                     let seq = crate::proto::sip::build::cseq(&invite.headers).map_or(1, |c| c.0);
                     let mut again = self.resend(ctx, &invite, seq + 1);
@@ -1165,7 +1165,7 @@ impl ChatSession {
                     self.peer_allows_update = true;
                 }
             }
-            401 | 407 if ctx.digest.handle_challenge(&resp).is_ok() => {
+            401 | 407 if answer_challenge(ctx.digest, &resp, 0) => {
                 if let Some(req) = self.reissue(ctx, &old) {
                     self.refresh = Some(req.clone());
                     self.send_in_dialog(ctx, req);
@@ -1785,6 +1785,24 @@ impl ChatSession {
 
     pub fn poll_event(&mut self) -> Option<ChatEvent> {
         self.events.pop_front()
+    }
+}
+
+/// Reads a 401/407's challenge into the UA's Digest client (RFC 3261
+/// §22.2). Credentials held from an earlier challenge may be refused
+/// without `stale=true` (another request of the UA used the nonce): on a
+/// first try we forget them and answer this challenge afresh, as the UA does.
+fn answer_challenge(digest: &mut DigestClient, resp: &Response, tries: u8) -> bool {
+    match digest.handle_challenge(resp) {
+        Ok(()) => true,
+        Err(crate::proto::sip::digest::DigestError::Rejected { .. }) if tries == 0 => {
+            digest.clear();
+            digest.handle_challenge(resp).is_ok()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "chat challenge not answered");
+            false
+        }
     }
 }
 
