@@ -38,7 +38,10 @@ pub fn sip_message(data: &[u8]) {
 /// SIP over TCP: the framer, cut in two at a point taken from the data.
 pub fn sip_stream(data: &[u8]) {
     let mut framer = sip::framing::StreamFramer::new(Default::default());
-    let cut = data.first().map(|b| usize::from(*b) % (data.len() + 1)).unwrap_or(0);
+    let cut = data
+        .first()
+        .map(|b| usize::from(*b) % (data.len() + 1))
+        .unwrap_or(0);
     framer.push(&data[..cut]);
     while let Some(Ok(m)) = framer.next_message() {
         let _ = sip::message::parse_message(&m);
@@ -57,7 +60,10 @@ pub fn sip_stream(data: &[u8]) {
 /// An MSRP byte stream, fed in two pieces.
 pub fn msrp_stream(data: &[u8]) {
     let mut parser = msrp::MsrpParser::new(msrp::ParserConfig::default());
-    let cut = data.first().map(|b| usize::from(*b) % (data.len() + 1)).unwrap_or(0);
+    let cut = data
+        .first()
+        .map(|b| usize::from(*b) % (data.len() + 1))
+        .unwrap_or(0);
     for piece in [&data[..cut], &data[cut..]] {
         parser.push(piece);
         while let Some(frame) = parser.next() {

@@ -10,7 +10,9 @@ use proptest::prelude::*;
 
 fn corpus() -> Vec<Vec<u8>> {
     fn walk(dir: &Path, out: &mut Vec<Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -21,7 +23,10 @@ fn corpus() -> Vec<Vec<u8>> {
         }
     }
     let mut out = Vec::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data"), &mut out);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
+        &mut out,
+    );
     assert!(out.len() > 20, "the RFC examples are the fuzz seeds");
     out
 }

@@ -25,7 +25,10 @@ fn have_ffmpeg() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_pcmu_tone_is_decoded() {
     // A real peer is the point of this test: no silent skip (.ci/run installs ffmpeg).
-    assert!(have_ffmpeg(), "ffmpeg is not installed: apt-get install -y ffmpeg");
+    assert!(
+        have_ffmpeg(),
+        "ffmpeg is not installed: apt-get install -y ffmpeg"
+    );
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("rx.wav");
     let sink = audio_out::open(&AudioOut::Wav {

@@ -11,9 +11,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{ClientEvent, Command, UaConfig, UserAgent};
 use super::chat::MsrpOut;
 use super::content_viewing::{ViewingEvent, ViewingId, ViewingOut, ViewingStats};
+use super::{ClientEvent, Command, UaConfig, UserAgent};
 use crate::media::audio_out::NullSink;
 use crate::media::player::{Player, PlayerConfig, PlayerEvent};
 use crate::net::rtp_socket::{PlayerSockets, spawn_player};
@@ -258,7 +258,9 @@ impl Driver {
             match out {
                 MsrpOut::Connect { chat, peer } => match self.msrp.connect(peer).await {
                     Ok(conn) => self.ua.msrp_connected(Instant::now(), chat, conn),
-                    Err(e) => self.ua.msrp_connect_failed(Instant::now(), chat, &e.to_string()),
+                    Err(e) => self
+                        .ua
+                        .msrp_connect_failed(Instant::now(), chat, &e.to_string()),
                 },
                 MsrpOut::Send { conn, bytes } => {
                     if let Err(e) = self.msrp.send(conn, bytes).await {

@@ -40,7 +40,11 @@ pub fn describe(raw: &[u8]) -> (Protocol, String) {
         // the code alone when the phrase is long ("407 (SUBSCRIBE)").
         let reason = rest.get(1..).map(|r| r.join(" ")).unwrap_or_default();
         let code = rest.first().copied().unwrap_or("");
-        let status = if reason.chars().count() <= 12 { rest.join(" ") } else { code.to_string() };
+        let status = if reason.chars().count() <= 12 {
+            rest.join(" ")
+        } else {
+            code.to_string()
+        };
         let method =
             header(&text, "CSeq").and_then(|c| c.split_whitespace().nth(1).map(str::to_string));
         let label = match method {

@@ -238,6 +238,11 @@ impl B2bua {
         self.calls.get(&call)
     }
 
+    /// Every call, in no particular order.
+    pub fn calls(&self) -> impl Iterator<Item = (CallRef, &B2buaCall)> {
+        self.calls.iter().map(|(k, c)| (*k, c))
+    }
+
     /// The call whose INVITE server transaction is `key`.
     pub fn call_of_server(&self, key: &TsxKey) -> Option<CallRef> {
         self.by_server.get(key).copied()
@@ -433,7 +438,14 @@ impl B2bua {
             extra.extend(inc.timer.answer_request(ctx.now, &inc.request));
         }
         extra.push(make_header("Server", SERVER_AGENT));
-        if (101..300).contains(&code) {
+        // A role may name its own Contact (the focus: the session identity
+        // with `isfocus`, RFC 4579 §5.3); else the server's.
+        let has_contact = extra.iter().any(|h| {
+            crate::proto::sip::headers::name_value(h)
+                .0
+                .eq_ignore_ascii_case("Contact")
+        });
+        if (101..300).contains(&code) && !has_contact {
             extra.push(make_header("Contact", &ctx.contact(inc.transport)));
         }
         let mut response = response_with(&inc.request, code, Some(&inc.local_tag), reason, extra);

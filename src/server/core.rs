@@ -44,6 +44,7 @@ use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
 use super::b2bua::SipCtx;
 use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
+use super::im_controlling_function::{ImControllingFunction, is_focus_msrp};
 use super::isc_media_function::{self, IscMediaFunction};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
@@ -114,6 +115,12 @@ pub struct ServerCore {
     cpm: Option<CpmParticipatingFunction>,
     /// ISC Server Media Function (seed 000).
     mf: IscMediaFunction,
+    /// The IM Controlling Function, when enabled ([`Self::enable_focus`]).
+    focus: Option<ImControllingFunction>,
+    /// MSRP connections that belong to the focus's relay.
+    focus_conns: std::collections::HashSet<u64>,
+    /// Accepted MSRP connections not yet claimed by a relay.
+    unclaimed_conns: std::collections::HashSet<u64>,
     ids: Box<dyn IdGen>,
 }
 
@@ -144,6 +151,9 @@ impl ServerCore {
             proxy: ProxyCore::new(),
             cpm: None,
             mf: IscMediaFunction::disabled(&settings.domain),
+            focus: None,
+            focus_conns: Default::default(),
+            unclaimed_conns: Default::default(),
             ids,
             settings,
         }
@@ -205,9 +215,57 @@ impl ServerCore {
         self.cpm.as_ref()
     }
 
-    /// What the MSRP transport reported (for the B2BUA roles' relays).
+    /// Puts the IM Controlling Function (conference focus) in the path of
+    /// requests to the conference factory, session identities and groups.
+    pub fn enable_focus(&mut self, focus: ImControllingFunction) {
+        self.focus = Some(focus);
+    }
+
+    pub fn focus(&self) -> Option<&ImControllingFunction> {
+        self.focus.as_ref()
+    }
+
+    /// What the MSRP transport reported (for the B2BUA roles' relays). A
+    /// connection goes to the focus when it opened it, or when its first
+    /// bytes name one of the focus's sessions; else to the CPM function.
     pub fn handle_msrp(&mut self, now: Instant, input: RelayInput) {
-        if let Some(cpm) = self.cpm.as_mut() {
+        let to_focus = match &input {
+            RelayInput::Accepted { conn } => {
+                self.unclaimed_conns.insert(*conn);
+                false
+            }
+            RelayInput::Connected { leg, conn } => {
+                let ours = self.focus.as_ref().is_some_and(|f| f.owns_leg(*leg));
+                if ours {
+                    self.focus_conns.insert(*conn);
+                }
+                ours
+            }
+            RelayInput::ConnectFailed { leg } => {
+                self.focus.as_ref().is_some_and(|f| f.owns_leg(*leg))
+            }
+            RelayInput::Data { conn, bytes } => {
+                if self.unclaimed_conns.remove(conn) && self.focus.is_some() && is_focus_msrp(bytes)
+                {
+                    self.focus_conns.insert(*conn);
+                    if let Some(f) = self.focus.as_mut() {
+                        let mut ctx = role_ctx!(self, now);
+                        f.handle_msrp(&mut ctx, RelayInput::Accepted { conn: *conn });
+                    }
+                }
+                self.focus_conns.contains(conn)
+            }
+            RelayInput::Closed { conn } => {
+                self.unclaimed_conns.remove(conn);
+                self.focus_conns.remove(conn)
+            }
+        };
+        if to_focus {
+            if let Some(f) = self.focus.as_mut() {
+                let mut ctx = role_ctx!(self, now);
+                f.handle_msrp(&mut ctx, input);
+            }
+        } else if let Some(cpm) = self.cpm.as_mut() {
             let mut ctx = role_ctx!(self, now);
             cpm.handle_msrp(&mut ctx, input);
         }
@@ -216,6 +274,12 @@ impl ServerCore {
 
     /// The next MSRP action for the driver: connect / send / close.
     pub fn poll_msrp(&mut self) -> Option<RelayOutput> {
+        if let Some(o) = self.focus.as_mut().and_then(|f| f.poll_msrp()) {
+            if let RelayOutput::Close { conn } = &o {
+                self.focus_conns.remove(conn);
+            }
+            return Some(o);
+        }
         self.cpm.as_mut()?.poll_msrp()
     }
 
@@ -271,6 +335,10 @@ impl ServerCore {
             let mut ctx = role_ctx!(self, now);
             cpm.handle_timeout(&mut ctx);
         }
+        if let Some(f) = self.focus.as_mut() {
+            let mut ctx = role_ctx!(self, now);
+            f.handle_timeout(&mut ctx);
+        }
         let expired = self.registrar.location_mut().expire(now);
         if !expired.is_empty() {
             let changes: Vec<BindingChange> = expired
@@ -316,6 +384,7 @@ impl ServerCore {
             self.notifier.poll_timeout(),
             self.cpm.as_ref().and_then(|c| c.poll_timeout()),
             self.mf.poll_timeout(),
+            self.focus.as_ref().and_then(|f| f.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -340,7 +409,9 @@ impl ServerCore {
                 } => self.on_cancel(now, key, request, invite, invite_pending),
                 LayerEvent::Ack { request, .. } => {
                     // The ACK for a B2BUA's 2xx ends at the B2BUA.
-                    if !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request)) {
+                    if !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request))
+                        && !self.focus.as_mut().is_some_and(|f| f.on_ack(now, &request))
+                    {
                         self.on_ack(now, request)
                     }
                 }
@@ -350,6 +421,11 @@ impl ServerCore {
                     {
                         let mut ctx = role_ctx!(self, now);
                         cpm.on_response(&mut ctx, self.registrar.location(), &key, response);
+                    } else if let Some(f) = self.focus.as_mut()
+                        && f.owns_client(&key)
+                    {
+                        let mut ctx = role_ctx!(self, now);
+                        f.on_response(&mut ctx, &key, response);
                     } else if self.proxy.owns_branch(&key) {
                         let actions = self.proxy.on_response(now, &mut self.tsx, &key, response);
                         for branch in actions.cancel {
@@ -362,6 +438,9 @@ impl ServerCore {
                         // A subscriber that forgot its subscription (RFC 6665 §4.2.2).
                         if let Ok(id) = DialogId::for_received_response(&response) {
                             self.notifier.remove(&id);
+                            if let Some(f) = self.focus.as_mut() {
+                                f.on_notify_rejected(&id);
+                            }
                         }
                     }
                 }
@@ -374,6 +453,10 @@ impl ServerCore {
                             let mut ctx = role_ctx!(self, now);
                             cpm.on_stray_response(&mut ctx, &response);
                         }
+                        if let Some(f) = self.focus.as_mut() {
+                            let mut ctx = role_ctx!(self, now);
+                            f.on_stray_response(&mut ctx, &response);
+                        }
                         self.forward_stray_response(response)
                     }
                 }
@@ -383,6 +466,9 @@ impl ServerCore {
                     self.mf.on_terminated(&key);
                     if let Some(cpm) = self.cpm.as_mut() {
                         cpm.on_terminated(&key);
+                    }
+                    if let Some(f) = self.focus.as_mut() {
+                        f.on_terminated(&key);
                     }
                     self.proxy.on_branch_terminated(&key)
                 }
@@ -400,6 +486,11 @@ impl ServerCore {
         {
             let mut ctx = role_ctx!(self, now);
             cpm.on_failure(&mut ctx, self.registrar.location(), key, code);
+        } else if let Some(f) = self.focus.as_mut()
+            && f.owns_client(key)
+        {
+            let mut ctx = role_ctx!(self, now);
+            f.on_failure(&mut ctx, key, code);
         } else {
             self.proxy.on_branch_failure(now, &mut self.tsx, key, code)
         }
@@ -528,7 +619,37 @@ impl ServerCore {
             return;
         }
         // Roles in the media path take their INVITEs after authentication
-        // and identity assertion (seed 001 8.3.2.1).
+        // and identity assertion (seed 001 8.3.2.1). The focus first: a
+        // request to the factory, a session identity or a group is its own.
+        if let Some(f) = self.focus.as_mut()
+            && f.claims(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            match req.method {
+                rsip::Method::Invite => f.on_invite(
+                    &mut ctx,
+                    self.registrar.location(),
+                    self.cpm.as_ref(),
+                    key,
+                    req,
+                    &user,
+                    source,
+                    transport,
+                ),
+                rsip::Method::Subscribe => {
+                    f.on_subscribe(&mut ctx, key, req, &user, source, transport)
+                }
+                _ => f.on_refer(
+                    &mut ctx,
+                    self.registrar.location(),
+                    self.cpm.as_ref(),
+                    key,
+                    req,
+                    &user,
+                ),
+            }
+            return;
+        }
         if let Some(cpm) = self.cpm.as_mut()
             && is_cpm_session(&req)
         {
@@ -679,6 +800,21 @@ impl ServerCore {
             cpm.on_in_dialog(&mut ctx, key, req);
             return;
         }
+        if let Some(f) = self.focus.as_mut()
+            && f.knows_dialog(&req)
+        {
+            let mut ctx = role_ctx!(self, now);
+            f.on_in_dialog(
+                &mut ctx,
+                self.registrar.location(),
+                self.cpm.as_ref(),
+                key,
+                req,
+                source,
+                transport,
+            );
+            return;
+        }
         // RFC 3261 §16.4: a loose-routed request names us in its top Route.
         pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
         match self.resolve_next_hop(now, &req) {
@@ -817,6 +953,14 @@ impl ServerCore {
         {
             let mut ctx = role_ctx!(self, now);
             cpm.on_cancel(&mut ctx, &invite);
+            return;
+        }
+        if pending
+            && let Some(f) = self.focus.as_mut()
+            && f.owns_invite(&invite)
+        {
+            let mut ctx = role_ctx!(self, now);
+            f.on_cancel(&mut ctx, &invite);
             return;
         }
         if pending && self.proxy.owns_server(&invite) {

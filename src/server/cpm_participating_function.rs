@@ -111,6 +111,29 @@ pub fn system_wall_clock_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Seed 001 8.3.2.1 step 8.b.iii.3: where one registered device is
+/// reached — Request-URI = its GRUU, else its contact with an
+/// Accept-Contact naming its instance (`Some(instance)`). Shared with the
+/// conference focus's forking.
+pub fn device_target(b: &Binding) -> Option<(Target, Option<String>)> {
+    let (uri_text, accept_instance) = match (&b.gruu, &b.instance) {
+        (Some(g), _) => (g.clone(), None),
+        // step 8.b.iii.3.a: no GRUU → Accept-Contact with the instance.
+        (None, Some(i)) => (b.contact.clone(), Some(i.clone())),
+        (None, None) => (b.contact.clone(), None),
+    };
+    let uri = crate::proto::sip::message::parse_uri(&uri_text).ok()?;
+    let target = Target {
+        uri,
+        addr: b.source.addr,
+        transport: match b.source.transport {
+            rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
+            _ => Transport::Udp,
+        },
+    };
+    Some((target, accept_instance))
+}
+
 /// True if the request asks for the CPM session service: the ICSI in an
 /// Accept-Contact `+g.3gpp.icsi-ref` (percent-encoded, 3GPP TS 24.229
 /// 7.2A.8.2) or in P-Preferred-Service / P-Asserted-Service.
@@ -433,22 +456,62 @@ impl CpmParticipatingFunction {
 
     /// Step 8.b.iii: the INVITE towards one device.
     fn fork_to(&mut self, ctx: &mut SipCtx<'_>, call: CallRef, b: &Binding) -> Option<usize> {
-        let (uri_text, accept_instance) = match (&b.gruu, &b.instance) {
-            (Some(g), _) => (g.clone(), None),
-            // step 8.b.iii.3.a: no GRUU → Accept-Contact with the instance.
-            (None, Some(i)) => (b.contact.clone(), Some(i.clone())),
-            (None, None) => (b.contact.clone(), None),
-        };
-        let uri = crate::proto::sip::message::parse_uri(&uri_text).ok()?;
-        let target = Target {
-            uri,
-            addr: b.source.addr,
-            transport: match b.source.transport {
-                rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
-                _ => Transport::Udp,
-            },
-        };
+        let (target, accept_instance) = device_target(b)?;
         self.fork_to_target(ctx, call, target, accept_instance)
+    }
+
+    /// The device leg that continues `dialog` (Call-ID and the two tags of
+    /// some user's leg of one of our calls, in either order) on the other
+    /// side: its target (Request-URI = the device's GRUU) and the Replaces
+    /// value that names that leg's dialog as the device sees it (RFC 3891
+    /// §3: to-tag = the device's tag, from-tag = ours). Seed 002 App. M: the
+    /// originator knows only her own leg.
+    pub fn peer_leg(&self, call_id: &str, tag_a: &str, tag_b: &str) -> Option<(Target, String)> {
+        let tags = |l: &str, r: &str| (l == tag_a && r == tag_b) || (l == tag_b && r == tag_a);
+        for (_, c) in self.b2bua.calls() {
+            let inc = c.incoming.dialog.as_ref().map(|d| d.id());
+            let incoming_match =
+                inc.is_some_and(|id| id.call_id == call_id && tags(&id.local_tag, &id.remote_tag));
+            if incoming_match {
+                let o = c.outgoing.iter().find(|o| o.is_up())?;
+                let id = o.dialog.as_ref()?.id();
+                let value = format!(
+                    "{};to-tag={};from-tag={}",
+                    id.call_id, id.remote_tag, id.local_tag
+                );
+                return Some((o.target.clone(), value));
+            }
+            let outgoing_match = c.outgoing.iter().any(|o| {
+                o.is_up()
+                    && o.dialog.as_ref().is_some_and(|d| {
+                        let id = d.id();
+                        id.call_id == call_id && tags(&id.local_tag, &id.remote_tag)
+                    })
+            });
+            if outgoing_match {
+                let id = c.incoming.dialog.as_ref()?.id();
+                let value = format!(
+                    "{};to-tag={};from-tag={}",
+                    id.call_id, id.remote_tag, id.local_tag
+                );
+                let uri = c
+                    .incoming
+                    .request
+                    .headers
+                    .get_raw("Contact")
+                    .and_then(|v| {
+                        let v = v.trim().trim_start_matches('<');
+                        crate::proto::sip::message::parse_uri(v.split('>').next()?).ok()
+                    })?;
+                let target = Target {
+                    uri,
+                    addr: c.incoming.source,
+                    transport: c.incoming.transport,
+                };
+                return Some((target, value));
+            }
+        }
+        None
     }
 
     fn fork_to_target(
@@ -1133,7 +1196,7 @@ pub fn user_agent_at_least(user_agent: &str, required: &str) -> bool {
 }
 
 /// RFC 3261 §16.7 step 6 for a B2BUA: 6xx first, else the lowest class.
-fn better_error(current: Option<u16>, code: u16) -> bool {
+pub(crate) fn better_error(current: Option<u16>, code: u16) -> bool {
     let Some(cur) = current else { return true };
     if cur >= 600 {
         return false;
@@ -1141,7 +1204,7 @@ fn better_error(current: Option<u16>, code: u16) -> bool {
     code >= 600 || code / 100 < cur / 100
 }
 
-fn ip_host(ip: IpAddr) -> String {
+pub(crate) fn ip_host(ip: IpAddr) -> String {
     match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
@@ -1149,7 +1212,7 @@ fn ip_host(ip: IpAddr) -> String {
 }
 
 /// The TCP address of an MSRP URI with an IP literal host.
-fn msrp_addr(u: &MsrpUri) -> Option<SocketAddr> {
+pub(crate) fn msrp_addr(u: &MsrpUri) -> Option<SocketAddr> {
     let host = u.host.trim_start_matches('[').trim_end_matches(']');
     Some(SocketAddr::new(host.parse().ok()?, u.port?))
 }

@@ -5,6 +5,7 @@ pub mod content_list;
 pub mod core;
 pub mod cpm_participating_function;
 pub mod history_store;
+pub mod im_controlling_function;
 pub mod isc_media_function;
 pub mod isc_playback;
 pub mod location_service;

@@ -41,6 +41,10 @@ pub const IS_COMPOSING: &str = "application/im-iscomposing+xml";
 pub enum LegRole {
     Originator,
     Device,
+    /// A conference participant (the focus's MSRP switch, seed 003
+    /// 7.2.2.6): its messages go to every other participant, or to one
+    /// when the CPIM To names it (private message, seed 003 7.1.3.2.2).
+    Participant,
 }
 
 /// What the driver reports.
@@ -114,6 +118,10 @@ struct Leg {
     /// SENDs waiting for the connection (RFC 4975 §5.4: nothing before the bind).
     queued: Vec<MsrpMessage>,
     reassembler: Reassembler,
+    /// The participant's address, for private messages (CPIM To).
+    address: Option<String>,
+    /// Message-ID → the one leg a private message goes to (later chunks).
+    private: HashMap<String, LegId>,
 }
 
 #[derive(Debug)]
@@ -185,6 +193,8 @@ impl MsrpRelay {
                 conn: None,
                 queued: Vec::new(),
                 reassembler: Reassembler::new(MAX_STORED_MESSAGE, 8),
+                address: None,
+                private: HashMap::new(),
             },
         );
         self.calls
@@ -200,6 +210,19 @@ impl MsrpRelay {
                 .push_back(RelayOutput::Connect { leg: id, addr });
         }
         id
+    }
+
+    /// Leg ids start at `first` (keeps two relays of one server apart).
+    pub fn with_first_leg(mut self, first: LegId) -> Self {
+        self.next_leg = first;
+        self
+    }
+
+    /// The user address of a [`LegRole::Participant`] leg (private messages).
+    pub fn set_leg_address(&mut self, leg: LegId, address: &str) {
+        if let Some(l) = self.legs.get_mut(&leg) {
+            l.address = Some(address.to_ascii_lowercase());
+        }
     }
 
     /// From now on the call is a plain relay (one device left).
@@ -515,22 +538,33 @@ impl MsrpRelay {
         }
         // Step 3 (from the originator: to every device) and 4.b (from a
         // device: to the originator).
-        let targets: Vec<LegId> = self
-            .calls
-            .get(&call)
-            .map(|c| {
-                c.legs
-                    .iter()
-                    .copied()
-                    .filter(|x| *x != leg)
-                    .filter(|x| {
-                        self.legs.get(x).is_some_and(|o| {
-                            role == LegRole::Originator || o.role == LegRole::Originator
+        let private = if role == LegRole::Participant {
+            self.private_target(call, leg, &frame)
+        } else {
+            None
+        };
+        let targets: Vec<LegId> = match private {
+            // Seed 003 7.1.3.2.2: a private message reaches its addressee only.
+            Some(t) => vec![t],
+            None => self
+                .calls
+                .get(&call)
+                .map(|c| {
+                    c.legs
+                        .iter()
+                        .copied()
+                        .filter(|x| *x != leg)
+                        .filter(|x| {
+                            self.legs.get(x).is_some_and(|o| match role {
+                                // seed 003 7.2.2.6: to every other participant
+                                LegRole::Participant => o.role == LegRole::Participant,
+                                _ => role == LegRole::Originator || o.role == LegRole::Originator,
+                            })
                         })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         for target in targets {
             let Some(t) = self.legs.get(&target) else {
                 continue;
@@ -538,6 +572,54 @@ impl MsrpRelay {
             let out = rewrite(&frame, &t.remote, &t.local);
             self.send_on(target, out);
         }
+    }
+
+    /// The one participant a CPIM message from `leg` is addressed to, when
+    /// its To names a participant other than the sender (read on the first
+    /// chunk, remembered by Message-ID for the later ones). A first chunk
+    /// that ends before the CPIM To line is treated as a group message.
+    fn private_target(
+        &mut self,
+        call: RelayCallId,
+        leg: LegId,
+        frame: &MsrpMessage,
+    ) -> Option<LegId> {
+        let mid = frame.message_id()?.to_string();
+        if let Some(t) = self
+            .legs
+            .get(&leg)
+            .and_then(|l| l.private.get(&mid))
+            .copied()
+        {
+            if frame.flag != ContinuationFlag::Continuation
+                && let Some(l) = self.legs.get_mut(&leg)
+            {
+                l.private.remove(&mid);
+            }
+            return Some(t);
+        }
+        let first = frame.byte_range().is_none_or(|r| r.start == 1);
+        let ct = frame
+            .content_type()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !first || !ct.starts_with("message/cpim") {
+            return None;
+        }
+        let to = cpim_to(frame.body.as_deref()?)?;
+        let target = self.calls.get(&call)?.legs.iter().copied().find(|x| {
+            *x != leg
+                && self
+                    .legs
+                    .get(x)
+                    .is_some_and(|o| o.address.as_deref() == Some(to.as_str()))
+        })?;
+        if frame.flag == ContinuationFlag::Continuation
+            && let Some(l) = self.legs.get_mut(&leg)
+        {
+            l.private.insert(mid, target);
+        }
+        Some(target)
     }
 
     /// Sends on the leg's connection or queues until it is bound.
@@ -566,6 +648,25 @@ impl MsrpRelay {
             self.send_on(leg, m);
         }
     }
+}
+
+/// The address in the CPIM `To:` header (RFC 3862 §3.2), lower-cased.
+fn cpim_to(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body.get(..body.len().min(4096))?);
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("To:") {
+            let v = v.trim();
+            let uri = match (v.find('<'), v.rfind('>')) {
+                (Some(a), Some(b)) if a < b => v.get(a + 1..b)?,
+                _ => v,
+            };
+            return Some(uri.trim().to_ascii_lowercase());
+        }
+    }
+    None
 }
 
 /// A frame for another leg: To-Path and From-Path of that leg, the rest as is
@@ -682,6 +783,89 @@ mod tests {
         let connects: Vec<_> = std::iter::from_fn(|| r.poll_output()).collect();
         assert_eq!(connects.len(), 2);
         (r, [a, d1, d2], alice)
+    }
+
+    /// Seed 003 7.2.2.6 / 7.1.3.2.2: participants get every other's
+    /// message; a private one (CPIM To = a participant), in two chunks,
+    /// reaches that participant only.
+    #[test]
+    fn conference_switch_sends_to_all_others_and_private_to_one() {
+        let mut r = MsrpRelay::new("t").with_first_leg(100);
+        let mut legs = Vec::new();
+        for (i, who) in ["alice", "bob", "carol"].iter().enumerate() {
+            let port = 5000 + i as u16;
+            let leg = r.add_leg(
+                9,
+                LegRole::Participant,
+                uri(9000, &format!("focus{who}")),
+                MsrpPath::single(uri(port, who)),
+                Some(format!("127.0.0.1:{port}").parse().unwrap()),
+            );
+            assert!(leg >= 100);
+            r.set_leg_address(leg, &format!("sip:{who}@isc.local"));
+            r.handle_input(RelayInput::Connected {
+                leg,
+                conn: i as u64 + 1,
+            });
+            legs.push(leg);
+        }
+        let _ = sends(&mut r);
+        // alice → all: bob (conn 2) and carol (conn 3), not alice.
+        let to_all = chat(
+            &uri(9000, "focusalice"),
+            &uri(5000, "alice"),
+            "x1",
+            "m1",
+            "hi",
+        );
+        let to_all = String::from_utf8(to_all)
+            .unwrap()
+            .replace("To: <sip:bob@isc.local>", "To: <sip:conf-1@isc.local>");
+        r.handle_input(RelayInput::Data {
+            conn: 1,
+            bytes: to_all.into_bytes(),
+        });
+        let mut got: Vec<ConnRef> = sends(&mut r)
+            .into_iter()
+            .filter(|(_, m)| m.is_request())
+            .map(|(c, _)| c)
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![2, 3]);
+        // alice → bob privately, in two chunks.
+        let cpim = "From: <sip:alice@isc.local>\r\nTo: <sip:bob@isc.local>\r\n\r\nContent-Type: text/plain\r\n\r\nsecret";
+        let total = cpim.len() as u64;
+        // The first chunk holds the CPIM To (chunks are KiB in practice).
+        let (a, b) = cpim.split_at(60);
+        for (tid, start, part, flag) in [
+            ("p1", 1u64, a, ContinuationFlag::Continuation),
+            ("p2", 61, b, ContinuationFlag::Complete),
+        ] {
+            let mut m = MsrpMessage::request(
+                MsrpMethod::Send,
+                tid,
+                MsrpPath::single(uri(9000, "focusalice")),
+                MsrpPath::single(uri(5000, "alice")),
+            )
+            .with_header(MsrpHeader::MessageId("pm".into()))
+            .with_header(MsrpHeader::ByteRange(ByteRange {
+                start,
+                end: Some(start + part.len() as u64 - 1),
+                total: Some(total),
+            }))
+            .with_body("message/cpim", part.as_bytes().to_vec());
+            m.flag = flag;
+            r.handle_input(RelayInput::Data {
+                conn: 1,
+                bytes: m.to_bytes().unwrap(),
+            });
+            let to: Vec<ConnRef> = sends(&mut r)
+                .into_iter()
+                .filter(|(_, m)| m.is_request())
+                .map(|(c, _)| c)
+                .collect();
+            assert_eq!(to, vec![2], "chunk {tid} goes to bob only");
+        }
     }
 
     #[test]

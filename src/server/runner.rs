@@ -24,6 +24,7 @@ use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
 use super::history_store::{HistoryStore, SqliteHistory};
+use super::im_controlling_function::{FocusConfig, ImControllingFunction, NOTIFY_INTERVAL};
 use super::isc_media_function::{IscMediaFunction, MediaPorts, MfConfig};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::rtp_sender::{MediaSockets, wall_clock};
@@ -194,6 +195,40 @@ impl Server {
             cpm_config,
             history,
             &format!("r{}", hex::encode(tid_seed)),
+        ));
+        // The IM Controlling Function (conference focus), seed 003 7.2.x.
+        let focus_history: Box<dyn HistoryStore> = match if options.history_in_memory
+            && config.data_dir.is_none()
+        {
+            SqliteHistory::in_memory()
+        } else {
+            SqliteHistory::open_in(&config.data_dir())
+        } {
+            Ok(h) => Box::new(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "conference history kept in memory only");
+                Box::new(SqliteHistory::in_memory().map_err(|e| io::Error::other(e.to_string()))?)
+            }
+        };
+        let focus_config = FocusConfig {
+            domain: config.domain.clone(),
+            msrp_local,
+            factory_uri: config.conference_factory_uri(),
+            max_adhoc_group_size: config.max_adhoc_group_size,
+            groups: config.groups.clone(),
+            users: config
+                .effective_users()
+                .into_iter()
+                .map(|u| (u.name.clone(), u))
+                .collect(),
+            sdp_policy: config.sdp_policy.clone(),
+            notify_interval: NOTIFY_INTERVAL,
+            wall_clock_ms: system_wall_clock_ms,
+        };
+        core.enable_focus(ImControllingFunction::new(
+            focus_config,
+            focus_history,
+            &hex::encode(tid_seed),
         ));
         let (connect_tx, mut connect_rx) = tokio::sync::mpsc::channel::<(u64, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());

@@ -1146,6 +1146,11 @@ impl App {
 
     fn client_event(&mut self, ev: ClientEvent) {
         match ev {
+            ClientEvent::Chat(chat) => {
+                for s in super::chat_link::session_events(chat) {
+                    self.session_event(s);
+                }
+            }
             ClientEvent::Registered { gruu, .. } => {
                 if let Some(me) = self.devices.iter_mut().find(|d| d.is_self) {
                     me.gruu = gruu.clone();
@@ -1235,8 +1240,8 @@ impl App {
                 self.notify(format!("device list no longer updated: {reason}"))
             }
             ClientEvent::Stopped => self.stopped = true,
-            // chats and content viewing are not shown in the TUI yet
-            ClientEvent::Chat(_) | ClientEvent::Viewing(_) => {}
+            // content viewing is not shown in the TUI yet
+            ClientEvent::Viewing(_) => {}
         }
     }
 

@@ -20,6 +20,7 @@
 
 pub mod action;
 pub mod app;
+pub mod chat_link;
 pub mod client_link;
 pub mod command;
 pub mod event_loop;
