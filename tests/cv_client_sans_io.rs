@@ -242,3 +242,49 @@ proptest! {
         let _ = sent(&mut ua);
     }
 }
+
+#[test]
+fn headless_words_and_events() {
+    use isc::client::cv_headless::{event_json, parse_command};
+    let c = parse_command("watch melody bob phone", "isc.local")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c,
+        Command::Viewing(ViewingCommand::Watch {
+            content: "melody".into(),
+            with: "sip:bob@isc.local".into(),
+            chat_on: Some("phone".into()),
+        })
+    );
+    let c = parse_command(
+        r#"{"cmd":"seek","viewing":2,"position_ms":5000}"#,
+        "isc.local",
+    );
+    assert_eq!(
+        c,
+        Some(Ok(Command::Viewing(ViewingCommand::Seek {
+            viewing: 2,
+            position_ms: 5000
+        })))
+    );
+    assert!(
+        parse_command(r#"{"cmd":"watch"}"#, "isc.local")
+            .unwrap()
+            .is_err()
+    );
+    assert!(
+        parse_command("send bob hi", "isc.local").is_none(),
+        "not a viewing word"
+    );
+    let v = event_json(&ViewingEvent::TakenElsewhere {
+        viewing: 1,
+        from: "sip:alice@isc.local".into(),
+    });
+    assert_eq!(v["event"], "viewing_taken_elsewhere");
+    let v = event_json(&ViewingEvent::Ended {
+        viewing: 1,
+        reason: ViewingEnd::Cancelled,
+    });
+    assert_eq!(v["reason"], "cancelled");
+}

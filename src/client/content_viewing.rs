@@ -587,7 +587,7 @@ impl ContentViewing {
         match s.state {
             State::Preparing => self.send_invite(ctx, now, viewing),
             State::Accepting => {
-                let sdp = self.local_sdp(viewing, false);
+                let sdp = self.local_sdp(viewing);
                 let extra = vec![
                     make_header("Contact", &self.contact()),
                     make_header("Recv-Info", isc_playback::INFO_PACKAGE),
@@ -624,7 +624,7 @@ impl ContentViewing {
     }
 
     /// recvonly PCMU audio + JPEG video at the player's ports.
-    fn local_sdp(&self, viewing: ViewingId, _offer: bool) -> Vec<u8> {
+    fn local_sdp(&self, viewing: ViewingId) -> Vec<u8> {
         let (ip, a, v) = self
             .sessions
             .get(&viewing)
@@ -655,7 +655,7 @@ impl ContentViewing {
     }
 
     fn send_invite(&mut self, ctx: &mut CvCtx<'_>, now: Instant, viewing: ViewingId) {
-        let sdp = self.local_sdp(viewing, true);
+        let sdp = self.local_sdp(viewing);
         let contact = self.contact();
         let Some(s) = self.sessions.get_mut(&viewing) else {
             return;
