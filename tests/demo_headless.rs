@@ -142,8 +142,18 @@ fn c15_1() {
             ("12", "200 OK (INVITE)"),
         ],
     );
-    let head = ladder(&out).lines().nth(1).expect("column heads").to_owned();
-    for name in ["alice/tv", "alice/phone", "server:mf", "server:cpm", "bob/phone"] {
+    let head = ladder(&out)
+        .lines()
+        .nth(1)
+        .expect("column heads")
+        .to_owned();
+    for name in [
+        "alice/tv",
+        "alice/phone",
+        "server:mf",
+        "server:cpm",
+        "bob/phone",
+    ] {
         assert!(head.contains(name), "{head}");
     }
     assert!(out.contains("Content-Type: application/vnd.oma.isc.cm.recommendation"));

@@ -14,17 +14,17 @@ use tracing::Instrument;
 use super::chat::MsrpOut;
 use super::content_viewing::{ViewingEvent, ViewingId, ViewingOut, ViewingStats};
 use super::{ClientEvent, Command, UaConfig, UserAgent};
-use crate::media::audio_out::NullSink;
-use crate::media::player::{Player, PlayerConfig, PlayerEvent};
-use crate::net::rtp_socket::{PlayerSockets, spawn_player};
-use std::collections::HashMap;
-use tokio::sync::oneshot;
 use crate::flow::Flow;
 use crate::ids::RandomIds;
+use crate::media::audio_out::NullSink;
+use crate::media::player::{Player, PlayerConfig, PlayerEvent};
 use crate::net::SipTransport;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
+use crate::net::rtp_socket::{PlayerSockets, spawn_player};
 use crate::proto::ids::IdGen;
 use crate::proto::sip::transaction::Transport;
+use std::collections::HashMap;
+use tokio::sync::oneshot;
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +327,9 @@ impl Driver {
                             });
                             self.ua.player_ready(Instant::now(), viewing, ip, a, v);
                         }
-                        Err(e) => self.ua.player_failed(Instant::now(), viewing, &e.to_string()),
+                        Err(e) => self
+                            .ua
+                            .player_failed(Instant::now(), viewing, &e.to_string()),
                     }
                 }
                 ViewingOut::ClosePlayer { viewing } => {
