@@ -288,3 +288,64 @@ fn headless_words_and_events() {
     });
     assert_eq!(v["reason"], "cancelled");
 }
+
+/// RFC 3261 §13.3.1.4: our 200 to the CV INVITE is re-sent until its ACK.
+#[test]
+fn accepted_invitation_200_is_retransmitted_until_ack() {
+    let mut ua = ua();
+    let t0 = Instant::now();
+    feed(&mut ua, t0, &cv_invite("z9hG4bKr"));
+    let _ = sent(&mut ua);
+    let viewing = match events(&mut ua).as_slice() {
+        [ViewingEvent::Invited { viewing, .. }] => *viewing,
+        other => panic!("{other:?}"),
+    };
+    ua.handle_command(t0, Command::Viewing(ViewingCommand::Accept { viewing }));
+    assert_eq!(ua.poll_viewing(), Some(ViewingOut::OpenPlayer { viewing }));
+    ua.player_ready(
+        t0,
+        viewing,
+        "127.0.0.1".parse().unwrap(),
+        Some(40000),
+        Some(40002),
+    );
+    let ok = sent(&mut ua);
+    let ok = ok
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .expect("200")
+        .clone();
+    assert!(
+        ok.contains("m=audio 40000") && ok.contains("Recv-Info: isc-playback"),
+        "{ok}"
+    );
+    assert!(
+        events(&mut ua)
+            .iter()
+            .any(|e| matches!(e, ViewingEvent::Started { .. }))
+    );
+    let t1 = t0 + std::time::Duration::from_millis(600);
+    ua.handle_timeout(t1);
+    assert!(
+        sent(&mut ua).iter().any(|m| m.starts_with("SIP/2.0 200")),
+        "re-sent at T1"
+    );
+    let to = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("To: "))
+        .unwrap()
+        .to_owned();
+    feed(
+        &mut ua,
+        t1,
+        &format!(
+            "ACK sip:bob@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKack\nMax-Forwards: 70\nFrom: <sip:alice@isc.local>;tag=s1\nTo: {to}\nCall-ID: cv1@srv\nCSeq: 1 ACK\nContent-Length: 0\n\n"
+        ),
+    );
+    let t2 = t1 + std::time::Duration::from_secs(5);
+    ua.handle_timeout(t2);
+    assert!(
+        !sent(&mut ua).iter().any(|m| m.starts_with("SIP/2.0 200")),
+        "no more after the ACK"
+    );
+}

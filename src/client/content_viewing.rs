@@ -33,7 +33,7 @@ use crate::proto::bodies::isc_content_request::{self, IscContentRequest};
 use crate::proto::bodies::multipart::{Multipart, Part};
 use crate::proto::sdp::{ConnectionAddress, Direction, RtpMedia, Sdp, parse_sdp};
 use crate::proto::sip::build::{call_id, response_with};
-use crate::proto::sip::dialog::Dialog;
+use crate::proto::sip::dialog::{Dialog, OkRetransmission, OkRetransmissionEvent};
 use crate::proto::sip::digest::DigestClient;
 use crate::proto::sip::headers::{
     FeatureSet, HeadersExt, IscConvergenceId, NameAddr, TypedHeader, ViaValue, make_header, service,
@@ -249,6 +249,8 @@ struct Session {
     dialog: Option<Dialog>,
     player_open: bool,
     ports: Option<(IpAddr, Option<u16>, Option<u16>)>,
+    /// Our 2xx to the INVITE, re-sent until its ACK (RFC 3261 §13.3.1.4).
+    ok_retx: Option<OkRetransmission>,
 }
 
 /// Why a client transaction of ours was started.
@@ -492,6 +494,7 @@ impl ContentViewing {
                     dialog: None,
                     player_open: true,
                     ports: None,
+                    ok_retx: None,
                 };
                 self.sessions.insert(id, s);
                 self.out.push_back(ViewingOut::OpenPlayer { viewing: id });
@@ -743,6 +746,13 @@ impl ContentViewing {
                 Err(e) => tracing::debug!(error = %e, "CV dialog not made"),
             }
             s.state = State::Established;
+            // RFC 3261 §13.3.1.4: the TU re-sends its 2xx until the ACK
+            s.ok_retx = Some(OkRetransmission::new(
+                now,
+                resp.clone(),
+                self.local.server,
+                self.local.transport,
+            ));
             let peer = s.peer.clone();
             self.events
                 .push_back(ViewingEvent::Started { viewing, peer });
@@ -838,6 +848,7 @@ impl ContentViewing {
             return;
         }
         s.state = State::Terminated;
+        s.ok_retx = None;
         if let Some(d) = s.dialog.as_mut() {
             d.terminate();
         }
@@ -991,7 +1002,12 @@ impl ContentViewing {
                 source,
                 transport,
             } => {
-                if self.by_dialog(&request).is_some() {
+                if let Some(v) = self.by_dialog(&request) {
+                    if let Some(r) = self.sessions.get_mut(&v).and_then(|s| s.ok_retx.as_mut())
+                        && r.matches_ack(&request)
+                    {
+                        r.handle_ack(now);
+                    }
                     None
                 } else {
                     Some(LayerEvent::Ack {
@@ -1002,6 +1018,40 @@ impl ContentViewing {
                 }
             }
             other => Some(other),
+        }
+    }
+
+    /// The soonest 2xx retransmission.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter_map(|s| s.ok_retx.as_ref()?.poll_timeout())
+            .min()
+    }
+
+    /// Re-sends 2xx responses that wait for their ACK; one never ACKed
+    /// ends the viewing with a BYE (RFC 3261 §13.3.1.4).
+    pub fn handle_timeout(&mut self, ctx: &mut CvCtx<'_>, now: Instant) {
+        let mut no_ack = Vec::new();
+        for s in self.sessions.values_mut() {
+            let Some(r) = s.ok_retx.as_mut() else {
+                continue;
+            };
+            r.handle_timeout(now);
+            while let Some(t) = r.poll_transmit() {
+                ctx.layer.send_stateless(t);
+            }
+            while let Some(e) = r.poll_event() {
+                if e == OkRetransmissionEvent::NoAck {
+                    no_ack.push(s.id);
+                }
+            }
+            if !r.is_active() {
+                s.ok_retx = None;
+            }
+        }
+        for v in no_ack {
+            self.hang_up(ctx, now, v);
         }
     }
 
@@ -1071,6 +1121,7 @@ impl ContentViewing {
             dialog: None,
             player_open: false,
             ports: None,
+            ok_retx: None,
         };
         self.sessions.insert(id, s);
         if sdp_of(&req.headers, &req.body)

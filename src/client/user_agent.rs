@@ -302,6 +302,7 @@ impl UserAgent {
         self.layer.handle_timeout(now);
         self.drain(now);
         self.chat_timeout(now);
+        self.cv_timeout(now);
         if self.shutdown.is_none() && self.started {
             if self.reg.due(now) {
                 self.send_register(now);
@@ -357,6 +358,7 @@ impl UserAgent {
             .chain([
                 self.layer.poll_timeout(),
                 self.chats.poll_timeout(),
+                self.viewing.poll_timeout(),
                 self.sender.poll_timeout(),
                 self.receiver.poll_timeout(),
             ])

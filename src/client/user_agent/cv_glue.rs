@@ -70,6 +70,11 @@ impl UserAgent {
         self.cv_flush(now);
     }
 
+    pub(crate) fn cv_timeout(&mut self, now: Instant) {
+        self.with_cv(|cv, ctx| cv.handle_timeout(ctx, now));
+        self.cv_flush(now);
+    }
+
     /// Player work for the driver: open (then [`Self::player_ready`]) or close.
     pub fn poll_viewing(&mut self) -> Option<ViewingOut> {
         self.viewing_out.pop_front()
