@@ -106,3 +106,72 @@ fn unknown_scenario_and_the_tui_without_a_terminal_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a terminal"));
 }
+
+/// Every step ticked, the summary line says so, and each listed step's
+/// arrow carries its number and label.
+fn check_scenario(name: &str, total: usize, arrows: &[(&str, &str)]) -> String {
+    let (code, out, err) = run_demo(name);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let ladder = ladder(&out);
+    for (id, label) in arrows {
+        let l = arrow(ladder, id);
+        assert!(l.contains(label), "step {id}: {l}");
+    }
+    let steps = &out[out.find("== steps ==").unwrap()..];
+    assert!(!steps.contains('✗'), "{steps}");
+    assert!(
+        steps.contains(&format!("{name}: {total}/{total} steps passed")),
+        "{steps}"
+    );
+    out
+}
+
+#[test]
+fn c15_1() {
+    let out = check_scenario(
+        "c15-1",
+        23,
+        &[
+            ("1", "OPTIONS"),
+            ("2", "INVITE"),
+            ("3", "INVITE"),
+            ("5a", "MESSAGE"),
+            ("6", "INVITE"),
+            ("9", "200 OK (INVITE)"),
+            ("10", "RTP audio"),
+            ("12", "200 OK (INVITE)"),
+        ],
+    );
+    let head = ladder(&out)
+        .lines()
+        .nth(1)
+        .expect("column heads")
+        .to_owned();
+    for name in [
+        "alice/tv",
+        "alice/phone",
+        "server:mf",
+        "server:cpm",
+        "bob/phone",
+    ] {
+        assert!(head.contains(name), "{head}");
+    }
+    assert!(out.contains("Content-Type: application/vnd.oma.isc.cm.recommendation"));
+}
+
+#[test]
+fn c15_2() {
+    let out = check_scenario(
+        "c15-2",
+        27,
+        &[
+            ("3", "INVITE"),
+            ("7", "200 OK (INVITE)"),
+            ("9", "CANCEL"),
+            ("10", "200 OK (CANCEL)"),
+            ("11", "RTP audio"),
+            ("14", "CANCEL"),
+        ],
+    );
+    assert!(out.contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""));
+}

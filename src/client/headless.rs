@@ -30,6 +30,14 @@
 //! | `{"cmd":"accept","chat":N}` | `accept N` | accept an invitation |
 //! | `{"cmd":"decline","chat":N}` | `decline N` | decline it (603) |
 //! | `{"cmd":"bye","chat":N}` | `bye N` | end the chat (BYE) |
+//! | `{"cmd":"contents"}` | `contents` | fetch the server's content list (`content_list`) |
+//! | `{"cmd":"watch","content":ID,"with":URI,"chat_on":DEV}` (`chat_on` optional: a sibling's GRUU or device name) | `watch ID URI [DEV]` | content viewing INVITE (seed 000 C.15); `viewing_calling` names it |
+//! | `{"cmd":"view_accept","viewing":N}` | `view_accept N` | accept a viewing invitation (player started) |
+//! | `{"cmd":"view_decline","viewing":N}` | `view_decline N` | decline it (603) |
+//! | `{"cmd":"view_stop","viewing":N}` | `view_stop N` | stop watching (BYE / CANCEL) |
+//! | `{"cmd":"pause","viewing":N}`, `resume` | `pause N`, `resume N` | INFO `isc-playback` |
+//! | `{"cmd":"seek","viewing":N,"position_ms":MS}` | `seek N MS` | INFO `isc-playback` seek |
+//! | `{"cmd":"auto_chat","on":B}` | `auto_chat on\|off` | start the chat on a `cm.recommendation` by itself (default on) |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -57,6 +65,17 @@
 //! | `chat_delivered` | `chat`, `message_id` |
 //! | `chat_send_failed` | `chat`, `message_id`, `code` |
 //! | `chat_ended` | `chat`, `reason`: `normal`, `completed_elsewhere` (continued on another device), or `error` with `status`, `text`, `warning` |
+//! | `content_list` | `entries`: `[{content_ref, title, duration_ms, media}]` |
+//! | `content_list_failed` | `reason` |
+//! | `viewing_calling` | `viewing` (the number for viewing commands), `to`, `content`, `convergence_id` |
+//! | `viewing_invited` | `viewing`, `from`, `content`, `convergence_id` |
+//! | `viewing_started` | `viewing`, `peer` |
+//! | `viewing_taken_elsewhere` | `viewing`, `from` (picked up on another of our devices: not a missed invitation) |
+//! | `viewing_ended` | `viewing`, `reason`: `remote_bye`, `local_bye`, `declined`, `cancelled` (missed), or `failed` with `status`, `text` |
+//! | `chat_recommended` | `with` (users), `convergence_id`, `content_viewing_client` (seed 000 5.4.3.2) |
+//! | `playback_changed` | `viewing`, `by`, `action` (`pause`/`resume`/`seek`), `position_ms` |
+//! | `playback_answered` | `viewing`, `status` (to our own INFO) |
+//! | `viewing_stats` | `viewing`, `audio_packets`, `video_packets`, `audio_lost`, `frames_decoded`, `frames_presented`, `audio_played_ms` (every second) |
 //! | `stopped` | (last line) |
 
 use std::io;
@@ -342,6 +361,9 @@ pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCom
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
+    if let Some(cv) = super::cv_headless::parse_command(line, domain) {
+        return cv.map(|c| Some(HeadlessCommand::Ua(c)));
+    }
     if let Some(chat) = super::chat_headless::parse_command(line, domain) {
         return chat.map(|c| Some(HeadlessCommand::Ua(c)));
     }
@@ -457,6 +479,7 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         ClientEvent::WatchEnded { reason } => json!({"event": "watch_ended", "reason": reason}),
         ClientEvent::Stopped => json!({"event": "stopped"}),
         ClientEvent::Chat(e) => super::chat_headless::event_json(e),
+        ClientEvent::Viewing(e) => super::cv_headless::event_json(e),
     }
 }
 
@@ -532,7 +555,10 @@ where
                     if let ClientEvent::DevicesChanged { devices: d } = &ev {
                         devices.clone_from(d);
                     }
-                    emit(&mut stdout, &event_json(&ev)).await?;
+                    // frames are for the TUI; headless prints the stats only
+                    if !matches!(ev, ClientEvent::Viewing(super::content_viewing::ViewingEvent::Frame { .. })) {
+                        emit(&mut stdout, &event_json(&ev)).await?;
+                    }
                     if ev == ClientEvent::Stopped {
                         break;
                     }

@@ -7,6 +7,8 @@ pub mod chat;
 pub mod chat_headless;
 pub mod chats;
 pub mod composing;
+pub mod content_viewing;
+pub mod cv_headless;
 pub mod headless;
 pub mod ids;
 pub mod instance;
@@ -128,6 +130,8 @@ pub enum Command {
     Shutdown,
     /// A 1-1 chat command ([`chats::ChatCommand`]).
     Chat(chats::ChatCommand),
+    /// A content-viewing command ([`content_viewing::ViewingCommand`]).
+    Viewing(content_viewing::ViewingCommand),
 }
 
 /// One registered device of our AOR, from the reg-event state.
@@ -196,4 +200,6 @@ pub enum ClientEvent {
     Stopped,
     /// Something happened in a 1-1 chat ([`chat::ChatEvent`]).
     Chat(chat::ChatEvent),
+    /// Something happened in content viewing ([`content_viewing::ViewingEvent`]).
+    Viewing(content_viewing::ViewingEvent),
 }

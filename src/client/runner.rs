@@ -12,13 +12,19 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::chat::MsrpOut;
+use super::content_viewing::{ViewingEvent, ViewingId, ViewingOut, ViewingStats};
 use super::{ClientEvent, Command, UaConfig, UserAgent};
 use crate::flow::Flow;
 use crate::ids::RandomIds;
+use crate::media::audio_out::NullSink;
+use crate::media::player::{Player, PlayerConfig, PlayerEvent};
 use crate::net::SipTransport;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
+use crate::net::rtp_socket::{PlayerSockets, spawn_player};
 use crate::proto::ids::IdGen;
 use crate::proto::sip::transaction::Transport;
+use std::collections::HashMap;
+use tokio::sync::oneshot;
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +163,11 @@ pub async fn spawn_client_with(
     let span = tracing::info_span!("client", ua = %format!("{}/{}", cfg.user, cfg.device));
     let mut ua = UserAgent::new(cfg, ids);
     ua.set_msrp_local(msrp.local_addr());
+    let (player_tx, player_rx) = mpsc::channel(256);
     let driver = Driver {
+        players: HashMap::new(),
+        player_tx,
+        player_rx,
         ua,
         transport,
         incoming,
@@ -179,6 +189,10 @@ pub async fn spawn_client_with(
 }
 
 struct Driver {
+    /// Running players by viewing: dropping the sender stops one.
+    players: HashMap<ViewingId, oneshot::Sender<()>>,
+    player_tx: mpsc::Sender<(ViewingId, PlayerEvent)>,
+    player_rx: mpsc::Receiver<(ViewingId, PlayerEvent)>,
     ua: UserAgent,
     transport: SipTransport,
     incoming: mpsc::Receiver<crate::net::Incoming>,
@@ -229,6 +243,7 @@ impl Driver {
                     }
                 },
                 Some(ev) = self.msrp_events.recv() => self.on_msrp(ev),
+                Some((viewing, ev)) = self.player_rx.recv() => self.on_player(viewing, ev),
                 _ = sleep => self.ua.handle_timeout(Instant::now()),
             }
         }
@@ -269,7 +284,80 @@ impl Driver {
         any
     }
 
+    fn on_player(&mut self, viewing: ViewingId, ev: PlayerEvent) {
+        let ev = match ev {
+            PlayerEvent::Stats(s) => ViewingEvent::Stats {
+                viewing,
+                stats: ViewingStats::from(s.as_ref()),
+            },
+            PlayerEvent::Frame(f) => ViewingEvent::Frame {
+                viewing,
+                width: f.rgb.width.into(),
+                height: f.rgb.height.into(),
+                timestamp: f.timestamp,
+            },
+            _ => return,
+        };
+        self.ua.player_event(ev);
+    }
+
+    /// Players content viewing asked for: bound here, their ports handed back.
+    async fn flush_viewing(&mut self) -> bool {
+        let mut any = false;
+        while let Some(out) = self.ua.poll_viewing() {
+            any = true;
+            match out {
+                ViewingOut::OpenPlayer { viewing } => {
+                    let ip = self.transport.local_addr().ip();
+                    let now = Instant::now();
+                    let cname = format!("{}@{}", self.ua.config().user, self.ua.config().device);
+                    let player = Player::new(
+                        PlayerConfig::new(rand::random(), cname),
+                        Box::new(NullSink::new(8000)),
+                        now,
+                    );
+                    match spawn_player(PlayerSockets::any(ip), player).await {
+                        Ok(mut handle) => {
+                            let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+                            let (a, v) = (handle.audio_port, handle.video_port);
+                            self.players.insert(viewing, stop_tx);
+                            let tx = self.player_tx.clone();
+                            tokio::spawn(async move {
+                                loop {
+                                    tokio::select! {
+                                        ev = handle.next_event() => match ev {
+                                            Some(ev) => { let _ = tx.try_send((viewing, ev)); }
+                                            None => break,
+                                        },
+                                        _ = &mut stop_rx => {
+                                            let _ = handle.stop().await;
+                                            break;
+                                        }
+                                    }
+                                }
+                            });
+                            self.ua.player_ready(Instant::now(), viewing, ip, a, v);
+                        }
+                        Err(e) => self
+                            .ua
+                            .player_failed(Instant::now(), viewing, &e.to_string()),
+                    }
+                }
+                ViewingOut::ClosePlayer { viewing } => {
+                    if let Some(stop) = self.players.remove(&viewing) {
+                        let _ = stop.send(());
+                    }
+                }
+                ViewingOut::StartChat { .. } => {}
+            }
+        }
+        any
+    }
+
     async fn flush(&mut self) {
+        while self.flush_viewing().await {
+            self.flush_sip().await;
+        }
         while self.flush_msrp().await {
             self.flush_sip().await;
         }

@@ -34,6 +34,7 @@ use crate::proto::sip::message::{parse_message, reason_phrase, to_bytes};
 use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transport, TsxKey};
 
 mod chat_glue;
+mod cv_glue;
 
 /// Methods we answer (Allow).
 pub const ALLOW: &str = "MESSAGE, OPTIONS, NOTIFY";
@@ -72,6 +73,10 @@ struct Pending {
 pub struct UserAgent {
     /// 1-1 chats over MSRP ([`super::chats::Chats`], hooks in `chat_glue`).
     chats: super::chats::Chats,
+    /// Content viewing ([`super::content_viewing::ContentViewing`], hooks in `cv_glue`).
+    viewing: super::content_viewing::ContentViewing,
+    /// Player work for the driver.
+    viewing_out: VecDeque<super::content_viewing::ViewingOut>,
     cfg: UaConfig,
     ids: Box<dyn IdGen>,
     layer: TransactionLayer,
@@ -116,6 +121,18 @@ impl UserAgent {
         let chats = Self::default_chats(&cfg, String::new());
         let mut ua = UserAgent {
             chats,
+            viewing: super::content_viewing::ContentViewing::new(
+                super::content_viewing::CvLocal {
+                    aor: cfg.aor(),
+                    domain: cfg.domain.clone(),
+                    contact_uri: String::new(),
+                    instance_id: cfg.instance_id.clone(),
+                    sip_local: cfg.local,
+                    transport: cfg.transport,
+                    server: cfg.server,
+                },
+            ),
+            viewing_out: VecDeque::new(),
             reg_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
             proxy_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
             sender: ComposingSender::new(cfg.composing),
@@ -134,6 +151,7 @@ impl UserAgent {
             cfg,
         };
         ua.chats.local_mut().contact_uri = ua.contact_uri();
+        ua.viewing = ua.new_viewing();
         ua
     }
 
@@ -274,6 +292,7 @@ impl UserAgent {
             }
             Command::Shutdown => self.begin_shutdown(now),
             Command::Chat(c) => self.chat_command(now, c),
+            Command::Viewing(c) => self.viewing_command(now, c),
         }
         self.drain(now);
     }
@@ -283,6 +302,7 @@ impl UserAgent {
         self.layer.handle_timeout(now);
         self.drain(now);
         self.chat_timeout(now);
+        self.cv_timeout(now);
         if self.shutdown.is_none() && self.started {
             if self.reg.due(now) {
                 self.send_register(now);
@@ -338,6 +358,7 @@ impl UserAgent {
             .chain([
                 self.layer.poll_timeout(),
                 self.chats.poll_timeout(),
+                self.viewing.poll_timeout(),
                 self.sender.poll_timeout(),
                 self.receiver.poll_timeout(),
             ])
@@ -561,6 +582,9 @@ impl UserAgent {
 
     fn drain(&mut self, now: Instant) {
         while let Some(ev) = self.layer.poll_event() {
+            let Some(ev) = self.cv_layer_event(now, ev) else {
+                continue;
+            };
             let Some(ev) = self.chat_layer_event(now, ev) else {
                 continue;
             };
@@ -588,6 +612,7 @@ impl UserAgent {
             }
         }
         self.chat_flush(now);
+        self.cv_flush(now);
     }
 
     fn respond(

@@ -119,6 +119,7 @@ pub async fn start(
         }),
         names: names.clone(),
         pace: PACE,
+        notes: Vec::new(),
     };
     let person_name = person.clone();
     let script = tokio::spawn(async move {

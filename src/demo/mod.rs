@@ -26,6 +26,8 @@
 //! step's id on the first matching arrow no earlier step took, and the
 //! checklist; [`render_report`] prints ladder, messages and checklist.
 
+pub mod c15_1;
+pub mod c15_2;
 pub mod device;
 pub mod free_play;
 pub mod live;
@@ -47,7 +49,12 @@ pub use device::{Device, DeviceName};
 pub use names::{Namer, columns, server_function};
 
 /// Every scenario `isc demo` knows, by name.
-pub const SCENARIOS: &[Scenario] = &[pager::SCENARIO, free_play::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[
+    pager::SCENARIO,
+    c15_1::SCENARIO,
+    c15_2::SCENARIO,
+    free_play::SCENARIO,
+];
 
 /// The scenario named `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -98,6 +105,8 @@ pub struct Scenario {
     /// Names the server function that handled a request (`server:mf`), tried
     /// before [`server_function`]; `None` falls back to it.
     pub function: Option<FunctionNamer>,
+    /// Adjusts the server's options (user preferences) before it starts.
+    pub server: Option<fn(&mut ServerOptions)>,
 }
 
 impl Scenario {
@@ -116,12 +125,19 @@ impl Scenario {
             script,
             columns: &[],
             function: None,
+            server: None,
         }
     }
 
     /// Fixes the ladder's column order.
     pub const fn columns(mut self, columns: &'static [&'static str]) -> Scenario {
         self.columns = columns;
+        self
+    }
+
+    /// Adjusts the server's options before it starts.
+    pub const fn server_options(mut self, f: fn(&mut ServerOptions)) -> Scenario {
+        self.server = Some(f);
         self
     }
 
@@ -249,6 +265,9 @@ pub struct Stage {
     /// Interactive runs wait this long after each expected step, so a
     /// person can follow.
     pace: Duration,
+    /// Arrows the script adds to the ladder (media the server's SIP wire
+    /// does not carry, e.g. RTP packet counts): when, from, to, text.
+    notes: Vec<(Instant, String, String, Vec<u8>)>,
 }
 
 impl Stage {
@@ -265,6 +284,18 @@ impl Stage {
     /// The devices on stage, in join order.
     pub fn devices(&self) -> &[Device] {
         &self.devices
+    }
+
+    /// Adds an arrow `from` → `to` labelled `text` (its first line) to the
+    /// ladder at the current time; a [`Step::wire`] whose label starts the
+    /// text matches it (e.g. `RTP audio 120 / video 30 packets`).
+    pub fn note(&mut self, from: &str, to: &str, text: &str) {
+        self.notes.push((
+            Instant::now(),
+            from.to_owned(),
+            to.to_owned(),
+            text.as_bytes().to_vec(),
+        ));
     }
 
     fn left(&self) -> Duration {
@@ -409,7 +440,10 @@ impl Report {
 
 /// Plays `scenario` on a fresh loopback server with the demo cast.
 pub async fn run(scenario: &'static Scenario, opts: DemoOptions) -> Result<Report, DemoError> {
-    let options = ServerOptions::loopback_demo();
+    let mut options = ServerOptions::loopback_demo();
+    if let Some(f) = scenario.server {
+        f(&mut options);
+    }
     let domain = options.config.domain.clone();
     let server = Server::start(options)
         .await
@@ -435,6 +469,7 @@ pub async fn run(scenario: &'static Scenario, opts: DemoOptions) -> Result<Repor
         person: None,
         names: Arc::default(),
         pace: Duration::ZERO,
+        notes: Vec::new(),
     };
     let error = match tokio::time::timeout(opts.deadline, (scenario.script)(&mut stage)).await {
         Ok(Ok(())) => None,
@@ -452,6 +487,12 @@ pub async fn run(scenario: &'static Scenario, opts: DemoOptions) -> Result<Repor
         .map(|d| (d.local_addr(), d.name().to_owned()))
         .collect();
     let mut flow = names::flow_for(scenario, started, &events, &names, server_addr);
+    if !stage.notes.is_empty() {
+        for (at, from, to, raw) in &stage.notes {
+            flow.record(at.saturating_duration_since(started), from, to, raw);
+        }
+        flow.events_mut().sort_by_key(|e| e.at);
+    }
     let checklist = check(scenario.steps, &mut flow, &stage.seen);
 
     for d in &stage.devices {

@@ -108,6 +108,11 @@ impl Namer {
             _ => None,
         };
         let function = match named.or_else(|| server_function(&ev.bytes)) {
+            // an in-dialog request (ACK, CANCEL, BYE, INFO) the namer does
+            // not know stays with the function its Call-ID started in
+            Some("server") if named.is_none() && self.by_call.contains_key(&call_id) => {
+                self.by_call.get(&call_id).copied().unwrap_or("server")
+            }
             Some(f) => {
                 self.by_call.entry(call_id).or_insert(f);
                 f

@@ -1240,6 +1240,8 @@ impl App {
                 self.notify(format!("device list no longer updated: {reason}"))
             }
             ClientEvent::Stopped => self.stopped = true,
+            // content viewing is not shown in the TUI yet
+            ClientEvent::Viewing(_) => {}
         }
     }
 
