@@ -18,7 +18,10 @@ const FORBIDDEN: &[&str] = &[
 ];
 
 fn scan(dir: &Path, hits: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).expect("src/proto is readable").flatten() {
+    for entry in std::fs::read_dir(dir)
+        .expect("src/proto is readable")
+        .flatten()
+    {
         let path = entry.path();
         if path.is_dir() {
             scan(&path, hits);
@@ -39,6 +42,13 @@ fn scan(dir: &Path, hits: &mut Vec<String>) {
 #[test]
 fn proto_is_sans_io() {
     let mut hits = Vec::new();
-    scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/proto"), &mut hits);
-    assert!(hits.is_empty(), "IO, clock or randomness under src/proto:\n{}", hits.join("\n"));
+    scan(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/proto"),
+        &mut hits,
+    );
+    assert!(
+        hits.is_empty(),
+        "IO, clock or randomness under src/proto:\n{}",
+        hits.join("\n")
+    );
 }

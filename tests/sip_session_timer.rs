@@ -1,11 +1,11 @@
 //! RFC 4028 session timers on a virtual clock (`proto::sip::session_timer`).
 //! Kept out of `src/proto`, which never reads a clock, not even in tests.
-use isc::proto::sip::session_timer::*;
-use isc::proto::sip::headers::{HeadersExt, make_header};
-use std::time::{Duration, Instant};
 use isc::proto::sip::build::{RequestBuilder, response_with};
+use isc::proto::sip::headers::{HeadersExt, make_header};
 use isc::proto::sip::headers::{NameAddr, ViaValue};
 use isc::proto::sip::message::parse_uri;
+use isc::proto::sip::session_timer::*;
+use std::time::{Duration, Instant};
 
 fn invite(cseq: u32, extra: Vec<rsip::Header>) -> rsip::Request {
     let mut b = RequestBuilder::new(
@@ -228,4 +228,3 @@ fn bad_headers_are_refused_not_panicked_on() {
     let req = invite(1, vec![make_header("Session-Expires", "soon")]);
     assert_eq!(bob.check_request(&req).unwrap_err().status_code(), 400);
 }
-

@@ -121,17 +121,15 @@ impl UserAgent {
         let chats = Self::default_chats(&cfg, String::new());
         let mut ua = UserAgent {
             chats,
-            viewing: super::content_viewing::ContentViewing::new(
-                super::content_viewing::CvLocal {
-                    aor: cfg.aor(),
-                    domain: cfg.domain.clone(),
-                    contact_uri: String::new(),
-                    instance_id: cfg.instance_id.clone(),
-                    sip_local: cfg.local,
-                    transport: cfg.transport,
-                    server: cfg.server,
-                },
-            ),
+            viewing: super::content_viewing::ContentViewing::new(super::content_viewing::CvLocal {
+                aor: cfg.aor(),
+                domain: cfg.domain.clone(),
+                contact_uri: String::new(),
+                instance_id: cfg.instance_id.clone(),
+                sip_local: cfg.local,
+                transport: cfg.transport,
+                server: cfg.server,
+            }),
             viewing_out: VecDeque::new(),
             reg_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
             proxy_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),

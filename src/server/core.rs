@@ -44,9 +44,9 @@ use crate::server::registrar::{BindingChange, Registrar, RegistrarConfig};
 
 use super::b2bua::SipCtx;
 use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session};
+use super::deferred_message_store::function::{DeferredFunction, ServiceUri};
 use super::im_controlling_function::{ImControllingFunction, is_focus_msrp};
 use super::isc_media_function::{self, IscMediaFunction};
-use super::deferred_message_store::function::{DeferredFunction, ServiceUri};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};

@@ -1240,8 +1240,11 @@ impl App {
                 self.notify(format!("device list no longer updated: {reason}"))
             }
             ClientEvent::Stopped => self.stopped = true,
-            // content viewing is not shown in the TUI yet
-            ClientEvent::Viewing(_) => {}
+            ClientEvent::Viewing(ev) => {
+                for s in super::viewing_link::session_events(ev) {
+                    self.session_event(s);
+                }
+            }
         }
     }
 

@@ -111,8 +111,10 @@ pub fn chat_command(c: Command) -> Result<client::Command, Command> {
                 private_to: None,
             }),
         },
-        // Chat invitations are the only ones the client raises so far.
-        Command::AnswerInvitation { id, answer } => {
+        // Viewing invitations carry VIEWING_INVITATION and go to viewing_link.
+        Command::AnswerInvitation { id, answer }
+            if id.0 & super::viewing_link::VIEWING_INVITATION == 0 =>
+        {
             let chat = id.0;
             Ok(client::Command::Chat(match answer {
                 Answer::AcceptHere | Answer::AcceptSplit { .. } => ChatCommand::Accept { chat },

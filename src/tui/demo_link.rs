@@ -64,7 +64,9 @@ impl ClientPort for DemoLink {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(c) | TrySendError::Closed(c)) => Err(Command::Client(c)),
             },
-            other => match super::chat_link::chat_command(other) {
+            other => match super::viewing_link::viewing_command(other)
+                .or_else(super::chat_link::chat_command)
+            {
                 Ok(c) => self.person.commands.try_send(c).map_err(|e| match e {
                     TrySendError::Full(c) | TrySendError::Closed(c) => Command::Client(c),
                 }),

@@ -33,6 +33,7 @@ pub mod ladder;
 pub mod launch;
 pub mod terminal;
 pub mod view;
+pub mod viewing_link;
 
 pub use action::{Action, Answer, Command, Invitation, Pane, SessionEvent};
 pub use app::{App, AppConfig};
