@@ -176,12 +176,14 @@ pub enum ViewingEvent {
         viewing: ViewingId,
         stats: ViewingStats,
     },
-    /// A video frame was presented.
+    /// A video frame was presented (on the audio clock); the TUI draws
+    /// `rgb`, headless mode prints only its size.
     Frame {
         viewing: ViewingId,
         width: u32,
         height: u32,
         timestamp: u32,
+        rgb: std::sync::Arc<crate::proto::rtp::jpeg_codec::RgbFrame>,
     },
 }
 

@@ -222,6 +222,7 @@ pub fn event_json(ev: &ViewingEvent) -> Value {
             width,
             height,
             timestamp,
+            ..
         } => json!({
             "event": "viewing_frame", "viewing": viewing, "width": width,
             "height": height, "timestamp": timestamp,

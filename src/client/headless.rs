@@ -132,6 +132,10 @@ pub struct ClientArgs {
     /// Configuration file (default: the platform config dir's isc/config.toml).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Write the sound of content viewing to this WAV file (8 kHz mono)
+    /// instead of the sound card (headless: instead of nowhere).
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio_out: Option<PathBuf>,
 }
 
 impl Default for ClientArgs {
@@ -149,6 +153,7 @@ impl Default for ClientArgs {
             instance: None,
             state_dir: None,
             config: None,
+            audio_out: None,
         }
     }
 }
@@ -266,6 +271,9 @@ impl HeadlessOptions {
             &user, &domain, &password, &device, &instance, server, args.bind,
         );
         ua.transport = args.transport.into();
+        if let Some(path) = &args.audio_out {
+            ua.audio = crate::media::audio_out::AudioOut::from_option(Some(path));
+        }
         Ok(HeadlessOptions {
             ua,
             bind: args.bind,

@@ -70,6 +70,10 @@ pub struct UaConfig {
     pub retry_max: Duration,
     /// How long shutdown waits for the un-REGISTER before giving up.
     pub shutdown_grace: Duration,
+    /// Where a viewing's sound goes: `Null` for bots and tests, `Device`
+    /// for a person (falls back to null without a sound card), or a WAV file
+    /// (`--audio-out`).
+    pub audio: crate::media::audio_out::AudioOut,
 }
 
 impl UaConfig {
@@ -101,6 +105,7 @@ impl UaConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(4),
+            audio: crate::media::audio_out::AudioOut::Null,
         }
     }
 

@@ -295,6 +295,7 @@ impl Driver {
                 width: f.rgb.width.into(),
                 height: f.rgb.height.into(),
                 timestamp: f.timestamp,
+                rgb: f.rgb.clone(),
             },
             _ => return,
         };
@@ -311,11 +312,13 @@ impl Driver {
                     let ip = self.transport.local_addr().ip();
                     let now = Instant::now();
                     let cname = format!("{}@{}", self.ua.config().user, self.ua.config().device);
-                    let player = Player::new(
-                        PlayerConfig::new(rand::random(), cname),
-                        Box::new(NullSink::new(8000)),
-                        now,
-                    );
+                    // open() never fails for the device: no card means the null sink.
+                    let sink = crate::media::audio_out::open(&self.ua.config().audio)
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "audio output unavailable; no sound");
+                            Box::new(NullSink::new(8000))
+                        });
+                    let player = Player::new(PlayerConfig::new(rand::random(), cname), sink, now);
                     match spawn_player(PlayerSockets::any(ip), player).await {
                         Ok(mut handle) => {
                             let (stop_tx, mut stop_rx) = oneshot::channel::<()>();

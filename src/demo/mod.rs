@@ -641,12 +641,7 @@ mod tests {
             // A seed step may stand for several arrows (step 10: RTP to
             // each viewer), but no step is listed twice.
             for (j, st) in s.steps.iter().enumerate() {
-                assert!(
-                    s.steps[..j].iter().all(|o| o != st),
-                    "{} {}",
-                    s.name,
-                    st.id
-                );
+                assert!(s.steps[..j].iter().all(|o| o != st), "{} {}", s.name, st.id);
             }
         }
         assert!(find("pager").is_some());

@@ -199,6 +199,7 @@ pub async fn run_client_tui(args: &ClientArgs) -> Result<(), LaunchError> {
     let server = choose_server(&args, &config).await?;
     let mut resolved = HeadlessOptions::resolve(&args, &config)?;
     resolved.ua.server = server.addr;
+    resolved.ua.audio = crate::media::audio_out::AudioOut::from_option(args.audio_out.as_deref());
     let app = app_config(&resolved.ua, &args, &config, &server.label());
     let me = format!("{}/{}", resolved.ua.user, resolved.ua.device);
     let handle = spawn_client(resolved.ua, resolved.bind)

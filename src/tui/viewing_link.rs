@@ -114,11 +114,10 @@ pub fn session_events(ev: ViewingEvent) -> Vec<SessionEvent> {
         ViewingEvent::ContentListFailed { reason } => {
             vec![SessionEvent::Error(format!("content list: {reason}"))]
         }
-        // The list feeds completion through the client's later queries; our
-        // own INFO answers and frame notices change nothing on screen.
-        ViewingEvent::ContentList { .. }
-        | ViewingEvent::PlaybackAnswered { .. }
-        | ViewingEvent::Frame { .. } => Vec::new(),
+        ViewingEvent::Frame { rgb, .. } => vec![SessionEvent::Frame((*rgb).clone())],
+        // Neither the answer to our own playback INFO nor the content list
+        // is a line on screen.
+        ViewingEvent::ContentList { .. } | ViewingEvent::PlaybackAnswered { .. } => Vec::new(),
     }
 }
 
@@ -176,6 +175,23 @@ mod tests {
                 reason: "picked up on your other device".into()
             }]
         );
+    }
+
+    #[test]
+    fn frames_reach_the_player_pane() {
+        let rgb = crate::proto::rtp::jpeg_codec::RgbFrame {
+            width: 2,
+            height: 2,
+            data: vec![9; 12],
+        };
+        let ev = ViewingEvent::Frame {
+            viewing: 1,
+            width: 2,
+            height: 2,
+            timestamp: 0,
+            rgb: std::sync::Arc::new(rgb.clone()),
+        };
+        assert_eq!(session_events(ev), vec![SessionEvent::Frame(rgb)]);
     }
 
     #[test]
