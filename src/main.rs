@@ -27,7 +27,7 @@ enum Command {
     /// Run the client in the terminal UI (the default when no command is
     /// given); with no server answering at the configured address, the
     /// bundled server starts in-process.
-    Client(ClientArgs),
+    Client(Box<ClientArgs>),
     /// Run the bundled server: registrar, proxy and the ISC / CPM / IM functions.
     Server(ServerArgs),
     /// Play a scenario with an in-process server and bot devices, then print
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Server(args)) => run_server(args),
         Some(Command::Demo(args)) => return run_demo(args),
-        Some(Command::Client(args)) => return run_client(args),
+        Some(Command::Client(args)) => return run_client(*args),
         None => return run_client(cli.client),
     };
     match result {
