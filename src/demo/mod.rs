@@ -26,6 +26,7 @@
 //! step's id on the first matching arrow no earlier step took, and the
 //! checklist; [`render_report`] prints ladder, messages and checklist.
 
+pub mod cpm_multidevice;
 pub mod device;
 mod names;
 pub mod pager;
@@ -45,7 +46,7 @@ pub use device::{Device, DeviceName};
 pub use names::server_function;
 
 /// Every scenario `isc demo` knows, by name.
-pub const SCENARIOS: &[Scenario] = &[pager::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[pager::SCENARIO, cpm_multidevice::SCENARIO];
 
 /// The scenario named `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {

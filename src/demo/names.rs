@@ -59,6 +59,8 @@ pub(super) fn flow_for(
     }
     let mut flow = Flow::with_entities(columns);
     let mut by_call: HashMap<String, &'static str> = HashMap::new();
+    // MSRP authorities (`127.0.0.1:40123`) each device put in its SDP.
+    let mut msrp_paths: HashMap<String, String> = HashMap::new();
     for ev in events {
         let text = String::from_utf8_lossy(&ev.bytes[..ev.bytes.len().min(8192)]);
         let call_id = header(&text, "Call-ID", Some("i")).unwrap_or_default();
@@ -73,9 +75,20 @@ pub(super) fn flow_for(
             }
             None => by_call.get(&call_id).copied().unwrap_or("server"),
         };
-        let peer = names
-            .get(&ev.peer)
-            .cloned()
+        let known = names.get(&ev.peer).cloned();
+        if let (Some(dev), Direction::In) = (&known, ev.direction) {
+            for line in text.lines() {
+                if let Some(path) = line.trim().strip_prefix("a=path:") {
+                    for uri in path.split_whitespace() {
+                        if let Some(a) = msrp_authority(uri) {
+                            msrp_paths.insert(a, dev.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let peer = known
+            .or_else(|| msrp_peer(&text, ev.direction, &msrp_paths))
             .unwrap_or_else(|| ev.peer.to_string());
         let (from, to) = match ev.direction {
             Direction::In => (peer, function.to_string()),
@@ -89,6 +102,36 @@ pub(super) fn flow_for(
         );
     }
     flow
+}
+
+/// `host:port` of an MSRP URI (RFC 4975 §9).
+fn msrp_authority(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("msrp://")
+        .or_else(|| uri.strip_prefix("msrps://"))?;
+    let auth = rest.split(['/', ';']).next()?;
+    // Drop a userinfo part.
+    Some(auth.rsplit('@').next().unwrap_or(auth).to_owned())
+}
+
+/// The device at the far end of an MSRP frame: the sender's URI (first of
+/// From-Path) when it came in, the addressee's (last of To-Path) when it
+/// went out, looked up among the devices' SDP paths.
+fn msrp_peer(text: &str, dir: Direction, paths: &HashMap<String, String>) -> Option<String> {
+    if !text.starts_with("MSRP ") {
+        return None;
+    }
+    let uri = match dir {
+        Direction::In => header(text, "From-Path", None)?
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+        Direction::Out => header(text, "To-Path", None)?
+            .split_whitespace()
+            .last()?
+            .to_owned(),
+    };
+    paths.get(&msrp_authority(&uri)?).cloned()
 }
 
 /// The first header `name` (or its compact form), trimmed.
