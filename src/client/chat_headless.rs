@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::Command;
 use super::chat::{ChatEvent, ChatId, EndReason};
 use super::chats::ChatCommand;
+use super::group::RosterStatus;
 use super::headless::expand_uri;
 
 #[derive(Deserialize)]
@@ -36,6 +37,28 @@ enum JsonChat {
     Bye {
         chat: ChatId,
     },
+    GroupCreate {
+        invitees: Vec<String>,
+    },
+    GroupJoin {
+        uri: String,
+    },
+    GroupExtend {
+        chat: ChatId,
+        add: Vec<String>,
+    },
+    GroupAdd {
+        chat: ChatId,
+        users: Vec<String>,
+    },
+    GroupRejoin {
+        chat: ChatId,
+    },
+    GroupPrivate {
+        chat: ChatId,
+        to: String,
+        text: String,
+    },
 }
 
 const JSON_WORDS: &[&str] = &[
@@ -46,6 +69,12 @@ const JSON_WORDS: &[&str] = &[
     "accept",
     "decline",
     "bye",
+    "group_create",
+    "group_join",
+    "group_extend",
+    "group_add",
+    "group_rejoin",
+    "group_private",
 ];
 
 fn chat_id(s: &str, usage: &str) -> Result<ChatId, String> {
@@ -76,6 +105,26 @@ pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>
             JsonChat::Accept { chat } => ChatCommand::Accept { chat },
             JsonChat::Decline { chat } => ChatCommand::Decline { chat },
             JsonChat::Bye { chat } => ChatCommand::Bye { chat },
+            JsonChat::GroupCreate { invitees } => ChatCommand::CreateGroup {
+                invitees: invitees.iter().map(|u| expand_uri(u, domain)).collect(),
+            },
+            JsonChat::GroupJoin { uri } => ChatCommand::JoinGroup {
+                uri: expand_uri(&uri, domain),
+            },
+            JsonChat::GroupExtend { chat, add } => ChatCommand::Extend {
+                chat,
+                add: add.iter().map(|u| expand_uri(u, domain)).collect(),
+            },
+            JsonChat::GroupAdd { chat, users } => ChatCommand::AddToGroup {
+                chat,
+                users: users.iter().map(|u| expand_uri(u, domain)).collect(),
+            },
+            JsonChat::GroupRejoin { chat } => ChatCommand::Rejoin { chat },
+            JsonChat::GroupPrivate { chat, to, text } => ChatCommand::SendPrivate {
+                chat,
+                to: expand_uri(&to, domain),
+                text,
+            },
         };
         return Some(Ok(Command::Chat(cmd)));
     }
@@ -159,6 +208,46 @@ pub fn event_json(ev: &ChatEvent) -> Value {
                 "status": status, "text": reason, "warning": warning,
             }),
         },
+        ChatEvent::GroupStarted {
+            chat,
+            identity,
+            continues,
+        } => json!({
+            "event": "group_started", "chat": chat, "identity": identity, "continues": continues,
+        }),
+        ChatEvent::Roster {
+            chat,
+            identity,
+            entries,
+        } => {
+            let entries: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let status = match &e.status {
+                        RosterStatus::Joined => "joined",
+                        RosterStatus::Ringing => "ringing",
+                        RosterStatus::Left => "left",
+                        RosterStatus::Other(s) => s.as_str(),
+                    };
+                    json!({"user": e.user, "display_name": e.display_name, "status": status,
+                        "own": e.own, "blocked": e.blocked})
+                })
+                .collect();
+            json!({"event": "group_roster", "chat": chat, "identity": identity, "entries": entries})
+        }
+        ChatEvent::PrivateMessage {
+            chat,
+            from,
+            text,
+            at,
+            message_id,
+        } => json!({
+            "event": "chat_message", "chat": chat, "from": from, "text": text, "at": at,
+            "message_id": message_id, "private": true,
+        }),
+        ChatEvent::GroupError { chat, reason } => {
+            json!({"event": "group_error", "chat": chat, "reason": reason})
+        }
     }
 }
 

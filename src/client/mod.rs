@@ -7,6 +7,7 @@ pub mod chat;
 pub mod chat_headless;
 pub mod chats;
 pub mod composing;
+pub mod group;
 pub mod headless;
 pub mod ids;
 pub mod instance;
