@@ -125,6 +125,26 @@ fn cpm_multidevice() {
 }
 
 #[test]
+fn conference_state() {
+    let (code, out, err) = run_demo("conference-state");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let ladder = ladder(&out);
+    assert!(arrow(ladder, "1").contains("SUBSCRIBE"));
+    for id in ["3", "6", "8"] {
+        let l = arrow(ladder, id);
+        assert!(l.contains("NOTIFY") && l.contains("<-"), "{l}");
+    }
+    assert!(arrow(ladder, "5").contains("INVITE"));
+    assert!(arrow(ladder, "7").contains("BYE"));
+    let steps = &out[out.find("== steps ==").unwrap()..];
+    assert!(!steps.contains('✗'), "{steps}");
+    assert!(
+        steps.contains("conference-state: 12/12 steps passed"),
+        "{steps}"
+    );
+}
+
+#[test]
 fn unknown_scenario_and_missing_tui_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_isc"))
         .args(["demo", "no-such-flow", "--headless"])

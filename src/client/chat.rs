@@ -924,6 +924,12 @@ impl ChatSession {
             ConnectionAddress::Ip(self.local.msrp_local.ip()),
             self.local_media.path.clone(),
         );
+        let mut offer = offer;
+        if offer.accept_types.is_empty() {
+            // RFC 4975 §8.2 makes accept-types mandatory; the focus's
+            // offers leave it out: take it as "what we accept"
+            offer.accept_types = ours.accept_types.clone();
+        }
         let answer = match offer.answer(&ours) {
             Ok(a) => a,
             Err(e) => {

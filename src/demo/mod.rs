@@ -26,6 +26,7 @@
 //! step's id on the first matching arrow no earlier step took, and the
 //! checklist; [`render_report`] prints ladder, messages and checklist.
 
+pub mod conference_state;
 pub mod cpm_multidevice;
 pub mod device;
 mod names;
@@ -46,7 +47,11 @@ pub use device::{Device, DeviceName};
 pub use names::server_function;
 
 /// Every scenario `isc demo` knows, by name.
-pub const SCENARIOS: &[Scenario] = &[pager::SCENARIO, cpm_multidevice::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[
+    pager::SCENARIO,
+    cpm_multidevice::SCENARIO,
+    conference_state::SCENARIO,
+];
 
 /// The scenario named `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {
