@@ -145,6 +145,31 @@ fn conference_state() {
 }
 
 #[test]
+fn extend_to_conference() {
+    let (code, out, err) = run_demo("extend-to-conference");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let ladder = ladder(&out);
+    for id in ["1", "3", "4", "5"] {
+        assert!(arrow(ladder, id).contains("INVITE"), "{id}");
+    }
+    assert!(arrow(ladder, "8").contains("BYE"));
+    assert!(arrow(ladder, "10").contains("SEND (message/cpim)"));
+    // The factory INVITE: recipient list, Replaces %-escaped in the URI.
+    assert!(out.contains("Require: recipient-list-invite"));
+    assert!(out.contains("Content-Disposition: recipient-list"));
+    assert!(
+        out.contains("?Replaces=") && out.contains("%3Bto-tag%3D"),
+        "{out}"
+    );
+    let steps = &out[out.find("== steps ==").unwrap()..];
+    assert!(!steps.contains('✗'), "{steps}");
+    assert!(
+        steps.contains("extend-to-conference: 20/20 steps passed"),
+        "{steps}"
+    );
+}
+
+#[test]
 fn unknown_scenario_and_missing_tui_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_isc"))
         .args(["demo", "no-such-flow", "--headless"])

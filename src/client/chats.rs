@@ -756,6 +756,7 @@ impl Chats {
                 .map(|o| o.id())
         });
         if let Some(old) = replaced {
+            self.group.continues.insert(id, old);
             s.accept(ctx, now);
             if let Some(o) = self.sessions.get_mut(&old) {
                 o.bye(ctx, now);

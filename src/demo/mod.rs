@@ -29,6 +29,7 @@
 pub mod conference_state;
 pub mod cpm_multidevice;
 pub mod device;
+pub mod extend_to_conference;
 mod names;
 pub mod pager;
 
@@ -51,6 +52,7 @@ pub const SCENARIOS: &[Scenario] = &[
     pager::SCENARIO,
     cpm_multidevice::SCENARIO,
     conference_state::SCENARIO,
+    extend_to_conference::SCENARIO,
 ];
 
 /// The scenario named `name`.
