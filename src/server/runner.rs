@@ -428,10 +428,7 @@ impl MsrpTrace {
 /// Takes the whole MSRP frames off the front of `buf`.
 fn split_msrp_frames(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
-    loop {
-        let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") {
         let first = String::from_utf8_lossy(&buf[..line_end]);
         let mut words = first.split_whitespace();
         let tid = match (words.next(), words.next()) {
