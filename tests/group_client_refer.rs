@@ -82,7 +82,6 @@ fn entry<'a>(entries: &'a [RosterEntry], user: &str) -> Option<&'a RosterEntry> 
     entries.iter().find(|e| e.user.contains(user))
 }
 
-
 async fn refer_adds(users: &[&str]) {
     let server = Server::start(ServerOptions::loopback_demo())
         .await
@@ -126,9 +125,9 @@ async fn refer_adds(users: &[&str]) {
     }
     let users: Vec<String> = users.iter().map(|u| u.to_string()).collect();
     chat_event(&mut alice, "newcomers joined", |e| match e {
-        ChatEvent::Roster { entries, .. } => users.iter().all(|u| {
-            entry(entries, u).is_some_and(|r| r.status == RosterStatus::Joined)
-        }),
+        ChatEvent::Roster { entries, .. } => users
+            .iter()
+            .all(|u| entry(entries, u).is_some_and(|r| r.status == RosterStatus::Joined)),
         _ => false,
     })
     .await;
@@ -163,6 +162,66 @@ async fn adding_to_a_one_to_one_chat_is_refused() {
         matches!(e, ChatEvent::GroupError { .. })
     })
     .await;
-    assert!(matches!(ev, ChatEvent::GroupError { chat: Some(42), .. }), "{ev:?}");
+    assert!(
+        matches!(ev, ChatEvent::GroupError { chat: Some(42), .. }),
+        "{ev:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_over_the_known_limit_is_refused_before_sending() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let instance = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    let mut cfg = UaConfig::new(
+        "alice",
+        "isc.local",
+        "alice",
+        "main",
+        &instance,
+        server.local_addr(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    cfg.max_adhoc_group_size = Some(2);
+    cfg.blocklist = vec!["sip:bob@isc.local".into()];
+    let mut alice = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("client binds");
+    alice
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::Registered { .. }))
+        .await
+        .expect("registered");
+    let mut bob = client(server.local_addr(), "bob").await;
+    chat(
+        &alice,
+        ChatCommand::CreateGroup {
+            invitees: vec!["sip:bob@isc.local".into(), "sip:carol@isc.local".into()],
+        },
+    )
+    .await;
+    let ev = chat_event(&mut alice, "refusal", |e| {
+        matches!(e, ChatEvent::GroupError { .. } | ChatEvent::Calling { .. })
+    })
+    .await;
+    assert!(
+        matches!(&ev, ChatEvent::GroupError { chat: None, reason } if reason.contains("at most 2")),
+        "{ev:?}"
+    );
+    // Within the limit it goes ahead; bob is flagged as blocked.
+    chat(
+        &alice,
+        ChatCommand::CreateGroup {
+            invitees: vec!["sip:bob@isc.local".into()],
+        },
+    )
+    .await;
+    accept(&mut bob).await;
+    chat_event(&mut alice, "bob flagged", |e| match e {
+        ChatEvent::Roster { entries, .. } => entry(entries, "bob").is_some_and(|r| r.blocked),
+        _ => false,
+    })
+    .await;
     server.shutdown().await;
 }

@@ -69,6 +69,11 @@ pub struct UaConfig {
     pub retry_max: Duration,
     /// How long shutdown waits for the un-REGISTER before giving up.
     pub shutdown_grace: Duration,
+    /// The service's limit on ad-hoc groups, when known: a larger group is
+    /// refused before any INVITE (seed 004 7.1.1.3).
+    pub max_adhoc_group_size: Option<u32>,
+    /// Users on the local blocklist, flagged in group rosters.
+    pub blocklist: Vec<String>,
 }
 
 impl UaConfig {
@@ -100,6 +105,8 @@ impl UaConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(4),
+            max_adhoc_group_size: None,
+            blocklist: Vec::new(),
         }
     }
 
