@@ -256,6 +256,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn group_words() {
+        let d = "isc.local";
+        assert_eq!(
+            parse_command(
+                r#"{"cmd":"group_create","invitees":["bob","sip:ted@x"]}"#,
+                d
+            ),
+            Some(Ok(Command::Chat(ChatCommand::CreateGroup {
+                invitees: vec!["sip:bob@isc.local".into(), "sip:ted@x".into()],
+            })))
+        );
+        assert_eq!(
+            parse_command(r#"{"cmd":"group_extend","chat":3,"add":["ted"]}"#, d),
+            Some(Ok(Command::Chat(ChatCommand::Extend {
+                chat: 3,
+                add: vec!["sip:ted@isc.local".into()],
+            })))
+        );
+        assert_eq!(
+            parse_command(
+                r#"{"cmd":"group_private","chat":3,"to":"bob","text":"hi"}"#,
+                d
+            ),
+            Some(Ok(Command::Chat(ChatCommand::SendPrivate {
+                chat: 3,
+                to: "sip:bob@isc.local".into(),
+                text: "hi".into(),
+            })))
+        );
+        let v = event_json(&ChatEvent::Roster {
+            chat: 1,
+            identity: "sip:conf-1@isc.local".into(),
+            entries: vec![crate::client::group::RosterEntry {
+                user: "sip:bob@isc.local".into(),
+                display_name: None,
+                status: RosterStatus::Left,
+                own: false,
+                blocked: true,
+            }],
+        });
+        assert_eq!(v["event"], "group_roster");
+        assert_eq!(v["entries"][0]["status"], "left");
+        assert_eq!(v["entries"][0]["blocked"], true);
+    }
+
+    #[test]
     fn commands_json_and_text() {
         let d = "isc.local";
         assert_eq!(

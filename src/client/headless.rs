@@ -30,6 +30,12 @@
 //! | `{"cmd":"accept","chat":N}` | `accept N` | accept an invitation |
 //! | `{"cmd":"decline","chat":N}` | `decline N` | decline it (603) |
 //! | `{"cmd":"bye","chat":N}` | `bye N` | end the chat (BYE) |
+//! | `{"cmd":"group_create","invitees":[URI,...]}` | | ad-hoc group chat (factory INVITE with the list) |
+//! | `{"cmd":"group_join","uri":URI}` | | join a pre-defined group or a session identity |
+//! | `{"cmd":"group_extend","chat":N,"add":[URI,...]}` | | turn 1-1 chat N into a conference (Replaces) |
+//! | `{"cmd":"group_add","chat":N,"users":[URI,...]}` | | invite users into group chat N (REFER) |
+//! | `{"cmd":"group_rejoin","chat":N}` | | join again the conference group chat N had |
+//! | `{"cmd":"group_private","chat":N,"to":URI,"text":T}` | | private message to one participant |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -57,6 +63,10 @@
 //! | `chat_delivered` | `chat`, `message_id` |
 //! | `chat_send_failed` | `chat`, `message_id`, `code` |
 //! | `chat_ended` | `chat`, `reason`: `normal`, `completed_elsewhere` (continued on another device), or `error` with `status`, `text`, `warning` |
+//! | `group_started` | `chat`, `identity` (session identity), `continues` (the 1-1 chat it replaced, or null) |
+//! | `group_roster` | `chat`, `identity`, `entries`: [{`user`, `display_name`, `status` (`joined`/`ringing`/`left`/...), `own`, `blocked`}] |
+//! | `chat_message` with `"private": true` | a private message in a group |
+//! | `group_error` | `chat` (or null), `reason` |
 //! | `stopped` | (last line) |
 
 use std::io;
