@@ -155,6 +155,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn msrp_frames_are_named_by_the_devices_sdp_paths() {
+        let mut paths = HashMap::new();
+        paths.insert("127.0.0.1:4000".to_owned(), "bob/tv".to_owned());
+        let inbound = "MSRP t1 SEND\r\nTo-Path: msrp://127.0.0.1:9/s;tcp\r\nFrom-Path: msrp://127.0.0.1:4000/x;tcp\r\n\r\n";
+        assert_eq!(
+            msrp_peer(inbound, Direction::In, &paths).as_deref(),
+            Some("bob/tv")
+        );
+        let outbound = "MSRP t2 SEND\r\nTo-Path: msrp://127.0.0.1:4000/x;tcp\r\nFrom-Path: msrp://127.0.0.1:9/s;tcp\r\n\r\n";
+        assert_eq!(
+            msrp_peer(outbound, Direction::Out, &paths).as_deref(),
+            Some("bob/tv")
+        );
+        assert_eq!(
+            msrp_peer("INVITE sip:x SIP/2.0\r\n", Direction::In, &paths),
+            None
+        );
+        assert_eq!(
+            msrp_authority("msrps://u@h:1/s;tcp").as_deref(),
+            Some("h:1")
+        );
+    }
+
+    #[test]
     fn functions() {
         assert_eq!(
             server_function(b"REGISTER sip:isc.local SIP/2.0\r\n\r\n"),

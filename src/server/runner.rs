@@ -449,3 +449,25 @@ fn split_msrp_frames(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
     }
     frames
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_msrp_frames;
+
+    #[test]
+    fn msrp_trace_cuts_whole_frames_and_keeps_the_rest() {
+        let a = b"MSRP t1 SEND\r\nTo-Path: msrp://a\r\n\r\nhi\r\n-------t1$\r\n";
+        let b = b"MSRP t2 200 OK\r\nTo-Path: msrp://b\r\n-------t2$\r\n";
+        let mut buf = [&a[..], &b[..], b"MSRP t3 SEND\r\nTo-Pa"].concat();
+        let frames = split_msrp_frames(&mut buf);
+        assert_eq!(frames, vec![a.to_vec(), b.to_vec()]);
+        assert_eq!(buf, b"MSRP t3 SEND\r\nTo-Pa");
+        // a body mentioning another end-line does not cut the frame
+        let c = b"MSRP t4 SEND\r\n\r\n-------t9$\r\n-------t4+\r\n";
+        let mut buf = c.to_vec();
+        assert_eq!(split_msrp_frames(&mut buf), vec![c.to_vec()]);
+        // not MSRP: left alone
+        let mut junk = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        assert!(split_msrp_frames(&mut junk).is_empty());
+    }
+}
