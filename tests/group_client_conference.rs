@@ -257,3 +257,80 @@ async fn a_private_message_reaches_only_its_addressee() {
     );
     g.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_join_a_predefined_group_by_its_uri() {
+    use isc::config::{GroupConfig, JoiningPolicy};
+    let mut options = ServerOptions::loopback_demo();
+    options.config.groups = vec![GroupConfig {
+        name: "friends".into(),
+        members: vec!["alice".into(), "bob".into()],
+        max_participants: 16,
+        joining_policy: JoiningPolicy::MembersOnly,
+        public: false,
+    }];
+    let server = Server::start(options).await.expect("server starts");
+    let addr = server.local_addr();
+    let mut alice = client(addr, "alice").await;
+    let mut bob = client(addr, "bob").await;
+    let mut carol = client(addr, "carol").await;
+    let group = "sip:friends@isc.local".to_owned();
+    chat(&alice, ChatCommand::JoinGroup { uri: group.clone() }).await;
+    let ev = chat_event(&mut alice, "group started", |e| {
+        matches!(e, ChatEvent::GroupStarted { .. } | ChatEvent::Ended { .. })
+    })
+    .await;
+    let ChatEvent::GroupStarted {
+        chat: a, identity, ..
+    } = ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(identity, group);
+    chat(&bob, ChatCommand::JoinGroup { uri: group.clone() }).await;
+    chat_event(&mut bob, "bob in", |e| {
+        matches!(e, ChatEvent::GroupStarted { .. })
+    })
+    .await;
+    chat_event(&mut alice, "bob joined", |e| match e {
+        ChatEvent::Roster { entries, .. } => {
+            entry(entries, "bob").is_some_and(|r| r.status == RosterStatus::Joined)
+        }
+        _ => false,
+    })
+    .await;
+    chat(
+        &alice,
+        ChatCommand::Send {
+            chat: a,
+            text: "friends only".into(),
+        },
+    )
+    .await;
+    chat_event(
+        &mut bob,
+        "group message",
+        |e| matches!(e, ChatEvent::Message { text, .. } if text == "friends only"),
+    )
+    .await;
+    // Carol is no member: refused, the chat ends with the error.
+    chat(&carol, ChatCommand::JoinGroup { uri: group }).await;
+    let ev = chat_event(&mut carol, "refusal", |e| {
+        matches!(e, ChatEvent::Ended { .. } | ChatEvent::GroupStarted { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            ev,
+            ChatEvent::Ended {
+                reason: isc::client::chat::EndReason::Error {
+                    status: Some(403),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    server.shutdown().await;
+}
