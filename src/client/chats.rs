@@ -441,7 +441,13 @@ impl Chats {
     }
 
     /// A response to one of our SUBSCRIBEs; retried once with credentials.
-    fn group_subscribe_response(&mut self, ctx: &mut ChatCtx<'_>, chat: ChatId, resp: Response) {
+    fn group_subscribe_response(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        chat: ChatId,
+        resp: Response,
+    ) {
         let code = resp.status_code.code();
         let Some(w) = self.group.watches.get_mut(&chat) else {
             return;
@@ -461,7 +467,7 @@ impl Chats {
             }
             return;
         }
-        w.handle_response(&resp);
+        w.handle_response(now, &resp);
     }
 
     /// Replaces the CPIM DateTime clock.
@@ -611,7 +617,7 @@ impl Chats {
                 Some((chat, Method::Subscribe)) => {
                     if response.status_code.code() >= 200 {
                         self.keys.remove(&key);
-                        self.group_subscribe_response(ctx, chat, response);
+                        self.group_subscribe_response(ctx, now, chat, response);
                     }
                     None
                 }
@@ -894,6 +900,16 @@ impl Chats {
                 s.handle_timeout(ctx, now);
             }
         }
+        // conference subscriptions due for refresh (RFC 6665 §4.1.2.1)
+        for (chat, w) in self.group.watches.iter_mut() {
+            if w.poll_timeout().is_some_and(|t| t <= now) {
+                w.auth_tries = 0;
+                if let Some(mut req) = w.refresh(&self.local, ctx.ids) {
+                    ctx.digest.authorize(&mut req, &ctx.ids.cnonce());
+                    self.group.out.push_back((*chat, req));
+                }
+            }
+        }
         self.collect();
         self.group_collect(ctx);
     }
@@ -902,6 +918,7 @@ impl Chats {
         self.sessions
             .values()
             .filter_map(|s| s.poll_timeout())
+            .chain(self.group.watches.values().filter_map(|w| w.poll_timeout()))
             .min()
     }
 

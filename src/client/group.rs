@@ -209,6 +209,8 @@ pub struct ConferenceWatch {
     doc: Option<ConferenceInfo>,
     /// Terminated by the focus or by us.
     pub ended: bool,
+    /// When to refresh the subscription (RFC 6665 §4.1.2.1).
+    refresh_at: Option<Instant>,
 }
 
 impl ConferenceWatch {
@@ -223,6 +225,7 @@ impl ConferenceWatch {
             auth_tries: 0,
             doc: None,
             ended: false,
+            refresh_at: None,
         }
     }
 
@@ -262,16 +265,36 @@ impl ConferenceWatch {
         Some(b.build())
     }
 
-    /// A response to our SUBSCRIBE: keeps the notifier's tag.
-    pub fn handle_response(&mut self, resp: &Response) {
+    /// A response to our SUBSCRIBE: keeps the notifier's tag and schedules
+    /// the refresh at three quarters of the granted time.
+    pub fn handle_response(&mut self, now: Instant, resp: &Response) {
         let code = resp.status_code.code();
         if (200..300).contains(&code) {
             if self.remote_tag.is_none() {
                 self.remote_tag = to_tag(&resp.headers);
             }
+            let granted = resp
+                .headers
+                .get_raw("Expires")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(u64::from(CONFERENCE_EXPIRES));
+            self.refresh_at = (!self.ended && granted > 0)
+                .then(|| now + std::time::Duration::from_secs(granted * 3 / 4));
         } else if code >= 300 && !matches!(code, 401 | 407) {
             self.ended = true;
+            self.refresh_at = None;
         }
+    }
+
+    /// When the subscription wants refreshing.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ended { None } else { self.refresh_at }
+    }
+
+    /// The refresh is due: the in-dialog SUBSCRIBE.
+    pub fn refresh(&mut self, local: &ChatLocal, ids: &mut dyn IdGen) -> Option<Request> {
+        self.refresh_at = None;
+        self.subscribe(local, ids, CONFERENCE_EXPIRES)
     }
 
     /// Is this NOTIFY ours (Call-ID and our tag)?
@@ -422,5 +445,48 @@ mod tests {
         assert!(r[0].own && r[0].status == RosterStatus::Joined && !r[0].blocked);
         assert_eq!(r[1].status, RosterStatus::Left);
         assert!(r[2].status == RosterStatus::Ringing && r[2].blocked);
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+    use crate::proto::ids::SeqIds;
+
+    #[test]
+    fn a_granted_subscription_is_refreshed_in_dialog_before_it_expires() {
+        let mut ids = SeqIds::new("g");
+        let local = ChatLocal {
+            aor: "sip:alice@isc.local".into(),
+            display_name: None,
+            contact_uri: "sip:alice@127.0.0.1:5070;transport=udp".into(),
+            instance_id: None,
+            sip_local: "127.0.0.1:5070".parse().unwrap(),
+            transport: crate::proto::sip::transaction::Transport::Udp,
+            msrp_local: "127.0.0.1:5071".parse().unwrap(),
+            timer: Default::default(),
+            composing: Default::default(),
+            msrp_chunk_size: 2048,
+        };
+        let mut w = ConferenceWatch::new(1, "sip:conf-1@isc.local", &mut ids);
+        let sub = w.subscribe(&local, &mut ids, CONFERENCE_EXPIRES).unwrap();
+        assert_eq!(sub.headers.get_raw("Event").as_deref(), Some("conference"));
+        let now = Instant::now();
+        let ok = crate::proto::sip::build::response_with(
+            &sub,
+            200,
+            Some("focus1"),
+            None,
+            vec![make_header("Expires", "400")],
+        );
+        w.handle_response(now, &ok);
+        assert_eq!(
+            w.poll_timeout(),
+            Some(now + std::time::Duration::from_secs(300))
+        );
+        let again = w.refresh(&local, &mut ids).unwrap();
+        assert!(again.headers.get_raw("To").unwrap().contains("tag=focus1"));
+        assert!(again.headers.get_raw("CSeq").unwrap().starts_with('2'));
+        assert_eq!(w.poll_timeout(), None);
     }
 }
