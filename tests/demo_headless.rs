@@ -93,6 +93,83 @@ fn pager() {
 }
 
 #[test]
+fn cpm_multidevice() {
+    let (code, out, err) = run_demo("cpm-multidevice");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let ladder = ladder(&out);
+    // SIP arrows `-`, MSRP arrows `=`, each with its seed step.
+    assert!(arrow(ladder, "1").contains("INVITE"));
+    for id in ["2a", "2b", "2c"] {
+        assert!(arrow(ladder, id).contains("INVITE"), "{id}");
+    }
+    let l = arrow(ladder, "5");
+    assert!(
+        l.contains("SEND (message/cpim)") && l.contains("==>"),
+        "{l}"
+    );
+    for id in ["5a", "5b", "5c", "9e"] {
+        assert!(arrow(ladder, id).contains("SEND"), "{id}");
+    }
+    assert!(arrow(ladder, "6").contains("SEND (application/im-iscompos"));
+    for id in ["7a", "7b"] {
+        assert!(arrow(ladder, id).contains("BYE"), "{id}");
+    }
+    assert!(arrow(ladder, "8").contains("<=="));
+    assert!(out.contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""));
+    let steps = &out[out.find("== steps ==").unwrap()..];
+    assert!(!steps.contains('✗'), "{steps}");
+    assert!(
+        steps.contains("cpm-multidevice: 34/34 steps passed"),
+        "{steps}"
+    );
+}
+
+#[test]
+fn conference_state() {
+    let (code, out, err) = run_demo("conference-state");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let ladder = ladder(&out);
+    assert!(arrow(ladder, "1").contains("SUBSCRIBE"));
+    for id in ["3", "6", "8"] {
+        let l = arrow(ladder, id);
+        assert!(l.contains("NOTIFY") && l.contains("<-"), "{l}");
+    }
+    assert!(arrow(ladder, "5").contains("INVITE"));
+    assert!(arrow(ladder, "7").contains("BYE"));
+    let steps = &out[out.find("== steps ==").unwrap()..];
+    assert!(!steps.contains('✗'), "{steps}");
+    assert!(
+        steps.contains("conference-state: 12/12 steps passed"),
+        "{steps}"
+    );
+}
+
+#[test]
+fn extend_to_conference() {
+    let (code, out, err) = run_demo("extend-to-conference");
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let ladder = ladder(&out);
+    for id in ["1", "3", "4", "5"] {
+        assert!(arrow(ladder, id).contains("INVITE"), "{id}");
+    }
+    assert!(arrow(ladder, "8").contains("BYE"));
+    assert!(arrow(ladder, "10").contains("SEND (message/cpim)"));
+    // The factory INVITE: recipient list, Replaces %-escaped in the URI.
+    assert!(out.contains("Require: recipient-list-invite"));
+    assert!(out.contains("Content-Disposition: recipient-list"));
+    assert!(
+        out.contains("?Replaces=") && out.contains("%3Bto-tag%3D"),
+        "{out}"
+    );
+    let steps = &out[out.find("== steps ==").unwrap()..];
+    assert!(!steps.contains('✗'), "{steps}");
+    assert!(
+        steps.contains("extend-to-conference: 20/20 steps passed"),
+        "{steps}"
+    );
+}
+
+#[test]
 fn unknown_scenario_and_the_tui_without_a_terminal_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_isc"))
         .args(["demo", "no-such-flow", "--headless"])

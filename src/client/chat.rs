@@ -155,6 +155,32 @@ pub enum ChatEvent {
     },
     /// The chat is over.
     Ended { chat: ChatId, reason: EndReason },
+    /// A group session is up with this session identity; `continues` is
+    /// the 1-1 chat it replaced (one conversation for the user).
+    GroupStarted {
+        chat: ChatId,
+        identity: String,
+        continues: Option<ChatId>,
+    },
+    /// The conference's participants changed (RFC 4575 NOTIFY).
+    Roster {
+        chat: ChatId,
+        identity: String,
+        entries: Vec<super::group::RosterEntry>,
+    },
+    /// A message in a group sent to us alone (CPIM To = us).
+    PrivateMessage {
+        chat: ChatId,
+        from: String,
+        text: String,
+        at: Option<String>,
+        message_id: String,
+    },
+    /// A group procedure could not run (no stored identity, too many users).
+    GroupError {
+        chat: Option<ChatId>,
+        reason: String,
+    },
 }
 
 /// SIP the chat wants sent, through the user agent's transaction layer.
@@ -260,6 +286,11 @@ pub struct ChatSession {
     sip_out: VecDeque<SipOut>,
     msrp_out: VecDeque<MsrpOut>,
     events: VecDeque<ChatEvent>,
+    /// A group session (seed 004 7.1.1.3–7.1.1.11): its Request-URI, list
+    /// and, once known, the session identity.
+    group: Option<super::group::GroupLeg>,
+    /// CPIM To of the content being read (private messages).
+    cpim_to: Option<String>,
 }
 
 impl std::fmt::Debug for ChatSession {
@@ -273,7 +304,7 @@ impl std::fmt::Debug for ChatSession {
     }
 }
 
-fn via(local: SocketAddr, transport: Transport, branch: &str) -> ViaValue {
+pub(crate) fn via(local: SocketAddr, transport: Transport, branch: &str) -> ViaValue {
     ViaValue::new(
         transport_token(transport),
         &local.ip().to_string(),
@@ -460,7 +491,81 @@ impl ChatSession {
             sip_out: VecDeque::new(),
             msrp_out: VecDeque::new(),
             events: VecDeque::new(),
+            group: None,
+            cpim_to: None,
         }
+    }
+
+    /// Starts a group session: INVITE to the conference factory (with its
+    /// recipient list), a pre-defined group or a session identity.
+    pub fn outgoing_group(
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        id: ChatId,
+        local: ChatLocal,
+        leg: super::group::GroupLeg,
+    ) -> Self {
+        let mut s = Self::base(id, local, ctx, true, leg.request_uri.clone());
+        s.call_id = ctx.ids.call_id();
+        s.group = Some(leg);
+        match s.build_invite(ctx, 1) {
+            Some(invite) => s.send_invite(ctx, invite),
+            None => s.end(
+                now,
+                EndReason::Error {
+                    status: None,
+                    reason: format!("cannot address {}", s.peer),
+                    warning: None,
+                },
+            ),
+        }
+        s
+    }
+
+    /// The group part, if this is a group session.
+    pub fn group(&self) -> Option<&super::group::GroupLeg> {
+        self.group.as_ref()
+    }
+
+    /// The conference's session identity (Contact with `isfocus`), once known.
+    pub fn session_identity(&self) -> Option<&str> {
+        self.group.as_ref()?.identity.as_deref()
+    }
+
+    /// The remote tag of our dialog, once it exists.
+    pub fn remote_tag(&self) -> Option<&str> {
+        self.dialog.as_ref().map(|d| d.id().remote_tag.as_str())
+    }
+
+    /// The Replaces header of an INVITE we were sent (RFC 3891), if any.
+    pub fn replaces(&self) -> Option<crate::proto::bodies::resource_lists::Replaces> {
+        let v = self.invite.as_ref()?.headers.get_raw("Replaces")?;
+        crate::proto::bodies::resource_lists::Replaces::parse_header_value(&v)
+    }
+
+    /// REFERs `users` to the conference (seed 004 7.1.1.7): one with
+    /// `Refer-Sub: false`, several as RFC 5368 multiple-refer.
+    pub fn refer(&mut self, ctx: &mut ChatCtx<'_>, users: &[String]) -> bool {
+        if self.state != State::Established || users.is_empty() {
+            return false;
+        }
+        let Some(mut req) = self.dialog_request(ctx, Method::Refer) else {
+            return false;
+        };
+        let (extra, body) = super::group::refer_parts(users, &ctx.ids.tag(), &self.local.aor);
+        finish_request(
+            &mut req,
+            extra,
+            body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
+        );
+        self.send_in_dialog(ctx, req);
+        true
+    }
+
+    /// Sends a text to one participant only (seed 004 7.1.1.9: CPIM To =
+    /// that participant).
+    pub fn send_private(&mut self, now: Instant, to: &str, text: &str, at: &str) -> Option<String> {
+        self.send_text_to(now, Some(to), text, at)
     }
 
     /// Starts a chat with `to` (a user URI or a GRUU): builds and queues the
@@ -518,6 +623,18 @@ impl ChatSession {
             .map(|c| c.0);
         s.invite_key = Some(key.clone());
         s.invite_source = Some(source);
+        if let Some(id) = invite
+            .headers
+            .get_raw("Contact")
+            .and_then(|c| super::group::focus_identity(&c))
+        {
+            // invited into a conference (seed 004 7.1.1.5)
+            s.group = Some(super::group::GroupLeg {
+                request_uri: id.clone(),
+                list: None,
+                identity: Some(id),
+            });
+        }
         s.peer_allows_update = allows_update(&invite.headers);
         s.remote_media = msrp_line(&invite.body);
         s.invite = Some(invite.clone());
@@ -629,17 +746,26 @@ impl ChatSession {
             &self.call_id,
             cseq,
         )
-        .contact(self.local.contact())
-        .header(make_header(
-            "Accept-Contact",
-            &FeatureSet::new()
-                .with_icsi(&[service::CPM_SESSION])
-                .to_string(),
-        ))
-        .header(make_header("P-Preferred-Service", service::CPM_SESSION))
-        .header(make_header("User-Agent", USER_AGENT))
-        .header(make_header("Allow", CHAT_ALLOW))
-        .header(make_header("Supported", "timer"));
+        .contact(self.local.contact());
+        b = match &self.group {
+            // seed 004 7.1.1.3: the IM feature tag for the group
+            Some(_) => b.header(make_header(
+                "Accept-Contact",
+                &format!("*;{}", super::group::IM_FEATURE_TAG),
+            )),
+            None => b
+                .header(make_header(
+                    "Accept-Contact",
+                    &FeatureSet::new()
+                        .with_icsi(&[service::CPM_SESSION])
+                        .to_string(),
+                ))
+                .header(make_header("P-Preferred-Service", service::CPM_SESSION)),
+        };
+        b = b
+            .header(make_header("User-Agent", USER_AGENT))
+            .header(make_header("Allow", CHAT_ALLOW))
+            .header(make_header("Supported", "timer"));
         for h in self.timer.request_headers() {
             b = b.header(h);
         }
@@ -647,6 +773,12 @@ impl ChatSession {
             b = b.header(make_header(IscConvergenceId::NAME, c));
         }
         let sdp = self.local_sdp();
+        if let Some(list) = self.group.as_ref().and_then(|g| g.list.clone()) {
+            // RFC 5366 §4: SDP + the recipient list
+            let (ct, body) = super::group::factory_body(sdp, list);
+            b = b.header(make_header("Require", "recipient-list-invite"));
+            return Some(b.body(&ct, body).build());
+        }
         Some(b.body("application/sdp", sdp).build())
     }
 
@@ -792,6 +924,12 @@ impl ChatSession {
             ConnectionAddress::Ip(self.local.msrp_local.ip()),
             self.local_media.path.clone(),
         );
+        let mut offer = offer;
+        if offer.accept_types.is_empty() {
+            // RFC 4975 §8.2 makes accept-types mandatory; the focus's
+            // offers leave it out: take it as "what we accept"
+            offer.accept_types = ours.accept_types.clone();
+        }
         let answer = match offer.answer(&ours) {
             Ok(a) => a,
             Err(e) => {
@@ -889,12 +1027,28 @@ impl ChatSession {
     /// `date_time`, RFC 3862) wrapping `text/plain`. Returns the MSRP
     /// Message-ID, or None when the session cannot carry it.
     pub fn send_text(&mut self, now: Instant, text: &str, date_time: &str) -> Option<String> {
+        self.send_text_to(now, None, text, date_time)
+    }
+
+    fn send_text_to(
+        &mut self,
+        now: Instant,
+        to: Option<&str>,
+        text: &str,
+        date_time: &str,
+    ) -> Option<String> {
         if !matches!(self.state, State::Established | State::Accepted) {
             return None;
         }
+        // seed 004 7.1.1.9: a group message is addressed to the session
+        // identity (or the group), a private one to the participant
+        let to = to
+            .map(str::to_owned)
+            .or_else(|| self.session_identity().map(str::to_owned))
+            .unwrap_or_else(|| self.peer.clone());
         let msg = CpimMessage::new(
             &CpimAddress::new(self.local.aor.clone()),
-            &CpimAddress::new(self.peer.clone()),
+            &CpimAddress::new(to),
             "text/plain;charset=UTF-8",
             text.as_bytes().to_vec(),
         )
@@ -1083,6 +1237,15 @@ impl ChatSession {
         self.dialog = Some(dialog);
         self.peer_allows_update = allows_update(&resp.headers);
         self.timer.handle_2xx(now, &resp);
+        if let Some(g) = self.group.as_mut()
+            && let Some(id) = resp
+                .headers
+                .get_raw("Contact")
+                .and_then(|c| super::group::focus_identity(&c))
+        {
+            // RFC 4579 §5.3: the Contact with isfocus is the conference
+            g.identity = Some(id);
+        }
         let answer = if is_sdp(&resp.headers) {
             msrp_line(&resp.body)
         } else {
@@ -1596,6 +1759,7 @@ impl ChatSession {
                 Ok(m) => {
                     let inner_from = m.from().map(|a| a.uri).unwrap_or_else(|| self.peer.clone());
                     let at = m.date_time().map(str::to_owned);
+                    self.cpim_to = m.to().into_iter().next().map(|a| a.uri);
                     let inner_ct = m.content_type().unwrap_or("text/plain").to_owned();
                     self.on_content(now, message_id, &inner_ct, &m.body, Some(inner_from), at);
                 }
@@ -1622,13 +1786,30 @@ impl ChatSession {
                         active: false,
                     });
                 }
-                self.events.push_back(ChatEvent::Message {
-                    chat,
-                    from: from_or_peer,
-                    text: String::from_utf8_lossy(body).into_owned(),
-                    at,
-                    message_id,
-                });
+                let text = String::from_utf8_lossy(body).into_owned();
+                // seed 004 7.1.1.9: CPIM To naming a participant, not the conference
+                let cpim_to = self.cpim_to.take();
+                let private = match (self.session_identity(), cpim_to) {
+                    (Some(identity), Some(to)) => !super::group::same_uri(identity, &to),
+                    _ => false,
+                };
+                if private {
+                    self.events.push_back(ChatEvent::PrivateMessage {
+                        chat,
+                        from: from_or_peer,
+                        text,
+                        at,
+                        message_id,
+                    });
+                } else {
+                    self.events.push_back(ChatEvent::Message {
+                        chat,
+                        from: from_or_peer,
+                        text,
+                        at,
+                        message_id,
+                    });
+                }
             }
             other => tracing::debug!(content_type = other, "chat content ignored"),
         }
@@ -1792,7 +1973,7 @@ impl ChatSession {
 /// §22.2). Credentials held from an earlier challenge may be refused
 /// without `stale=true` (another request of the UA used the nonce): on a
 /// first try we forget them and answer this challenge afresh, as the UA does.
-fn answer_challenge(digest: &mut DigestClient, resp: &Response, tries: u8) -> bool {
+pub(crate) fn answer_challenge(digest: &mut DigestClient, resp: &Response, tries: u8) -> bool {
     match digest.handle_challenge(resp) {
         Ok(()) => true,
         Err(crate::proto::sip::digest::DigestError::Rejected { .. }) if tries == 0 => {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::Command;
 use super::chat::{ChatEvent, ChatId, EndReason};
 use super::chats::ChatCommand;
+use super::group::RosterStatus;
 use super::headless::expand_uri;
 
 #[derive(Deserialize)]
@@ -36,6 +37,28 @@ enum JsonChat {
     Bye {
         chat: ChatId,
     },
+    GroupCreate {
+        invitees: Vec<String>,
+    },
+    GroupJoin {
+        uri: String,
+    },
+    GroupExtend {
+        chat: ChatId,
+        add: Vec<String>,
+    },
+    GroupAdd {
+        chat: ChatId,
+        users: Vec<String>,
+    },
+    GroupRejoin {
+        chat: ChatId,
+    },
+    GroupPrivate {
+        chat: ChatId,
+        to: String,
+        text: String,
+    },
 }
 
 const JSON_WORDS: &[&str] = &[
@@ -46,6 +69,12 @@ const JSON_WORDS: &[&str] = &[
     "accept",
     "decline",
     "bye",
+    "group_create",
+    "group_join",
+    "group_extend",
+    "group_add",
+    "group_rejoin",
+    "group_private",
 ];
 
 fn chat_id(s: &str, usage: &str) -> Result<ChatId, String> {
@@ -76,6 +105,26 @@ pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>
             JsonChat::Accept { chat } => ChatCommand::Accept { chat },
             JsonChat::Decline { chat } => ChatCommand::Decline { chat },
             JsonChat::Bye { chat } => ChatCommand::Bye { chat },
+            JsonChat::GroupCreate { invitees } => ChatCommand::CreateGroup {
+                invitees: invitees.iter().map(|u| expand_uri(u, domain)).collect(),
+            },
+            JsonChat::GroupJoin { uri } => ChatCommand::JoinGroup {
+                uri: expand_uri(&uri, domain),
+            },
+            JsonChat::GroupExtend { chat, add } => ChatCommand::Extend {
+                chat,
+                add: add.iter().map(|u| expand_uri(u, domain)).collect(),
+            },
+            JsonChat::GroupAdd { chat, users } => ChatCommand::AddToGroup {
+                chat,
+                users: users.iter().map(|u| expand_uri(u, domain)).collect(),
+            },
+            JsonChat::GroupRejoin { chat } => ChatCommand::Rejoin { chat },
+            JsonChat::GroupPrivate { chat, to, text } => ChatCommand::SendPrivate {
+                chat,
+                to: expand_uri(&to, domain),
+                text,
+            },
         };
         return Some(Ok(Command::Chat(cmd)));
     }
@@ -159,12 +208,98 @@ pub fn event_json(ev: &ChatEvent) -> Value {
                 "status": status, "text": reason, "warning": warning,
             }),
         },
+        ChatEvent::GroupStarted {
+            chat,
+            identity,
+            continues,
+        } => json!({
+            "event": "group_started", "chat": chat, "identity": identity, "continues": continues,
+        }),
+        ChatEvent::Roster {
+            chat,
+            identity,
+            entries,
+        } => {
+            let entries: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let status = match &e.status {
+                        RosterStatus::Joined => "joined",
+                        RosterStatus::Ringing => "ringing",
+                        RosterStatus::Left => "left",
+                        RosterStatus::Other(s) => s.as_str(),
+                    };
+                    json!({"user": e.user, "display_name": e.display_name, "status": status,
+                        "own": e.own, "blocked": e.blocked})
+                })
+                .collect();
+            json!({"event": "group_roster", "chat": chat, "identity": identity, "entries": entries})
+        }
+        ChatEvent::PrivateMessage {
+            chat,
+            from,
+            text,
+            at,
+            message_id,
+        } => json!({
+            "event": "chat_message", "chat": chat, "from": from, "text": text, "at": at,
+            "message_id": message_id, "private": true,
+        }),
+        ChatEvent::GroupError { chat, reason } => {
+            json!({"event": "group_error", "chat": chat, "reason": reason})
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_words() {
+        let d = "isc.local";
+        assert_eq!(
+            parse_command(
+                r#"{"cmd":"group_create","invitees":["bob","sip:ted@x"]}"#,
+                d
+            ),
+            Some(Ok(Command::Chat(ChatCommand::CreateGroup {
+                invitees: vec!["sip:bob@isc.local".into(), "sip:ted@x".into()],
+            })))
+        );
+        assert_eq!(
+            parse_command(r#"{"cmd":"group_extend","chat":3,"add":["ted"]}"#, d),
+            Some(Ok(Command::Chat(ChatCommand::Extend {
+                chat: 3,
+                add: vec!["sip:ted@isc.local".into()],
+            })))
+        );
+        assert_eq!(
+            parse_command(
+                r#"{"cmd":"group_private","chat":3,"to":"bob","text":"hi"}"#,
+                d
+            ),
+            Some(Ok(Command::Chat(ChatCommand::SendPrivate {
+                chat: 3,
+                to: "sip:bob@isc.local".into(),
+                text: "hi".into(),
+            })))
+        );
+        let v = event_json(&ChatEvent::Roster {
+            chat: 1,
+            identity: "sip:conf-1@isc.local".into(),
+            entries: vec![crate::client::group::RosterEntry {
+                user: "sip:bob@isc.local".into(),
+                display_name: None,
+                status: RosterStatus::Left,
+                own: false,
+                blocked: true,
+            }],
+        });
+        assert_eq!(v["event"], "group_roster");
+        assert_eq!(v["entries"][0]["status"], "left");
+        assert_eq!(v["entries"][0]["blocked"], true);
+    }
 
     #[test]
     fn commands_json_and_text() {

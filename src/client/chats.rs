@@ -4,7 +4,7 @@
 //! §7.3 / RFC 6135). Sans-IO like the sessions; [`Chats::flush_sip`] hands
 //! what they want sent to the UA's [`TransactionLayer`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -13,8 +13,9 @@ use rsip::{Method, Request, Response, SipMessage};
 use super::chat::{
     ChatCtx, ChatEvent, ChatId, ChatLocal, ChatSession, MsrpConn, MsrpOut, SipOut, is_chat_invite,
 };
+use super::ids::UaIds;
 use crate::proto::msrp::{MsrpParser, ParserConfig};
-use crate::proto::sip::build::{call_id, from_tag, to_tag};
+use crate::proto::sip::build::{call_id, from_tag, response_with, to_tag};
 use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transmit, Transport, TsxKey};
 
 /// What the application asks of the chats.
@@ -46,6 +47,36 @@ pub enum ChatCommand {
     },
     Bye {
         chat: ChatId,
+    },
+    /// An ad-hoc group chat with these users (seed 004 7.1.1.3): INVITE to
+    /// the conference factory with their list.
+    CreateGroup {
+        invitees: Vec<String>,
+    },
+    /// Join a pre-defined group or a conference by its URI (7.1.1.4).
+    JoinGroup {
+        uri: String,
+    },
+    /// Turn a running 1-1 chat into a conference with more users (7.1.1.6,
+    /// seed 002 App. M): the peer is listed with `?Replaces=` our leg.
+    Extend {
+        chat: ChatId,
+        add: Vec<String>,
+    },
+    /// Invite users into a running group session by REFER (7.1.1.7).
+    AddToGroup {
+        chat: ChatId,
+        users: Vec<String>,
+    },
+    /// Join again the conference this (ended) group chat had (7.1.1.8).
+    Rejoin {
+        chat: ChatId,
+    },
+    /// A message to one participant of a group only (7.1.1.9).
+    SendPrivate {
+        chat: ChatId,
+        to: String,
+        text: String,
     },
 }
 
@@ -104,6 +135,23 @@ pub struct Chats {
     cancels: Vec<(ChatId, TsxKey)>,
     /// 200s to CANCELs, sent at the next flush.
     pending_responses: VecDeque<(TsxKey, Response)>,
+    group: GroupState,
+}
+
+/// The group side of the chats.
+#[derive(Debug, Default)]
+struct GroupState {
+    settings: super::group::GroupSettings,
+    /// Conference subscriptions by the group chat they watch.
+    watches: BTreeMap<ChatId, super::group::ConferenceWatch>,
+    /// Session identities, kept after the chat ends (rejoin).
+    identities: HashMap<ChatId, String>,
+    /// Group chats that continue a 1-1 chat (extend), by the group chat.
+    continues: HashMap<ChatId, ChatId>,
+    /// Group chats reported started.
+    started: BTreeSet<ChatId>,
+    /// SUBSCRIBEs to send at the next flush.
+    out: VecDeque<(ChatId, Request)>,
 }
 
 impl std::fmt::Debug for Chats {
@@ -127,7 +175,299 @@ impl Chats {
             msrp_out: VecDeque::new(),
             pending_responses: VecDeque::new(),
             cancels: Vec::new(),
+            group: GroupState::default(),
         }
+    }
+
+    /// The group settings (factory, ad-hoc limit, blocklist).
+    pub fn group_settings_mut(&mut self) -> &mut super::group::GroupSettings {
+        &mut self.group.settings
+    }
+
+    /// The session identity a group chat had, if any.
+    pub fn session_identity(&self, chat: ChatId) -> Option<&str> {
+        self.group.identities.get(&chat).map(String::as_str)
+    }
+
+    /// The conference state watched for `chat`.
+    pub fn conference(&self, chat: ChatId) -> Option<&super::group::ConferenceWatch> {
+        self.group.watches.get(&chat)
+    }
+
+    fn group_error(&mut self, chat: Option<ChatId>, reason: String) {
+        self.events
+            .push_back(ChatEvent::GroupError { chat, reason });
+    }
+
+    fn start_group(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        leg: super::group::GroupLeg,
+    ) -> ChatId {
+        let id = self.new_id();
+        self.events.push_back(ChatEvent::Calling {
+            chat: id,
+            to: leg.request_uri.clone(),
+        });
+        let s = ChatSession::outgoing_group(ctx, now, id, self.local.clone(), leg);
+        self.sessions.insert(id, s);
+        id
+    }
+
+    fn factory_uri(&self) -> String {
+        if !self.group.settings.factory_uri.is_empty() {
+            return self.group.settings.factory_uri.clone();
+        }
+        let domain = self.local.aor.rsplit('@').next().unwrap_or("localhost");
+        format!("sip:conf-factory@{domain}")
+    }
+
+    /// Seed 004 7.1.1.3: no more than the service allows, when known.
+    fn too_many(&mut self, count: usize) -> bool {
+        match self.group.settings.max_adhoc_group_size {
+            // the list plus ourselves
+            Some(max) if count + 1 > max as usize => {
+                self.group_error(
+                    None,
+                    format!(
+                        "a group holds at most {max} participants; {} asked",
+                        count + 1
+                    ),
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn group_command(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        cmd: ChatCommand,
+    ) -> Option<ChatId> {
+        use super::group::{GroupLeg, recipient_list};
+        match cmd {
+            ChatCommand::CreateGroup { invitees } => {
+                if invitees.is_empty() {
+                    self.group_error(None, "nobody to invite".into());
+                    return None;
+                }
+                if self.too_many(invitees.len()) {
+                    return None;
+                }
+                let leg = GroupLeg {
+                    request_uri: self.factory_uri(),
+                    list: Some(recipient_list(None, &invitees)),
+                    identity: None,
+                };
+                Some(self.start_group(ctx, now, leg))
+            }
+            ChatCommand::JoinGroup { uri } => {
+                let leg = GroupLeg {
+                    request_uri: uri,
+                    list: None,
+                    identity: None,
+                };
+                Some(self.start_group(ctx, now, leg))
+            }
+            ChatCommand::Rejoin { chat } => {
+                let Some(identity) = self.group.identities.get(&chat).cloned() else {
+                    self.group_error(
+                        Some(chat),
+                        "no session identity stored for this chat".into(),
+                    );
+                    return None;
+                };
+                let leg = GroupLeg {
+                    request_uri: identity,
+                    list: None,
+                    identity: None,
+                };
+                let id = self.start_group(ctx, now, leg);
+                self.group.continues.insert(id, chat);
+                Some(id)
+            }
+            ChatCommand::Extend { chat, add } => {
+                let Some(s) = self.sessions.get(&chat) else {
+                    self.group_error(Some(chat), "no such chat".into());
+                    return None;
+                };
+                let (Some(remote), true) = (s.remote_tag(), s.is_established()) else {
+                    self.group_error(Some(chat), "the chat is not established".into());
+                    return None;
+                };
+                if s.group().is_some() {
+                    self.group_error(Some(chat), "already a group chat: add users instead".into());
+                    return None;
+                }
+                // seed 002 App. M: our own leg's dialog; the focus translates it
+                let replaces = crate::proto::bodies::resource_lists::Replaces::new(
+                    s.call_id(),
+                    remote,
+                    s.local_tag(),
+                );
+                let peer = s.peer().to_owned();
+                if self.too_many(add.len() + 1) {
+                    return None;
+                }
+                let leg = GroupLeg {
+                    request_uri: self.factory_uri(),
+                    list: Some(recipient_list(Some((&peer, &replaces)), &add)),
+                    identity: None,
+                };
+                let id = self.start_group(ctx, now, leg);
+                self.group.continues.insert(id, chat);
+                Some(id)
+            }
+            ChatCommand::AddToGroup { chat, users } => {
+                let ok = self
+                    .sessions
+                    .get_mut(&chat)
+                    .filter(|s| s.session_identity().is_some())
+                    .is_some_and(|s| s.refer(ctx, &users));
+                if !ok {
+                    self.group_error(Some(chat), "not a running group chat".into());
+                }
+                None
+            }
+            ChatCommand::SendPrivate { chat, to, text } => {
+                let at = (self.clock)();
+                if let Some(s) = self.sessions.get_mut(&chat) {
+                    match s.send_private(now, &to, &text, &at) {
+                        Some(message_id) => self.events.push_back(ChatEvent::Sent {
+                            chat,
+                            message_id,
+                            text,
+                        }),
+                        None => self.events.push_back(ChatEvent::SendFailed {
+                            chat,
+                            message_id: String::new(),
+                            code: 481,
+                        }),
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// After the sessions spoke: a group chat that came up gets its
+    /// GroupStarted and a conference subscription (seed 004 7.1.1.11).
+    fn group_collect(&mut self, ctx: &mut ChatCtx<'_>) {
+        let up: Vec<(ChatId, String)> = self
+            .sessions
+            .values()
+            .filter(|s| s.is_established() && !self.group.started.contains(&s.id()))
+            .filter_map(|s| Some((s.id(), s.session_identity()?.to_owned())))
+            .collect();
+        for (chat, identity) in up {
+            self.group.started.insert(chat);
+            self.group.identities.insert(chat, identity.clone());
+            let continues = self.group.continues.get(&chat).copied().or_else(|| {
+                // invited with Replaces (RFC 3891): the chat it replaces
+                let r = self.sessions.get(&chat)?.replaces()?;
+                self.sessions
+                    .values()
+                    .find(|o| {
+                        o.id() != chat && o.call_id() == r.call_id && o.local_tag() == r.to_tag
+                    })
+                    .map(|o| o.id())
+            });
+            self.events.push_back(ChatEvent::GroupStarted {
+                chat,
+                identity: identity.clone(),
+                continues,
+            });
+            let mut w = super::group::ConferenceWatch::new(chat, &identity, ctx.ids);
+            if let Some(mut req) =
+                w.subscribe(&self.local, ctx.ids, super::group::CONFERENCE_EXPIRES)
+            {
+                ctx.digest.authorize(&mut req, &ctx.ids.cnonce());
+                self.group.out.push_back((chat, req));
+            }
+            self.group.watches.insert(chat, w);
+        }
+        // an ended group chat ends its subscription
+        let ended: Vec<ChatId> = self
+            .group
+            .watches
+            .iter()
+            .filter(|(c, w)| !w.ended && self.sessions.get(c).is_none_or(|s| s.is_terminated()))
+            .map(|(c, _)| *c)
+            .collect();
+        for chat in ended {
+            if let Some(w) = self.group.watches.get_mut(&chat) {
+                w.ended = true;
+                if let Some(mut req) = w.subscribe(&self.local, ctx.ids, 0) {
+                    ctx.digest.authorize(&mut req, &ctx.ids.cnonce());
+                    self.group.out.push_back((chat, req));
+                }
+            }
+        }
+    }
+
+    /// A NOTIFY of a conference subscription of ours: 200 and the roster.
+    fn group_notify(&mut self, now: Instant, key: &TsxKey, req: &Request) -> bool {
+        let Some(chat) = self
+            .group
+            .watches
+            .iter()
+            .find(|(_, w)| w.matches(req))
+            .map(|(c, _)| *c)
+        else {
+            return false;
+        };
+        let own = self.local.aor.clone();
+        let blocklist = self.group.settings.blocklist.clone();
+        let mut roster = None;
+        let mut identity = String::new();
+        if let Some(w) = self.group.watches.get_mut(&chat) {
+            roster = w.handle_notify(now, req, &own, &blocklist);
+            identity = w.identity.clone();
+        }
+        let resp = response_with(req, 200, None, None, vec![]);
+        self.pending_responses.push_back((key.clone(), resp));
+        if let Some(entries) = roster {
+            self.events.push_back(ChatEvent::Roster {
+                chat,
+                identity,
+                entries,
+            });
+        }
+        true
+    }
+
+    /// A response to one of our SUBSCRIBEs; retried once with credentials.
+    fn group_subscribe_response(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        chat: ChatId,
+        resp: Response,
+    ) {
+        let code = resp.status_code.code();
+        let Some(w) = self.group.watches.get_mut(&chat) else {
+            return;
+        };
+        if matches!(code, 401 | 407) && w.auth_tries < 2 {
+            w.auth_tries += 1;
+            if super::chat::answer_challenge(ctx.digest, &resp, w.auth_tries - 1) {
+                let expires = if w.ended {
+                    0
+                } else {
+                    super::group::CONFERENCE_EXPIRES
+                };
+                if let Some(mut req) = w.subscribe(&self.local, ctx.ids, expires) {
+                    ctx.digest.authorize(&mut req, &ctx.ids.cnonce());
+                    self.group.out.push_back((chat, req));
+                }
+            }
+            return;
+        }
+        w.handle_response(now, &resp);
     }
 
     /// Replaces the CPIM DateTime clock.
@@ -173,6 +513,14 @@ impl Chats {
     ) -> Option<ChatId> {
         let mut created = None;
         match cmd {
+            cmd @ (ChatCommand::CreateGroup { .. }
+            | ChatCommand::JoinGroup { .. }
+            | ChatCommand::Extend { .. }
+            | ChatCommand::AddToGroup { .. }
+            | ChatCommand::Rejoin { .. }
+            | ChatCommand::SendPrivate { .. }) => {
+                created = self.group_command(ctx, now, cmd);
+            }
             ChatCommand::Start { to, convergence_id } => {
                 let id = self.new_id();
                 self.events.push_back(ChatEvent::Calling {
@@ -237,6 +585,7 @@ impl Chats {
             }
         }
         self.collect();
+        self.group_collect(ctx);
         created
     }
 
@@ -265,6 +614,13 @@ impl Chats {
                     transport,
                 }),
             LayerEvent::Response { key, response } => match self.keys.get(&key).cloned() {
+                Some((chat, Method::Subscribe)) => {
+                    if response.status_code.code() >= 200 {
+                        self.keys.remove(&key);
+                        self.group_subscribe_response(ctx, now, chat, response);
+                    }
+                    None
+                }
                 Some((chat, _)) => {
                     if response.status_code.code() >= 200 {
                         self.keys.remove(&key);
@@ -353,6 +709,7 @@ impl Chats {
             other => Some(other),
         };
         self.collect();
+        self.group_collect(ctx);
         rest
     }
 
@@ -367,6 +724,9 @@ impl Chats {
         source: SocketAddr,
         transport: Transport,
     ) -> Option<(TsxKey, Request)> {
+        if req.method == Method::Notify && self.group_notify(now, &key, &req) {
+            return None;
+        }
         if to_tag(&req.headers).is_some() {
             return match self.by_dialog(&req) {
                 Some(chat) => {
@@ -382,7 +742,7 @@ impl Chats {
             return Some((key, req));
         }
         let id = self.new_id();
-        let s = ChatSession::incoming(
+        let mut s = ChatSession::incoming(
             ctx,
             now,
             id,
@@ -391,6 +751,23 @@ impl Chats {
             req,
             (source, transport),
         );
+        // RFC 3891 §3: an INVITE replacing a chat of ours is accepted at
+        // once and the old dialog ended (seed 002 App. M step 8)
+        let replaced = s.replaces().and_then(|r| {
+            self.sessions
+                .values()
+                .find(|o| {
+                    o.is_established() && o.call_id() == r.call_id && o.local_tag() == r.to_tag
+                })
+                .map(|o| o.id())
+        });
+        if let Some(old) = replaced {
+            self.group.continues.insert(id, old);
+            s.accept(ctx, now);
+            if let Some(o) = self.sessions.get_mut(&old) {
+                o.bye(ctx, now);
+            }
+        }
         self.sessions.insert(id, s);
         None
     }
@@ -523,13 +900,25 @@ impl Chats {
                 s.handle_timeout(ctx, now);
             }
         }
+        // conference subscriptions due for refresh (RFC 6665 §4.1.2.1)
+        for (chat, w) in self.group.watches.iter_mut() {
+            if w.poll_timeout().is_some_and(|t| t <= now) {
+                w.auth_tries = 0;
+                if let Some(mut req) = w.refresh(&self.local, ctx.ids) {
+                    ctx.digest.authorize(&mut req, &ctx.ids.cnonce());
+                    self.group.out.push_back((*chat, req));
+                }
+            }
+        }
         self.collect();
+        self.group_collect(ctx);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sessions
             .values()
             .filter_map(|s| s.poll_timeout())
+            .chain(self.group.watches.values().filter_map(|w| w.poll_timeout()))
             .min()
     }
 
@@ -571,6 +960,9 @@ impl Chats {
             }
         }
         let mut outs = Vec::new();
+        while let Some((chat, req)) = self.group.out.pop_front() {
+            outs.push((chat, SipOut::Request(req)));
+        }
         for s in self.sessions.values_mut() {
             while let Some(o) = s.poll_sip() {
                 outs.push((s.id(), o));

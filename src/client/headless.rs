@@ -38,6 +38,12 @@
 //! | `{"cmd":"pause","viewing":N}`, `resume` | `pause N`, `resume N` | INFO `isc-playback` |
 //! | `{"cmd":"seek","viewing":N,"position_ms":MS}` | `seek N MS` | INFO `isc-playback` seek |
 //! | `{"cmd":"auto_chat","on":B}` | `auto_chat on\|off` | start the chat on a `cm.recommendation` by itself (default on) |
+//! | `{"cmd":"group_create","invitees":[URI,...]}` | | ad-hoc group chat (factory INVITE with the list) |
+//! | `{"cmd":"group_join","uri":URI}` | | join a pre-defined group or a session identity |
+//! | `{"cmd":"group_extend","chat":N,"add":[URI,...]}` | | turn 1-1 chat N into a conference (Replaces) |
+//! | `{"cmd":"group_add","chat":N,"users":[URI,...]}` | | invite users into group chat N (REFER) |
+//! | `{"cmd":"group_rejoin","chat":N}` | | join again the conference group chat N had |
+//! | `{"cmd":"group_private","chat":N,"to":URI,"text":T}` | | private message to one participant |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -76,6 +82,10 @@
 //! | `playback_changed` | `viewing`, `by`, `action` (`pause`/`resume`/`seek`), `position_ms` |
 //! | `playback_answered` | `viewing`, `status` (to our own INFO) |
 //! | `viewing_stats` | `viewing`, `audio_packets`, `video_packets`, `audio_lost`, `frames_decoded`, `frames_presented`, `audio_played_ms` (every second) |
+//! | `group_started` | `chat`, `identity` (session identity), `continues` (the 1-1 chat it replaced, or null) |
+//! | `group_roster` | `chat`, `identity`, `entries`: [{`user`, `display_name`, `status` (`joined`/`ringing`/`left`/...), `own`, `blocked`}] |
+//! | `chat_message` with `"private": true` | a private message in a group |
+//! | `group_error` | `chat` (or null), `reason` |
 //! | `stopped` | (last line) |
 
 use std::io;

@@ -9,6 +9,7 @@ pub mod chats;
 pub mod composing;
 pub mod content_viewing;
 pub mod cv_headless;
+pub mod group;
 pub mod headless;
 pub mod ids;
 pub mod instance;
@@ -74,6 +75,11 @@ pub struct UaConfig {
     /// for a person (falls back to null without a sound card), or a WAV file
     /// (`--audio-out`).
     pub audio: crate::media::audio_out::AudioOut,
+    /// The service's limit on ad-hoc groups, when known: a larger group is
+    /// refused before any INVITE (seed 004 7.1.1.3).
+    pub max_adhoc_group_size: Option<u32>,
+    /// Users on the local blocklist, flagged in group rosters.
+    pub blocklist: Vec<String>,
 }
 
 impl UaConfig {
@@ -106,6 +112,8 @@ impl UaConfig {
             retry_max: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(4),
             audio: crate::media::audio_out::AudioOut::Null,
+            max_adhoc_group_size: None,
+            blocklist: Vec::new(),
         }
     }
 

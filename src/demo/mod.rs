@@ -28,7 +28,10 @@
 
 pub mod c15_1;
 pub mod c15_2;
+pub mod conference_state;
+pub mod cpm_multidevice;
 pub mod device;
+pub mod extend_to_conference;
 pub mod free_play;
 pub mod live;
 mod names;
@@ -53,6 +56,9 @@ pub const SCENARIOS: &[Scenario] = &[
     pager::SCENARIO,
     c15_1::SCENARIO,
     c15_2::SCENARIO,
+    cpm_multidevice::SCENARIO,
+    conference_state::SCENARIO,
+    extend_to_conference::SCENARIO,
     free_play::SCENARIO,
 ];
 

@@ -84,6 +84,8 @@ pub fn columns(scenario: &Scenario) -> Vec<String> {
 pub struct Namer {
     function: Option<FunctionNamer>,
     by_call: HashMap<String, &'static str>,
+    /// MSRP authorities (`127.0.0.1:40123`) each device put in its SDP.
+    msrp_paths: HashMap<String, String>,
 }
 
 impl Namer {
@@ -92,6 +94,7 @@ impl Namer {
         Namer {
             function,
             by_call: HashMap::new(),
+            msrp_paths: HashMap::new(),
         }
     }
 
@@ -119,15 +122,56 @@ impl Namer {
             }
             None => self.by_call.get(&call_id).copied().unwrap_or("server"),
         };
-        let peer = names
-            .get(&ev.peer)
-            .cloned()
+        let known = names.get(&ev.peer).cloned();
+        if let (Some(dev), Direction::In) = (&known, ev.direction) {
+            for line in text.lines() {
+                if let Some(path) = line.trim().strip_prefix("a=path:") {
+                    for uri in path.split_whitespace() {
+                        if let Some(a) = msrp_authority(uri) {
+                            self.msrp_paths.insert(a, dev.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let peer = known
+            .or_else(|| msrp_peer(&text, ev.direction, &self.msrp_paths))
             .unwrap_or_else(|| ev.peer.to_string());
         match ev.direction {
             Direction::In => (peer, function.to_string()),
             Direction::Out => (function.to_string(), peer),
         }
     }
+}
+
+/// `host:port` of an MSRP URI (RFC 4975 §9).
+fn msrp_authority(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("msrp://")
+        .or_else(|| uri.strip_prefix("msrps://"))?;
+    let auth = rest.split(['/', ';']).next()?;
+    // Drop a userinfo part.
+    Some(auth.rsplit('@').next().unwrap_or(auth).to_owned())
+}
+
+/// The device at the far end of an MSRP frame: the sender's URI (first of
+/// From-Path) when it came in, the addressee's (last of To-Path) when it
+/// went out, looked up among the devices' SDP paths.
+fn msrp_peer(text: &str, dir: Direction, paths: &HashMap<String, String>) -> Option<String> {
+    if !text.starts_with("MSRP ") {
+        return None;
+    }
+    let uri = match dir {
+        Direction::In => header(text, "From-Path", None)?
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+        Direction::Out => header(text, "To-Path", None)?
+            .split_whitespace()
+            .last()?
+            .to_owned(),
+    };
+    paths.get(&msrp_authority(&uri)?).cloned()
 }
 
 /// The first header `name` (or its compact form), trimmed.
@@ -149,6 +193,30 @@ fn header(text: &str, name: &str, compact: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn msrp_frames_are_named_by_the_devices_sdp_paths() {
+        let mut paths = HashMap::new();
+        paths.insert("127.0.0.1:4000".to_owned(), "bob/tv".to_owned());
+        let inbound = "MSRP t1 SEND\r\nTo-Path: msrp://127.0.0.1:9/s;tcp\r\nFrom-Path: msrp://127.0.0.1:4000/x;tcp\r\n\r\n";
+        assert_eq!(
+            msrp_peer(inbound, Direction::In, &paths).as_deref(),
+            Some("bob/tv")
+        );
+        let outbound = "MSRP t2 SEND\r\nTo-Path: msrp://127.0.0.1:4000/x;tcp\r\nFrom-Path: msrp://127.0.0.1:9/s;tcp\r\n\r\n";
+        assert_eq!(
+            msrp_peer(outbound, Direction::Out, &paths).as_deref(),
+            Some("bob/tv")
+        );
+        assert_eq!(
+            msrp_peer("INVITE sip:x SIP/2.0\r\n", Direction::In, &paths),
+            None
+        );
+        assert_eq!(
+            msrp_authority("msrps://u@h:1/s;tcp").as_deref(),
+            Some("h:1")
+        );
+    }
 
     #[test]
     fn functions() {

@@ -266,13 +266,15 @@ impl Server {
                 deferred_store,
             ));
         }
-        let (connect_tx, mut connect_rx) = tokio::sync::mpsc::channel::<(u64, io::Result<u64>)>(64);
+        let (connect_tx, mut connect_rx) =
+            tokio::sync::mpsc::channel::<(u64, SocketAddr, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());
         let (wire, _) = broadcast::channel(4096);
         let task = {
             let stop = stop.clone();
             let wire = wire.clone();
             tokio::spawn(async move {
+                let mut msrp_trace = MsrpTrace::default();
                 loop {
                     let media_wake = core.poll_media_timeout();
                     let wake = [core.poll_timeout(), media_wake]
@@ -294,11 +296,20 @@ impl Server {
                         }
                         ev = msrp_events.recv() => {
                             let input = match ev {
-                                Some(MsrpNetEvent::Accepted { conn, .. }) => Some(RelayInput::Accepted { conn }),
+                                Some(MsrpNetEvent::Accepted { conn, peer }) => {
+                                    msrp_trace.peers.insert(conn, peer);
+                                    Some(RelayInput::Accepted { conn })
+                                }
                                 // Our own connects are reported through `connect_rx`.
                                 Some(MsrpNetEvent::Connected { .. }) => None,
-                                Some(MsrpNetEvent::Data { conn, bytes }) => Some(RelayInput::Data { conn, bytes }),
-                                Some(MsrpNetEvent::Closed { conn }) => Some(RelayInput::Closed { conn }),
+                                Some(MsrpNetEvent::Data { conn, bytes }) => {
+                                    msrp_trace.received(&wire, conn, &bytes);
+                                    Some(RelayInput::Data { conn, bytes })
+                                }
+                                Some(MsrpNetEvent::Closed { conn }) => {
+                                    msrp_trace.closed(conn);
+                                    Some(RelayInput::Closed { conn })
+                                }
                                 None => break,
                             };
                             if let Some(input) = input {
@@ -306,9 +317,12 @@ impl Server {
                             }
                         }
                         res = connect_rx.recv() => {
-                            let Some((leg, res)) = res else { break };
+                            let Some((leg, addr, res)) = res else { break };
                             let input = match res {
-                                Ok(conn) => RelayInput::Connected { leg, conn },
+                                Ok(conn) => {
+                                    msrp_trace.peers.insert(conn, addr);
+                                    RelayInput::Connected { leg, conn }
+                                }
                                 Err(e) => {
                                     tracing::info!(error = %e, leg, "MSRP connect failed");
                                     RelayInput::ConnectFailed { leg }
@@ -334,15 +348,19 @@ impl Server {
                                 let tx = connect_tx.clone();
                                 tokio::spawn(async move {
                                     let res = msrp.connect(addr).await;
-                                    let _ = tx.send((leg, res)).await;
+                                    let _ = tx.send((leg, addr, res)).await;
                                 });
                             }
                             RelayOutput::Send { conn, bytes } => {
+                                msrp_trace.sent(&wire, conn, &bytes);
                                 if let Err(e) = msrp.send(conn, bytes).await {
                                     tracing::info!(error = %e, conn, "MSRP send failed");
                                 }
                             }
-                            RelayOutput::Close { conn } => msrp.close(conn),
+                            RelayOutput::Close { conn } => {
+                                msrp_trace.closed(conn);
+                                msrp.close(conn)
+                            }
                         }
                     }
                     while let Some(out) = core.poll_transmit() {
@@ -371,5 +389,121 @@ impl Server {
             wire,
             task,
         })
+    }
+}
+
+/// The MSRP side of the wire trace: each connection's peer, and the bytes
+/// received so far cut into whole frames (RFC 4975 §7: a frame ends with
+/// `-------<tid>` and `$`, `+` or `#`), so the ladder shows one arrow per
+/// SEND or response. Does nothing while nobody listens.
+#[derive(Default)]
+struct MsrpTrace {
+    peers: std::collections::HashMap<u64, SocketAddr>,
+    buffers: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+/// A frame this long without its end-line is published as it is.
+const MSRP_TRACE_MAX: usize = 256 * 1024;
+
+impl MsrpTrace {
+    fn publish(
+        wire: &broadcast::Sender<WireEvent>,
+        direction: Direction,
+        peer: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let _ = wire.send(WireEvent {
+            at: Instant::now(),
+            direction,
+            peer,
+            transport: Transport::Tcp,
+            bytes: bytes.into(),
+        });
+    }
+
+    fn sent(&mut self, wire: &broadcast::Sender<WireEvent>, conn: u64, bytes: &[u8]) {
+        if wire.receiver_count() == 0 {
+            return;
+        }
+        let Some(&peer) = self.peers.get(&conn) else {
+            return;
+        };
+        let mut rest = bytes.to_vec();
+        for frame in split_msrp_frames(&mut rest) {
+            Self::publish(wire, Direction::Out, peer, &frame);
+        }
+        if !rest.is_empty() {
+            Self::publish(wire, Direction::Out, peer, &rest);
+        }
+    }
+
+    fn received(&mut self, wire: &broadcast::Sender<WireEvent>, conn: u64, bytes: &[u8]) {
+        if wire.receiver_count() == 0 {
+            return;
+        }
+        let Some(&peer) = self.peers.get(&conn) else {
+            return;
+        };
+        let buf = self.buffers.entry(conn).or_default();
+        buf.extend_from_slice(bytes);
+        for frame in split_msrp_frames(buf) {
+            Self::publish(wire, Direction::In, peer, &frame);
+        }
+        if buf.len() > MSRP_TRACE_MAX {
+            Self::publish(wire, Direction::In, peer, buf);
+            buf.clear();
+        }
+    }
+
+    fn closed(&mut self, conn: u64) {
+        self.peers.remove(&conn);
+        self.buffers.remove(&conn);
+    }
+}
+
+/// Takes the whole MSRP frames off the front of `buf`.
+fn split_msrp_frames(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    while let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") {
+        let first = String::from_utf8_lossy(&buf[..line_end]);
+        let mut words = first.split_whitespace();
+        let tid = match (words.next(), words.next()) {
+            (Some("MSRP"), Some(tid)) => tid.to_owned(),
+            _ => break,
+        };
+        let end_line = format!("\r\n-------{tid}");
+        let needle = end_line.as_bytes();
+        let Some(at) = buf[line_end..]
+            .windows(needle.len() + 1)
+            .position(|w| w.starts_with(needle) && matches!(w[needle.len()], b'$' | b'+' | b'#'))
+        else {
+            break;
+        };
+        // The end-line, its flag and CRLF.
+        let end = (line_end + at + needle.len() + 3).min(buf.len());
+        frames.push(buf.drain(..end).collect());
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_msrp_frames;
+
+    #[test]
+    fn msrp_trace_cuts_whole_frames_and_keeps_the_rest() {
+        let a = b"MSRP t1 SEND\r\nTo-Path: msrp://a\r\n\r\nhi\r\n-------t1$\r\n";
+        let b = b"MSRP t2 200 OK\r\nTo-Path: msrp://b\r\n-------t2$\r\n";
+        let mut buf = [&a[..], &b[..], b"MSRP t3 SEND\r\nTo-Pa"].concat();
+        let frames = split_msrp_frames(&mut buf);
+        assert_eq!(frames, vec![a.to_vec(), b.to_vec()]);
+        assert_eq!(buf, b"MSRP t3 SEND\r\nTo-Pa");
+        // a body mentioning another end-line does not cut the frame
+        let c = b"MSRP t4 SEND\r\n\r\n-------t9$\r\n-------t4+\r\n";
+        let mut buf = c.to_vec();
+        assert_eq!(split_msrp_frames(&mut buf), vec![c.to_vec()]);
+        // not MSRP: left alone
+        let mut junk = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        assert!(split_msrp_frames(&mut junk).is_empty());
     }
 }

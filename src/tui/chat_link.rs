@@ -67,6 +67,11 @@ pub fn session_events(ev: ChatEvent) -> Vec<SessionEvent> {
         | ChatEvent::Sent { .. }
         | ChatEvent::Delivered { .. }
         | ChatEvent::SendFailed { .. } => Vec::new(),
+        // Group sessions are not shown by the TUI yet.
+        ChatEvent::GroupStarted { .. }
+        | ChatEvent::Roster { .. }
+        | ChatEvent::PrivateMessage { .. }
+        | ChatEvent::GroupError { .. } => Vec::new(),
     }
 }
 

@@ -28,7 +28,11 @@ pub(crate) fn new_chats(cfg: &UaConfig, contact_uri: String, clock: WallClock) -
         composing: cfg.composing,
         msrp_chunk_size: 2048,
     };
-    Chats::new(local, clock)
+    let mut chats = Chats::new(local, clock);
+    let g = chats.group_settings_mut();
+    g.max_adhoc_group_size = cfg.max_adhoc_group_size;
+    g.blocklist = cfg.blocklist.iter().cloned().collect();
+    chats
 }
 
 impl UserAgent {
@@ -70,6 +74,12 @@ impl UserAgent {
         };
         self.chats.handle_timeout(&mut ctx, now);
         self.chat_flush(now);
+    }
+
+    /// Group settings (factory, ad-hoc limit, blocklist), e.g. when the
+    /// user blocks someone.
+    pub fn group_settings_mut(&mut self) -> &mut crate::client::group::GroupSettings {
+        self.chats.group_settings_mut()
     }
 
     /// The chats, read-only (sessions, local settings).
