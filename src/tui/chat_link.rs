@@ -8,7 +8,8 @@ use crate::client;
 use crate::client::chats::ChatCommand;
 
 use super::action::{Answer, Command, Invitation, SessionEvent};
-use super::app::{ConvKind, InvitationId};
+use super::app::{ConvKind, InvitationId, RosterStatus};
+use crate::client::group::RosterStatus as GroupStatus;
 
 /// The conversation key of chat session `chat`.
 pub fn chat_key(chat: u64) -> String {
@@ -68,10 +69,38 @@ pub fn session_events(ev: ChatEvent) -> Vec<SessionEvent> {
         | ChatEvent::Delivered { .. }
         | ChatEvent::SendFailed { .. } => Vec::new(),
         // Group sessions are not shown by the TUI yet.
-        ChatEvent::GroupStarted { .. }
-        | ChatEvent::Roster { .. }
-        | ChatEvent::PrivateMessage { .. }
-        | ChatEvent::GroupError { .. } => Vec::new(),
+        ChatEvent::GroupStarted { chat, identity, .. } => vec![SessionEvent::Opened {
+            key: chat_key(chat),
+            title: format!("group {}", identity.trim_start_matches("sip:")),
+            kind: ConvKind::Group { uri: identity },
+        }],
+        // Conference state (RFC 4575) as the roster pane's lines.
+        ChatEvent::Roster { chat, entries, .. } => vec![SessionEvent::Roster {
+            key: chat_key(chat),
+            entries: entries
+                .into_iter()
+                .map(|e| {
+                    let status = match e.status {
+                        GroupStatus::Joined => RosterStatus::Connected,
+                        GroupStatus::Ringing => RosterStatus::Ringing,
+                        GroupStatus::Left | GroupStatus::Other(_) => RosterStatus::Left,
+                    };
+                    (e.user, status, e.own)
+                })
+                .collect(),
+        }],
+        // seed 003 7.1.3.2.2: shown apart from the group's messages.
+        ChatEvent::PrivateMessage {
+            chat, from, text, ..
+        } => vec![SessionEvent::Message {
+            key: chat_key(chat),
+            from,
+            text,
+            private: true,
+            sent_at: None,
+            late: false,
+        }],
+        ChatEvent::GroupError { reason, .. } => vec![SessionEvent::Error(reason)],
     }
 }
 
@@ -142,6 +171,50 @@ fn opened(chat: u64, peer: &str) -> SessionEvent {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn conference_state_fills_the_roster_and_private_messages_are_marked() {
+        use crate::client::group::RosterEntry;
+        let entry = |user: &str, status, own| RosterEntry {
+            user: user.into(),
+            display_name: None,
+            status,
+            own,
+            blocked: false,
+        };
+        let ev = ChatEvent::Roster {
+            chat: 2,
+            identity: "sip:conf-1@isc.local".into(),
+            entries: vec![
+                entry("sip:alice@isc.local", GroupStatus::Joined, true),
+                entry("sip:carol@isc.local", GroupStatus::Ringing, false),
+                entry("sip:bob@isc.local", GroupStatus::Left, false),
+            ],
+        };
+        assert_eq!(
+            session_events(ev),
+            vec![SessionEvent::Roster {
+                key: "chat:2".into(),
+                entries: vec![
+                    ("sip:alice@isc.local".into(), RosterStatus::Connected, true),
+                    ("sip:carol@isc.local".into(), RosterStatus::Ringing, false),
+                    ("sip:bob@isc.local".into(), RosterStatus::Left, false),
+                ],
+            }]
+        );
+        let private = ChatEvent::PrivateMessage {
+            chat: 2,
+            from: "sip:bob@isc.local".into(),
+            text: "psst".into(),
+            at: None,
+            message_id: "m1".into(),
+        };
+        assert!(matches!(
+            &session_events(private)[0],
+            SessionEvent::Message { private: true, .. }
+        ));
+    }
+
     use super::*;
 
     #[test]
