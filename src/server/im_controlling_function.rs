@@ -854,12 +854,17 @@ impl ImControllingFunction {
         for (target, instance, replaces) in targets {
             let local = self.local_uri(ctx);
             let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
+            // RFC 4975 §8.2: an MSRP offer lists what it accepts.
             let mut media = MsrpMedia::offer(
                 self.config.msrp_local.port(),
                 connection.clone(),
                 vec![local.to_string()],
-                &[],
+                crate::proto::sdp::CHAT_ACCEPT_TYPES,
             );
+            media.accept_wrapped_types = crate::proto::sdp::CHAT_ACCEPT_WRAPPED_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
             media.setup = Some(Setup::Active);
             let mut sid = [0u8; 4];
             ctx.ids.fill(&mut sid);
