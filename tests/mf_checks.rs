@@ -171,7 +171,7 @@ async fn unknown_content_gets_404() {
 }
 
 #[tokio::test]
-async fn pre_defined_group_invites_every_member() {
+async fn pre_defined_group_invites_every_device_of_every_member() {
     let server = start(|o| {
         o.config.groups = vec![GroupConfig {
             name: "friends".into(),
@@ -186,6 +186,8 @@ async fn pre_defined_group_invites_every_member() {
     let mut alice = Viewer::register(addr, "alice", "al", "laptop").await;
     let bob = Viewer::register(addr, "bob", "b1", "phone").await;
     let carol = Viewer::register(addr, "carol", "c1", "tv").await;
+    // Three users, one of them with two devices: every device is invited.
+    let carol_phone = Viewer::register(addr, "carol", "c2", "phone").await;
     let request = content_request("melody", None, None, "sip:friends@isc.local");
     let sdp = alice.sdp();
     let inv = cv_invite(
@@ -200,11 +202,14 @@ async fn pre_defined_group_invites_every_member() {
     let sent = send_invite(&mut alice.sip, inv).await;
     let ib = recv_request(&bob.sip, rsip::Method::Invite).await;
     let ic = recv_request(&carol.sip, rsip::Method::Invite).await;
+    let ic2 = recv_request(&carol_phone.sip, rsip::Method::Invite).await;
     assert_eq!(
         ib.headers.get_raw("P-Asserted-Service").as_deref(),
         Some(ICSI_GROUP)
     );
     assert_eq!(ic.uri.to_string(), carol.gruu);
+    assert_eq!(ic2.uri.to_string(), carol_phone.gruu);
+    assert_ne!(carol.gruu, carol_phone.gruu);
     answer_ok(&bob.sip, &ib, "bt", &bob.sdp()).await;
     assert_eq!(final_for(&alice.sip, &sent).await.status_code.code(), 200);
     // carol joins half a second later, at the shared position
