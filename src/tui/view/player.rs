@@ -2,14 +2,13 @@
 //! paused or seeked, and the stream stats.
 
 use ratatui::Frame;
-use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::mmss;
-use crate::proto::rtp::jpeg_codec::RgbFrame;
+use crate::media::video::render_half_blocks;
 use crate::tui::action::Pane;
 use crate::tui::app::App;
 
@@ -41,7 +40,8 @@ pub fn render(app: &App, frame: &mut Frame, r: Rect) {
         ..inner
     };
     match &p.frame {
-        Some(f) if video.height > 0 => draw_frame(f, video, frame.buffer_mut()),
+        // The player's renderer: area-averaged `▀` cells, aspect kept, centred.
+        Some(f) if video.height > 0 => render_half_blocks(f, video, frame.buffer_mut()),
         None if video.height > 0 => frame.render_widget(
             Paragraph::new("(waiting for video)")
                 .style(Style::new().fg(Color::DarkGray))
@@ -55,39 +55,6 @@ pub fn render(app: &App, frame: &mut Frame, r: Rect) {
         _ => {}
     }
     frame.render_widget(Paragraph::new(progress(app, bar.width as usize)), bar);
-}
-
-/// Nearest-neighbour scale into cells, two pixels per cell (`▀`: fg = upper,
-/// bg = lower), centred and keeping the aspect ratio.
-fn draw_frame(f: &RgbFrame, area: Rect, buf: &mut Buffer) {
-    let (fw, fh) = (usize::from(f.width), usize::from(f.height));
-    if fw == 0 || fh == 0 || f.data.len() < fw * fh * 3 {
-        return;
-    }
-    let (aw, ah) = (usize::from(area.width), usize::from(area.height) * 2);
-    // Fit inside aw × ah pixels.
-    let scale = f64::min(aw as f64 / fw as f64, ah as f64 / fh as f64);
-    let (w, h) = (
-        ((fw as f64 * scale) as usize).max(1),
-        ((fh as f64 * scale) as usize).max(2),
-    );
-    let x0 = area.x as usize + (aw - w.min(aw)) / 2;
-    let y0 = area.y as usize;
-    let px = |x: usize, y: usize| {
-        let sx = (x * fw / w).min(fw - 1);
-        let sy = (y * fh / h).min(fh - 1);
-        let i = (sy * fw + sx) * 3;
-        Color::Rgb(f.data[i], f.data[i + 1], f.data[i + 2])
-    };
-    for cy in 0..(h / 2).min(usize::from(area.height)) {
-        for x in 0..w.min(aw) {
-            if let Some(cell) = buf.cell_mut(((x0 + x) as u16, (y0 + cy) as u16)) {
-                cell.set_char('▀')
-                    .set_fg(px(x, cy * 2))
-                    .set_bg(px(x, cy * 2 + 1));
-            }
-        }
-    }
 }
 
 fn progress(app: &App, width: usize) -> Line<'static> {
