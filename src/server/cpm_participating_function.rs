@@ -17,7 +17,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::config::{SdpPolicy, UserConfig};
-use crate::proto::bodies::cpim::CpimMessage;
 use crate::proto::msrp::{MsrpPath, MsrpUri};
 use crate::proto::sdp::{
     ConnectionAddress, MediaLine, MsrpAnswerParams, MsrpMedia, Sdp, Setup, SetupPreference,
@@ -1142,23 +1141,13 @@ impl CpmParticipatingFunction {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let cpim = CpimMessage::parse(&body).ok();
-        let get = |name: &str| {
-            cpim.as_ref()
-                .and_then(|m| m.header(name))
-                .unwrap_or_default()
-                .to_string()
-        };
-        let entry = HistoryEntry {
-            conversation: conversation_key(&c.originator, &c.recipient),
-            cpim_from: get("From"),
-            cpim_to: get("To"),
-            cpim_date_time: get("DateTime"),
+        let entry = HistoryEntry::from_msrp(
+            conversation_key(&c.originator, &c.recipient),
             message_id,
             content_type,
             body,
-            arrived_unix_ms: (self.config.wall_clock_ms)(),
-        };
+            (self.config.wall_clock_ms)(),
+        );
         if let Err(e) = self.history.store(&entry) {
             tracing::warn!(error = %e, "history not stored");
         }

@@ -38,6 +38,37 @@ pub struct HistoryEntry {
     pub arrived_unix_ms: i64,
 }
 
+impl HistoryEntry {
+    /// The entry for one chat message as it crossed an MSRP relay: the CPIM
+    /// From / To / DateTime are read from `body` when it is CPIM (RFC 3862),
+    /// else left empty.
+    pub fn from_msrp(
+        conversation: String,
+        message_id: String,
+        content_type: String,
+        body: Vec<u8>,
+        arrived_unix_ms: i64,
+    ) -> Self {
+        let cpim = crate::proto::bodies::cpim::CpimMessage::parse(&body).ok();
+        let header = |name: &str| {
+            cpim.as_ref()
+                .and_then(|m| m.header(name))
+                .unwrap_or_default()
+                .to_string()
+        };
+        HistoryEntry {
+            conversation,
+            cpim_from: header("From"),
+            cpim_to: header("To"),
+            cpim_date_time: header("DateTime"),
+            message_id,
+            content_type,
+            body,
+            arrived_unix_ms,
+        }
+    }
+}
+
 /// The conversation key of two users: their AORs sorted.
 pub fn conversation_key(a: &str, b: &str) -> String {
     let (x, y) = if a <= b { (a, b) } else { (b, a) };

@@ -32,7 +32,6 @@ use crate::config::{GroupConfig, JoiningPolicy, SdpPolicy, UserConfig};
 use crate::proto::bodies::conference_info::{
     ConferenceInfo, ElementState, Endpoint, EndpointStatus, User,
 };
-use crate::proto::bodies::cpim::CpimMessage;
 use crate::proto::bodies::multipart::Multipart;
 use crate::proto::bodies::resource_lists::ResourceLists;
 use crate::proto::msrp::{MsrpPath, MsrpUri};
@@ -1741,23 +1740,13 @@ impl ImControllingFunction {
         let Some(c) = self.confs.get(&conf) else {
             return;
         };
-        let cpim = CpimMessage::parse(&body).ok();
-        let header = |name: &str| {
-            cpim.as_ref()
-                .and_then(|m| m.header(name))
-                .unwrap_or_default()
-                .to_string()
-        };
-        let entry = HistoryEntry {
-            conversation: c.identity.clone(),
-            cpim_from: header("From"),
-            cpim_to: header("To"),
-            cpim_date_time: header("DateTime"),
+        let entry = HistoryEntry::from_msrp(
+            c.identity.clone(),
             message_id,
             content_type,
             body,
-            arrived_unix_ms: (self.config.wall_clock_ms)(),
-        };
+            (self.config.wall_clock_ms)(),
+        );
         if let Err(e) = self.history.store(&entry) {
             tracing::warn!(error = %e, "conference history not stored");
         }
