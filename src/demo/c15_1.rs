@@ -131,6 +131,51 @@ pub(super) async fn rtp_counts(
     })
 }
 
+/// The CM half of C.15.x once both chat legs are up: `a` says `a_text`
+/// (step `a_step`, seen by `b`) and `b` answers `b_text` on its chat
+/// `b_chat` (step `b_step`, seen by `a`).
+pub(super) async fn chat_both_ways(
+    st: &mut Stage,
+    (a, a_step, a_text): (&Device, &'static str, &'static str),
+    (b, b_step, b_text, b_chat): (&Device, &'static str, &'static str, u64),
+) -> Result<(), DemoError> {
+    let started = || chat_event(|c| matches!(c, ChatEvent::Started { .. }));
+    let a_chat = match st.expect("-", a, started()).await? {
+        ClientEvent::Chat(ChatEvent::Started { chat, .. }) => chat,
+        _ => 0,
+    };
+    st.expect("-", b, started()).await?;
+    a.command(Command::Chat(ChatCommand::Send {
+        chat: a_chat,
+        text: a_text.into(),
+    }))?;
+    let said = |text: &'static str| {
+        chat_event(move |c| matches!(c, ChatEvent::Message { text: t, .. } if t == text))
+    };
+    st.expect(a_step, b, said(a_text)).await?;
+    b.command(Command::Chat(ChatCommand::Send {
+        chat: b_chat,
+        text: b_text.into(),
+    }))?;
+    st.expect(b_step, a, said(b_text)).await?;
+    Ok(())
+}
+
+/// The viewer's player keeps counting RTP while the others chat: `step`
+/// is ticked only if more audio arrived over 1.2 s.
+pub(super) async fn still_playing(
+    st: &mut Stage,
+    step: &'static str,
+    viewer: &Device,
+) -> Result<(), DemoError> {
+    let before = rtp_counts(st, "-", viewer).await?.0;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    if rtp_counts(st, "-", viewer).await?.0 > before {
+        st.expect(step, viewer, |_| true).await?;
+    }
+    Ok(())
+}
+
 pub(super) fn rtp_label(a: u64, v: u64) -> String {
     format!("RTP audio {a}, video {v}")
 }
@@ -237,55 +282,14 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
         st.note("server:mf", "bob/phone", &rtp_label(a, v));
 
         // 13. the chat
-        let a2_chat = match st
-            .expect(
-                "-",
-                &alice_phone,
-                chat_event(|c| matches!(c, ChatEvent::Started { .. })),
-            )
-            .await?
-        {
-            ClientEvent::Chat(ChatEvent::Started { chat, .. }) => chat,
-            _ => 0,
-        };
-        st.expect(
-            "-",
-            &bob_phone,
-            chat_event(|c| matches!(c, ChatEvent::Started { .. })),
+        chat_both_ways(
+            st,
+            (&alice_phone, "13a", "Great opening scene!"),
+            (&bob_phone, "13b", "The music too", chat),
         )
         .await?;
-        alice_phone.command(Command::Chat(ChatCommand::Send {
-            chat: a2_chat,
-            text: "Great opening scene!".into(),
-        }))?;
-        st.expect(
-            "13a",
-            &bob_phone,
-            chat_event(
-                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("Great opening")),
-            ),
-        )
-        .await?;
-        bob_phone.command(Command::Chat(ChatCommand::Send {
-            chat,
-            text: "The music too".into(),
-        }))?;
-        st.expect(
-            "13b",
-            &alice_phone,
-            chat_event(
-                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("The music")),
-            ),
-        )
-        .await?;
-
         // 14. still watching: the tv's player keeps counting
-        let before = rtp_counts(st, "-", &alice_tv).await?.0;
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        let (a, _) = rtp_counts(st, "-", &alice_tv).await?;
-        if a > before {
-            st.expect("14", &alice_tv, |_| true).await?;
-        }
+        still_playing(st, "14", &alice_tv).await?;
         // 10. the phone never played anything
         let phone_played = alice_phone
             .events()

@@ -4,10 +4,9 @@
 //! Reason and says "taken on your other device"), the phone takes the chat
 //! (the tv gets CANCEL); RTP to alice and the tv, chat alice ↔ phone.
 
-use std::time::Duration;
-
 use super::c15_1::{
-    chat_event, content_options, isc_function, rtp_counts, rtp_label, viewing_event,
+    chat_both_ways, chat_event, content_options, isc_function, rtp_counts, rtp_label,
+    still_playing, viewing_event,
 };
 use super::{Scenario, ScriptFuture, Stage, Step};
 use crate::client::chat::{ChatEvent, EndReason};
@@ -193,55 +192,15 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
             }),
         )
         .await?;
-        let alice_chat = match st
-            .expect(
-                "-",
-                &alice,
-                chat_event(|c| matches!(c, ChatEvent::Started { .. })),
-            )
-            .await?
-        {
-            ClientEvent::Chat(ChatEvent::Started { chat, .. }) => chat,
-            _ => 0,
-        };
-        st.expect(
-            "-",
-            &phone,
-            chat_event(|c| matches!(c, ChatEvent::Started { .. })),
-        )
-        .await?;
         // 16. the chat
-        alice.command(Command::Chat(ChatCommand::Send {
-            chat: alice_chat,
-            text: "Are you watching?".into(),
-        }))?;
-        st.expect(
-            "16a",
-            &phone,
-            chat_event(
-                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("watching")),
-            ),
+        chat_both_ways(
+            st,
+            (&alice, "16a", "Are you watching?"),
+            (&phone, "16b", "Yes, on the tv", phone_chat),
         )
         .await?;
-        phone.command(Command::Chat(ChatCommand::Send {
-            chat: phone_chat,
-            text: "Yes, on the tv".into(),
-        }))?;
-        st.expect(
-            "16b",
-            &alice,
-            chat_event(
-                |c| matches!(c, ChatEvent::Message { text, .. } if text.contains("on the tv")),
-            ),
-        )
-        .await?;
-
         // 17. the tv keeps playing; 11. the phone never did
-        let before = rtp_counts(st, "-", &tv).await?.0;
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        if rtp_counts(st, "-", &tv).await?.0 > before {
-            st.expect("17", &tv, |_| true).await?;
-        }
+        still_playing(st, "17", &tv).await?;
         let phone_played = phone
             .events()
             .iter()
