@@ -292,3 +292,161 @@ async fn isc_device_pages_baresip_and_stops_is_composing_after_415() {
     alice.stop(Duration::from_secs(2)).await;
     server.shutdown().await;
 }
+
+/// A registered linphonec: waits for its REGISTER's 200 on the wire.
+async fn linphone_registered(wire: &Wire, user: &str, proc: &PeerProcess) {
+    let aor = format!("sip:{user}@{DOMAIN}");
+    let ok = wire
+        .wait(Duration::from_secs(15), |s| {
+            s.direction == Direction::Out
+                && s.first_line().starts_with("SIP/2.0 200")
+                && s.cseq_method() == "REGISTER"
+                && s.header("To").is_some_and(|t| t.contains(&aor))
+        })
+        .await;
+    assert!(
+        ok.is_some(),
+        "{user} (linphonec) did not register\n{}\n{}",
+        proc.output(),
+        wire.dump()
+    );
+}
+
+fn linphonec(dir: &std::path::Path, rc: &std::path::Path, secs: u32) -> PeerProcess {
+    let log = dir.join("linphone-debug.log");
+    PeerProcess::spawn(
+        dir,
+        "linphonec",
+        secs,
+        "linphonec",
+        &[
+            "-c",
+            rc.to_str().unwrap(),
+            "-d",
+            "1",
+            "-l",
+            log.to_str().unwrap(),
+        ],
+        true,
+    )
+}
+
+/// linphonec → isc: its `chat` command (a basic chat room: one SIP MESSAGE,
+/// text/plain) from ted reaches bob's isc device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linphonec_pages_an_isc_device() {
+    if !have("linphonec", "-v", "linphone-cli") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = md5_server().await;
+    let wire = Wire::tap(&server);
+    let addr = server.local_addr();
+    let bob = isc_device(addr, "bob/phone").await;
+    let rc = linphonerc(dir.path(), "ted", addr, free_port());
+    let mut lin = linphonec(dir.path(), &rc, 30);
+    linphone_registered(&wire, "ted", &lin).await;
+    lin.write_line("chat sip:bob@isc.local hello from linphonec")
+        .await;
+    let (from, ct, text) = wait_received(&bob, "hello from linphonec").await;
+    assert_eq!(from, "sip:ted@isc.local");
+    assert!(ct.as_deref().is_some_and(|c| c.starts_with("text/plain")), "{ct:?}");
+    assert_eq!(text.trim_end(), "hello from linphonec");
+    let relayed = wire
+        .find(|s| {
+            s.direction == Direction::Out
+                && s.peer == bob.local_addr()
+                && s.first_line().starts_with("MESSAGE ")
+        })
+        .pop()
+        .unwrap_or_else(|| panic!("not relayed\n{}", wire.dump()));
+    assert!(
+        relayed
+            .header("User-Agent")
+            .is_some_and(|u| u.contains("Linphone")),
+        "{}",
+        relayed.text
+    );
+    assert!(
+        relayed
+            .header("P-Asserted-Identity")
+            .is_some_and(|p| p.contains("sip:ted@isc.local")),
+        "{}",
+        relayed.text
+    );
+    let lin_addr = wire.find(request_in("MESSAGE sip:bob@isc.local"))[0].peer;
+    let ok = wire
+        .wait(Duration::from_secs(3), |s| {
+            s.direction == Direction::Out
+                && s.peer == lin_addr
+                && s.first_line().starts_with("SIP/2.0 200")
+                && s.cseq_method() == "MESSAGE"
+        })
+        .await;
+    assert!(ok.is_some(), "{}", wire.dump());
+    lin.write_line("quit").await;
+    let rc = lin.finish(Duration::from_secs(10)).await;
+    assert_eq!(rc, Some(0), "linphonec exit\n{}", std::fs::read_to_string(dir.path().join("linphonec.log")).unwrap_or_default());
+    bob.stop(Duration::from_secs(2)).await;
+    server.shutdown().await;
+}
+
+/// isc → linphonec: alice's device pages ted, registered with linphonec;
+/// linphonec answers 200 and shows the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isc_device_pages_linphonec() {
+    if !have("linphonec", "-v", "linphone-cli") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = md5_server().await;
+    let wire = Wire::tap(&server);
+    let addr = server.local_addr();
+    let rc = linphonerc(dir.path(), "ted", addr, free_port());
+    let mut lin = linphonec(dir.path(), &rc, 30);
+    linphone_registered(&wire, "ted", &lin).await;
+    let alice = isc_device(addr, "alice/tv").await;
+    let ted = "sip:ted@isc.local";
+    alice.message(ted, "hello linphonec from isc").unwrap();
+    let report = delivery(&alice).await;
+    assert!(
+        matches!(report, ClientEvent::MessageDelivered { status: 200, ref to, .. } if to == ted),
+        "{report:?}\n{}\n{}",
+        lin.output(),
+        wire.dump()
+    );
+    let to_lin = wire
+        .find(|s| {
+            s.direction == Direction::Out
+                && s.first_line().starts_with("MESSAGE ")
+                && s.body().contains("hello linphonec from isc")
+        })
+        .pop()
+        .unwrap();
+    assert!(
+        to_lin
+            .header("Content-Type")
+            .is_some_and(|c| c.starts_with("text/plain")),
+        "{}",
+        to_lin.text
+    );
+    let answer = wire
+        .wait(Duration::from_secs(3), |s| {
+            s.direction == Direction::In
+                && s.peer == to_lin.peer
+                && s.cseq_method() == "MESSAGE"
+                && s.first_line().starts_with("SIP/2.0 200")
+        })
+        .await;
+    assert!(answer.is_some(), "{}", wire.dump());
+    assert!(
+        lin.wait_output("hello linphonec from isc", Duration::from_secs(3))
+            .await,
+        "linphonec did not show it:\n{}",
+        lin.output()
+    );
+    lin.write_line("quit").await;
+    let _ = lin.finish(Duration::from_secs(10)).await;
+    alice.stop(Duration::from_secs(2)).await;
+    server.shutdown().await;
+}
