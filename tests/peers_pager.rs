@@ -35,9 +35,11 @@ fn received(dev: &Device, text: &str) -> Option<(String, Option<String>, String)
             content_type,
             body,
             ..
-        } if String::from_utf8_lossy(&body).contains(text) => {
-            Some((from, content_type, String::from_utf8_lossy(&body).into_owned()))
-        }
+        } if String::from_utf8_lossy(&body).contains(text) => Some((
+            from,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )),
         _ => None,
     })
 }
@@ -133,7 +135,9 @@ async fn baresip_pages_an_isc_device() {
     assert!(
         wire.find(|s| s.first_line().starts_with("SIP/2.0 407") && s.cseq_method() == "MESSAGE")
             .iter()
-            .any(|s| s.header("Proxy-Authenticate").is_some_and(|a| a.contains("algorithm=MD5"))),
+            .any(|s| s
+                .header("Proxy-Authenticate")
+                .is_some_and(|a| a.contains("algorithm=MD5"))),
         "{}",
         wire.dump()
     );
@@ -152,7 +156,10 @@ async fn baresip_pages_an_isc_device() {
         })
         .pop()
         .unwrap_or_else(|| panic!("not relayed\n{}", wire.dump()));
-    assert_eq!(relayed.header("Content-Type").as_deref(), Some("text/plain"));
+    assert_eq!(
+        relayed.header("Content-Type").as_deref(),
+        Some("text/plain")
+    );
     assert!(
         relayed
             .header("P-Asserted-Identity")
@@ -350,7 +357,10 @@ async fn linphonec_pages_an_isc_device() {
         .await;
     let (from, ct, text) = wait_received(&bob, "hello from linphonec").await;
     assert_eq!(from, "sip:ted@isc.local");
-    assert!(ct.as_deref().is_some_and(|c| c.starts_with("text/plain")), "{ct:?}");
+    assert!(
+        ct.as_deref().is_some_and(|c| c.starts_with("text/plain")),
+        "{ct:?}"
+    );
     assert_eq!(text.trim_end(), "hello from linphonec");
     let relayed = wire
         .find(|s| {
@@ -386,7 +396,12 @@ async fn linphonec_pages_an_isc_device() {
     assert!(ok.is_some(), "{}", wire.dump());
     lin.write_line("quit").await;
     let rc = lin.finish(Duration::from_secs(10)).await;
-    assert_eq!(rc, Some(0), "linphonec exit\n{}", std::fs::read_to_string(dir.path().join("linphonec.log")).unwrap_or_default());
+    assert_eq!(
+        rc,
+        Some(0),
+        "linphonec exit\n{}",
+        std::fs::read_to_string(dir.path().join("linphonec.log")).unwrap_or_default()
+    );
     bob.stop(Duration::from_secs(2)).await;
     server.shutdown().await;
 }

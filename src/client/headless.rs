@@ -59,6 +59,7 @@
 //! | `failed` | `id`, `to`, `status` (or null on timeout), `reason`, `warning` |
 //! | `composing` | `from`, `active` (bool) |
 //! | `composing_unsupported` | `to` (it answered 415; no more isComposing to it) |
+//! | `call_declined` | `from`, `media` (offered m= lines), `status` (488: audio/video calls are declined with a Warning) |
 //! | `watch_ended` | `reason` (the reg-event subscription ended for good) |
 //! | `error` | `reason`, `line` (a command that could not be read) |
 //! | `chat_calling` | `chat` (the number for chat commands), `to` |
@@ -493,6 +494,9 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         }
         ClientEvent::ComposingUnsupported { to } => {
             json!({"event": "composing_unsupported", "to": to})
+        }
+        ClientEvent::CallDeclined { from, media } => {
+            json!({"event": "call_declined", "from": from, "media": media, "status": 488})
         }
         ClientEvent::WatchEnded { reason } => json!({"event": "watch_ended", "reason": reason}),
         ClientEvent::Stopped => json!({"event": "stopped"}),

@@ -207,6 +207,9 @@ pub enum ClientEvent {
     ComposingChanged { from: String, active: bool },
     /// A peer refused isComposing (415): it gets no more.
     ComposingUnsupported { to: String },
+    /// An INVITE we take no part in (an audio/video call: `media` lists the
+    /// offered m= lines) was declined with 488 and a Warning.
+    CallDeclined { from: String, media: Vec<String> },
     /// The reg-event subscription ended and will not be retried.
     WatchEnded { reason: String },
     /// Shutdown finished: nothing more will be sent.

@@ -646,9 +646,42 @@ impl UserAgent {
             Method::Subscribe => self.respond(now, &key, &req, 489, vec![]),
             Method::Ack => {}
             Method::Bye => self.respond(now, &key, &req, 481, vec![]),
+            Method::Invite => self.decline_call(now, key, req),
             // RFC 3261 §8.2.1
             _ => self.respond(now, &key, &req, 405, vec![make_header("Allow", ALLOW)]),
         }
+    }
+
+    /// An INVITE that is neither a chat (MSRP) nor a content viewing, e.g.
+    /// an audio call from baresip or Linphone: declined with 488 and a
+    /// Warning 304 saying why (RFC 3261 §21.4.26, §20.43), and the user told.
+    fn decline_call(&mut self, now: Instant, key: TsxKey, req: Request) {
+        let from = req
+            .headers
+            .get_raw("From")
+            .map(|v| uri_of(&v))
+            .unwrap_or_default();
+        // the offered media, from the SDP's m= lines (RFC 4566 §5.14)
+        let media: Vec<String> = String::from_utf8_lossy(&req.body)
+            .lines()
+            .filter_map(|l| l.strip_prefix("m="))
+            .filter_map(|m| m.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        let w = Warning::new(
+            304,
+            &self.cfg.domain,
+            "Media type not available: isc takes MSRP chat and content viewing only, no calls",
+        );
+        self.respond(
+            now,
+            &key,
+            &req,
+            488,
+            vec![make_header("Warning", &w.to_string())],
+        );
+        self.events
+            .push_back(ClientEvent::CallDeclined { from, media });
     }
 
     fn on_message(&mut self, now: Instant, key: TsxKey, req: Request) {

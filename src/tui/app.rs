@@ -1236,6 +1236,10 @@ impl App {
                 }
             }
             ClientEvent::ComposingUnsupported { .. } => {}
+            ClientEvent::CallDeclined { from, media } => self.notify(format!(
+                "declined a {} call from {from}: isc takes chat and content viewing only",
+                media.join("+")
+            )),
             ClientEvent::WatchEnded { reason } => {
                 self.notify(format!("device list no longer updated: {reason}"))
             }
