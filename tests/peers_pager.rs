@@ -66,25 +66,6 @@ async fn delivery(dev: &Device) -> ClientEvent {
     .unwrap_or_else(|| panic!("no delivery report: {:?}", dev.events()))
 }
 
-/// A registered baresip: waits for its REGISTER's 200 on the wire.
-async fn baresip_registered(wire: &Wire, user: &str, proc: &PeerProcess) {
-    let aor = format!("sip:{user}@{DOMAIN}");
-    let ok = wire
-        .wait(Duration::from_secs(10), |s| {
-            s.direction == Direction::Out
-                && s.first_line().starts_with("SIP/2.0 200")
-                && s.cseq_method() == "REGISTER"
-                && s.header("To").is_some_and(|t| t.contains(&aor))
-        })
-        .await;
-    assert!(
-        ok.is_some(),
-        "{user} (baresip) did not register\n{}\n{}",
-        proc.output(),
-        wire.dump()
-    );
-}
-
 /// baresip → isc: `/message` from carol's baresip reaches alice's isc
 /// device as text/plain from carol, authenticated by the server (407 +
 /// MD5), and baresip gets the device's 200.
@@ -122,7 +103,7 @@ async fn baresip_pages_an_isc_device() {
         ],
         false,
     );
-    baresip_registered(&wire, "carol", &bare).await;
+    peer_registered(&wire, "carol", &bare).await;
     let (from, ct, text) = wait_received(&alice, "hello from baresip").await;
     assert_eq!(from, "sip:carol@isc.local");
     assert_eq!(ct.as_deref(), Some("text/plain"));
@@ -213,7 +194,7 @@ async fn isc_device_pages_baresip_and_stops_is_composing_after_415() {
         &["-f", conf.to_str().unwrap(), "-s", "-t", "8"],
         false,
     );
-    baresip_registered(&wire, "carol", &bare).await;
+    peer_registered(&wire, "carol", &bare).await;
     let alice = isc_device(addr, "alice/tv").await;
     let carol = "sip:carol@isc.local";
 
@@ -300,44 +281,6 @@ async fn isc_device_pages_baresip_and_stops_is_composing_after_415() {
     server.shutdown().await;
 }
 
-/// A registered linphonec: waits for its REGISTER's 200 on the wire.
-async fn linphone_registered(wire: &Wire, user: &str, proc: &PeerProcess) {
-    let aor = format!("sip:{user}@{DOMAIN}");
-    let ok = wire
-        .wait(Duration::from_secs(15), |s| {
-            s.direction == Direction::Out
-                && s.first_line().starts_with("SIP/2.0 200")
-                && s.cseq_method() == "REGISTER"
-                && s.header("To").is_some_and(|t| t.contains(&aor))
-        })
-        .await;
-    assert!(
-        ok.is_some(),
-        "{user} (linphonec) did not register\n{}\n{}",
-        proc.output(),
-        wire.dump()
-    );
-}
-
-fn linphonec(dir: &std::path::Path, rc: &std::path::Path, secs: u32) -> PeerProcess {
-    let log = dir.join("linphone-debug.log");
-    PeerProcess::spawn(
-        dir,
-        "linphonec",
-        secs,
-        "linphonec",
-        &[
-            "-c",
-            rc.to_str().unwrap(),
-            "-d",
-            "1",
-            "-l",
-            log.to_str().unwrap(),
-        ],
-        true,
-    )
-}
-
 /// linphonec → isc: its `chat` command (a basic chat room: one SIP MESSAGE,
 /// text/plain) from ted reaches bob's isc device.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,7 +295,7 @@ async fn linphonec_pages_an_isc_device() {
     let bob = isc_device(addr, "bob/phone").await;
     let rc = linphonerc(dir.path(), "ted", addr, free_port());
     let mut lin = linphonec(dir.path(), &rc, 30);
-    linphone_registered(&wire, "ted", &lin).await;
+    peer_registered(&wire, "ted", &lin).await;
     lin.write_line("chat sip:bob@isc.local hello from linphonec")
         .await;
     let (from, ct, text) = wait_received(&bob, "hello from linphonec").await;
@@ -419,7 +362,7 @@ async fn isc_device_pages_linphonec() {
     let addr = server.local_addr();
     let rc = linphonerc(dir.path(), "ted", addr, free_port());
     let mut lin = linphonec(dir.path(), &rc, 30);
-    linphone_registered(&wire, "ted", &lin).await;
+    peer_registered(&wire, "ted", &lin).await;
     let alice = isc_device(addr, "alice/tv").await;
     let ted = "sip:ted@isc.local";
     alice.message(ted, "hello linphonec from isc").unwrap();

@@ -153,6 +153,26 @@ pub fn request_in(start: &'static str) -> impl Fn(&Seen) -> bool {
     move |s| s.direction == Direction::In && s.first_line().starts_with(start)
 }
 
+/// Waits for the 200 the server sends to `user`'s REGISTER (a peer
+/// program's registration).
+pub async fn peer_registered(wire: &Wire, user: &str, proc: &PeerProcess) {
+    let aor = format!("sip:{user}@{DOMAIN}");
+    let ok = wire
+        .wait(Duration::from_secs(15), |s| {
+            s.direction == Direction::Out
+                && s.first_line().starts_with("SIP/2.0 200")
+                && s.cseq_method() == "REGISTER"
+                && s.header("To").is_some_and(|t| t.contains(&aor))
+        })
+        .await;
+    assert!(
+        ok.is_some(),
+        "{user} did not register\n{}\n{}",
+        proc.output(),
+        wire.dump()
+    );
+}
+
 /// A running peer program: `timeout SECS bin args`, output to `log`.
 pub struct PeerProcess {
     pub child: Child,
@@ -292,4 +312,25 @@ pub fn linphonerc(dir: &Path, user: &str, server: SocketAddr, sip_port: u16) -> 
     );
     std::fs::write(&path, rc).unwrap();
     path
+}
+
+/// linphonec with `rc`, fed commands on stdin (it has no batch mode),
+/// its debug log in `dir/linphone-debug.log`.
+pub fn linphonec(dir: &Path, rc: &Path, secs: u32) -> PeerProcess {
+    let log = dir.join("linphone-debug.log");
+    PeerProcess::spawn(
+        dir,
+        "linphonec",
+        secs,
+        "linphonec",
+        &[
+            "-c",
+            rc.to_str().unwrap(),
+            "-d",
+            "1",
+            "-l",
+            log.to_str().unwrap(),
+        ],
+        true,
+    )
 }
