@@ -408,3 +408,97 @@ async fn isc_device_pages_linphonec() {
     alice.stop(Duration::from_secs(2)).await;
     server.shutdown().await;
 }
+
+/// The same, as the user of `isc client --headless` sees it: baresip's
+/// text arrives as a `message` event; isComposing towards baresip ends in
+/// one `composing_unsupported` note, and no `failed` or `error` event ever
+/// shows; the reply is `delivered`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_user_chats_with_baresip_without_seeing_the_415() {
+    if !have("baresip", "-h", "baresip") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = md5_server().await;
+    let wire = Wire::tap(&server);
+    let addr = server.local_addr();
+    let state = dir.path().join("isc");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut alice = HeadlessClient::start(addr, "alice", "tv", &state);
+    alice.event("registered", Duration::from_secs(5)).await;
+    let conf = baresip_dir(
+        dir.path(),
+        "carol",
+        addr,
+        free_port(),
+        "sip:alice@isc.local",
+        "",
+    );
+    let bare = PeerProcess::spawn(
+        dir.path(),
+        "baresip",
+        25,
+        "baresip",
+        &[
+            "-f",
+            conf.to_str().unwrap(),
+            "-s",
+            "-t",
+            "8",
+            "-e",
+            "/message are you there?",
+        ],
+        false,
+    );
+    let msg = alice.event("message", Duration::from_secs(10)).await;
+    assert_eq!(msg["from"], "sip:carol@isc.local", "{msg}");
+    assert_eq!(msg["text"], "are you there?", "{msg}");
+    assert_eq!(msg["content_type"], "text/plain", "{msg}");
+
+    alice.command("typing carol@isc.local").await;
+    let note = alice
+        .event("composing_unsupported", Duration::from_secs(5))
+        .await;
+    assert_eq!(note["to"], "sip:carol@isc.local", "{note}");
+    alice.command("typing carol@isc.local").await;
+    alice
+        .command(r#"{"cmd":"send","to":"carol@isc.local","text":"yes, here","id":"m1"}"#)
+        .await;
+    let done = alice.event("delivered", Duration::from_secs(5)).await;
+    assert_eq!(
+        (done["id"].as_str(), done["status"].as_u64()),
+        (Some("m1"), Some(200))
+    );
+    assert!(
+        bare.wait_output("yes, here", Duration::from_secs(3)).await,
+        "{}",
+        bare.output()
+    );
+    let seen = alice.quit().await;
+    for e in &seen {
+        assert!(
+            e["event"] != "failed" && e["event"] != "error",
+            "the user was shown {e}"
+        );
+    }
+    let notes = seen
+        .iter()
+        .filter(|e| e["event"] == "composing_unsupported")
+        .count();
+    assert_eq!(notes, 1, "{seen:#?}");
+    // one isComposing MESSAGE (one Call-ID, however often a UDP
+    // retransmission repeats it) reached baresip: the 415 one
+    let composing_to_bare: std::collections::HashSet<_> = wire
+        .find(|s| {
+            s.direction == Direction::Out
+                && s.first_line().starts_with("MESSAGE ")
+                && s.header("Content-Type")
+                    .is_some_and(|c| c.contains("im-iscomposing+xml"))
+        })
+        .iter()
+        .filter_map(|s| s.header("Call-ID"))
+        .collect();
+    assert_eq!(composing_to_bare.len(), 1, "{}", wire.dump());
+    let _ = bare.finish(Duration::from_secs(20)).await;
+    server.shutdown().await;
+}

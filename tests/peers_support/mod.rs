@@ -334,3 +334,73 @@ pub fn linphonec(dir: &Path, rc: &Path, secs: u32) -> PeerProcess {
         true,
     )
 }
+
+/// `isc client --headless` (the real binary) as `user` on `device`: what
+/// its user sees is the JSON events on its stdout.
+pub struct HeadlessClient {
+    child: Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl HeadlessClient {
+    pub fn start(server: SocketAddr, user: &str, device: &str, state: &Path) -> HeadlessClient {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_isc"))
+            .args(["client", "--headless", "--server", &server.to_string()])
+            .args(["--domain", DOMAIN, "--user", user, "--password", user])
+            .args(["--device", device, "--state-dir"])
+            .arg(state)
+            .env("HOME", state)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn isc client --headless");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        HeadlessClient {
+            child,
+            stdin,
+            lines: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout)),
+            seen: Vec::new(),
+        }
+    }
+
+    pub async fn command(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        self.stdin.write_all(b"\n").await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// The next event named `name` (the ones before it are kept in `seen`).
+    pub async fn event(&mut self, name: &str, within: Duration) -> serde_json::Value {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let line = tokio::time::timeout_at(until, self.lines.next_line()).await;
+            let Ok(Ok(Some(line))) = line else {
+                panic!("no `{name}` event ({line:?}); saw {:#?}", self.seen);
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            self.seen.push(v.clone());
+            if v["event"] == name {
+                return v;
+            }
+        }
+    }
+
+    /// `quit`, then every event up to `stopped`; the process exits 0.
+    pub async fn quit(mut self) -> Vec<serde_json::Value> {
+        self.command("quit").await;
+        self.event("stopped", Duration::from_secs(5)).await;
+        let status = tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .expect("isc client exits after quit")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+        self.seen
+    }
+}
