@@ -398,7 +398,10 @@ async fn isc_device_pages_linphonec() {
         .await;
     assert!(answer.is_some(), "{}", wire.dump());
     assert!(
-        lin.wait_output("hello linphonec from isc", Duration::from_secs(3))
+        lin.wait_output(
+            "Message received from sip:alice@isc.local: hello linphonec from isc",
+            Duration::from_secs(3)
+        )
             .await,
         "linphonec did not show it:\n{}",
         lin.output()
