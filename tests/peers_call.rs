@@ -5,6 +5,7 @@
 //! ACKs and reports the failure. Skipped, with the reason printed, only
 //! when the peer binary is absent (`.ci/run` installs both).
 
+mod common;
 mod peers_support;
 
 use std::time::Duration;
@@ -183,4 +184,48 @@ async fn linphonec_audio_call_is_declined_with_488_and_a_warning() {
 
 fn lin_tail(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("linphonec.log")).unwrap_or_default()
+}
+
+/// No peer program needed: a raw SIP peer offers video only, then a body
+/// that is no SDP at all. Both get the same polite 488 + Warning 304 (no
+/// panic, no dialog), and the user is told which media were offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_call_offers_are_declined_too() {
+    let server = md5_server().await;
+    let addr = server.local_addr();
+    let alice = registered_alice(addr).await;
+    let mut bob = common::Peer::new(addr, "bob", "bob").await;
+    let offers = [
+        (
+            "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 40000 RTP/AVP 26\r\n",
+            vec!["video".to_owned()],
+        ),
+        ("\u{1}not SDP\r\nm=\r\n=\r\n", vec![]),
+    ];
+    for (n, (body, media)) in offers.into_iter().enumerate() {
+        let contact = format!("Contact: <sip:bob@{}>", bob.addr());
+        let invite = bob.request(
+            "INVITE",
+            "sip:alice@isc.local",
+            "sip:alice@isc.local",
+            &[contact, "Content-Type: application/sdp".into()],
+            body,
+        );
+        let resp = bob.send_authenticated(invite).await;
+        assert_eq!(resp.status_code.code(), 488, "offer {n}: {resp}");
+        let warning = common::header(&resp.clone().into(), "Warning").unwrap_or_default();
+        assert!(
+            warning.starts_with("304 isc.local \""),
+            "offer {n}: {warning}"
+        );
+        let declined = alice
+            .wait_for(Duration::from_secs(3), |e| {
+                matches!(e, ClientEvent::CallDeclined { from, media: m }
+                    if from == "sip:bob@isc.local" && *m == media)
+            })
+            .await;
+        assert!(declined.is_some(), "offer {n}: {:?}", alice.events());
+    }
+    alice.stop(Duration::from_secs(2)).await;
+    server.shutdown().await;
 }

@@ -402,7 +402,7 @@ async fn isc_device_pages_linphonec() {
             "Message received from sip:alice@isc.local: hello linphonec from isc",
             Duration::from_secs(3)
         )
-            .await,
+        .await,
         "linphonec did not show it:\n{}",
         lin.output()
     );
