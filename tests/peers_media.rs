@@ -143,8 +143,8 @@ impl Viewing {
     }
 }
 
-/// Waits for a blocking child with a deadline; kills it (by its handle) on
-/// expiry. Returns its exit code.
+/// Waits for a child (`timeout` running a peer) with a deadline; ends it
+/// by its PID on expiry. Returns its exit code.
 async fn wait_child(mut child: std::process::Child, within: Duration) -> Option<i32> {
     tokio::task::spawn_blocking(move || {
         let end = Instant::now() + within;
@@ -153,6 +153,10 @@ async fn wait_child(mut child: std::process::Child, within: Duration) -> Option<
                 return s.code();
             }
             if Instant::now() > end {
+                // TERM to our `timeout`, which passes it on to the peer
+                // (and SIGKILLs it 3 s later, `-k 3`)
+                peers_support::terminate(child.id());
+                std::thread::sleep(Duration::from_secs(5));
                 let _ = child.kill();
                 let _ = child.wait();
                 return None;
@@ -346,7 +350,7 @@ async fn gstreamer_decodes_the_content_stream() {
         y4m.display()
     );
     let child = Command::new("timeout")
-        .args(["-s", "INT", "25", "gst-launch-1.0", "-e"])
+        .args(["-s", "INT", "-k", "3", "25", "gst-launch-1.0", "-e"])
         .args(pipeline.split_whitespace())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
@@ -397,6 +401,8 @@ async fn ffmpeg_decodes_the_content_stream() {
     let secs = SECONDS.to_string();
     let child = Command::new("timeout")
         .args([
+            "-k",
+            "3",
             "25",
             "ffmpeg",
             "-hide_banner",
@@ -462,7 +468,7 @@ async fn gstreamer_pcmu_tone_is_decoded_by_the_player() {
          ! udpsink host=127.0.0.1 port={port}"
     );
     let child = Command::new("timeout")
-        .args(["20", "gst-launch-1.0"])
+        .args(["-k", "3", "20", "gst-launch-1.0"])
         .args(pipeline.split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

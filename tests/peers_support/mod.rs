@@ -208,7 +208,6 @@ impl PeerProcess {
             })
             .stdout(out)
             .stderr(err)
-            .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
         PeerProcess { child, log }
@@ -240,16 +239,52 @@ impl PeerProcess {
     }
 
     /// Waits for the process to end by itself (its `-t`, `quit` or the
-    /// outer `timeout`), else kills it by its PID.
+    /// outer `timeout`), else ends it by its PID.
     pub async fn finish(mut self, within: Duration) -> Option<i32> {
         match tokio::time::timeout(within, self.child.wait()).await {
             Ok(Ok(status)) => status.code(),
             _ => {
-                let _ = self.child.kill().await;
+                self.stop().await;
                 None
             }
         }
     }
+
+    /// SIGTERM to our `timeout`, which passes it on to the peer and
+    /// SIGKILLs it 3 s later (`-k 3`) if it is still there.
+    async fn stop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            terminate(pid);
+            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for PeerProcess {
+    /// A failed test still ends its peer: SIGTERM to `timeout`, which
+    /// forwards it and SIGKILLs the peer 3 s later if need be (no SIGKILL
+    /// to `timeout` itself, which would orphan the peer).
+    fn drop(&mut self) {
+        if let (Ok(None), Some(pid)) = (self.child.try_wait(), self.child.id()) {
+            terminate(pid);
+        }
+    }
+}
+
+/// `kill -TERM pid`, for a process this test started: `timeout` forwards
+/// the signal to the program it runs.
+pub fn terminate(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A baresip 1.0.0 configuration directory for `user` (password = name) of
