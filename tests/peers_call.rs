@@ -49,12 +49,12 @@ async fn check_declined(wire: &Wire, alice: &Device, caller: &str, peer: &PeerPr
     // on the wire: the PCMU offer, relayed to alice's device; her 488 with
     // the Warning relayed back to the caller, which ACKs it
     let invite = wire
-        .find(|s| {
+        .last(|s| {
             s.direction == Direction::Out
                 && s.peer == alice.local_addr()
                 && s.first_line().starts_with("INVITE ")
         })
-        .pop()
+        .await
         .unwrap_or_else(|| panic!("INVITE not relayed\n{}", wire.dump()));
     // PCMU: static payload type 0 (RFC 3551 §6) among the offered formats
     let audio = invite
@@ -75,7 +75,10 @@ async fn check_declined(wire: &Wire, alice: &Device, caller: &str, peer: &PeerPr
         .await
         .unwrap_or_else(|| panic!("no 488 from alice\n{}", wire.dump()));
     assert_eq!(from_alice.cseq_method(), "INVITE");
-    let caller_addr = wire.find(request_in("INVITE sip:alice@isc.local"))[0].peer;
+    let caller_addr = wire
+        .matching(request_in("INVITE sip:alice@isc.local"))
+        .await[0]
+        .peer;
     let to_caller = wire
         .wait(Duration::from_secs(3), |s| {
             s.direction == Direction::Out

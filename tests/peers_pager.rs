@@ -112,9 +112,12 @@ async fn baresip_pages_an_isc_device() {
     // on the wire: baresip's MESSAGE answered the proxy's challenge, the
     // server relayed it to alice's device with the asserted identity, and
     // the device's 200 went back to baresip
-    let sent = wire.find(request_in("MESSAGE sip:alice@isc.local"));
+    let sent = wire
+        .matching(request_in("MESSAGE sip:alice@isc.local"))
+        .await;
     assert!(
-        wire.find(|s| s.first_line().starts_with("SIP/2.0 407") && s.cseq_method() == "MESSAGE")
+        wire.matching(|s| s.first_line().starts_with("SIP/2.0 407") && s.cseq_method() == "MESSAGE")
+            .await
             .iter()
             .any(|s| s
                 .header("Proxy-Authenticate")
@@ -130,12 +133,12 @@ async fn baresip_pages_an_isc_device() {
         wire.dump()
     );
     let relayed = wire
-        .find(|s| {
+        .last(|s| {
             s.direction == Direction::Out
                 && s.peer == alice.local_addr()
                 && s.first_line().starts_with("MESSAGE ")
         })
-        .pop()
+        .await
         .unwrap_or_else(|| panic!("not relayed\n{}", wire.dump()));
     assert_eq!(
         relayed.header("Content-Type").as_deref(),
@@ -212,12 +215,12 @@ async fn isc_device_pages_baresip_and_stops_is_composing_after_415() {
         wire.dump()
     );
     let r415 = wire
-        .find(|s| {
+        .last(|s| {
             s.direction == Direction::Out
                 && s.peer == alice.local_addr()
                 && s.first_line().starts_with("SIP/2.0 415")
         })
-        .pop()
+        .await
         .unwrap_or_else(|| panic!("415 not relayed to alice\n{}", wire.dump()));
     assert_eq!(r415.cseq_method(), "MESSAGE");
 
@@ -232,19 +235,6 @@ async fn isc_device_pages_baresip_and_stops_is_composing_after_415() {
         "{report:?}\n{}",
         wire.dump()
     );
-    let composing_sent = wire.find(|s| {
-        s.direction == Direction::In
-            && s.peer == alice.local_addr()
-            && s.first_line().starts_with("MESSAGE ")
-            && s.header("Content-Type")
-                .is_some_and(|c| c.contains("im-iscomposing+xml"))
-    });
-    // one attempt, plus its digest retry (407 → same MESSAGE with credentials)
-    let attempts: std::collections::HashSet<_> = composing_sent
-        .iter()
-        .filter_map(|s| s.header("Call-ID"))
-        .collect();
-    assert_eq!(attempts.len(), 1, "{}", wire.dump());
     // the user saw no failure
     assert!(
         !alice
@@ -262,13 +252,13 @@ async fn isc_device_pages_baresip_and_stops_is_composing_after_415() {
         bare.output()
     );
     let to_bare = wire
-        .find(|s| {
+        .last(|s| {
             s.direction == Direction::Out
                 && s.first_line().starts_with("MESSAGE ")
                 && s.body().contains("hello baresip from isc")
         })
-        .pop()
-        .unwrap();
+        .await
+        .unwrap_or_else(|| panic!("not relayed\n{}", wire.dump()));
     assert!(
         to_bare
             .header("Content-Type")
@@ -276,6 +266,23 @@ async fn isc_device_pages_baresip_and_stops_is_composing_after_415() {
         "{}",
         to_bare.text
     );
+    let composing_sent = wire
+        .matching(|s| {
+            s.direction == Direction::In
+                && s.peer == alice.local_addr()
+                && s.first_line().starts_with("MESSAGE ")
+                && s.header("Content-Type")
+                    .is_some_and(|c| c.contains("im-iscomposing+xml"))
+        })
+        .await;
+    // alice sent isComposing once (counted now that the later text is on
+    // the wire): one Call-ID, its digest retry after the 407 included
+
+    let attempts: std::collections::HashSet<_> = composing_sent
+        .iter()
+        .filter_map(|s| s.header("Call-ID"))
+        .collect();
+    assert_eq!(attempts.len(), 1, "{}", wire.dump());
     let _ = bare.finish(Duration::from_secs(20)).await;
     alice.stop(Duration::from_secs(2)).await;
     server.shutdown().await;
@@ -306,12 +313,12 @@ async fn linphonec_pages_an_isc_device() {
     );
     assert_eq!(text.trim_end(), "hello from linphonec");
     let relayed = wire
-        .find(|s| {
+        .last(|s| {
             s.direction == Direction::Out
                 && s.peer == bob.local_addr()
                 && s.first_line().starts_with("MESSAGE ")
         })
-        .pop()
+        .await
         .unwrap_or_else(|| panic!("not relayed\n{}", wire.dump()));
     assert!(
         relayed
@@ -327,7 +334,7 @@ async fn linphonec_pages_an_isc_device() {
         "{}",
         relayed.text
     );
-    let lin_addr = wire.find(request_in("MESSAGE sip:bob@isc.local"))[0].peer;
+    let lin_addr = wire.matching(request_in("MESSAGE sip:bob@isc.local")).await[0].peer;
     let ok = wire
         .wait(Duration::from_secs(3), |s| {
             s.direction == Direction::Out
@@ -374,12 +381,12 @@ async fn isc_device_pages_linphonec() {
         wire.dump()
     );
     let to_lin = wire
-        .find(|s| {
+        .last(|s| {
             s.direction == Direction::Out
                 && s.first_line().starts_with("MESSAGE ")
                 && s.body().contains("hello linphonec from isc")
         })
-        .pop()
+        .await
         .unwrap();
     assert!(
         to_lin
@@ -490,14 +497,19 @@ async fn headless_user_chats_with_baresip_without_seeing_the_415() {
         .count();
     assert_eq!(notes, 1, "{seen:#?}");
     // one isComposing MESSAGE (one Call-ID, however often a UDP
-    // retransmission repeats it) reached baresip: the 415 one
+    // retransmission repeats it) reached baresip: the 415 one (counted
+    // once the text that followed it is on the wire)
+    wire.last(|s| s.direction == Direction::Out && s.body().contains("yes, here"))
+        .await
+        .unwrap_or_else(|| panic!("text not relayed\n{}", wire.dump()));
     let composing_to_bare: std::collections::HashSet<_> = wire
-        .find(|s| {
+        .matching(|s| {
             s.direction == Direction::Out
                 && s.first_line().starts_with("MESSAGE ")
                 && s.header("Content-Type")
                     .is_some_and(|c| c.contains("im-iscomposing+xml"))
         })
+        .await
         .iter()
         .filter_map(|s| s.header("Call-ID"))
         .collect();

@@ -139,6 +139,18 @@ impl Wire {
         }
     }
 
+    /// Every message satisfying `pred`, once there is at least one (or
+    /// after 5 s): the tap task may lag behind the events a test waits on.
+    pub async fn matching(&self, pred: impl Fn(&Seen) -> bool) -> Vec<Seen> {
+        let _ = self.wait(Duration::from_secs(5), &pred).await;
+        self.find(pred)
+    }
+
+    /// The last message satisfying `pred`, waiting up to 5 s for one.
+    pub async fn last(&self, pred: impl Fn(&Seen) -> bool) -> Option<Seen> {
+        self.matching(pred).await.pop()
+    }
+
     /// The whole trace, for failure messages.
     pub fn dump(&self) -> String {
         self.all()
