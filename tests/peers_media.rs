@@ -285,15 +285,16 @@ fn check_pictures(who: &str, path: &Path, content: &Content) {
         "{who}: {} pictures {w}x{h}, matching asset frames {matched:?}",
         frames.len()
     );
-    // one asset frame after the other, none repeated, none (or hardly
-    // any) skipped: the pictures follow the content's 10 fps timeline
+    // one asset frame after the other, none repeated, hardly any skipped
+    // (a jitter buffer under load may drop a late one): the pictures
+    // follow the content's 10 fps timeline
     assert!(
         matched.windows(2).all(|p| p[1] > p[0]),
         "{who}: pictures out of order or repeated: {matched:?}"
     );
     let span = matched[matched.len() - 1] - matched[0];
     assert!(
-        span + 1 >= matched.len() && span <= matched.len() + 1,
+        span + 1 >= matched.len() && span <= matched.len() + 2,
         "{who}: pictures skip frames: {matched:?}"
     );
 }
