@@ -57,7 +57,11 @@ async fn client(server: std::net::SocketAddr, user: &str, device: &str) -> Clien
     c
 }
 
-async fn chat_event(c: &mut ClientHandle, what: &str, pred: impl Fn(&ChatEvent) -> bool) -> ChatEvent {
+async fn chat_event(
+    c: &mut ClientHandle,
+    what: &str,
+    pred: impl Fn(&ChatEvent) -> bool,
+) -> ChatEvent {
     match c
         .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ce) if pred(ce)))
         .await
@@ -103,19 +107,28 @@ async fn alice_and_bob_chat(alice: &mut ClientHandle, bob1: &mut ClientHandle) -
             }))
             .await
     );
-    let ChatEvent::Invited { chat: b, .. } =
-        chat_event(bob1, "invitation", |e| matches!(e, ChatEvent::Invited { .. })).await
+    let ChatEvent::Invited { chat: b, .. } = chat_event(bob1, "invitation", |e| {
+        matches!(e, ChatEvent::Invited { .. })
+    })
+    .await
     else {
         unreachable!()
     };
-    assert!(bob1.send(Command::Chat(ChatCommand::Accept { chat: b })).await);
+    assert!(
+        bob1.send(Command::Chat(ChatCommand::Accept { chat: b }))
+            .await
+    );
     let ChatEvent::Started { chat: a, .. } =
         chat_event(alice, "started", |e| matches!(e, ChatEvent::Started { .. })).await
     else {
         unreachable!()
     };
     let mut said = Vec::new();
-    for (who, text) in [("alice", "hi bob"), ("bob", "hi alice"), ("alice", "see you at 8")] {
+    for (who, text) in [
+        ("alice", "hi bob"),
+        ("bob", "hi alice"),
+        ("alice", "see you at 8"),
+    ] {
         let (from, to, chat, peer_chat): (_, _, ChatId, ChatId) = if who == "alice" {
             (&mut *alice, &mut *bob1, a, b)
         } else {
@@ -145,7 +158,10 @@ async fn alice_and_bob_chat(alice: &mut ClientHandle, bob1: &mut ClientHandle) -
             at: at.expect("CPIM DateTime"),
             message_id,
         });
-        chat_event(from, "delivered", |e| matches!(e, ChatEvent::Delivered { .. })).await;
+        chat_event(from, "delivered", |e| {
+            matches!(e, ChatEvent::Delivered { .. })
+        })
+        .await;
     }
     said
 }
@@ -203,7 +219,10 @@ fn drain(wire: &mut broadcast::Receiver<WireRecord>) -> Vec<WireRecord> {
     v
 }
 
-async fn tui_device(server: &ServerHandle, device: &str) -> (App, ClientLink, broadcast::Receiver<WireRecord>) {
+async fn tui_device(
+    server: &ServerHandle,
+    device: &str,
+) -> (App, ClientLink, broadcast::Receiver<WireRecord>) {
     let h = client(server.local_addr(), "bob", device).await;
     let wire = h.wire();
     let mut link = ClientLink::new(h, &format!("bob/{device}"), server.local_addr());
@@ -285,14 +304,21 @@ async fn a_new_device_fills_its_view_of_the_conversation_from_the_server() {
     let ct = invite.headers.get_raw("Content-Type").unwrap();
     assert!(ct.starts_with("multipart/mixed"), "{ct}");
     let mp = Multipart::parse_with_content_type(&ct, &invite.body).unwrap();
-    let sdp = String::from_utf8_lossy(&mp.part_of_type("application/sdp").unwrap().body).to_string();
+    let sdp =
+        String::from_utf8_lossy(&mp.part_of_type("application/sdp").unwrap().body).to_string();
     assert!(sdp.contains("a=recvonly\r\n"), "{sdp}");
     assert!(sdp.contains("m=message "), "{sdp}");
     let list_part = mp.part_of_type("application/resource-lists+xml").unwrap();
     let list = ResourceLists::parse(&list_part.body).unwrap();
     let uris: Vec<&str> = list.entries().iter().map(|e| e.uri.as_str()).collect();
     assert_eq!(uris, [ALICE]);
-    assert!(invite.headers.get_raw("Contact").unwrap().contains("+g.oma.sip-im"));
+    assert!(
+        invite
+            .headers
+            .get_raw("Contact")
+            .unwrap()
+            .contains("+g.oma.sip-im")
+    );
     let ok = msgs
         .iter()
         .find_map(|(d, m)| match m {
@@ -349,7 +375,9 @@ async fn unknown_and_foreign_references_are_told_to_the_user() {
         .await
     );
     match history_event(&mut bob2).await {
-        HistoryEvent::Retrieved { items, complete, .. } => {
+        HistoryEvent::Retrieved {
+            items, complete, ..
+        } => {
             assert!(complete);
             assert_eq!(items.len(), 1);
             assert_eq!(items[0].text, "hi alice");
@@ -410,7 +438,11 @@ async fn unknown_and_foreign_references_are_told_to_the_user() {
         "{text}"
     );
     // And carol has no conversation with alice at all: 404, said so.
-    assert!(carol.send(Command::History(HistoryQuery::conversation(ALICE))).await);
+    assert!(
+        carol
+            .send(Command::History(HistoryQuery::conversation(ALICE)))
+            .await
+    );
     let ev = history_event(&mut carol).await;
     assert!(
         matches!(&ev, HistoryEvent::Failed { error, .. } if error.status() == Some(404)),
@@ -447,7 +479,12 @@ async fn headless_history_prints_the_messages() {
     s.say("history alice no-such-message").await;
     let failed = s.expect("history_failed").await;
     assert_eq!(failed["status"], 404);
-    assert!(failed["reason"].as_str().unwrap().contains("no-such-message"));
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-message")
+    );
     s.say("quit").await;
     s.expect("stopped").await;
     server.shutdown().await;
