@@ -48,7 +48,11 @@ fn history_command_fills_the_view_in_time_order() {
     assert_eq!(history_query(&cmds), Some(&HistoryQuery::conversation(BOB)));
 
     app.update(retrieved(vec![
-        item("bob", "1970-01-01T11:50:00Z", "want to watch Sintel tonight?"),
+        item(
+            "bob",
+            "1970-01-01T11:50:00Z",
+            "want to watch Sintel tonight?",
+        ),
         item("alice", "1970-01-01T11:51:00Z", "yes! at 8"),
         // the message the view has, stamped by bob's clock 20 s earlier
         item("bob", "1970-01-01T12:00:40Z", "are you there?"),
@@ -58,8 +62,16 @@ fn history_command_fills_the_view_in_time_order() {
         .entries
         .iter()
         .map(|e| match &e.kind {
-            EntryKind::Message { from: Sender::You, text, .. } => ("you".into(), text.as_str()),
-            EntryKind::Message { from: Sender::Peer(p), text, .. } => (p.clone(), text.as_str()),
+            EntryKind::Message {
+                from: Sender::You,
+                text,
+                ..
+            } => ("you".into(), text.as_str()),
+            EntryKind::Message {
+                from: Sender::Peer(p),
+                text,
+                ..
+            } => (p.clone(), text.as_str()),
             EntryKind::System(t) => ("system".into(), t.as_str()),
         })
         .collect();
@@ -97,10 +109,16 @@ fn an_empty_conversation_fetches_its_history_once() {
             warning: Some("no stored history for sip:ted@isc.local".into()),
         },
     })));
-    let texts: Vec<&str> = app.conversations[0].entries.iter().map(|e| e.text()).collect();
+    let texts: Vec<&str> = app.conversations[0]
+        .entries
+        .iter()
+        .map(|e| e.text())
+        .collect();
     assert_eq!(
         texts,
-        ["history: no such history on the server: no stored history for sip:ted@isc.local (404 Not Found)"]
+        [
+            "history: no such history on the server: no stored history for sip:ted@isc.local (404 Not Found)"
+        ]
     );
     // Opened again: asked already, not again.
     let again = app.update(Action::OpenConversation(ConvId(0)));
@@ -119,6 +137,13 @@ fn an_empty_conversation_fetches_its_history_once() {
         "{:?}",
         bare.notice
     );
-    assert!(bare.update(Action::RunCommand("history a b".into())).is_empty());
-    assert!(bare.notice.as_ref().is_some_and(|(t, _)| t.contains("usage: :history")));
+    assert!(
+        bare.update(Action::RunCommand("history a b".into()))
+            .is_empty()
+    );
+    assert!(
+        bare.notice
+            .as_ref()
+            .is_some_and(|(t, _)| t.contains("usage: :history"))
+    );
 }
