@@ -79,7 +79,7 @@ impl Rig {
     }
 
     /// A message from the server through the layer to the retrievals.
-    fn from_server(&mut self, m: rsip::SipMessage) {
+    fn receive(&mut self, m: rsip::SipMessage) {
         self.layer
             .handle_message(self.now, m, Self::server(), Transport::Udp)
             .unwrap();
@@ -278,7 +278,7 @@ fn a_challenge_is_answered_and_a_refusal_reads_as_a_sentence() {
     let id = r.start(HistoryQuery::conversation("sip:alice@isc.local"));
     r.events();
     let first = r.last_request(Method::Invite);
-    r.from_server(respond(
+    r.receive(respond(
         &first,
         407,
         vec![make_header(
@@ -293,7 +293,7 @@ fn a_challenge_is_answered_and_a_refusal_reads_as_a_sentence() {
     assert_eq!(call_id(&second.headers), call_id(&first.headers));
     assert!(r.events().is_empty());
     // Seed 003 13.2.1.1 step 4: not recvonly → 403 with the server's reason.
-    r.from_server(respond(
+    r.receive(respond(
         &second,
         403,
         vec![make_header(
@@ -330,7 +330,7 @@ fn items_stream_until_the_bye_even_before_the_200() {
     );
     assert!(r.h.msrp_frame(r.now, CONN, early).is_none());
     assert!(r.msrp().is_empty(), "no answer before the session exists");
-    r.from_server(ok(&invite, "sendonly"));
+    r.receive(ok(&invite, "sendonly"));
     let ack = r.last_request(Method::Ack);
     assert_eq!(call_id(&ack.headers), call_id(&invite.headers));
     let out = r.msrp();
@@ -346,7 +346,7 @@ fn items_stream_until_the_bye_even_before_the_200() {
     assert!(r.h.msrp_frame(r.now, CONN, second).is_none());
     assert_eq!(r.msrp().len(), 1);
     assert!(r.events().is_empty(), "reported at the BYE only");
-    r.from_server(bye(&invite));
+    r.receive(bye(&invite));
     let answered = r.sent.iter().any(|m| {
         matches!(m, rsip::SipMessage::Response(resp) if resp.status_code.code() == 200
             && cseq(&resp.headers).is_some_and(|c| c.1 == "BYE"))
@@ -390,7 +390,7 @@ fn a_sendrecv_answer_is_refused_and_the_session_ended() {
     r.start(HistoryQuery::conversation("sip:alice@isc.local"));
     r.events();
     let invite = r.last_request(Method::Invite);
-    r.from_server(ok(&invite, "sendrecv"));
+    r.receive(ok(&invite, "sendrecv"));
     r.last_request(Method::Ack);
     let bye = r.last_request(Method::Bye);
     assert_eq!(call_id(&bye.headers), call_id(&invite.headers));
@@ -413,7 +413,7 @@ fn a_silent_server_is_left_with_what_came() {
     let id = r.start(HistoryQuery::conversation("sip:alice@isc.local"));
     r.events();
     let invite = r.last_request(Method::Invite);
-    r.from_server(ok(&invite, "sendonly"));
+    r.receive(ok(&invite, "sendonly"));
     let ours = our_msrp_uri(&invite);
     let one = send(
         &ours,
