@@ -137,6 +137,22 @@ fn an_empty_conversation_fetches_its_history_once() {
         "{:?}",
         bare.notice
     );
+    // A group session: said so.
+    let (mut grouped, _) = populated();
+    grouped.update(Action::OpenConversation(ConvId(1)));
+    assert!(
+        grouped
+            .update(Action::RunCommand("history".into()))
+            .is_empty()
+    );
+    assert!(
+        grouped
+            .notice
+            .as_ref()
+            .is_some_and(|(t, _)| t.contains("only 1-1 conversations")),
+        "{:?}",
+        grouped.notice
+    );
     assert!(
         bare.update(Action::RunCommand("history a b".into()))
             .is_empty()

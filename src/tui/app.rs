@@ -1051,7 +1051,16 @@ impl App {
                 match target.and_then(|id| self.history_command(id)) {
                     Some(c) => vec![c],
                     None => {
-                        self.notify("history: open a 1-1 conversation or name a user");
+                        let group = self
+                            .current_conv()
+                            .is_some_and(|c| matches!(c.kind, ConvKind::Group { .. }));
+                        // Our server keeps group history apart, with no
+                        // record of who took part: not offered for retrieval.
+                        self.notify(if group {
+                            "history: only 1-1 conversations can be fetched from the server"
+                        } else {
+                            "history: open a 1-1 conversation or name a user"
+                        });
                         Vec::new()
                     }
                 }
