@@ -48,7 +48,17 @@ fn unsupported_commands_become_a_notice_not_a_result() {
     for c in app.update(Action::Quit) {
         dispatch(&mut app, &mut port, c);
     }
-    assert_eq!(port.0, vec![Command::Client(client::Command::Shutdown)]);
+    // Opening the empty conversation with carol asked for its history
+    // (seed 003 13.1.3); then quitting shuts the client down.
+    assert_eq!(
+        port.0,
+        vec![
+            Command::Client(client::Command::History(
+                client::history::HistoryQuery::conversation("sip:carol@isc.local")
+            )),
+            Command::Client(client::Command::Shutdown)
+        ]
+    );
 }
 
 #[test]

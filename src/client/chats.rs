@@ -136,6 +136,8 @@ pub struct Chats {
     /// 200s to CANCELs, sent at the next flush.
     pending_responses: VecDeque<(TsxKey, Response)>,
     group: GroupState,
+    /// Frames for no chat session (e.g. a history retrieval's), for the UA.
+    unclaimed: VecDeque<(MsrpConn, crate::proto::msrp::MsrpFrame)>,
 }
 
 /// The group side of the chats.
@@ -176,6 +178,7 @@ impl Chats {
             pending_responses: VecDeque::new(),
             cancels: Vec::new(),
             group: GroupState::default(),
+            unclaimed: VecDeque::new(),
         }
     }
 
@@ -859,7 +862,7 @@ impl Chats {
                     .map(|s| s.id())
             });
             let Some(chat) = chat else {
-                tracing::debug!(conn, "MSRP frame for no session of ours");
+                self.unclaimed.push_back((conn, f));
                 continue;
             };
             if bound.is_none() {
@@ -1001,6 +1004,12 @@ impl Chats {
 
     pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
         self.msrp_out.pop_front()
+    }
+
+    /// A frame that named no chat session (the UA offers it to history
+    /// retrievals, else drops it).
+    pub fn poll_unclaimed(&mut self) -> Option<(MsrpConn, crate::proto::msrp::MsrpFrame)> {
+        self.unclaimed.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<ChatEvent> {

@@ -44,6 +44,7 @@
 //! | `{"cmd":"group_add","chat":N,"users":[URI,...]}` | | invite users into group chat N (REFER) |
 //! | `{"cmd":"group_rejoin","chat":N}` | | join again the conference group chat N had |
 //! | `{"cmd":"group_private","chat":N,"to":URI,"text":T}` | | private message to one participant |
+//! | `{"cmd":"history","with":URI,"refs":[REF,...]}` (`refs` optional: Message-IDs or AORs; none = the whole conversation with `with`) | `history URI [REF...]` | retrieve stored history (INVITE `history@domain`, seed 003 13.1.3) |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -87,6 +88,9 @@
 //! | `group_roster` | `chat`, `identity`, `entries`: [{`user`, `display_name`, `status` (`joined`/`ringing`/`left`/...), `own`, `blocked`}] |
 //! | `chat_message` with `"private": true` | a private message in a group |
 //! | `group_error` | `chat` (or null), `reason` |
+//! | `history_requested` | `history` (the retrieval's number), `with`, `refs` (the URI list sent) |
+//! | `history` | `history`, `with`, `count`, `complete` (false: the server went silent), `messages`: [{`from`, `to`, `at` (original CPIM DateTime or null), `text`}] in stored order |
+//! | `history_failed` | `history`, `with`, `status` (SIP status or null), `reason` (a sentence: 403 refused, 404 no such history, not sendonly, no response) |
 //! | `stopped` | (last line) |
 
 use std::io;
@@ -386,6 +390,9 @@ pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCom
     if let Some(chat) = super::chat_headless::parse_command(line, domain) {
         return chat.map(|c| Some(HeadlessCommand::Ua(c)));
     }
+    if let Some(h) = super::history_headless::parse_command(line, domain) {
+        return h.map(|c| Some(HeadlessCommand::Ua(c)));
+    }
     let cmd = if line.starts_with('{') {
         match serde_json::from_str::<JsonCommand>(line).map_err(|e| e.to_string())? {
             JsonCommand::Send { to, text, id } => Command::SendMessage {
@@ -502,6 +509,7 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         ClientEvent::Stopped => json!({"event": "stopped"}),
         ClientEvent::Chat(e) => super::chat_headless::event_json(e),
         ClientEvent::Viewing(e) => super::cv_headless::event_json(e),
+        ClientEvent::History(e) => super::history_headless::event_json(e),
     }
 }
 

@@ -11,6 +11,8 @@ pub mod content_viewing;
 pub mod cv_headless;
 pub mod group;
 pub mod headless;
+pub mod history;
+pub mod history_headless;
 pub mod ids;
 pub mod instance;
 pub mod outgoing;
@@ -145,6 +147,8 @@ pub enum Command {
     Chat(chats::ChatCommand),
     /// A content-viewing command ([`content_viewing::ViewingCommand`]).
     Viewing(content_viewing::ViewingCommand),
+    /// Retrieve conversation history from the server ([`history`], seed 003 13.1.3).
+    History(history::HistoryQuery),
 }
 
 /// One registered device of our AOR, from the reg-event state.
@@ -218,4 +222,6 @@ pub enum ClientEvent {
     Chat(chat::ChatEvent),
     /// Something happened in content viewing ([`content_viewing::ViewingEvent`]).
     Viewing(content_viewing::ViewingEvent),
+    /// A history retrieval progressed ([`history::HistoryEvent`]).
+    History(history::HistoryEvent),
 }

@@ -35,6 +35,7 @@ use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transport, Ts
 
 mod chat_glue;
 mod cv_glue;
+mod history_glue;
 
 /// Methods we answer (Allow).
 pub const ALLOW: &str = "MESSAGE, OPTIONS, NOTIFY";
@@ -77,6 +78,8 @@ pub struct UserAgent {
     viewing: super::content_viewing::ContentViewing,
     /// Player work for the driver.
     viewing_out: VecDeque<super::content_viewing::ViewingOut>,
+    /// History retrievals ([`super::history::History`], hooks in `history_glue`).
+    history: super::history::History,
     cfg: UaConfig,
     ids: Box<dyn IdGen>,
     layer: TransactionLayer,
@@ -131,6 +134,7 @@ impl UserAgent {
                 server: cfg.server,
             }),
             viewing_out: VecDeque::new(),
+            history: super::history::History::new(),
             reg_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
             proxy_digest: DigestClient::new(cfg.user.clone(), cfg.password.clone()),
             sender: ComposingSender::new(cfg.composing),
@@ -291,6 +295,7 @@ impl UserAgent {
             Command::Shutdown => self.begin_shutdown(now),
             Command::Chat(c) => self.chat_command(now, c),
             Command::Viewing(c) => self.viewing_command(now, c),
+            Command::History(q) => self.history_command(now, q),
         }
         self.drain(now);
     }
@@ -301,6 +306,7 @@ impl UserAgent {
         self.drain(now);
         self.chat_timeout(now);
         self.cv_timeout(now);
+        self.history_timeout(now);
         if self.shutdown.is_none() && self.started {
             if self.reg.due(now) {
                 self.send_register(now);
@@ -357,6 +363,7 @@ impl UserAgent {
                 self.layer.poll_timeout(),
                 self.chats.poll_timeout(),
                 self.viewing.poll_timeout(),
+                self.history.poll_timeout(),
                 self.sender.poll_timeout(),
                 self.receiver.poll_timeout(),
             ])
@@ -583,6 +590,9 @@ impl UserAgent {
             let Some(ev) = self.cv_layer_event(now, ev) else {
                 continue;
             };
+            let Some(ev) = self.history_layer_event(now, ev) else {
+                continue;
+            };
             let Some(ev) = self.chat_layer_event(now, ev) else {
                 continue;
             };
@@ -611,6 +621,7 @@ impl UserAgent {
         }
         self.chat_flush(now);
         self.cv_flush(now);
+        self.history_flush(now);
     }
 
     fn respond(

@@ -332,6 +332,10 @@ pub struct App {
     /// The client finished its shutdown.
     pub stopped: bool,
     next_id: u64,
+    /// History retrievals under way: peer AOR → the conversation asking.
+    history_targets: BTreeMap<String, String>,
+    /// Conversations whose history was asked for (fetched once by itself).
+    history_asked: BTreeSet<String>,
 }
 
 impl App {
@@ -372,6 +376,8 @@ impl App {
             quitting: false,
             stopped: false,
             next_id: 0,
+            history_targets: BTreeMap::new(),
+            history_asked: BTreeSet::new(),
         };
         if let Some(e) = errors.first() {
             app.notify(format!("[client.keys]: {e}"));
@@ -727,9 +733,13 @@ impl App {
                 } else if self.focus == Pane::Conversations {
                     self.open(ConvId(self.selected));
                     self.focus = Pane::Input;
+                    out.extend(self.auto_history(ConvId(self.selected)));
                 }
             }
-            Action::OpenConversation(id) => self.open(id),
+            Action::OpenConversation(id) => {
+                self.open(id);
+                out.extend(self.auto_history(id));
+            }
             Action::JumpToUnread => self.jump_to_unread(),
             Action::InsertChar(c) => {
                 if let Some(p) = &mut self.prompt {
@@ -1018,7 +1028,42 @@ impl App {
                 );
                 self.open(id);
                 self.focus = Pane::Input;
-                vec![Command::StartChat { with: peer }]
+                let mut out = vec![Command::StartChat { with: peer }];
+                out.extend(self.auto_history(id));
+                out
+            }
+            Cmd::History(user) => {
+                let target = match user {
+                    Some(u) => {
+                        let peer = self.user_uri(&u);
+                        let title = self.short_name(&peer);
+                        let id = self.conversation_for(
+                            &peer,
+                            ConvKind::OneToOne { peer: peer.clone() },
+                            &title,
+                            false,
+                        );
+                        self.open(id);
+                        Some(id)
+                    }
+                    None => self.current,
+                };
+                match target.and_then(|id| self.history_command(id)) {
+                    Some(c) => vec![c],
+                    None => {
+                        let group = self
+                            .current_conv()
+                            .is_some_and(|c| matches!(c.kind, ConvKind::Group { .. }));
+                        // Our server keeps group history apart, with no
+                        // record of who took part: not offered for retrieval.
+                        self.notify(if group {
+                            "history: only 1-1 conversations can be fetched from the server"
+                        } else {
+                            "history: open a 1-1 conversation or name a user"
+                        });
+                        Vec::new()
+                    }
+                }
             }
             Cmd::Watch {
                 content,
@@ -1249,6 +1294,78 @@ impl App {
                     self.session_event(s);
                 }
             }
+            ClientEvent::History(ev) => self.history_event(ev),
+        }
+    }
+
+    /// The retrieval for 1-1 conversation `id` (seed 003 13.1.3: its peer
+    /// is the history reference); None for other kinds.
+    fn history_command(&mut self, id: ConvId) -> Option<Command> {
+        let c = self.conversations.get(id.0)?;
+        let ConvKind::OneToOne { peer } = &c.kind else {
+            return None;
+        };
+        let peer = bare_uri(peer).to_string();
+        self.history_asked.insert(c.key.clone());
+        self.history_targets.insert(peer.clone(), c.key.clone());
+        Some(Command::Client(client::Command::History(
+            client::history::HistoryQuery::conversation(&peer),
+        )))
+    }
+
+    /// Opening a 1-1 conversation with nothing in it fetches its history
+    /// once: this device may not have been part of it.
+    fn auto_history(&mut self, id: ConvId) -> Option<Command> {
+        let c = self.conversations.get(id.0)?;
+        if !c.entries.is_empty() || self.history_asked.contains(&c.key) {
+            return None;
+        }
+        self.history_command(id)
+    }
+
+    fn history_event(&mut self, ev: client::history::HistoryEvent) {
+        use client::history::HistoryEvent;
+        let (conversation, outcome) = match ev {
+            HistoryEvent::Requested { .. } => return,
+            HistoryEvent::Retrieved {
+                conversation,
+                items,
+                complete,
+                ..
+            } => (conversation, Ok((items, complete))),
+            HistoryEvent::Failed {
+                conversation,
+                error,
+                ..
+            } => (conversation, Err(error)),
+        };
+        let key = self
+            .history_targets
+            .remove(&conversation)
+            .unwrap_or_else(|| conversation.clone());
+        let title = self.short_name(&conversation);
+        let id = self.conversation_for(
+            &key,
+            ConvKind::OneToOne {
+                peer: conversation.clone(),
+            },
+            &title,
+            false,
+        );
+        let me = self.aor();
+        let domain = self.config.domain.clone();
+        let wall = self.wall;
+        let Some(c) = self.conversations.get_mut(id.0) else {
+            return;
+        };
+        let line = match outcome {
+            Ok((items, complete)) => {
+                super::history_view::merge(c, &items, complete, &me, &domain, wall)
+            }
+            Err(error) => super::history_view::failed(c, &error, wall),
+        };
+        if self.current != Some(id) {
+            self.notify(format!("{title}: {line}"));
         }
     }
 

@@ -30,6 +30,8 @@ pub enum Cmd {
         path: PathBuf,
         mermaid: bool,
     },
+    /// `:history [<user>]`: stored history of a 1-1 conversation (seed 003 13.1.3).
+    History(Option<String>),
     Quit,
 }
 
@@ -142,6 +144,11 @@ pub fn parse(line: &str) -> Result<Cmd, String> {
             },
             _ => return Err(usage()),
         },
+        "history" => match args {
+            [] => Cmd::History(None),
+            [u] => Cmd::History(Some(u.to_string())),
+            _ => return Err(usage()),
+        },
         "quit" | "q" => Cmd::Quit,
         _ => return Err(usage()),
     })
@@ -186,7 +193,7 @@ pub fn complete(line: &str, c: &Candidates) -> Completion {
         }
         (Some("watch"), Some(_)) if prev.len() == 2 => vec!["with".into()],
         (Some("watch"), Some("with")) => c.users.clone(),
-        (Some("chat" | "invite" | "block" | "unblock"), _) => c.users.clone(),
+        (Some("chat" | "invite" | "block" | "unblock" | "history"), _) => c.users.clone(),
         (Some("group"), _) if prev.len() >= 2 => c.users.clone(),
         (Some("join" | "rejoin"), _) => c.groups.clone(),
         (Some("export-flow"), _) if prev.len() == 2 => vec!["mermaid".into(), "text".into()],

@@ -526,6 +526,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         help: "write the flow as text or Mermaid",
     },
     CommandHelp {
+        name: "history",
+        usage: ":history [<user>]",
+        help: "fetch this conversation's history from the server",
+    },
+    CommandHelp {
         name: "quit",
         usage: ":quit",
         help: "quit",

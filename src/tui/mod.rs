@@ -27,6 +27,7 @@ pub mod client_link;
 pub mod command;
 pub mod demo_link;
 pub mod event_loop;
+pub mod history_view;
 pub mod input;
 pub mod keymap;
 pub mod ladder;

@@ -104,7 +104,7 @@ impl UserAgent {
 
     /// MSRP work for the driver: connect, send, close.
     pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
-        self.chats.poll_msrp()
+        self.chats.poll_msrp().or_else(|| self.history.poll_msrp())
     }
 
     /// Our connection for `chat` is up.
@@ -131,12 +131,14 @@ impl UserAgent {
     /// Bytes from an MSRP connection.
     pub fn msrp_data(&mut self, now: Instant, conn: MsrpConn, bytes: &[u8]) {
         self.chats.msrp_data(now, conn, bytes);
+        self.history_unclaimed(now);
         self.chat_flush(now);
     }
 
     /// An MSRP connection closed.
     pub fn msrp_closed(&mut self, now: Instant, conn: MsrpConn) {
         self.chats.msrp_closed(now, conn);
+        self.history.msrp_closed(conn);
         self.chat_flush(now);
     }
 }

@@ -148,13 +148,20 @@ pub enum RetrievalRejection {
     NoUriList,
     #[error("no usable MSRP offer (setup actpass or passive needed)")]
     BadOffer,
+    /// Seed 003 13.2.1.1 step 1 ("an appropriate reject code"): no history
+    /// reference of the list names anything stored.
+    #[error("no stored history for {0}")]
+    UnknownReference(String),
+    /// A Message-ID of a conversation the requester was not part of.
+    #[error("history reference {0} belongs to another user's conversation")]
+    ForeignReference(String),
 }
 
 impl RetrievalRejection {
     /// The one place mapping a refusal to a status (seed 003 12.4.1, 13.2.1.1).
     pub fn status(&self) -> (u16, &'static str) {
         match self {
-            Self::NotOwned => (404, "Not Found"),
+            Self::NotOwned | Self::UnknownReference(_) => (404, "Not Found"),
             Self::NoUriList => (400, "Bad Request"),
             Self::BadOffer => (488, "Not Acceptable Here"),
             _ => (403, "Forbidden"),
@@ -987,23 +994,43 @@ impl DeferredFunction {
             }
         };
         let mut items = VecDeque::new();
+        let mut unknown = Vec::new();
         if let Some(h) = history {
             for entry in &list {
                 let e = entry.trim();
                 let found = if e.starts_with("sip:") || e.starts_with("sips:") {
                     h.conversation(&aor, e)
                 } else {
-                    h.by_message_id(e).map(|v| {
-                        v.into_iter()
-                            .filter(|m| m.conversation.split(' ').any(|p| p == aor))
-                            .collect()
-                    })
+                    match h.by_message_id(e) {
+                        // Only the requester's own conversations (13.2.1.1:
+                        // the history of the asserted identity).
+                        Ok(v) if !v.is_empty() => {
+                            let own: Vec<_> = v
+                                .into_iter()
+                                .filter(|m| m.conversation.split(' ').any(|p| p == aor))
+                                .collect();
+                            if own.is_empty() {
+                                let r = RetrievalRejection::ForeignReference(e.to_string());
+                                self.refuse(ctx, &key, req, &r);
+                                return;
+                            }
+                            Ok(own)
+                        }
+                        other => other,
+                    }
                 };
                 match found {
+                    Ok(v) if v.is_empty() => unknown.push(e.to_string()),
                     Ok(v) => items.extend(v.into_iter().map(Item::History)),
                     Err(err) => tracing::warn!(error = %err, "history unreadable"),
                 }
             }
+        }
+        // Some references found: stream those; none at all: 404.
+        if items.is_empty() && !unknown.is_empty() {
+            let r = RetrievalRejection::UnknownReference(unknown.join(", "));
+            self.refuse(ctx, &key, req, &r);
+            return;
         }
         self.accept_streaming(ctx, key, source, transport, req, &sdp, aor, items);
     }
@@ -1023,7 +1050,15 @@ impl DeferredFunction {
             Some(&ctx.ids.token()),
             Some(reason),
             vec![
-                make_header("Warning", &format!("399 {} \"{r}\"", ctx.domain)),
+                // RFC 3261 §20.43: the warn-text is a quoted-string.
+                make_header(
+                    "Warning",
+                    &format!(
+                        "399 {} \"{}\"",
+                        ctx.domain,
+                        r.to_string().replace(['"', '\\'], "'")
+                    ),
+                ),
                 make_header("Server", &format!("{SERVER_AGENT} {IM_RELEASE}")),
             ],
         );
