@@ -637,4 +637,33 @@ mod tests {
         assert_eq!(c.server.deferred_uri(), "sip:Deferred@ex.org");
         assert_eq!(c.server.history_uri(), "sip:h@x");
     }
+
+    #[test]
+    fn as_mode_needs_the_core_and_trusts_it_by_default() {
+        let c = parse(
+            "[server]\nlisten = \"127.0.0.1:5070\"\nmode = \"as\"\ncore = \"127.0.0.1:5060\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.mode, ServerMode::As);
+        assert_eq!(
+            c.server.trusted_core(),
+            vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
+        );
+        let e = parse("[server]\nmode = \"as\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.core"), "{e}");
+        let e = parse("[server]\nmode = \"as\"\ncore = \"127.0.0.1:5060\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot share one address"), "{e}");
+        let e = parse("[server]\nmode = \"proxy\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode"), "{e}");
+    }
 }

@@ -23,20 +23,29 @@ use isc::server::runner::{Direction, Server, ServerHandle, ServerOptions, WireEv
 /// The longest a Kamailio started by a test may live.
 const KAMAILIO_LIFETIME_SECS: u32 = 120;
 
+/// The `kamailio` binary: on PATH, else Debian's `/usr/sbin/kamailio`
+/// (PATH of a non-root user lacks /usr/sbin).
+pub fn kamailio_binary() -> Option<PathBuf> {
+    ["kamailio", "/usr/sbin/kamailio"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|bin| {
+            Command::new(bin)
+                .arg("-v")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
 /// Whether `kamailio` can be run; prints the reason to skip when not.
 pub fn kamailio_present() -> bool {
-    match Command::new("kamailio")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        _ => {
-            eprintln!("skipping: the kamailio binary is not installed (apt-get install kamailio)");
-            false
-        }
+    let found = kamailio_binary().is_some();
+    if !found {
+        eprintln!("skipping: the kamailio binary is not installed (apt-get install kamailio)");
     }
+    found
 }
 
 /// A loopback port free for both UDP and TCP right now.
@@ -68,9 +77,10 @@ impl Kamailio {
         let run = dir.join("run");
         std::fs::create_dir_all(&run).expect("run dir");
         let log = std::fs::File::create(dir.join("kamailio.log")).expect("log file");
+        let bin = kamailio_binary().expect("kamailio installed");
         let child = Command::new("timeout")
             .arg(KAMAILIO_LIFETIME_SECS.to_string())
-            .arg("kamailio")
+            .arg(bin)
             .arg("-f")
             .arg(dir.join("kamailio.cfg"))
             .args(["-DD", "-E", "-Y"])
