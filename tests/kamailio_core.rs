@@ -471,3 +471,85 @@ async fn the_as_refuses_what_does_not_come_from_the_core() {
     );
     site.shutdown().await;
 }
+
+/// Seed 003 12.4.2.1 / 12.4.2.2 behind Kamailio: a pager MESSAGE to bob,
+/// who has no device, finds no binding at Kamailio, which hands it to the
+/// AS; the AS stores it (202). When bob's phone registers at Kamailio, the
+/// third-party REGISTER tells the AS, which INVITEs the phone's GRUU
+/// through Kamailio and pushes the message over MSRP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_message_is_pushed_through_kamailio_on_registration() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_path_buf();
+    let opts = options(|o| {
+        o.config.data_dir = Some(dir.clone());
+        o.history_in_memory = false;
+        user_mut(o, "bob").offline_delivery = true;
+    });
+    let Some(site) = Site::start(opts).await else {
+        return;
+    };
+    let mut carol = Peer::new(site.core, "carol", "carol").await;
+    let pager = carol.request(
+        "MESSAGE",
+        "sip:bob@isc.local",
+        "sip:bob@isc.local",
+        &[
+            "Message-ID: carol-1".into(),
+            "Content-Type: text/plain".into(),
+        ],
+        "call me when you are back",
+    );
+    let resp = carol.send_authenticated(pager.clone()).await;
+    assert_eq!(resp.status_code.code(), 202, "stored for later");
+    let stored = site
+        .wire
+        .wait_for(Direction::In, "MESSAGE sip:bob@", 1)
+        .await;
+    let (from, text) = stored.first().expect("the AS got the MESSAGE");
+    assert_eq!(*from, site.core);
+    assert_eq!(
+        header_of(text, "P-Asserted-Identity").as_deref(),
+        Some("<sip:carol@isc.local>")
+    );
+
+    let bob = Device::register(site.core, "bob", "bob-phone", "phone").await;
+    let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
+    let legs = legs_to_core(&site, 1).await;
+    assert_eq!(legs, ["sip:bob@isc.local;gr=urn:uuid:bob-phone"]);
+    assert!(
+        inv.headers
+            .get_raw("Via")
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .contains(&site.core.to_string()),
+        "the push INVITE comes through Kamailio"
+    );
+    answer(
+        &bob.sip,
+        &inv,
+        200,
+        "bobpush",
+        Some(&msrp_sdp(&bob.uri, "passive", "")),
+    )
+    .await;
+    let ack = recv_request(&bob.sip, rsip::Method::Ack).await;
+    assert_eq!(
+        ack.headers.get_raw("Call-ID"),
+        inv.headers.get_raw("Call-ID")
+    );
+    let mut conn = MsrpConn::accept(&bob.listener).await;
+    let send = conn.recv().await;
+    assert_eq!(send.content_type(), Some("message/sip"));
+    let body = String::from_utf8(send.body.clone().unwrap()).unwrap();
+    assert!(
+        body.starts_with("MESSAGE sip:bob@isc.local SIP/2.0\r\n"),
+        "{body}"
+    );
+    assert!(body.contains("Message-ID: carol-1\r\n"), "{body}");
+    assert!(body.ends_with("call me when you are back"), "{body}");
+    conn.send(&send.ok_response().unwrap()).await;
+    site.shutdown().await;
+}
