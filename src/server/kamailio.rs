@@ -128,9 +128,12 @@ pub fn write_site(
     site: &KamailioSite,
     config: &ServerConfig,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Both checked before anything is written.
+    let main = site.render(CFG_TEMPLATE)?;
+    let users = users_cfg(config)?;
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("kamailio.cfg"), site.render(CFG_TEMPLATE)?)?;
-    std::fs::write(dir.join(USERS_FILE), users_cfg(config)?)?;
+    std::fs::write(dir.join("kamailio.cfg"), main)?;
+    std::fs::write(dir.join(USERS_FILE), users)?;
     Ok(())
 }
 
