@@ -7,7 +7,8 @@
 //! include into a temp dir, and runs `kamailio` there in the foreground under
 //! `timeout`. Dropping the [`Kamailio`] stops the process it started (by
 //! PID); when a test panics its log is printed. Returns `None`, after
-//! printing why, when the `kamailio` binary is absent.
+//! printing why, when the `kamailio` binary is absent. Needs a multi-thread
+//! tokio runtime (Kamailio's start-up wait blocks in place).
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -73,11 +74,22 @@ impl Kamailio {
     /// Writes the deployment for `site` / `config` into `dir` and starts
     /// Kamailio; returns once it answers on `site.core`.
     pub fn start(dir: &Path, site: &KamailioSite, config: &ServerConfig) -> Kamailio {
-        write_site(dir, site, config).expect("deployment written");
+        Self::try_start(dir, site, config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Self::start`], or why Kamailio did not come up (e.g. its port was
+    /// taken meanwhile) with its log.
+    pub fn try_start(
+        dir: &Path,
+        site: &KamailioSite,
+        config: &ServerConfig,
+    ) -> Result<Kamailio, String> {
+        write_site(dir, site, config).map_err(|e| format!("deployment not written: {e}"))?;
         let run = dir.join("run");
-        std::fs::create_dir_all(&run).expect("run dir");
-        let log = std::fs::File::create(dir.join("kamailio.log")).expect("log file");
-        let bin = kamailio_binary().expect("kamailio installed");
+        std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("kamailio.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let bin = kamailio_binary().ok_or("kamailio is not installed")?;
         let child = Command::new("timeout")
             .arg(KAMAILIO_LIFETIME_SECS.to_string())
             .arg(bin)
@@ -90,31 +102,32 @@ impl Kamailio {
             .arg("-w")
             .arg(dir)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
+            .stdout(log2)
             .stderr(log)
             .spawn()
-            .expect("kamailio starts");
+            .map_err(|e| format!("kamailio does not start: {e}"))?;
         let mut k = Kamailio {
             addr: site.core,
             dir: dir.to_path_buf(),
             child,
         };
-        k.wait_ready();
-        k
+        // On failure `k` is dropped, which stops what is left of it.
+        k.wait_ready()?;
+        Ok(k)
     }
 
     /// Waits until Kamailio answers an OPTIONS (any response will do).
-    fn wait_ready(&mut self) {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        let me = sock.local_addr().expect("probe addr");
+            .map_err(|e| e.to_string())?;
+        let me = sock.local_addr().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut buf = [0u8; 4096];
         let mut n = 0;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("kamailio exited ({status}):\n{}", self.log());
+                return Err(format!("kamailio exited ({status}):\n{}", self.log()));
             }
             n += 1;
             let probe = format!(
@@ -125,10 +138,14 @@ impl Kamailio {
             if let Ok((len, _)) = sock.recv_from(&mut buf)
                 && buf[..len].starts_with(b"SIP/2.0 ")
             {
-                return;
+                return Ok(());
             }
         }
-        panic!("kamailio did not answer on {}:\n{}", self.addr, self.log());
+        Err(format!(
+            "kamailio did not answer on {}:\n{}",
+            self.addr,
+            self.log()
+        ))
     }
 
     /// What Kamailio logged so far.
@@ -241,32 +258,54 @@ pub struct Site {
 impl Site {
     /// Starts both with `options` (its `config.mode`, `core` and `listen`
     /// are set here). `None` when kamailio is not installed.
-    pub async fn start(mut options: ServerOptions) -> Option<Site> {
+    pub async fn start(options: ServerOptions) -> Option<Site> {
         if !kamailio_present() {
             return None;
         }
-        let dir = tempfile::tempdir().expect("temp dir");
+        let mut last = String::new();
+        // A free port may be taken before Kamailio binds it: a few tries.
+        for attempt in 0..3 {
+            match Self::try_start(options.clone(), attempt).await {
+                Ok(site) => return Some(site),
+                Err(e) => {
+                    eprintln!("Kamailio did not come up (try {attempt}): {e}");
+                    last = e;
+                }
+            }
+        }
+        panic!("Kamailio in front of isc server did not come up: {last}")
+    }
+
+    async fn try_start(mut options: ServerOptions, attempt: u32) -> Result<Site, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let core = SocketAddr::from(([127, 0, 0, 1], free_port()));
         options.config.mode = ServerMode::As;
         options.config.core = Some(core);
         options.config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = options.config.clone();
-        let server = Server::start(options).await.expect("isc server starts");
+        let server = Server::start(options)
+            .await
+            .map_err(|e| format!("isc server: {e}"))?;
         let wire = WireLog::follow(&server);
         let site = KamailioSite {
             core,
             app_server: server.local_addr(),
             domain: config.domain.clone(),
         };
-        let kdir = dir.path().join("kamailio");
-        let kamailio = tokio::task::block_in_place(|| Kamailio::start(&kdir, &site, &config));
-        Some(Site {
-            core,
-            server,
-            wire,
-            kamailio,
-            dir,
-        })
+        let kdir = dir.path().join(format!("kamailio-{attempt}"));
+        match tokio::task::block_in_place(|| Kamailio::try_start(&kdir, &site, &config)) {
+            Ok(kamailio) => Ok(Site {
+                core,
+                server,
+                wire,
+                kamailio,
+                dir,
+            }),
+            Err(e) => {
+                server.shutdown().await;
+                Err(e)
+            }
+        }
     }
 
     /// Waits until the AS has taken `count` third-party REGISTERs from the
