@@ -8,6 +8,7 @@
 
 mod common;
 mod cpm_common;
+mod focus_common;
 mod kamailio_support;
 mod mf_common;
 
@@ -551,5 +552,179 @@ async fn deferred_message_is_pushed_through_kamailio_on_registration() {
     assert!(body.contains("Message-ID: carol-1\r\n"), "{body}");
     assert!(body.ends_with("call me when you are back"), "{body}");
     conn.send(&send.ok_response().unwrap()).await;
+    site.shutdown().await;
+}
+
+/// Seeds 003 / 004 behind Kamailio: the conference factory, the session
+/// identity and REFER are service URIs Kamailio hands to the AS (the IM
+/// Controlling Function); the focus reaches each invitee device through
+/// Kamailio at its GRUU, and the device that loses gets CANCEL with the
+/// Reason while the subscriber sees alerting, then connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adhoc_conference_through_kamailio() {
+    use focus_common::{
+        FACTORY, bind_send, contact_uri, factory_invite, next_notify, response_for, send_auth,
+        subscribe,
+    };
+    use isc::proto::bodies::conference_info::EndpointStatus;
+    use isc::proto::bodies::resource_lists::Entry;
+
+    let Some(site) = Site::start(options(|_| {})).await else {
+        return;
+    };
+    let bob = Device::register(site.core, "bob", "bob-dev", "dev").await;
+    let carol1 = Device::register(site.core, "carol", "carol-tv", "tv").await;
+    let carol2 = Device::register(site.core, "carol", "carol-phone", "phone").await;
+    site.await_registrations(3).await;
+
+    // alice → Kamailio → focus: INVITE to the factory listing bob.
+    let mut alice = Peer::new(site.core, "alice", "alice").await;
+    let alice_uri = MsrpUri::new("127.0.0.1", 7, "alicesess");
+    let req = factory_invite(
+        &mut alice,
+        &msrp_sdp(&alice_uri, "actpass", ""),
+        vec![Entry::new("sip:bob@isc.local")],
+        &[],
+    );
+    let invite = send_invite(&mut alice, req).await;
+    let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
+    let arrived = site
+        .wire
+        .wait_for(Direction::In, &format!("INVITE {FACTORY} "), 1)
+        .await;
+    let (from, text) = arrived.first().expect("the factory INVITE reached the AS");
+    assert_eq!(*from, site.core);
+    assert_eq!(
+        header_of(text, "P-Asserted-Identity").as_deref(),
+        Some("<sip:alice@isc.local>")
+    );
+    assert_eq!(
+        legs_to_core(&site, 1).await,
+        ["sip:bob@isc.local;gr=urn:uuid:bob-dev"]
+    );
+    assert!(
+        inv.headers
+            .get_raw("Via")
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .contains(&site.core.to_string())
+    );
+    answer(
+        &bob.sip,
+        &inv,
+        200,
+        "bobtag",
+        Some(&msrp_sdp(&bob.uri, "passive", "")),
+    )
+    .await;
+    let mut bob_conn = MsrpConn::accept(&bob.listener).await;
+    assert!(
+        bob_conn.recv_request().await.body.is_none(),
+        "focus binds first"
+    );
+    let ok = final_for(&alice, &invite).await;
+    assert_eq!(ok.status_code.code(), 200);
+    let ack = ack_2xx(&mut alice, &invite, &ok);
+    alice.send(ack).await;
+    let (identity, _) = contact_uri(&ok);
+    assert!(identity.starts_with("sip:conf-"), "{identity}");
+    let mut a = MsrpConn::connect(site.server.msrp_addr()).await;
+    a.send(&bind_send(&sdp_path(&ok.body), &alice_uri)).await;
+    assert!(!a.recv().await.is_request());
+
+    // alice subscribes to the session identity through Kamailio.
+    let (_, resp) = subscribe(&mut alice, &identity).await;
+    assert_eq!(resp.status_code.code(), 200);
+    let _ = next_notify(&alice).await;
+
+    // alice REFERs carol: the focus INVITEs both of carol's GRUUs.
+    let lines = vec![
+        "Refer-To: <sip:carol@isc.local>".to_string(),
+        "Refer-Sub: false".into(),
+        format!("Contact: <sip:alice@{};transport=udp>", alice.addr()),
+    ];
+    let req = alice.request("REFER", &identity, &identity, &lines, "");
+    let req = send_auth(&mut alice, req).await;
+    assert_eq!(response_for(&alice, &req).await.status_code.code(), 202);
+    let inv1 = recv_request(&carol1.sip, rsip::Method::Invite).await;
+    let inv2 = recv_request(&carol2.sip, rsip::Method::Invite).await;
+    let legs: BTreeSet<String> = legs_to_core(&site, 3)
+        .await
+        .into_iter()
+        .filter(|u| u.starts_with("sip:carol@"))
+        .collect();
+    assert_eq!(
+        legs,
+        BTreeSet::from([
+            "sip:carol@isc.local;gr=urn:uuid:carol-tv".to_owned(),
+            "sip:carol@isc.local;gr=urn:uuid:carol-phone".to_owned()
+        ])
+    );
+    answer(&carol1.sip, &inv1, 180, "c1", None).await;
+    let (_, info) = next_notify(&alice).await;
+    let carol = info
+        .users
+        .iter()
+        .find(|u| u.entity == "sip:carol@isc.local")
+        .expect("carol in the roster");
+    assert_eq!(carol.status(), Some(&EndpointStatus::Alerting));
+    answer(
+        &carol2.sip,
+        &inv2,
+        200,
+        "c2",
+        Some(&msrp_sdp(&carol2.uri, "passive", "")),
+    )
+    .await;
+    let cancel = recv_request(&carol1.sip, rsip::Method::Cancel).await;
+    assert_eq!(cancel.headers.get_raw("Reason").as_deref(), Some(REASON));
+    assert_eq!(
+        cancel.headers.get_raw("Call-ID"),
+        inv1.headers.get_raw("Call-ID")
+    );
+    let (_, info) = next_notify(&alice).await;
+    let carol = info
+        .users
+        .iter()
+        .find(|u| u.entity == "sip:carol@isc.local")
+        .expect("carol in the roster");
+    assert_eq!(carol.status(), Some(&EndpointStatus::Connected));
+    site.shutdown().await;
+}
+
+/// `OPTIONS sip:content@isc.local` is a service URI: Kamailio
+/// authenticates it and hands it to the AS, which answers with the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_list_through_kamailio() {
+    let Some(site) = Site::start(options(|_| {})).await else {
+        return;
+    };
+    let mut alice = Peer::new(site.core, "alice", "alice").await;
+    let req = alice.request(
+        "OPTIONS",
+        "sip:content@isc.local",
+        "sip:content@isc.local",
+        &[format!(
+            "Accept: {}",
+            isc::server::content_list::CONTENT_TYPE
+        )],
+        "",
+    );
+    let resp = alice.send_authenticated(req).await;
+    assert_eq!(resp.status_code.code(), 200);
+    assert_eq!(
+        resp.headers.get_raw("Content-Type").as_deref(),
+        Some(isc::server::content_list::CONTENT_TYPE)
+    );
+    let body = String::from_utf8_lossy(&resp.body);
+    assert!(body.contains("melody"), "{body}");
+    assert!(
+        resp.headers
+            .get_raw("Server")
+            .is_some_and(|s| s.starts_with("isc/")),
+        "answered by the AS"
+    );
     site.shutdown().await;
 }
