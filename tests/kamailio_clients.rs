@@ -97,3 +97,33 @@ async fn clients_register_at_kamailio_see_their_devices_and_page() {
     bob.stop(WAIT).await;
     site.shutdown().await;
 }
+
+/// A device on TCP: Kamailio reaches it over the connection it registered
+/// on, for the AS's reg-event NOTIFYs and for a pager from a UDP device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_device_behind_kamailio() {
+    let Some(site) = Site::start(ServerOptions::loopback_demo()).await else {
+        return;
+    };
+    let tv = Device::start_with("alice/tv", DOMAIN, "alice", site.core, |c| {
+        c.transport = isc::proto::sip::transaction::Transport::Tcp;
+    })
+    .await
+    .unwrap();
+    let me = tv
+        .wait_for(WAIT, |e| matches!(e, ClientEvent::DevicesChanged { devices } if devices.iter().any(|d| d.is_self)))
+        .await;
+    assert!(me.is_some(), "{:?}", tv.events());
+    let bob = joined(&site, "bob/phone").await;
+    bob.message(ALICE, "over tcp").unwrap();
+    assert!(
+        tv.wait_for(WAIT, got_message(BOB, "over tcp"))
+            .await
+            .is_some(),
+        "{:?}",
+        tv.events()
+    );
+    tv.stop(WAIT).await;
+    bob.stop(WAIT).await;
+    site.shutdown().await;
+}
