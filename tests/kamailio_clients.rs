@@ -9,7 +9,10 @@ mod kamailio_support;
 
 use std::time::Duration;
 
-use isc::client::ClientEvent;
+use isc::client::chat::{ChatEvent, EndReason};
+use isc::client::chats::ChatCommand;
+use isc::client::content_viewing::{ViewingCommand, ViewingEvent};
+use isc::client::{ClientEvent, Command};
 use isc::demo::{Device, got_message, misses, sees};
 use isc::server::runner::{Direction, ServerOptions};
 
@@ -125,5 +128,201 @@ async fn a_tcp_device_behind_kamailio() {
     );
     tv.stop(WAIT).await;
     bob.stop(WAIT).await;
+    site.shutdown().await;
+}
+
+/// The next event of `dev` matching `pred`, or a panic listing its events.
+async fn expect(dev: &Device, what: &str, pred: impl Fn(&ClientEvent) -> bool) -> ClientEvent {
+    match dev.wait_for(WAIT, pred).await {
+        Some(e) => e,
+        None => panic!("{} did not see {what}: {:?}", dev.name(), dev.events()),
+    }
+}
+
+fn viewing(pred: impl Fn(&ViewingEvent) -> bool) -> impl Fn(&ClientEvent) -> bool {
+    move |e| matches!(e, ClientEvent::Viewing(v) if pred(v))
+}
+
+fn chat(pred: impl Fn(&ChatEvent) -> bool) -> impl Fn(&ClientEvent) -> bool {
+    move |e| matches!(e, ClientEvent::Chat(c) if pred(c))
+}
+
+/// Seed 000 C.15.2 with the isc client on every device, all registered at
+/// Kamailio (the `c15-2` demo's script): bob watches on his tv and chats on
+/// his phone. What each user sees: the phone says the viewing was taken on
+/// the other device (from the Reason Kamailio carries on its CANCEL), the
+/// tv that the chat continued elsewhere; the tv plays, the phone never
+/// does; alice and bob chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c15_2_with_isc_clients_behind_kamailio() {
+    let mut opts = ServerOptions::loopback_demo();
+    opts.config.content_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/content").into();
+    opts.config.users = opts.config.effective_users();
+    for u in &mut opts.config.users {
+        if u.name == "bob" {
+            u.cv_single_device = true;
+            u.cm_single_device = true;
+        }
+    }
+    let Some(site) = Site::start(opts).await else {
+        return;
+    };
+    let alice = joined(&site, "alice/laptop").await;
+    let tv = joined(&site, "bob/tv").await;
+    let phone = joined(&site, "bob/phone").await;
+
+    // 1. the content list (OPTIONS sip:content@, a service URI)
+    alice
+        .command(Command::Viewing(ViewingCommand::FetchContentList))
+        .unwrap();
+    let content = match expect(
+        &alice,
+        "the content list",
+        viewing(|v| matches!(v, ViewingEvent::ContentList { entries } if !entries.is_empty())),
+    )
+    .await
+    {
+        ClientEvent::Viewing(ViewingEvent::ContentList { entries }) => {
+            entries[0].content_ref.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    // 2-4. watch with bob: both of bob's devices are invited
+    alice
+        .command(Command::Viewing(ViewingCommand::Watch {
+            content: content.clone(),
+            with: BOB.into(),
+            chat_on: None,
+        }))
+        .unwrap();
+    let conv = match expect(
+        &alice,
+        "calling",
+        viewing(|v| matches!(v, ViewingEvent::Calling { .. })),
+    )
+    .await
+    {
+        ClientEvent::Viewing(ViewingEvent::Calling { convergence_id, .. }) => convergence_id,
+        other => panic!("{other:?}"),
+    };
+    let c = content.clone();
+    let v_tv = match expect(&tv, "the invitation", viewing(move |v| {
+        matches!(v, ViewingEvent::Invited { content: Some(x), from, .. } if *x == c && from.contains(ALICE))
+    }))
+    .await
+    {
+        ClientEvent::Viewing(ViewingEvent::Invited { viewing, .. }) => viewing,
+        other => panic!("{other:?}"),
+    };
+    expect(
+        &phone,
+        "the invitation",
+        viewing(|v| matches!(v, ViewingEvent::Invited { .. })),
+    )
+    .await;
+    // 5-6. the chat, tied by the convergence id, reaches both devices
+    alice
+        .command(Command::Chat(ChatCommand::Start {
+            to: BOB.into(),
+            convergence_id: Some(conv.clone()),
+        }))
+        .unwrap();
+    let invited = |c: &ChatEvent| matches!(c, ChatEvent::Invited { .. });
+    expect(&tv, "the chat invitation", chat(invited)).await;
+    let phone_chat = match expect(&phone, "the chat invitation", chat(invited)).await {
+        ClientEvent::Chat(ChatEvent::Invited {
+            chat,
+            convergence_id,
+            ..
+        }) => {
+            assert_eq!(convergence_id.as_deref(), Some(conv.as_str()));
+            chat
+        }
+        other => panic!("{other:?}"),
+    };
+    // 7-10. the tv takes the viewing; the phone hears it was taken there
+    tv.command(Command::Viewing(ViewingCommand::Accept { viewing: v_tv }))
+        .unwrap();
+    expect(
+        &alice,
+        "the viewing start",
+        viewing(|v| matches!(v, ViewingEvent::Started { .. })),
+    )
+    .await;
+    expect(
+        &phone,
+        "taken on the other device",
+        viewing(|v| matches!(v, ViewingEvent::TakenElsewhere { .. })),
+    )
+    .await;
+    // 11. RTP at the tv's player
+    expect(&tv, "audio and video playing", viewing(|v| {
+        matches!(v, ViewingEvent::Stats { stats, .. } if stats.audio_packets > 0 && stats.video_packets > 0)
+    }))
+    .await;
+    // 12-15. the phone takes the chat; the tv's chat ended elsewhere
+    phone
+        .command(Command::Chat(ChatCommand::Accept { chat: phone_chat }))
+        .unwrap();
+    expect(
+        &tv,
+        "the chat continued elsewhere",
+        chat(|c| {
+            matches!(
+                c,
+                ChatEvent::Ended {
+                    reason: EndReason::CompletedElsewhere,
+                    ..
+                }
+            )
+        }),
+    )
+    .await;
+    // 16. the chat, both ways (MSRP through the CPM function)
+    let a_chat = match expect(
+        &alice,
+        "the chat start",
+        chat(|c| matches!(c, ChatEvent::Started { .. })),
+    )
+    .await
+    {
+        ClientEvent::Chat(ChatEvent::Started { chat, .. }) => chat,
+        other => panic!("{other:?}"),
+    };
+    alice
+        .command(Command::Chat(ChatCommand::Send {
+            chat: a_chat,
+            text: "Are you watching?".into(),
+        }))
+        .unwrap();
+    expect(
+        &phone,
+        "alice's message",
+        chat(|c| matches!(c, ChatEvent::Message { text, .. } if text == "Are you watching?")),
+    )
+    .await;
+    phone
+        .command(Command::Chat(ChatCommand::Send {
+            chat: phone_chat,
+            text: "Yes, on the tv".into(),
+        }))
+        .unwrap();
+    expect(
+        &alice,
+        "bob's answer",
+        chat(|c| matches!(c, ChatEvent::Message { text, .. } if text == "Yes, on the tv")),
+    )
+    .await;
+    // the phone never played
+    assert!(
+        !phone
+            .events()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Viewing(ViewingEvent::Stats { .. }))),
+        "no RTP at the phone"
+    );
+    for d in [&alice, &tv, &phone] {
+        d.stop(WAIT).await;
+    }
     site.shutdown().await;
 }
