@@ -213,4 +213,35 @@ mod tests {
             })
         ));
     }
+
+    proptest::proptest! {
+        /// Whatever the config holds, the include either is refused with a
+        /// clear error or keeps every value inside its quotes: nothing in a
+        /// password can add script to Kamailio's configuration.
+        #[test]
+        fn users_cfg_never_lets_a_value_out_of_its_quotes(
+            name in "[a-z][a-z0-9._-]{0,8}",
+            password in "\\PC{0,24}",
+        ) {
+            let config = ServerConfig {
+                users: vec![UserConfig::new(&name, &password)],
+                ..ServerConfig::default()
+            };
+            match users_cfg(&config) {
+                Ok(text) => {
+                    let expected = format!(
+                        "\t\tcase \"{name}\": $var(password) = \"{password}\"; break;\n"
+                    );
+                    proptest::prop_assert!(text.contains(&expected));
+                    for line in text.lines() {
+                        proptest::prop_assert_eq!(line.matches('"').count() % 2, 0);
+                    }
+                }
+                Err(e) => {
+                    let refused = matches!(e, KamailioCfgError::Unquotable { .. });
+                    proptest::prop_assert!(refused);
+                }
+            }
+        }
+    }
 }
