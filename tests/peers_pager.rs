@@ -151,6 +151,9 @@ async fn baresip_pages_an_isc_device() {
         "{}",
         relayed.text
     );
+    // The peer preloads `Route: <sip:server;lr>`; the server removes its own
+    // entry (RFC 3261 §16.4) instead of forwarding it to the device.
+    assert!(relayed.header("Route").is_none(), "{}", relayed.text);
     let bare_addr = sent[0].peer;
     let ok = wire
         .wait(Duration::from_secs(3), |s| {
@@ -334,6 +337,9 @@ async fn linphonec_pages_an_isc_device() {
         "{}",
         relayed.text
     );
+    // The peer preloads `Route: <sip:server;lr>`; the server removes its own
+    // entry (RFC 3261 §16.4) instead of forwarding it to the device.
+    assert!(relayed.header("Route").is_none(), "{}", relayed.text);
     let lin_addr = wire.matching(request_in("MESSAGE sip:bob@isc.local")).await[0].peer;
     let ok = wire
         .wait(Duration::from_secs(3), |s| {

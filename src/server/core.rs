@@ -691,6 +691,9 @@ impl ServerCore {
         req.headers.remove_named("Proxy-Authorization");
         req.headers
             .push(make_header("P-Asserted-Identity", &format!("<{own}>")));
+        // RFC 3261 §16.4: a preloaded Route naming us (outbound proxy set by
+        // baresip/linphone) is ours to remove, never forwarded to the target.
+        pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
 
         if req.method == rsip::Method::Subscribe && is_reg_event(&req) {
             self.on_reg_subscribe(now, key, req, &user, source, transport);
