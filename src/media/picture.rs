@@ -2,20 +2,22 @@
 //! images through `ratatui-image`, falling back to the half-block renderer
 //! ([`crate::media::video::render_half_blocks`]).
 //!
-//! Detection ([`detect`]) runs once, after the TUI entered raw mode and the
-//! alternate screen and before it reads events; it asks the terminal only
-//! when both stdin and stdout are terminals, and `ISC_PICTURE` (or
+//! Detection ([`detect`]) runs once at startup, before the TUI enters raw
+//! mode and starts its event loop; it asks the terminal only when both stdin
+//! and stdout are terminals, within [`DETECT_TIMEOUT`], and `ISC_PICTURE` (or
 //! [`Detect::Force`]) skips it. Encoding a frame for kitty/sixel/iTerm2 costs
 //! far more than drawing it, so [`PictureRenderer`] encodes each new frame or
-//! pane size once ([`PictureRenderer::prepare`], in `update`) and
+//! pane size once ([`PictureRenderer::prepare`], in the update step) and
 //! [`PictureRenderer::render`] stays pure.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use image::{DynamicImage, RgbImage};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Rect, Size};
 use ratatui::widgets::Widget;
+use ratatui_image::picker::cap_parser::QueryStdioOptions;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::{FontSize, Image, Resize};
@@ -28,6 +30,8 @@ use crate::proto::rtp::jpeg_codec::RgbFrame;
 pub const PICTURE_ENV: &str = "ISC_PICTURE";
 /// Cell size assumed when the terminal does not report one.
 pub const DEFAULT_FONT_SIZE: (u16, u16) = (10, 20);
+/// How long [`detect`] waits for the terminal's answers.
+pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How pictures reach the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,14 +100,25 @@ impl Default for PictureSupport {
     }
 }
 
-/// How to find the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How to find the protocol (`--picture`, `[client].picture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Detect {
     /// Use this protocol, ask nothing (tests, config).
     Force(PictureProtocol),
-    /// `ISC_PICTURE` if set, else ask the terminal (escape sequences, ≤ 2 s)
-    /// when stdin and stdout are terminals, else half blocks.
+    /// `ISC_PICTURE` if set, else ask the terminal (escape sequences, within
+    /// [`DETECT_TIMEOUT`]) when stdin and stdout are terminals, else half blocks.
+    #[default]
     Query,
+}
+
+impl Detect {
+    /// `auto` (ask the terminal) or a protocol name ([`PictureProtocol::parse`]).
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Some(Detect::Query);
+        }
+        PictureProtocol::parse(s).map(Detect::Force)
+    }
 }
 
 /// Find the terminal's graphics protocol. Never prints or blocks unless
@@ -124,7 +139,11 @@ pub fn detect(how: Detect) -> PictureSupport {
     if !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
         return PictureSupport::default();
     }
-    match Picker::from_query_stdio() {
+    let options = QueryStdioOptions {
+        timeout: DETECT_TIMEOUT,
+        ..QueryStdioOptions::default()
+    };
+    match Picker::from_query_stdio_with_options(options) {
         Ok(p) => PictureSupport {
             protocol: PictureProtocol::from_ratatui_image(p.protocol_type()),
             font_size: (p.font_size().width.max(1), p.font_size().height.max(1)),
@@ -137,6 +156,7 @@ pub fn detect(how: Detect) -> PictureSupport {
 }
 
 /// A frame encoded for the terminal at one pane size.
+#[derive(Clone)]
 struct Prepared {
     frame: RgbFrame,
     area: Size,
@@ -145,6 +165,7 @@ struct Prepared {
 }
 
 /// Draws frames with the detected protocol; keeps the last encoding.
+#[derive(Clone)]
 pub struct PictureRenderer {
     support: PictureSupport,
     picker: Picker,
@@ -174,6 +195,22 @@ impl PictureRenderer {
 
     pub fn protocol(&self) -> PictureProtocol {
         self.support.protocol
+    }
+
+    pub fn support(&self) -> PictureSupport {
+        self.support
+    }
+
+    /// A terminal-graphics encoding is ready for a pane of `area`'s size.
+    pub fn ready_for(&self, area: Rect) -> bool {
+        self.prepared
+            .as_ref()
+            .is_some_and(|p| p.protocol.is_some() && p.area == area.as_size())
+    }
+
+    /// Forget the prepared frame (the session ended).
+    pub fn clear(&mut self) {
+        self.prepared = None;
     }
 
     /// Encode `frame` for a pane of `area`'s size unless that is done already.
@@ -279,6 +316,12 @@ mod tests {
             Some(PictureProtocol::HalfBlocks)
         );
         assert_eq!(PictureProtocol::parse("vt340"), None);
+        assert_eq!(Detect::parse("AUTO"), Some(Detect::Query));
+        assert_eq!(
+            Detect::parse("sixel"),
+            Some(Detect::Force(PictureProtocol::Sixel))
+        );
+        assert_eq!(Detect::parse("ascii-art"), None);
         // under `cargo test` stdout is captured, not a terminal: no query
         if !std::io::stdout().is_terminal() && std::env::var_os(PICTURE_ENV).is_none() {
             assert_eq!(detect(Detect::Query), PictureSupport::default());

@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKi
 
 use crate::client::{self, ClientEvent};
 use crate::config::{Config, DeviceRole};
+use crate::media::picture::{PictureProtocol, PictureRenderer, PictureSupport};
 use crate::proto::rtp::jpeg_codec::RgbFrame;
 
 use super::action::{Action, Answer, Command, Invitation, Pane, SessionEvent};
@@ -246,6 +247,9 @@ pub struct AppConfig {
     /// Users and groups offered by completion.
     pub users: Vec<String>,
     pub groups: Vec<String>,
+    /// How the player pane draws pictures (detected at startup; half
+    /// blocks unless told otherwise).
+    pub picture: PictureSupport,
 }
 
 impl AppConfig {
@@ -261,6 +265,7 @@ impl AppConfig {
             contents: Vec::new(),
             users: Vec::new(),
             groups: Vec::new(),
+            picture: PictureSupport::default(),
         }
     }
 
@@ -326,6 +331,9 @@ pub struct App {
     /// Show the raw INVITE of the invitation on top.
     pub show_invite: bool,
     pub player: Player,
+    /// The player's picture encoded for the terminal's graphics protocol
+    /// ([`App::prepare_picture`]); render only reads it.
+    pub picture: PictureRenderer,
     /// A notice for the status bar, until its deadline.
     pub notice: Option<(String, Instant)>,
     pub quitting: bool,
@@ -338,6 +346,7 @@ impl App {
     /// A fresh state; `now`/`wall` are the clock readings to start from.
     pub fn new(config: AppConfig, now: Instant, wall: SystemTime) -> Self {
         let (keymap, errors) = KeyMap::with_overrides(&config.keys);
+        let picture = PictureRenderer::new(config.picture);
         let me = DeviceView {
             name: config.device.clone(),
             gruu: None,
@@ -368,6 +377,7 @@ impl App {
             invitations: VecDeque::new(),
             show_invite: false,
             player: Player::default(),
+            picture,
             notice: None,
             quitting: false,
             stopped: false,
@@ -446,6 +456,37 @@ impl App {
     /// Rows of the message area, for paging.
     fn page(&self) -> usize {
         usize::from(self.size.1.saturating_sub(14)).max(3) / 2
+    }
+
+    /// Encodes the player's current frame for the terminal's graphics
+    /// protocol at the pane's size, when that is not done yet: the last part
+    /// of the update step, run once before each draw so that frames
+    /// overtaken by newer ones in the same batch are never encoded (dropped
+    /// as late). Nothing to do for half blocks, which render draws straight
+    /// from the frame.
+    pub fn prepare_picture(&mut self) {
+        if self.picture.protocol() == PictureProtocol::HalfBlocks {
+            return;
+        }
+        let area = super::view::video_area(self);
+        match (&self.player.frame, area) {
+            (Some(frame), Some(area)) if self.player.session.is_some() => {
+                self.picture.prepare(frame, area)
+            }
+            _ => self.picture.clear(),
+        }
+    }
+
+    /// The next instant the screen changes by itself (a notice or a
+    /// "typing…" expiring): the event loop sleeps until then, not on a
+    /// fixed tick.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let notice = self.notice.as_ref().map(|(_, until)| *until);
+        let typing = self
+            .conversations
+            .iter()
+            .flat_map(|c| c.composing.values().copied());
+        notice.into_iter().chain(typing).min()
     }
 
     pub fn notify(&mut self, text: impl Into<String>) {
