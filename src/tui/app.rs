@@ -22,6 +22,8 @@ use super::ladder::FlowView;
 pub const COMPOSING_TIMEOUT: Duration = client::composing::DEFAULT_RECEIVER_TIMEOUT;
 /// Entries shown above a search match.
 const SEARCH_CONTEXT: usize = 2;
+/// The prefix of the ids the TUI gives its own messages.
+const TUI_ID: &str = "tui-";
 /// How long a status-bar notice stays.
 pub const NOTICE_TIME: Duration = Duration::from_secs(8);
 
@@ -85,6 +87,19 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// One of ours, still sending, with only the TUI's own id: the session
+    /// has not named it yet.
+    fn awaits_id(&self) -> bool {
+        matches!(
+            self.kind,
+            EntryKind::Message {
+                from: Sender::You,
+                delivery: Some(Delivery::Sending),
+                ..
+            }
+        ) && self.id.as_deref().is_some_and(|i| i.starts_with(TUI_ID))
+    }
+
     pub fn text(&self) -> &str {
         match &self.kind {
             EntryKind::Message { text, .. } => text,
@@ -337,6 +352,9 @@ pub struct App {
     /// A notice for the status bar, until its deadline.
     pub notice: Option<(String, Instant)>,
     pub quitting: bool,
+    /// `:chat` asked for a session with this peer: its conversation opens
+    /// when the session layer reports it (None again if the client cannot).
+    pub pending_chat: Option<String>,
     /// The client finished its shutdown.
     pub stopped: bool,
     next_id: u64,
@@ -380,6 +398,7 @@ impl App {
             picture,
             notice: None,
             quitting: false,
+            pending_chat: None,
             stopped: false,
             next_id: 0,
         };
@@ -495,7 +514,7 @@ impl App {
 
     fn fresh_id(&mut self) -> String {
         self.next_id += 1;
-        format!("tui-{}", self.next_id)
+        format!("{TUI_ID}{}", self.next_id)
     }
 
     /// The conversation for `key`, created if new.
@@ -877,7 +896,18 @@ impl App {
             Action::ToggleStats => self.player.show_stats = !self.player.show_stats,
             Action::FlowFilterSelected => self.flow.filter_selected(),
             Action::FlowClearFilter => self.flow.set_filter(None),
-            Action::Client(ev) => self.client_event(ev),
+            Action::Client(ev) => {
+                // Once registered, ask for the content list (`:watch` completion).
+                let first_registration = matches!(ev, ClientEvent::Registered { .. })
+                    && !matches!(self.registration, Registration::Registered { .. })
+                    && self.config.contents.is_empty();
+                self.client_event(ev);
+                if first_registration {
+                    out.push(Command::Client(client::Command::Viewing(
+                        client::content_viewing::ViewingCommand::FetchContentList,
+                    )));
+                }
+            }
             Action::Flow(ev) => self.flow.push(ev),
             Action::Session(ev) => self.session_event(ev),
         }
@@ -955,29 +985,35 @@ impl App {
         }
     }
 
-    /// isComposing towards the peer of a pager conversation.
+    /// isComposing towards the peer of a pager conversation, or in the
+    /// session of a session conversation (RFC 3994 over MSRP).
     fn typing(&self) -> Option<Command> {
-        let c = self.current_conv()?;
-        match &c.kind {
-            ConvKind::OneToOne { peer } if !c.session => {
-                Some(Command::Client(client::Command::Typing {
-                    to: peer.clone(),
-                }))
-            }
-            _ => None,
-        }
+        self.composing(true)
     }
 
     fn stop_typing(&self) -> Option<Command> {
+        self.composing(false)
+    }
+
+    fn composing(&self, active: bool) -> Option<Command> {
         let c = self.current_conv()?;
-        match &c.kind {
-            ConvKind::OneToOne { peer } if !c.session => {
-                Some(Command::Client(client::Command::StopTyping {
-                    to: peer.clone(),
-                }))
-            }
-            _ => None,
+        if c.closed.is_some() {
+            return None;
         }
+        Some(match &c.kind {
+            ConvKind::OneToOne { peer } if !c.session => {
+                let to = peer.clone();
+                Command::Client(if active {
+                    client::Command::Typing { to }
+                } else {
+                    client::Command::StopTyping { to }
+                })
+            }
+            _ => Command::SessionTyping {
+                session: c.key.clone(),
+                active,
+            },
+        })
     }
 
     fn send(&mut self) -> Vec<Command> {
@@ -1059,6 +1095,7 @@ impl App {
                 );
                 self.open(id);
                 self.focus = Pane::Input;
+                self.pending_chat = Some(peer.clone());
                 vec![Command::StartChat { with: peer }]
             }
             Cmd::Watch {
@@ -1078,13 +1115,22 @@ impl App {
                 let members = members.iter().map(|u| self.user_uri(u)).collect();
                 vec![Command::CreateGroup { name, members }]
             }
-            Cmd::Invite(users) => match need_session(self) {
-                Some(session) => {
-                    let users = users.iter().map(|u| self.user_uri(u)).collect();
-                    vec![Command::Invite { session, users }]
+            Cmd::Invite(users) => {
+                let Some(session) = need_session(self) else {
+                    return Vec::new();
+                };
+                let users = users.iter().map(|u| self.user_uri(u)).collect();
+                match self.current_conv().map(|c| (&c.kind, c.session)) {
+                    Some((ConvKind::OneToOne { .. }, true)) => {
+                        vec![Command::Extend { session, users }]
+                    }
+                    Some((ConvKind::OneToOne { .. }, false)) => {
+                        self.notify(":invite needs a chat session: :chat <user> first");
+                        Vec::new()
+                    }
+                    _ => vec![Command::Invite { session, users }],
                 }
-                None => Vec::new(),
-            },
+            }
             Cmd::Join(g) => vec![Command::Join {
                 uri: self.user_uri(&g),
             }],
@@ -1381,9 +1427,24 @@ impl App {
                         ..Player::default()
                     };
                 }
+                // A 1-1 is named like its pager conversation (`bob`).
+                let title = match &kind {
+                    ConvKind::OneToOne { peer } => self.short_name(peer),
+                    _ => title,
+                };
+                // `:chat bob` asked for this one: show it.
+                let asked = match (&kind, &self.pending_chat) {
+                    (ConvKind::OneToOne { peer }, Some(p)) => bare_uri(peer) == bare_uri(p),
+                    _ => false,
+                };
                 let id = self.conversation_for(&key, kind, &title, true);
                 self.conversations[id.0].session = true;
                 self.conversations[id.0].closed = None;
+                if asked {
+                    self.pending_chat = None;
+                    self.open(id);
+                    self.focus = Pane::Input;
+                }
             }
             SessionEvent::Closed { key, reason } => {
                 if let Some(id) = find(self, &key) {
@@ -1428,6 +1489,51 @@ impl App {
                     } else {
                         c.remove(&who);
                     }
+                }
+            }
+            SessionEvent::Sent {
+                key,
+                message_id,
+                text,
+            } => {
+                let Some(id) = find(self, &key) else { return };
+                if let Some(e) = self.conversations[id.0]
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.awaits_id() && e.text() == text)
+                {
+                    e.id = Some(message_id);
+                }
+            }
+            SessionEvent::Delivery {
+                key,
+                message_id,
+                delivery,
+            } => {
+                if !message_id.is_empty() {
+                    self.set_delivery(&message_id, delivery);
+                } else if let Some(id) = find(self, &key)
+                    && let Some(e) = self.conversations[id.0]
+                        .entries
+                        .iter_mut()
+                        .find(|e| e.awaits_id())
+                {
+                    if let EntryKind::Message { delivery: d, .. } = &mut e.kind {
+                        *d = Some(delivery);
+                    }
+                    e.id = None;
+                }
+            }
+            SessionEvent::Contents(ids) => self.config.contents = ids,
+            SessionEvent::Note { key, text } => {
+                // A repeated note (a 180 per forked branch) is one line.
+                if let Some(id) = find(self, &key)
+                    && self.conversations[id.0]
+                        .entries
+                        .last()
+                        .is_none_or(|e| e.kind != EntryKind::System(text.clone()))
+                {
+                    self.system(id, text);
                 }
             }
             SessionEvent::ContinuedElsewhere { key, device } => {

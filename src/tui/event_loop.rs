@@ -220,8 +220,14 @@ pub fn dispatch<P: ClientPort>(app: &mut App, port: &mut P, c: Command) {
         c => {
             if let Err(c) = port.send(c) {
                 let what = match &c {
-                    // Pager chat needs no session: opening one is not an error.
-                    Command::StartChat { .. } => return,
+                    // Pager chat needs no session: the pager conversation
+                    // `:chat` opened stays the conversation.
+                    Command::StartChat { .. } => {
+                        app.pending_chat = None;
+                        return;
+                    }
+                    // Nobody is told we type: nothing to say either.
+                    Command::SessionTyping { .. } => return,
                     Command::Client(_) => "the client is not running".to_string(),
                     other => format!("not available in this build yet: {}", name(other)),
                 };
@@ -235,10 +241,10 @@ fn name(c: &Command) -> &'static str {
     match c {
         Command::Client(_) => "client",
         Command::StartChat { .. } => ":chat",
-        Command::SendChat { .. } => "session chat",
+        Command::SendChat { .. } | Command::SessionTyping { .. } => "session chat",
         Command::Watch { .. } => ":watch",
         Command::CreateGroup { .. } => ":group",
-        Command::Invite { .. } => ":invite",
+        Command::Invite { .. } | Command::Extend { .. } => ":invite",
         Command::Join { .. } => ":join",
         Command::Rejoin { .. } => ":rejoin",
         Command::Pause { .. } | Command::Resume { .. } => ":pause",
