@@ -363,4 +363,114 @@ mod tests {
         };
         assert_eq!(chat_command(group.clone()), Err(group));
     }
+
+    #[test]
+    fn session_commands_reach_the_chat_core() {
+        let chat = |c| Ok(client::Command::Chat(c));
+        assert_eq!(
+            chat_command(Command::StartChat {
+                with: "sip:bob@isc.local".into()
+            }),
+            chat(ChatCommand::Start {
+                to: "sip:bob@isc.local".into(),
+                convergence_id: None
+            })
+        );
+        assert_eq!(
+            chat_command(Command::SessionTyping {
+                session: "chat:2".into(),
+                active: false
+            }),
+            chat(ChatCommand::StopTyping { chat: 2 })
+        );
+        assert_eq!(
+            chat_command(Command::SendChat {
+                session: "chat:2".into(),
+                text: "psst".into(),
+                private_to: Some("sip:bob@isc.local".into())
+            }),
+            chat(ChatCommand::SendPrivate {
+                chat: 2,
+                to: "sip:bob@isc.local".into(),
+                text: "psst".into()
+            })
+        );
+        assert_eq!(
+            chat_command(Command::CreateGroup {
+                name: "team".into(),
+                members: vec!["sip:bob@isc.local".into()]
+            }),
+            chat(ChatCommand::CreateGroup {
+                invitees: vec!["sip:bob@isc.local".into()]
+            })
+        );
+        assert_eq!(
+            chat_command(Command::Join {
+                uri: "sip:team@isc.local".into()
+            }),
+            chat(ChatCommand::JoinGroup {
+                uri: "sip:team@isc.local".into()
+            })
+        );
+        assert_eq!(
+            chat_command(Command::Rejoin {
+                uri: "chat:4".into()
+            }),
+            chat(ChatCommand::Rejoin { chat: 4 })
+        );
+        assert_eq!(
+            chat_command(Command::Invite {
+                session: "chat:4".into(),
+                users: vec!["sip:ted@isc.local".into()]
+            }),
+            chat(ChatCommand::AddToGroup {
+                chat: 4,
+                users: vec!["sip:ted@isc.local".into()]
+            })
+        );
+        assert_eq!(
+            chat_command(Command::Extend {
+                session: "chat:1".into(),
+                users: vec!["sip:ted@isc.local".into()]
+            }),
+            chat(ChatCommand::Extend {
+                chat: 1,
+                add: vec!["sip:ted@isc.local".into()]
+            })
+        );
+        // A pager conversation has no session to invite into.
+        let pager = Command::Invite {
+            session: "sip:bob@isc.local".into(),
+            users: vec![],
+        };
+        assert_eq!(chat_command(pager.clone()), Err(pager));
+    }
+
+    #[test]
+    fn our_messages_follow_their_msrp_ids() {
+        assert_eq!(
+            session_events(ChatEvent::Sent {
+                chat: 1,
+                message_id: "m9".into(),
+                text: "hi".into()
+            }),
+            vec![SessionEvent::Sent {
+                key: "chat:1".into(),
+                message_id: "m9".into(),
+                text: "hi".into()
+            }]
+        );
+        assert_eq!(
+            session_events(ChatEvent::SendFailed {
+                chat: 1,
+                message_id: String::new(),
+                code: 481
+            }),
+            vec![SessionEvent::Delivery {
+                key: "chat:1".into(),
+                message_id: String::new(),
+                delivery: Delivery::Failed("the session is not up".into())
+            }]
+        );
+    }
 }
