@@ -109,11 +109,11 @@ pub async fn run_loop<B, S, P>(
 ) -> io::Result<App>
 where
     B: Backend,
-    B::Error: Into<io::Error>,
+    B::Error: std::error::Error + Send + Sync + 'static,
     S: Stream<Item = io::Result<Event>> + Unpin,
     P: ClientPort,
 {
-    let size = terminal.size().map_err(Into::into)?;
+    let size = terminal.size().map_err(backend_error)?;
     app.update(Action::Resize {
         width: size.width,
         height: size.height,
@@ -126,7 +126,7 @@ where
         app.prepare_picture();
         terminal
             .draw(|f| view::render(&app, f))
-            .map_err(Into::into)?;
+            .map_err(backend_error)?;
         #[cfg(unix)]
         let sigterm = term.recv();
         #[cfg(not(unix))]
@@ -175,6 +175,15 @@ where
         }
     }
     Ok(app)
+}
+
+/// A backend's error as the loop's `io::Error` (crossterm's is one already).
+fn backend_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
+    let e: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+    match e.downcast::<io::Error>() {
+        Ok(io) => *io,
+        Err(other) => io::Error::other(other),
+    }
 }
 
 fn apply(app: &mut App, wake: Wake, client_open: &mut bool) -> io::Result<Vec<Command>> {
