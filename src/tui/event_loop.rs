@@ -74,7 +74,7 @@ impl ClientPort for ChannelPort {
 /// Runs the TUI until the user quits or SIGTERM: takes over the terminal,
 /// and gives it back whatever happens.
 pub async fn run<P: ClientPort>(config: AppConfig, port: P) -> io::Result<()> {
-    let app = App::new(config, Instant::now(), SystemTime::now());
+    let app = App::new(config, now(), SystemTime::now());
     run_app(app, port).await.map(|_| ())
 }
 
@@ -146,7 +146,7 @@ where
         };
         // The clock first: what follows is stamped with the time it happened.
         app.update(Action::Tick {
-            now: Instant::now(),
+            now: now(),
             wall: SystemTime::now(),
         });
         let mut commands = apply(&mut app, wake, &mut client_open)?;
@@ -168,13 +168,19 @@ where
             dispatch(&mut app, &mut port, c);
         }
         if app.quitting {
-            let by = *quit_by.get_or_insert_with(|| Instant::now() + QUIT_GRACE);
-            if app.stopped || !client_open || Instant::now() >= by {
+            let by = *quit_by.get_or_insert_with(|| now() + QUIT_GRACE);
+            if app.stopped || !client_open || now() >= by {
                 break;
             }
         }
     }
     Ok(app)
+}
+
+/// The loop's clock is its timer's: deadlines it sleeps until are met by
+/// the `now` it then hands the state (also under tokio's paused test time).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// A backend's error as the loop's `io::Error` (crossterm's is one already).
