@@ -19,7 +19,7 @@ use super::view;
 
 /// How long quitting waits for the client's shutdown (un-REGISTER).
 pub const QUIT_GRACE: Duration = Duration::from_secs(3);
-/// At most this many events already waiting are applied before a redraw
+/// At most this many client events already waiting are applied before a redraw
 /// (frames among them replace each other: only the newest is drawn).
 pub const BATCH: usize = 256;
 
@@ -150,19 +150,17 @@ where
             wall: SystemTime::now(),
         });
         let mut commands = apply(&mut app, wake, &mut client_open)?;
-        // Whatever else is ready joins this redraw.
+        // Client events already waiting join this redraw. (Not terminal
+        // events: crossterm's EventStream must only be polled with the
+        // loop's own waker, or its reader thread wakes nobody.)
         for _ in 0..BATCH {
-            let ready = match events.next().now_or_never() {
-                Some(ev) => Wake::Terminal(ev),
-                None => match client_open
-                    .then(|| port.next_event().now_or_never())
-                    .flatten()
-                {
-                    Some(ev) => Wake::Client(ev),
-                    None => break,
-                },
+            if !client_open {
+                break;
+            }
+            let Some(ev) = port.next_event().now_or_never() else {
+                break;
             };
-            commands.extend(apply(&mut app, ready, &mut client_open)?);
+            commands.extend(apply(&mut app, Wake::Client(ev), &mut client_open)?);
         }
         for c in commands {
             dispatch(&mut app, &mut port, c);
