@@ -360,4 +360,47 @@ mod tests {
         assert!(app.users.contains(&"bob".to_owned()));
         assert_eq!(app.server, "embedded server 127.0.0.1:5060");
     }
+
+    #[test]
+    fn picture_mode_from_flag_then_config_then_auto() {
+        use crate::media::picture::PictureProtocol;
+        let mut config = Config::default();
+        let args = ClientArgs::default();
+        assert_eq!(picture_choice(&args, &config), Detect::Query);
+        config.client.picture = Some("sixel".into());
+        assert!(config.client.validate().is_ok());
+        assert_eq!(
+            picture_choice(&args, &config),
+            Detect::Force(PictureProtocol::Sixel)
+        );
+        let flag = ClientArgs {
+            picture: Some(Detect::Force(PictureProtocol::HalfBlocks)),
+            ..ClientArgs::default()
+        };
+        assert_eq!(
+            picture_choice(&flag, &config),
+            Detect::Force(PictureProtocol::HalfBlocks)
+        );
+        config.client.picture = Some("vt340".into());
+        let err = config.client.validate().unwrap_err().to_string();
+        assert!(err.contains("client.picture"), "{err}");
+    }
+
+    #[test]
+    fn the_picture_flag_parses() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ClientArgs,
+        }
+        let cli = Cli::try_parse_from(["isc", "--picture", "kitty"]).unwrap();
+        assert_eq!(
+            cli.args.picture,
+            Some(Detect::Force(crate::media::picture::PictureProtocol::Kitty))
+        );
+        assert!(Cli::try_parse_from(["isc", "--picture", "ascii"]).is_err());
+        let auto = Cli::try_parse_from(["isc", "--picture", "auto"]).unwrap();
+        assert_eq!(auto.args.picture, Some(Detect::Query));
+    }
 }
