@@ -669,13 +669,57 @@ impl App {
         bound(&[pane, Context::Normal, Context::Global])
     }
 
-    /// Mouse: the wheel scrolls the messages (or the flow view).
+    /// Mouse: the wheel scrolls the messages (or the flow view); a click
+    /// opens a conversation of the list, or focuses the pane under it.
     pub fn handle_mouse(&mut self, ev: MouseEvent) -> Vec<Command> {
         match ev.kind {
             MouseEventKind::ScrollUp => self.update(Action::Scroll(3)),
             MouseEventKind::ScrollDown => self.update(Action::Scroll(-3)),
+            MouseEventKind::Down(crossterm::event::MouseButton::Left) => {
+                self.click(ev.column, ev.row);
+                Vec::new()
+            }
             _ => Vec::new(),
         }
+    }
+
+    fn click(&mut self, x: u16, y: u16) {
+        if self.show_flow || self.show_help || self.prompt.is_some() || !self.invitations.is_empty()
+        {
+            return;
+        }
+        let at = ratatui::layout::Position::new(x, y);
+        let a = super::view::areas(
+            self,
+            ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1),
+        );
+        let panes = [
+            (a.conversations, Pane::Conversations),
+            (Some(a.messages), Pane::Messages),
+            (Some(a.input), Pane::Input),
+            (a.devices, Pane::Devices),
+            (a.roster, Pane::Roster),
+            (a.player, Pane::Player),
+        ];
+        let Some((r, pane)) = panes
+            .into_iter()
+            .find_map(|(r, p)| r.filter(|r| r.contains(at)).map(|r| (r, p)))
+        else {
+            return;
+        };
+        if pane == Pane::Conversations {
+            // The rows as the list draws them: inside the border, scrolled
+            // so that the highlighted row shows.
+            let rows = usize::from(r.height.saturating_sub(2));
+            let first = self.selected.saturating_sub(rows.saturating_sub(1));
+            let row = usize::from(y.saturating_sub(r.y + 1));
+            if y > r.y && row < rows && first + row < self.conversations.len() {
+                self.open(ConvId(first + row));
+                self.focus = Pane::Input;
+                return;
+            }
+        }
+        self.focus = pane;
     }
 
     /// The one state transition.
