@@ -197,9 +197,23 @@ fn chat_session_from_calling_to_connected() {
     assert_eq!(
         app.update(Action::RunCommand(":invite ted".into())),
         vec![Command::Extend {
-            session: key,
+            session: key.clone(),
             users: vec!["sip:ted@isc.local".into()]
         }]
+    );
+    // Once the session is over nothing is sent into it.
+    app.update(session(SessionEvent::Closed {
+        key,
+        reason: "ended".into(),
+    }));
+    for c in "anyone?".chars() {
+        assert_eq!(app.update(Action::InsertChar(c)), vec![]);
+    }
+    assert_eq!(app.update(Action::Send), vec![]);
+    assert_eq!(app.input.text(), "anyone?");
+    assert_eq!(
+        app.notice.as_ref().unwrap().0,
+        "this session is over (ended): :chat carol starts a new one"
     );
 }
 

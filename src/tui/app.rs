@@ -1068,6 +1068,17 @@ impl App {
             self.notify("no conversation open: :chat <user> starts one");
             return Vec::new();
         };
+        if let Some(c) = self.current_conv()
+            && c.session
+            && let Some(why) = &c.closed
+        {
+            // The text stays in the input: nothing would carry it.
+            let (title, why) = (c.title.clone(), why.clone());
+            self.notify(format!(
+                "this session is over ({why}): :chat {title} starts a new one"
+            ));
+            return Vec::new();
+        }
         let raw = self.input.take();
         let msg_id = self.fresh_id();
         let conv = &self.conversations[id.0];
