@@ -2,7 +2,9 @@
 //! 160×120 MJPEG at 10 fps) is packetized, fed to the sans-IO player in
 //! simulated time (audio resampled to 48 kHz into the null sink, video
 //! depacketized and decoded), and every presented frame is rendered into an
-//! 80×24 ratatui buffer with half blocks. Prints figures; asserts nothing.
+//! 80×24 ratatui buffer with half blocks, or encoded for sixel / kitty (at a
+//! 10×20-pixel cell) and drawn, as the TUI's player pane does. Prints
+//! figures; asserts nothing.
 //!
 //!     cargo run --example bench-player [-- PASSES [COLS ROWS]]
 //!
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use isc::media::audio_out::NullSink;
 use isc::media::content::Content;
+use isc::media::picture::{PictureProtocol, PictureRenderer, PictureSupport};
 use isc::media::player::{Media, Player, PlayerConfig, PlayerEvent, Port};
 use isc::media::video::render_half_blocks;
 use isc::proto::rtp::g711::{PcmuPacketizer, SAMPLES_PER_20MS};
@@ -47,7 +50,13 @@ struct Run {
     rendered: u64,
 }
 
-fn run(content: &Content, area: Rect, audio: bool, video: bool, render: bool) -> Run {
+fn run(
+    content: &Content,
+    area: Rect,
+    audio: bool,
+    video: bool,
+    render: Option<PictureProtocol>,
+) -> Run {
     let t0 = Instant::now();
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
     let mut arrivals: Vec<(Instant, Media, Vec<u8>)> = Vec::new();
@@ -76,6 +85,13 @@ fn run(content: &Content, area: Rect, audio: bool, video: bool, render: bool) ->
         t0,
     );
     let mut buf = Buffer::empty(area);
+    // kitty / sixel: encoded per frame as the TUI's update step does, then drawn.
+    let mut picture = render.map(|protocol| {
+        PictureRenderer::new(PictureSupport {
+            protocol,
+            ..PictureSupport::default()
+        })
+    });
     let (mut frames, mut rendered) = (0u64, 0u64);
     let mut it = arrivals.into_iter().peekable();
     let mut now = t0;
@@ -87,9 +103,17 @@ fn run(content: &Content, area: Rect, audio: bool, video: bool, render: bool) ->
         while let Some(e) = p.poll_event() {
             if let PlayerEvent::Frame(f) = e {
                 frames += 1;
-                if render {
-                    render_half_blocks(&f.rgb, area, &mut buf);
-                    rendered += 1;
+                match &mut picture {
+                    Some(r) if r.protocol() != PictureProtocol::HalfBlocks => {
+                        r.prepare(&f.rgb, area);
+                        r.render(area, &mut buf);
+                        rendered += 1;
+                    }
+                    Some(_) => {
+                        render_half_blocks(&f.rgb, area, &mut buf);
+                        rendered += 1;
+                    }
+                    None => {}
                 }
             }
         }
@@ -133,10 +157,27 @@ fn main() {
         }
     );
     for (name, a, v, r) in [
-        ("audio only (PCMU→48 kHz, null sink)", true, false, false),
-        ("video decode only", false, true, false),
-        ("audio + video, no render", true, true, false),
-        ("audio + video + half-block render", true, true, true),
+        ("audio only (PCMU→48 kHz, null sink)", true, false, None),
+        ("video decode only", false, true, None),
+        ("audio + video, no render", true, true, None),
+        (
+            "audio + video + half-block render",
+            true,
+            true,
+            Some(PictureProtocol::HalfBlocks),
+        ),
+        (
+            "audio + video + sixel encode + render",
+            true,
+            true,
+            Some(PictureProtocol::Sixel),
+        ),
+        (
+            "audio + video + kitty encode + render",
+            true,
+            true,
+            Some(PictureProtocol::Kitty),
+        ),
     ] {
         let mut best: Option<Run> = None;
         for _ in 0..passes.max(1) {

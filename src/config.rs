@@ -520,6 +520,9 @@ pub struct ClientConfig {
     /// Key-map overrides: action name → key (e.g. `quit = "ctrl-q"`),
     /// interpreted by the TUI.
     pub keys: BTreeMap<String, String>,
+    /// How the TUI's player draws pictures: `auto` (ask the terminal, the
+    /// default), `halfblocks`, `sixel`, `kitty` or `iterm2`.
+    pub picture: Option<String>,
 }
 
 impl ClientConfig {
@@ -552,6 +555,14 @@ impl ClientConfig {
         }
         if self.server.as_deref().is_some_and(str::is_empty) {
             return Err(invalid("client.server", "empty address"));
+        }
+        if let Some(p) = &self.picture
+            && crate::media::picture::Detect::parse(p).is_none()
+        {
+            return Err(invalid(
+                "client.picture",
+                &format!("{p:?}: auto, halfblocks, sixel, kitty or iterm2"),
+            ));
         }
         Ok(())
     }

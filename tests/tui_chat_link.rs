@@ -141,3 +141,105 @@ async fn a_chat_invitation_is_accepted_and_both_sides_talk() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_command_starts_an_msrp_session_and_opens_it() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let addr = server.local_addr();
+    let tv = client(addr, "alice", "tv").await;
+    let mut link = ClientLink::new(tv, "alice/tv", addr);
+    let mut app = App::new(
+        AppConfig::new("alice", "isc.local", "tv"),
+        Instant::now(),
+        SystemTime::now(),
+    );
+    pump_until(&mut app, &mut link, "registration", |a| {
+        matches!(a.registration, Registration::Registered { .. })
+    })
+    .await;
+    let mut bob = client(addr, "bob", "laptop").await;
+    bob.wait_for(WAIT, |e| matches!(e, ClientEvent::Registered { .. }))
+        .await
+        .expect("bob registers");
+
+    // `:chat bob`: an INVITE with MSRP, not a pager conversation.
+    for c in app.update(Action::RunCommand(":chat bob".into())) {
+        dispatch(&mut app, &mut link, c);
+    }
+    let invited = bob
+        .wait_for(WAIT, |e| {
+            matches!(e, ClientEvent::Chat(ChatEvent::Invited { .. }))
+        })
+        .await
+        .expect("bob is invited to a chat");
+    let ClientEvent::Chat(ChatEvent::Invited { chat, from, .. }) = invited else {
+        unreachable!()
+    };
+    assert!(from.contains("alice"), "{from}");
+    pump_until(&mut app, &mut link, "the session conversation", |a| {
+        a.current_conv().is_some_and(|c| c.key.starts_with("chat:"))
+    })
+    .await;
+    let conv = app.current_conv().unwrap();
+    assert_eq!(conv.title, "bob");
+    assert!(conv.session);
+    assert!(
+        conv.entries
+            .iter()
+            .any(|e| e.text() == "calling bob@isc.local…")
+    );
+    assert_eq!(app.pending_chat, None);
+
+    assert!(
+        bob.send(UaCommand::Chat(ChatCommand::Accept { chat }))
+            .await
+    );
+    pump_until(&mut app, &mut link, "the session to connect", |a| {
+        a.current_conv()
+            .is_some_and(|c| c.entries.iter().any(|e| e.text().contains("connected")))
+    })
+    .await;
+
+    // Typing and sending go through the session; the ✓ comes from MSRP.
+    for ch in "over the session".chars() {
+        for c in app.update(Action::InsertChar(ch)) {
+            dispatch(&mut app, &mut link, c);
+        }
+    }
+    assert!(
+        bob.wait_for(WAIT, |e| matches!(
+            e,
+            ClientEvent::Chat(ChatEvent::Composing { active: true, .. })
+        ))
+        .await
+        .is_some(),
+        "bob sees alice composing in the session"
+    );
+    for c in app.update(Action::Send) {
+        dispatch(&mut app, &mut link, c);
+    }
+    let got = bob
+        .wait_for(WAIT, |e| {
+            matches!(e, ClientEvent::Chat(ChatEvent::Message { text, .. }) if text == "over the session")
+        })
+        .await;
+    assert!(got.is_some(), "notices: {:?}", app.notice);
+    pump_until(&mut app, &mut link, "the MSRP delivery", |a| {
+        a.current_conv().is_some_and(|c| {
+            c.entries.iter().any(|e| {
+                matches!(
+                    &e.kind,
+                    EntryKind::Message {
+                        delivery: Some(isc::tui::app::Delivery::Delivered),
+                        ..
+                    }
+                ) && e.text() == "over the session"
+            })
+        })
+    })
+    .await;
+    assert_eq!(app.notice, None);
+    server.shutdown().await;
+}

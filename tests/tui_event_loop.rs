@@ -112,3 +112,54 @@ async fn channel_port_carries_both_ways() {
     drop(commands);
     assert!(port.send(Command::Join { uri: "x".into() }).is_err());
 }
+
+/// The loop on a `TestBackend` in simulated time: a message is drawn, an
+/// hour with nothing happening draws nothing (no fixed tick), the composing
+/// indicator's expiry is the one wake-up it needs, and ctrl-c ends it.
+#[tokio::test(start_paused = true)]
+async fn the_loop_draws_on_change_and_sleeps_when_idle() {
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use isc::client::ClientEvent;
+    use isc::tui::event_loop::run_loop;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use std::time::{Duration, Instant, SystemTime};
+
+    let app = isc::tui::App::new(config(), Instant::now(), SystemTime::now());
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    let (keys, key_events) = futures::channel::mpsc::unbounded::<std::io::Result<Event>>();
+    let (port, mut commands, actions) = ChannelPort::pair();
+    let driver = async {
+        actions.send(received("bob", "anyone there?")).unwrap();
+        actions
+            .send(Action::Client(ClientEvent::ComposingChanged {
+                from: "sip:bob@isc.local".into(),
+                active: true,
+            }))
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let quit = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        keys.unbounded_send(Ok(Event::Key(quit))).unwrap();
+    };
+    let (app, ()) = tokio::join!(
+        async {
+            run_loop(app, &mut terminal, key_events, port)
+                .await
+                .unwrap()
+        },
+        driver
+    );
+    let draws = terminal.get_frame().count();
+    let screen = terminal.backend().to_string();
+    assert!(screen.contains("anyone there?"), "{screen}");
+    // the "typing…" line expired during the hour
+    assert!(!screen.contains("typing"), "{screen}");
+    assert!(app.quitting);
+    assert_eq!(
+        commands.try_recv().ok(),
+        Some(Command::Client(client::Command::Shutdown))
+    );
+    // First draw, the two events (one batch or two), the typing expiry,
+    // ctrl-c, the end of the quit grace: a handful, not 4 per second.
+    assert!((3..=8).contains(&draws), "{draws} draws in an idle hour");
+}

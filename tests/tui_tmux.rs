@@ -13,6 +13,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use isc::client::ClientEvent;
+use isc::client::chat::ChatEvent;
+use isc::client::chats::ChatCommand;
 use isc::demo::{Device, composing, got_message};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -203,6 +205,31 @@ async fn isc_in_tmux_chats_with_a_bot_and_restores_the_terminal() {
             .is_some()
     );
     tmux.wait_for("the reply delivered", |p| p.contains("hi bot ✓"));
+
+    // `:chat bob` starts an MSRP session; the bot accepts; text goes over it.
+    tmux.keys(&[":chat bob", "Enter"]);
+    let invited = bob
+        .wait_for(WAIT, |e| {
+            matches!(e, ClientEvent::Chat(ChatEvent::Invited { .. }))
+        })
+        .await;
+    let Some(ClientEvent::Chat(ChatEvent::Invited { chat, .. })) = invited else {
+        panic!("no chat invitation; pane:\n{}", tmux.capture());
+    };
+    tmux.wait_for("the session conversation", |p| p.contains("bob · chat"));
+    bob.command(isc::client::Command::Chat(ChatCommand::Accept { chat }))
+        .expect("accept");
+    tmux.wait_for("the session to connect", |p| {
+        p.contains("chat session connected")
+    });
+    tmux.keys(&["over msrp", "Enter"]);
+    let got = bob
+        .wait_for(WAIT, |e| {
+            matches!(e, ClientEvent::Chat(ChatEvent::Message { text, .. }) if text == "over msrp")
+        })
+        .await;
+    assert!(got.is_some(), "pane:\n{}", tmux.capture());
+    tmux.wait_for("the MSRP delivery", |p| p.contains("over msrp ✓"));
 
     // The quit key: the process ends with 0 and the shell's screen is back.
     tmux.keys(&["C-c"]);

@@ -561,3 +561,40 @@ quit = "ctrl-x"
     assert!(!c.users.contains(&"alice".to_string()));
     assert!(isc::tui::AppConfig::from_config(&config, Some("nope")).is_none());
 }
+
+#[test]
+fn a_click_opens_a_listed_conversation_or_focuses_the_pane() {
+    use isc::tui::Pane;
+    use isc::tui::app::ConvId;
+    let (mut app, _) = populated();
+    app.update(Action::Resize {
+        width: 160,
+        height: 48,
+    });
+    let click = |app: &mut isc::tui::App, column: u16, row: u16| {
+        app.handle_mouse(MouseEvent {
+            kind: MouseEventKind::Down(crossterm::event::MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let r = ratatui::layout::Rect::new(0, 0, 160, 48);
+    let a = isc::tui::view::areas(&app, r);
+    let list = a.conversations.unwrap();
+    // the second row of the list (inside the border): the group
+    click(&mut app, list.x + 3, list.y + 2);
+    assert_eq!(app.current, Some(ConvId(1)));
+    assert_eq!(app.focus, Pane::Input);
+    // below the last conversation: only the focus moves
+    click(&mut app, list.x + 3, list.y + 10);
+    assert_eq!(app.current, Some(ConvId(1)));
+    assert_eq!(app.focus, Pane::Conversations);
+    let devices = a.devices.unwrap();
+    click(&mut app, devices.x + 2, devices.y + 1);
+    assert_eq!(app.focus, Pane::Devices);
+    // the player pane under the conversation
+    let player = isc::tui::view::areas(&app, r).player.unwrap();
+    click(&mut app, player.x + 2, player.y + 2);
+    assert_eq!(app.focus, Pane::Player);
+}

@@ -151,6 +151,15 @@ pub struct ClientArgs {
     /// instead of the sound card (headless: instead of nowhere).
     #[arg(long, value_name = "FILE.wav")]
     pub audio_out: Option<PathBuf>,
+    /// How the TUI's player draws pictures: auto (ask the terminal),
+    /// halfblocks, sixel, kitty or iterm2 (default: `[client].picture`, else auto).
+    #[arg(long, value_name = "MODE", value_parser = parse_picture)]
+    pub picture: Option<crate::media::picture::Detect>,
+}
+
+fn parse_picture(s: &str) -> Result<crate::media::picture::Detect, String> {
+    crate::media::picture::Detect::parse(s)
+        .ok_or_else(|| format!("{s:?}: auto, halfblocks, sixel, kitty or iterm2"))
 }
 
 impl Default for ClientArgs {
@@ -169,6 +178,7 @@ impl Default for ClientArgs {
             state_dir: None,
             config: None,
             audio_out: None,
+            picture: None,
         }
     }
 }

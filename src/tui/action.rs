@@ -9,7 +9,7 @@ use crate::config::DeviceRole;
 use crate::flow::FlowEvent;
 use crate::proto::rtp::jpeg_codec::RgbFrame;
 
-use super::app::{ConvId, ConvKind, InvitationId, RosterStatus};
+use super::app::{ConvId, ConvKind, Delivery, InvitationId, RosterStatus};
 
 /// The panes focus can move between (Tab / Shift-Tab).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +148,26 @@ pub enum SessionEvent {
         from: String,
         active: bool,
     },
+    /// Our message `text` went out in session `key` as `message_id`.
+    Sent {
+        key: String,
+        message_id: String,
+        text: String,
+    },
+    /// Where our message `message_id` is; an empty id names the oldest of
+    /// ours in `key` not yet sent (refused before it had an id).
+    Delivery {
+        key: String,
+        message_id: String,
+        delivery: Delivery,
+    },
+    /// A line of what happened in session `key` ("calling bob…", "connected").
+    Note {
+        key: String,
+        text: String,
+    },
+    /// The content ids the server offers (completion of `:watch`).
+    Contents(Vec<String>),
     /// The session moved to another of our devices ("continued on your other device").
     ContinuedElsewhere {
         key: String,
@@ -211,6 +231,11 @@ pub enum Command {
     StartChat {
         with: String,
     },
+    /// We are (`active`) or stopped composing in a session conversation.
+    SessionTyping {
+        session: String,
+        active: bool,
+    },
     /// A chat message in a session conversation (MSRP), optionally private.
     SendChat {
         session: String,
@@ -226,7 +251,14 @@ pub enum Command {
         name: String,
         members: Vec<String>,
     },
+    /// More users into a running group session (REFER).
     Invite {
+        session: String,
+        users: Vec<String>,
+    },
+    /// A running 1-1 session becomes a group with these users too
+    /// (seed 002 App. M).
+    Extend {
         session: String,
         users: Vec<String>,
     },

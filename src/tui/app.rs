@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKi
 
 use crate::client::{self, ClientEvent};
 use crate::config::{Config, DeviceRole};
+use crate::media::picture::{PictureProtocol, PictureRenderer, PictureSupport};
 use crate::proto::rtp::jpeg_codec::RgbFrame;
 
 use super::action::{Action, Answer, Command, Invitation, Pane, SessionEvent};
@@ -21,6 +22,8 @@ use super::ladder::FlowView;
 pub const COMPOSING_TIMEOUT: Duration = client::composing::DEFAULT_RECEIVER_TIMEOUT;
 /// Entries shown above a search match.
 const SEARCH_CONTEXT: usize = 2;
+/// The prefix of the ids the TUI gives its own messages.
+const TUI_ID: &str = "tui-";
 /// How long a status-bar notice stays.
 pub const NOTICE_TIME: Duration = Duration::from_secs(8);
 
@@ -84,6 +87,19 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// One of ours, still sending, with only the TUI's own id: the session
+    /// has not named it yet.
+    fn awaits_id(&self) -> bool {
+        matches!(
+            self.kind,
+            EntryKind::Message {
+                from: Sender::You,
+                delivery: Some(Delivery::Sending),
+                ..
+            }
+        ) && self.id.as_deref().is_some_and(|i| i.starts_with(TUI_ID))
+    }
+
     pub fn text(&self) -> &str {
         match &self.kind {
             EntryKind::Message { text, .. } => text,
@@ -246,6 +262,9 @@ pub struct AppConfig {
     /// Users and groups offered by completion.
     pub users: Vec<String>,
     pub groups: Vec<String>,
+    /// How the player pane draws pictures (detected at startup; half
+    /// blocks unless told otherwise).
+    pub picture: PictureSupport,
 }
 
 impl AppConfig {
@@ -261,6 +280,7 @@ impl AppConfig {
             contents: Vec::new(),
             users: Vec::new(),
             groups: Vec::new(),
+            picture: PictureSupport::default(),
         }
     }
 
@@ -326,9 +346,15 @@ pub struct App {
     /// Show the raw INVITE of the invitation on top.
     pub show_invite: bool,
     pub player: Player,
+    /// The player's picture encoded for the terminal's graphics protocol
+    /// ([`App::prepare_picture`]); render only reads it.
+    pub picture: PictureRenderer,
     /// A notice for the status bar, until its deadline.
     pub notice: Option<(String, Instant)>,
     pub quitting: bool,
+    /// `:chat` asked for a session with this peer: its conversation opens
+    /// when the session layer reports it (None again if the client cannot).
+    pub pending_chat: Option<String>,
     /// The client finished its shutdown.
     pub stopped: bool,
     next_id: u64,
@@ -342,6 +368,7 @@ impl App {
     /// A fresh state; `now`/`wall` are the clock readings to start from.
     pub fn new(config: AppConfig, now: Instant, wall: SystemTime) -> Self {
         let (keymap, errors) = KeyMap::with_overrides(&config.keys);
+        let picture = PictureRenderer::new(config.picture);
         let me = DeviceView {
             name: config.device.clone(),
             gruu: None,
@@ -372,8 +399,10 @@ impl App {
             invitations: VecDeque::new(),
             show_invite: false,
             player: Player::default(),
+            picture,
             notice: None,
             quitting: false,
+            pending_chat: None,
             stopped: false,
             next_id: 0,
             history_targets: BTreeMap::new(),
@@ -454,13 +483,44 @@ impl App {
         usize::from(self.size.1.saturating_sub(14)).max(3) / 2
     }
 
+    /// Encodes the player's current frame for the terminal's graphics
+    /// protocol at the pane's size, when that is not done yet: the last part
+    /// of the update step, run once before each draw so that frames
+    /// overtaken by newer ones in the same batch are never encoded (dropped
+    /// as late). Nothing to do for half blocks, which render draws straight
+    /// from the frame.
+    pub fn prepare_picture(&mut self) {
+        if self.picture.protocol() == PictureProtocol::HalfBlocks {
+            return;
+        }
+        let area = super::view::video_area(self);
+        match (&self.player.frame, area) {
+            (Some(frame), Some(area)) if self.player.session.is_some() => {
+                self.picture.prepare(frame, area)
+            }
+            _ => self.picture.clear(),
+        }
+    }
+
+    /// The next instant the screen changes by itself (a notice or a
+    /// "typing…" expiring): the event loop sleeps until then, not on a
+    /// fixed tick.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let notice = self.notice.as_ref().map(|(_, until)| *until);
+        let typing = self
+            .conversations
+            .iter()
+            .flat_map(|c| c.composing.values().copied());
+        notice.into_iter().chain(typing).min()
+    }
+
     pub fn notify(&mut self, text: impl Into<String>) {
         self.notice = Some((text.into(), self.now + NOTICE_TIME));
     }
 
     fn fresh_id(&mut self) -> String {
         self.next_id += 1;
-        format!("tui-{}", self.next_id)
+        format!("{TUI_ID}{}", self.next_id)
     }
 
     /// The conversation for `key`, created if new.
@@ -615,13 +675,57 @@ impl App {
         bound(&[pane, Context::Normal, Context::Global])
     }
 
-    /// Mouse: the wheel scrolls the messages (or the flow view).
+    /// Mouse: the wheel scrolls the messages (or the flow view); a click
+    /// opens a conversation of the list, or focuses the pane under it.
     pub fn handle_mouse(&mut self, ev: MouseEvent) -> Vec<Command> {
         match ev.kind {
             MouseEventKind::ScrollUp => self.update(Action::Scroll(3)),
             MouseEventKind::ScrollDown => self.update(Action::Scroll(-3)),
+            MouseEventKind::Down(crossterm::event::MouseButton::Left) => {
+                self.click(ev.column, ev.row);
+                Vec::new()
+            }
             _ => Vec::new(),
         }
+    }
+
+    fn click(&mut self, x: u16, y: u16) {
+        if self.show_flow || self.show_help || self.prompt.is_some() || !self.invitations.is_empty()
+        {
+            return;
+        }
+        let at = ratatui::layout::Position::new(x, y);
+        let a = super::view::areas(
+            self,
+            ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1),
+        );
+        let panes = [
+            (a.conversations, Pane::Conversations),
+            (Some(a.messages), Pane::Messages),
+            (Some(a.input), Pane::Input),
+            (a.devices, Pane::Devices),
+            (a.roster, Pane::Roster),
+            (a.player, Pane::Player),
+        ];
+        let Some((r, pane)) = panes
+            .into_iter()
+            .find_map(|(r, p)| r.filter(|r| r.contains(at)).map(|r| (r, p)))
+        else {
+            return;
+        };
+        if pane == Pane::Conversations {
+            // The rows as the list draws them: inside the border, scrolled
+            // so that the highlighted row shows.
+            let rows = usize::from(r.height.saturating_sub(2));
+            let first = self.selected.saturating_sub(rows.saturating_sub(1));
+            let row = usize::from(y.saturating_sub(r.y + 1));
+            if y > r.y && row < rows && first + row < self.conversations.len() {
+                self.open(ConvId(first + row));
+                self.focus = Pane::Input;
+                return;
+            }
+        }
+        self.focus = pane;
     }
 
     /// The one state transition.
@@ -846,7 +950,18 @@ impl App {
             Action::ToggleStats => self.player.show_stats = !self.player.show_stats,
             Action::FlowFilterSelected => self.flow.filter_selected(),
             Action::FlowClearFilter => self.flow.set_filter(None),
-            Action::Client(ev) => self.client_event(ev),
+            Action::Client(ev) => {
+                // Once registered, ask for the content list (`:watch` completion).
+                let first_registration = matches!(ev, ClientEvent::Registered { .. })
+                    && !matches!(self.registration, Registration::Registered { .. })
+                    && self.config.contents.is_empty();
+                self.client_event(ev);
+                if first_registration {
+                    out.push(Command::Client(client::Command::Viewing(
+                        client::content_viewing::ViewingCommand::FetchContentList,
+                    )));
+                }
+            }
             Action::Flow(ev) => self.flow.push(ev),
             Action::Session(ev) => self.session_event(ev),
         }
@@ -924,29 +1039,35 @@ impl App {
         }
     }
 
-    /// isComposing towards the peer of a pager conversation.
+    /// isComposing towards the peer of a pager conversation, or in the
+    /// session of a session conversation (RFC 3994 over MSRP).
     fn typing(&self) -> Option<Command> {
-        let c = self.current_conv()?;
-        match &c.kind {
-            ConvKind::OneToOne { peer } if !c.session => {
-                Some(Command::Client(client::Command::Typing {
-                    to: peer.clone(),
-                }))
-            }
-            _ => None,
-        }
+        self.composing(true)
     }
 
     fn stop_typing(&self) -> Option<Command> {
+        self.composing(false)
+    }
+
+    fn composing(&self, active: bool) -> Option<Command> {
         let c = self.current_conv()?;
-        match &c.kind {
-            ConvKind::OneToOne { peer } if !c.session => {
-                Some(Command::Client(client::Command::StopTyping {
-                    to: peer.clone(),
-                }))
-            }
-            _ => None,
+        if c.closed.is_some() {
+            return None;
         }
+        Some(match &c.kind {
+            ConvKind::OneToOne { peer } if !c.session => {
+                let to = peer.clone();
+                Command::Client(if active {
+                    client::Command::Typing { to }
+                } else {
+                    client::Command::StopTyping { to }
+                })
+            }
+            _ => Command::SessionTyping {
+                session: c.key.clone(),
+                active,
+            },
+        })
     }
 
     fn send(&mut self) -> Vec<Command> {
@@ -957,6 +1078,17 @@ impl App {
             self.notify("no conversation open: :chat <user> starts one");
             return Vec::new();
         };
+        if let Some(c) = self.current_conv()
+            && c.session
+            && let Some(why) = &c.closed
+        {
+            // The text stays in the input: nothing would carry it.
+            let (title, why) = (c.title.clone(), why.clone());
+            self.notify(format!(
+                "this session is over ({why}): :chat {title} starts a new one"
+            ));
+            return Vec::new();
+        }
         let raw = self.input.take();
         let msg_id = self.fresh_id();
         let conv = &self.conversations[id.0];
@@ -1028,6 +1160,7 @@ impl App {
                 );
                 self.open(id);
                 self.focus = Pane::Input;
+                self.pending_chat = Some(peer.clone());
                 let mut out = vec![Command::StartChat { with: peer }];
                 out.extend(self.auto_history(id));
                 out
@@ -1082,13 +1215,22 @@ impl App {
                 let members = members.iter().map(|u| self.user_uri(u)).collect();
                 vec![Command::CreateGroup { name, members }]
             }
-            Cmd::Invite(users) => match need_session(self) {
-                Some(session) => {
-                    let users = users.iter().map(|u| self.user_uri(u)).collect();
-                    vec![Command::Invite { session, users }]
+            Cmd::Invite(users) => {
+                let Some(session) = need_session(self) else {
+                    return Vec::new();
+                };
+                let users = users.iter().map(|u| self.user_uri(u)).collect();
+                match self.current_conv().map(|c| (&c.kind, c.session)) {
+                    Some((ConvKind::OneToOne { .. }, true)) => {
+                        vec![Command::Extend { session, users }]
+                    }
+                    Some((ConvKind::OneToOne { .. }, false)) => {
+                        self.notify(":invite needs a chat session: :chat <user> first");
+                        Vec::new()
+                    }
+                    _ => vec![Command::Invite { session, users }],
                 }
-                None => Vec::new(),
-            },
+            }
             Cmd::Join(g) => vec![Command::Join {
                 uri: self.user_uri(&g),
             }],
@@ -1461,9 +1603,24 @@ impl App {
                         ..Player::default()
                     };
                 }
+                // A 1-1 is named like its pager conversation (`bob`).
+                let title = match &kind {
+                    ConvKind::OneToOne { peer } => self.short_name(peer),
+                    _ => title,
+                };
+                // `:chat bob` asked for this one: show it.
+                let asked = match (&kind, &self.pending_chat) {
+                    (ConvKind::OneToOne { peer }, Some(p)) => bare_uri(peer) == bare_uri(p),
+                    _ => false,
+                };
                 let id = self.conversation_for(&key, kind, &title, true);
                 self.conversations[id.0].session = true;
                 self.conversations[id.0].closed = None;
+                if asked {
+                    self.pending_chat = None;
+                    self.open(id);
+                    self.focus = Pane::Input;
+                }
             }
             SessionEvent::Closed { key, reason } => {
                 if let Some(id) = find(self, &key) {
@@ -1508,6 +1665,51 @@ impl App {
                     } else {
                         c.remove(&who);
                     }
+                }
+            }
+            SessionEvent::Sent {
+                key,
+                message_id,
+                text,
+            } => {
+                let Some(id) = find(self, &key) else { return };
+                if let Some(e) = self.conversations[id.0]
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.awaits_id() && e.text() == text)
+                {
+                    e.id = Some(message_id);
+                }
+            }
+            SessionEvent::Delivery {
+                key,
+                message_id,
+                delivery,
+            } => {
+                if !message_id.is_empty() {
+                    self.set_delivery(&message_id, delivery);
+                } else if let Some(id) = find(self, &key)
+                    && let Some(e) = self.conversations[id.0]
+                        .entries
+                        .iter_mut()
+                        .find(|e| e.awaits_id())
+                {
+                    if let EntryKind::Message { delivery: d, .. } = &mut e.kind {
+                        *d = Some(delivery);
+                    }
+                    e.id = None;
+                }
+            }
+            SessionEvent::Contents(ids) => self.config.contents = ids,
+            SessionEvent::Note { key, text } => {
+                // A repeated note (a 180 per forked branch) is one line.
+                if let Some(id) = find(self, &key)
+                    && self.conversations[id.0]
+                        .entries
+                        .last()
+                        .is_none_or(|e| e.kind != EntryKind::System(text.clone()))
+                {
+                    self.system(id, text);
                 }
             }
             SessionEvent::ContinuedElsewhere { key, device } => {

@@ -8,7 +8,7 @@ use crate::client;
 use crate::client::chats::ChatCommand;
 
 use super::action::{Answer, Command, Invitation, SessionEvent};
-use super::app::{ConvKind, InvitationId, RosterStatus};
+use super::app::{ConvKind, Delivery, InvitationId, RosterStatus};
 use crate::client::group::RosterStatus as GroupStatus;
 
 /// The conversation key of chat session `chat`.
@@ -19,7 +19,10 @@ pub fn chat_key(chat: u64) -> String {
 /// The TUI session events one chat event stands for.
 pub fn session_events(ev: ChatEvent) -> Vec<SessionEvent> {
     match ev {
-        ChatEvent::Calling { chat, to } => vec![opened(chat, &to)],
+        ChatEvent::Calling { chat, to } => vec![
+            opened(chat, &to),
+            note(chat, format!("calling {}…", to.trim_start_matches("sip:"))),
+        ],
         // The invitation box answers it (a / s accept, d declines).
         ChatEvent::Invited { chat, from, .. } => vec![
             opened(chat, &from),
@@ -32,7 +35,10 @@ pub fn session_events(ev: ChatEvent) -> Vec<SessionEvent> {
                 raw: Vec::new(),
             }),
         ],
-        ChatEvent::Started { chat, peer } => vec![opened(chat, &peer)],
+        ChatEvent::Started { chat, peer } => vec![
+            opened(chat, &peer),
+            note(chat, "chat session connected (MSRP)".into()),
+        ],
         ChatEvent::Message {
             chat, from, text, ..
         } => vec![SessionEvent::Message {
@@ -63,11 +69,35 @@ pub fn session_events(ev: ChatEvent) -> Vec<SessionEvent> {
             });
             out
         }
+        ChatEvent::Ringing { chat } => vec![note(chat, "ringing…".into())],
         // Progress of our own messages shows through the message line itself.
-        ChatEvent::Ringing { .. }
-        | ChatEvent::Sent { .. }
-        | ChatEvent::Delivered { .. }
-        | ChatEvent::SendFailed { .. } => Vec::new(),
+        ChatEvent::Sent {
+            chat,
+            message_id,
+            text,
+        } => vec![SessionEvent::Sent {
+            key: chat_key(chat),
+            message_id,
+            text,
+        }],
+        ChatEvent::Delivered { chat, message_id } => vec![SessionEvent::Delivery {
+            key: chat_key(chat),
+            message_id,
+            delivery: Delivery::Delivered,
+        }],
+        ChatEvent::SendFailed {
+            chat,
+            message_id,
+            code,
+        } => vec![SessionEvent::Delivery {
+            key: chat_key(chat),
+            delivery: Delivery::Failed(if message_id.is_empty() {
+                "the session is not up".into()
+            } else {
+                format!("MSRP {code}")
+            }),
+            message_id,
+        }],
         // Group sessions are not shown by the TUI yet.
         ChatEvent::GroupStarted { chat, identity, .. } => vec![SessionEvent::Opened {
             key: chat_key(chat),
@@ -133,17 +163,65 @@ pub fn chat_command(c: Command) -> Result<client::Command, Command> {
             .and_then(|n| n.parse::<u64>().ok())
     };
     match c {
+        // `:chat bob`: an MSRP session (seed 001 / SPEC "Client procedures").
+        Command::StartChat { with } => Ok(client::Command::Chat(ChatCommand::Start {
+            to: with,
+            convergence_id: None,
+        })),
+        Command::SessionTyping { session, active } => match chat_of(&session) {
+            Some(chat) => Ok(client::Command::Chat(if active {
+                ChatCommand::Typing { chat }
+            } else {
+                ChatCommand::StopTyping { chat }
+            })),
+            None => Err(Command::SessionTyping { session, active }),
+        },
         Command::SendChat {
             session,
             text,
-            private_to: None,
-        } => match chat_of(&session) {
-            Some(chat) => Ok(client::Command::Chat(ChatCommand::Send { chat, text })),
-            None => Err(Command::SendChat {
+            private_to,
+        } => match (chat_of(&session), private_to) {
+            (Some(chat), None) => Ok(client::Command::Chat(ChatCommand::Send { chat, text })),
+            // seed 003 7.1.3.2.2: to one participant of the group only
+            (Some(chat), Some(to)) => Ok(client::Command::Chat(ChatCommand::SendPrivate {
+                chat,
+                to,
+                text,
+            })),
+            (None, private_to) => Err(Command::SendChat {
                 session,
                 text,
-                private_to: None,
+                private_to,
             }),
+        },
+        // seed 004 7.1.1.3: an ad-hoc group through the conference factory
+        Command::CreateGroup { members, .. } => {
+            Ok(client::Command::Chat(ChatCommand::CreateGroup {
+                invitees: members,
+            }))
+        }
+        // 7.1.1.4: a pre-defined group or a conference by its URI
+        Command::Join { uri } => Ok(client::Command::Chat(ChatCommand::JoinGroup { uri })),
+        // 7.1.1.8: the ended group session of a conversation, or a group URI
+        Command::Rejoin { uri } => Ok(client::Command::Chat(match chat_of(&uri) {
+            Some(chat) => ChatCommand::Rejoin { chat },
+            None => ChatCommand::JoinGroup { uri },
+        })),
+        // 7.1.1.7: REFER into the running group session
+        Command::Invite { session, users } => match chat_of(&session) {
+            Some(chat) => Ok(client::Command::Chat(ChatCommand::AddToGroup {
+                chat,
+                users,
+            })),
+            None => Err(Command::Invite { session, users }),
+        },
+        // 7.1.1.6: the 1-1 session becomes a conference
+        Command::Extend { session, users } => match chat_of(&session) {
+            Some(chat) => Ok(client::Command::Chat(ChatCommand::Extend {
+                chat,
+                add: users,
+            })),
+            None => Err(Command::Extend { session, users }),
         },
         // Viewing invitations carry VIEWING_INVITATION and go to viewing_link.
         Command::AnswerInvitation { id, answer }
@@ -156,6 +234,13 @@ pub fn chat_command(c: Command) -> Result<client::Command, Command> {
             }))
         }
         other => Err(other),
+    }
+}
+
+fn note(chat: u64, text: String) -> SessionEvent {
+    SessionEvent::Note {
+        key: chat_key(chat),
+        text,
     }
 }
 
@@ -277,5 +362,115 @@ mod tests {
             private_to: None,
         };
         assert_eq!(chat_command(group.clone()), Err(group));
+    }
+
+    #[test]
+    fn session_commands_reach_the_chat_core() {
+        let chat = |c| Ok(client::Command::Chat(c));
+        assert_eq!(
+            chat_command(Command::StartChat {
+                with: "sip:bob@isc.local".into()
+            }),
+            chat(ChatCommand::Start {
+                to: "sip:bob@isc.local".into(),
+                convergence_id: None
+            })
+        );
+        assert_eq!(
+            chat_command(Command::SessionTyping {
+                session: "chat:2".into(),
+                active: false
+            }),
+            chat(ChatCommand::StopTyping { chat: 2 })
+        );
+        assert_eq!(
+            chat_command(Command::SendChat {
+                session: "chat:2".into(),
+                text: "psst".into(),
+                private_to: Some("sip:bob@isc.local".into())
+            }),
+            chat(ChatCommand::SendPrivate {
+                chat: 2,
+                to: "sip:bob@isc.local".into(),
+                text: "psst".into()
+            })
+        );
+        assert_eq!(
+            chat_command(Command::CreateGroup {
+                name: "team".into(),
+                members: vec!["sip:bob@isc.local".into()]
+            }),
+            chat(ChatCommand::CreateGroup {
+                invitees: vec!["sip:bob@isc.local".into()]
+            })
+        );
+        assert_eq!(
+            chat_command(Command::Join {
+                uri: "sip:team@isc.local".into()
+            }),
+            chat(ChatCommand::JoinGroup {
+                uri: "sip:team@isc.local".into()
+            })
+        );
+        assert_eq!(
+            chat_command(Command::Rejoin {
+                uri: "chat:4".into()
+            }),
+            chat(ChatCommand::Rejoin { chat: 4 })
+        );
+        assert_eq!(
+            chat_command(Command::Invite {
+                session: "chat:4".into(),
+                users: vec!["sip:ted@isc.local".into()]
+            }),
+            chat(ChatCommand::AddToGroup {
+                chat: 4,
+                users: vec!["sip:ted@isc.local".into()]
+            })
+        );
+        assert_eq!(
+            chat_command(Command::Extend {
+                session: "chat:1".into(),
+                users: vec!["sip:ted@isc.local".into()]
+            }),
+            chat(ChatCommand::Extend {
+                chat: 1,
+                add: vec!["sip:ted@isc.local".into()]
+            })
+        );
+        // A pager conversation has no session to invite into.
+        let pager = Command::Invite {
+            session: "sip:bob@isc.local".into(),
+            users: vec![],
+        };
+        assert_eq!(chat_command(pager.clone()), Err(pager));
+    }
+
+    #[test]
+    fn our_messages_follow_their_msrp_ids() {
+        assert_eq!(
+            session_events(ChatEvent::Sent {
+                chat: 1,
+                message_id: "m9".into(),
+                text: "hi".into()
+            }),
+            vec![SessionEvent::Sent {
+                key: "chat:1".into(),
+                message_id: "m9".into(),
+                text: "hi".into()
+            }]
+        );
+        assert_eq!(
+            session_events(ChatEvent::SendFailed {
+                chat: 1,
+                message_id: String::new(),
+                code: 481
+            }),
+            vec![SessionEvent::Delivery {
+                key: "chat:1".into(),
+                message_id: String::new(),
+                delivery: Delivery::Failed("the session is not up".into())
+            }]
+        );
     }
 }

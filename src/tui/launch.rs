@@ -20,6 +20,7 @@ use crate::client::runner::spawn_client;
 use crate::config::{Config, is_loopback};
 use crate::demo::{DeviceName, Scenario};
 use crate::flow::Flow;
+use crate::media::picture::{self, Detect, PictureSupport};
 use crate::server::runner::{Server, ServerHandle, ServerOptions};
 
 use super::app::{App, AppConfig};
@@ -191,6 +192,23 @@ pub fn app_config(ua: &UaConfig, args: &ClientArgs, config: &Config, server: &st
     c
 }
 
+/// How the player draws pictures: `--picture`, else `[client].picture`,
+/// else `auto` (the config is validated, so a bad name there means auto).
+pub fn picture_choice(args: &ClientArgs, config: &Config) -> Detect {
+    args.picture
+        .or_else(|| config.client.picture.as_deref().and_then(Detect::parse))
+        .unwrap_or_default()
+}
+
+/// The terminal's graphics, asked once before the TUI takes the terminal
+/// (raw mode, event loop): never on a non-terminal, within
+/// [`picture::DETECT_TIMEOUT`], off the async threads.
+pub async fn detect_picture(how: Detect) -> PictureSupport {
+    tokio::task::spawn_blocking(move || picture::detect(how))
+        .await
+        .unwrap_or_default()
+}
+
 /// `isc` without `--headless`: the whole start, the TUI, and the way out
 /// (un-REGISTER, then the embedded server stops).
 pub async fn run_client_tui(args: &ClientArgs) -> Result<(), LaunchError> {
@@ -200,7 +218,9 @@ pub async fn run_client_tui(args: &ClientArgs) -> Result<(), LaunchError> {
     let mut resolved = HeadlessOptions::resolve(&args, &config)?;
     resolved.ua.server = server.addr;
     resolved.ua.audio = crate::media::audio_out::AudioOut::from_option(args.audio_out.as_deref());
-    let app = app_config(&resolved.ua, &args, &config, &server.label());
+    let mut app = app_config(&resolved.ua, &args, &config, &server.label());
+    app.picture = detect_picture(picture_choice(&args, &config)).await;
+    tracing::info!(picture = app.picture.protocol.name(), "player pictures");
     let me = format!("{}/{}", resolved.ua.user, resolved.ua.device);
     let handle = spawn_client(resolved.ua, resolved.bind)
         .await
@@ -224,6 +244,7 @@ pub async fn run_demo_tui(scenario: &'static Scenario) -> Result<(), LaunchError
     let config = Config::default();
     let mut app_config = AppConfig::new(&who.user, &config.server.domain, &who.device);
     app_config.profile = format!("demo {}", scenario.name);
+    app_config.picture = detect_picture(Detect::Query).await;
     app_config.server = format!("embedded server {}", live.server_addr());
     app_config.users = config
         .server
@@ -338,5 +359,48 @@ mod tests {
         assert_eq!(app.profile, "alice-tv");
         assert!(app.users.contains(&"bob".to_owned()));
         assert_eq!(app.server, "embedded server 127.0.0.1:5060");
+    }
+
+    #[test]
+    fn picture_mode_from_flag_then_config_then_auto() {
+        use crate::media::picture::PictureProtocol;
+        let mut config = Config::default();
+        let args = ClientArgs::default();
+        assert_eq!(picture_choice(&args, &config), Detect::Query);
+        config.client.picture = Some("sixel".into());
+        assert!(config.client.validate().is_ok());
+        assert_eq!(
+            picture_choice(&args, &config),
+            Detect::Force(PictureProtocol::Sixel)
+        );
+        let flag = ClientArgs {
+            picture: Some(Detect::Force(PictureProtocol::HalfBlocks)),
+            ..ClientArgs::default()
+        };
+        assert_eq!(
+            picture_choice(&flag, &config),
+            Detect::Force(PictureProtocol::HalfBlocks)
+        );
+        config.client.picture = Some("vt340".into());
+        let err = config.client.validate().unwrap_err().to_string();
+        assert!(err.contains("client.picture"), "{err}");
+    }
+
+    #[test]
+    fn the_picture_flag_parses() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ClientArgs,
+        }
+        let cli = Cli::try_parse_from(["isc", "--picture", "kitty"]).unwrap();
+        assert_eq!(
+            cli.args.picture,
+            Some(Detect::Force(crate::media::picture::PictureProtocol::Kitty))
+        );
+        assert!(Cli::try_parse_from(["isc", "--picture", "ascii"]).is_err());
+        let auto = Cli::try_parse_from(["isc", "--picture", "auto"]).unwrap();
+        assert_eq!(auto.args.picture, Some(Detect::Query));
     }
 }

@@ -2,7 +2,12 @@
 //! [`app::App`] holds everything and changes only in [`app::App::update`]
 //! (an [`action::Action`] in, [`action::Command`]s out, no IO, no clock);
 //! [`view::render`] draws it, purely; [`keymap`] keeps the keys as data;
-//! [`event_loop::run`] owns the terminal and the one `select!`.
+//! [`event_loop::run`] owns the terminal and the one `select!`, which sleeps
+//! until a key, a client event, SIGTERM or the state's next deadline
+//! ([`App::next_deadline`]) and draws once per wake. The player pane's
+//! picture is encoded for the terminal's graphics protocol (detected once
+//! at startup, [`crate::media::picture`]) by [`App::prepare_picture`], the
+//! last part of the update step, never by render.
 //!
 //! [`launch`] wires it for `isc` (find or embed the server, start the
 //! profile's client, [`run`]) and for `isc demo` ([`demo_link::DemoLink`]

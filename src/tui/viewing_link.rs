@@ -115,9 +115,12 @@ pub fn session_events(ev: ViewingEvent) -> Vec<SessionEvent> {
             vec![SessionEvent::Error(format!("content list: {reason}"))]
         }
         ViewingEvent::Frame { rgb, .. } => vec![SessionEvent::Frame((*rgb).clone())],
-        // Neither the answer to our own playback INFO nor the content list
-        // is a line on screen.
-        ViewingEvent::ContentList { .. } | ViewingEvent::PlaybackAnswered { .. } => Vec::new(),
+        // The content list feeds completion; it is not a line on screen.
+        ViewingEvent::ContentList { entries } => vec![SessionEvent::Contents(
+            entries.into_iter().map(|e| e.content_ref).collect(),
+        )],
+        // The answer to our own playback INFO is not a line on screen.
+        ViewingEvent::PlaybackAnswered { .. } => Vec::new(),
     }
 }
 

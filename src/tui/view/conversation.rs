@@ -33,6 +33,8 @@ pub fn list(app: &App, frame: &mut Frame, r: Rect) {
             let open = app.current.map(|x| x.0) == Some(i);
             let mark = if open { "▸ " } else { "  " };
             let name = match &c.kind {
+                // An MSRP session beside the pager conversation with the same peer.
+                ConvKind::OneToOne { .. } if c.session => format!("{} · chat", c.title),
                 ConvKind::OneToOne { .. } => c.title.clone(),
                 ConvKind::Group { .. } => format!("{} ({})", c.title, c.roster.len()),
                 ConvKind::Viewing { content, .. } => format!("▶ {content} · {}", c.title),

@@ -7,6 +7,8 @@ mod overlay;
 mod player;
 mod side;
 
+pub use player::video_area;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ratatui::Frame;

@@ -1,5 +1,6 @@
-//! The player: the frame in truecolor half-blocks, a progress bar, who
-//! paused or seeked, and the stream stats.
+//! The player: the frame (in the terminal's graphics protocol when the
+//! update step prepared it, else in truecolor half-blocks), a progress bar,
+//! who paused or seeked, and the stream stats.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -12,7 +13,8 @@ use crate::media::video::render_half_blocks;
 use crate::tui::action::Pane;
 use crate::tui::app::App;
 
-pub fn render(app: &App, frame: &mut Frame, r: Rect) {
+/// The player pane's block, its picture area and its progress line.
+fn split(app: &App, r: Rect) -> (Block<'static>, Rect, Rect) {
     let p = &app.player;
     let title = format!(" {} ", p.title.as_deref().unwrap_or("player"));
     let focused = app.focus == Pane::Player && app.prompt.is_none();
@@ -26,20 +28,39 @@ pub fn render(app: &App, frame: &mut Frame, r: Rect) {
             Color::DarkGray
         }));
     let inner = block.inner(r);
-    frame.render_widget(block, r);
-    if inner.height == 0 {
-        return;
-    }
     let video = Rect {
-        height: inner.height - 1,
+        height: inner.height.saturating_sub(1),
         ..inner
     };
     let bar = Rect {
-        y: inner.bottom() - 1,
-        height: 1,
+        y: inner.bottom().saturating_sub(1),
+        height: inner.height.min(1),
         ..inner
     };
+    (block, video, bar)
+}
+
+/// Where the picture goes at the app's terminal size (None: no player or no
+/// room for a picture). The update step prepares pictures for this area.
+pub fn video_area(app: &App) -> Option<Rect> {
+    let (w, h) = app.size;
+    let r = super::areas(app, Rect::new(0, 0, w, h)).player?;
+    let (_, video, _) = split(app, r);
+    (video.width > 0 && video.height > 0).then_some(video)
+}
+
+pub fn render(app: &App, frame: &mut Frame, r: Rect) {
+    let p = &app.player;
+    let (block, video, bar) = split(app, r);
+    frame.render_widget(block, r);
+    if bar.height == 0 {
+        return;
+    }
     match &p.frame {
+        // kitty / sixel / iTerm2: the image prepared in the update step.
+        Some(_) if video.height > 0 && app.picture.ready_for(video) => {
+            app.picture.render(video, frame.buffer_mut())
+        }
         // The player's renderer: area-averaged `▀` cells, aspect kept, centred.
         Some(f) if video.height > 0 => render_half_blocks(f, video, frame.buffer_mut()),
         None if video.height > 0 => frame.render_widget(
