@@ -362,6 +362,9 @@ pub struct App {
     history_targets: BTreeMap<String, String>,
     /// Conversations whose history was asked for (fetched once by itself).
     history_asked: BTreeSet<String>,
+    /// Peers whose pending retrieval was asked for by opening a
+    /// conversation, not by `:history`: its outcome raises no notice.
+    history_auto: BTreeSet<String>,
 }
 
 impl App {
@@ -407,6 +410,7 @@ impl App {
             next_id: 0,
             history_targets: BTreeMap::new(),
             history_asked: BTreeSet::new(),
+            history_auto: BTreeSet::new(),
         };
         if let Some(e) = errors.first() {
             app.notify(format!("[client.keys]: {e}"));
@@ -1462,7 +1466,13 @@ impl App {
         if !c.entries.is_empty() || self.history_asked.contains(&c.key) {
             return None;
         }
-        self.history_command(id)
+        let ConvKind::OneToOne { peer } = &c.kind else {
+            return None;
+        };
+        let peer = bare_uri(peer).to_string();
+        let cmd = self.history_command(id)?;
+        self.history_auto.insert(peer);
+        Some(cmd)
     }
 
     fn history_event(&mut self, ev: client::history::HistoryEvent) {
@@ -1481,6 +1491,7 @@ impl App {
                 ..
             } => (conversation, Err(error)),
         };
+        let auto = self.history_auto.remove(&conversation);
         let key = self
             .history_targets
             .remove(&conversation)
@@ -1504,9 +1515,14 @@ impl App {
             Ok((items, complete)) => {
                 super::history_view::merge(c, &items, complete, &me, &domain, wall)
             }
+            // A conversation the server never saw is not an error when the
+            // user did not ask: a quiet line, no notice.
+            Err(error) if auto && error.status() == Some(404) => {
+                super::history_view::nothing_stored(c, wall)
+            }
             Err(error) => super::history_view::failed(c, &error, wall),
         };
-        if self.current != Some(id) {
+        if self.current != Some(id) && !auto {
             self.notify(format!("{title}: {line}"));
         }
     }

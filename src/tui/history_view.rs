@@ -132,6 +132,13 @@ pub fn failed(c: &mut Conversation, error: &HistoryError, wall: SystemTime) -> S
     line
 }
 
+/// What an automatic retrieval that found nothing leaves in the view.
+pub fn nothing_stored(c: &mut Conversation, wall: SystemTime) -> String {
+    let line = "history: no earlier messages on the server".to_string();
+    push_system(c, &line, wall);
+    line
+}
+
 fn push_system(c: &mut Conversation, text: &str, wall: SystemTime) {
     c.entries.push(Entry {
         at: wall,
