@@ -78,6 +78,20 @@ pub enum ChatCommand {
         to: String,
         text: String,
     },
+    /// A Large Message in its own session (seed 003 9.1.1.2): to one user,
+    /// or to several through the conference factory (their list).
+    SendLarge {
+        to: Vec<String>,
+        message: super::large_message::LargeMessage,
+    },
+    /// A file as a Large Message. Reading it is IO: the runner turns this
+    /// into [`ChatCommand::SendLarge`] (see [`super::large_message::read_file`]).
+    SendFile {
+        to: Vec<String>,
+        path: std::path::PathBuf,
+        disposition: super::large_message::Disposition,
+        description: Option<String>,
+    },
 }
 
 /// A wall clock for CPIM DateTime (RFC 3339), injected so tests replay.
@@ -136,6 +150,8 @@ pub struct Chats {
     /// 200s to CANCELs, sent at the next flush.
     pending_responses: VecDeque<(TsxKey, Response)>,
     group: GroupState,
+    /// What we take in Large Message mode (seed 003 9.2.2).
+    large: super::large_message::LargeSettings,
 }
 
 /// The group side of the chats.
@@ -176,7 +192,13 @@ impl Chats {
             pending_responses: VecDeque::new(),
             cancels: Vec::new(),
             group: GroupState::default(),
+            large: super::large_message::LargeSettings::default(),
         }
+    }
+
+    /// The receiver's Large Message settings (accept-types, size limit).
+    pub fn large_settings_mut(&mut self) -> &mut super::large_message::LargeSettings {
+        &mut self.large
     }
 
     /// The group settings (factory, ad-hoc limit, blocklist).
@@ -213,6 +235,48 @@ impl Chats {
         let s = ChatSession::outgoing_group(ctx, now, id, self.local.clone(), leg);
         self.sessions.insert(id, s);
         id
+    }
+
+    /// Seed 003 9.1.1.2 steps 2–3: one recipient is the Request-URI;
+    /// several go to the conference factory with their list.
+    fn start_large(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        to: Vec<String>,
+        message: super::large_message::LargeMessage,
+    ) -> Option<ChatId> {
+        use super::group::{GroupLeg, recipient_list};
+        let (target, group) = match to.as_slice() {
+            [] => {
+                self.events.push_back(ChatEvent::LargeFailed {
+                    chat: None,
+                    reason: "no recipient for the large message".into(),
+                });
+                return None;
+            }
+            [one] => (one.clone(), None),
+            many => {
+                if self.too_many(many.len()) {
+                    return None;
+                }
+                let leg = GroupLeg {
+                    request_uri: self.factory_uri(),
+                    list: Some(recipient_list(None, many)),
+                    identity: None,
+                };
+                (leg.request_uri.clone(), Some(leg))
+            }
+        };
+        let id = self.new_id();
+        self.events.push_back(ChatEvent::Calling {
+            chat: id,
+            to: target.clone(),
+        });
+        let s =
+            ChatSession::outgoing_large(ctx, now, id, self.local.clone(), &target, group, message);
+        self.sessions.insert(id, s);
+        Some(id)
     }
 
     fn factory_uri(&self) -> String {
@@ -360,7 +424,9 @@ impl Chats {
         let up: Vec<(ChatId, String)> = self
             .sessions
             .values()
-            .filter(|s| s.is_established() && !self.group.started.contains(&s.id()))
+            .filter(|s| {
+                s.is_established() && !s.is_large() && !self.group.started.contains(&s.id())
+            })
             .filter_map(|s| Some((s.id(), s.session_identity()?.to_owned())))
             .collect();
         for (chat, identity) in up {
@@ -520,6 +586,19 @@ impl Chats {
             | ChatCommand::Rejoin { .. }
             | ChatCommand::SendPrivate { .. }) => {
                 created = self.group_command(ctx, now, cmd);
+            }
+            ChatCommand::SendLarge { to, message } => {
+                created = self.start_large(ctx, now, to, message);
+            }
+            ChatCommand::SendFile { path, .. } => {
+                // sans-IO: no file is read here
+                self.events.push_back(ChatEvent::LargeFailed {
+                    chat: None,
+                    reason: format!(
+                        "{}: files are read by the runner (send SendLarge with the bytes)",
+                        path.display()
+                    ),
+                });
             }
             ChatCommand::Start { to, convergence_id } => {
                 let id = self.new_id();
@@ -742,7 +821,7 @@ impl Chats {
             return Some((key, req));
         }
         let id = self.new_id();
-        let mut s = ChatSession::incoming(
+        let mut s = ChatSession::incoming_with(
             ctx,
             now,
             id,
@@ -750,6 +829,7 @@ impl Chats {
             key,
             req,
             (source, transport),
+            &self.large,
         );
         // RFC 3891 §3: an INVITE replacing a chat of ours is accepted at
         // once and the old dialog ended (seed 002 App. M step 8)

@@ -44,6 +44,8 @@
 //! | `{"cmd":"group_add","chat":N,"users":[URI,...]}` | | invite users into group chat N (REFER) |
 //! | `{"cmd":"group_rejoin","chat":N}` | | join again the conference group chat N had |
 //! | `{"cmd":"group_private","chat":N,"to":URI,"text":T}` | | private message to one participant |
+//! | `{"cmd":"send_file","to":URI or [URI,...],"path":P,"disposition":D,"description":T}` (`disposition` `attachment` (default) or `render`, `description` optional) | `send_file URI PATH` | a file as a Large Message (seed 003 9.1.1.2): INVITE sendonly with `a=file-size`, chunked MSRP, BYE when acknowledged; several recipients go through the conference factory |
+//! | `{"cmd":"send_large","to":URI or [URI,...],"text":T}` | | a long text as a Large Message, rendered by the receiver |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -86,6 +88,13 @@
 //! | `group_roster` | `chat`, `identity`, `entries`: [{`user`, `display_name`, `status` (`joined`/`ringing`/`left`/...), `own`, `blocked`}] |
 //! | `chat_message` with `"private": true` | a private message in a group |
 //! | `group_error` | `chat` (or null), `reason` |
+//! | `large_incoming` | `chat`, `from`, `content_type`, `size` (a Large Message is being received: accepted at once, seed 003 9.2.2) |
+//! | `large_progress` | `chat`, `direction` (`sent`: acknowledged by 200s; `received`), `bytes`, `total`, `percent` (at most once per percent) |
+//! | `large_sent` | `chat`, `message_id`, `size` (last chunk's 200 or success REPORT; the BYE follows) |
+//! | `large_saved` | `chat`, `from`, `path` (in the downloads dir, never over an existing file), `size`, `description` |
+//! | `large_received` | `chat`, `from`, `content_type`, `disposition`, `filename`, `description`, `size` (an attachment the runner did not save) |
+//! | `large_failed` | `chat` (or null), `reason` (a file that cannot be read or saved) |
+//! | a rendered text Large Message | arrives as `chat_message` |
 //! | `stopped` | (last line) |
 
 use std::io;

@@ -148,6 +148,13 @@ pub enum SessionEvent {
         from: String,
         active: bool,
     },
+    /// A line about a Large Message transfer (progress, sent, saved path),
+    /// replacing the earlier line with the same `id`.
+    Transfer {
+        key: String,
+        id: String,
+        text: String,
+    },
     /// The session moved to another of our devices ("continued on your other device").
     ContinuedElsewhere {
         key: String,

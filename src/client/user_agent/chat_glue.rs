@@ -32,6 +32,7 @@ pub(crate) fn new_chats(cfg: &UaConfig, contact_uri: String, clock: WallClock) -
     let g = chats.group_settings_mut();
     g.max_adhoc_group_size = cfg.max_adhoc_group_size;
     g.blocklist = cfg.blocklist.iter().cloned().collect();
+    *chats.large_settings_mut() = cfg.large.clone();
     chats
 }
 
