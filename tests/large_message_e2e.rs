@@ -469,3 +469,110 @@ async fn a_missing_file_is_a_clear_error() {
     alice.shutdown().await;
     server.shutdown().await;
 }
+
+/// Seed 003 9.1.1.2 step 3, 9.3.1.1, 9.3.2.1: to two users through the
+/// conference factory; each gets the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_a_group_through_the_conference_factory() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let addr = server.local_addr();
+    let files = tempfile::tempdir().unwrap();
+    let (bob_dl, carol_dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = client(addr, "alice", "laptop", |_| {}).await;
+    let (b, c) = (bob_dl.path().to_path_buf(), carol_dl.path().to_path_buf());
+    let mut bob = client(addr, "bob", "phone", |cfg| cfg.downloads_dir = Some(b)).await;
+    let mut carol = client(addr, "carol", "tablet", |cfg| cfg.downloads_dir = Some(c)).await;
+    let mut alice_wire = alice.wire();
+    let mut bob_wire = bob.wire();
+    let body = noise(3 * 1024 * 1024 + 17);
+    let path = files.path().join("slides.pdf");
+    std::fs::write(&path, &body).unwrap();
+    assert!(
+        alice
+            .send(Command::Chat(ChatCommand::SendFile {
+                to: vec!["sip:bob@isc.local".into(), "sip:carol@isc.local".into()],
+                path,
+                disposition: Disposition::Attachment,
+                description: None,
+            }))
+            .await
+    );
+    for (who, c, dir) in [
+        ("bob", &mut bob, bob_dl.path()),
+        ("carol", &mut carol, carol_dl.path()),
+    ] {
+        let evs = chat_events_until(c, who, |e| {
+            matches!(
+                e,
+                ChatEvent::LargeSaved { .. } | ChatEvent::LargeFailed { .. }
+            ) || is_end(e)
+        })
+        .await;
+        let Some(ChatEvent::LargeSaved { path, .. }) = evs.last() else {
+            panic!("{who}: {evs:?}")
+        };
+        assert_eq!(path, &dir.join("slides.pdf"), "{who}");
+        assert_eq!(
+            sha256(&std::fs::read(path).unwrap()),
+            sha256(&body),
+            "{who}"
+        );
+        assert!(
+            matches!(evs.first(), Some(ChatEvent::LargeIncoming { size, .. }) if *size == body.len() as u64),
+            "{who}: {:?}",
+            evs.first()
+        );
+    }
+    let alice_evs = chat_events_until(&mut alice, "alice's end", is_end).await;
+    assert!(
+        alice_evs
+            .iter()
+            .any(|e| matches!(e, ChatEvent::LargeSent { .. })),
+        "{alice_evs:?}"
+    );
+    assert!(matches!(
+        alice_evs.last(),
+        Some(ChatEvent::Ended {
+            reason: EndReason::Normal,
+            ..
+        })
+    ));
+    // the INVITE went to the factory with the list (multipart/mixed)
+    let a = drain_wire(&mut alice_wire);
+    let invite = a
+        .iter()
+        .find(|(d, m)| *d == Direction::Sent && m.starts_with("INVITE "))
+        .map(|(_, m)| m.clone())
+        .expect("alice's INVITE");
+    assert!(
+        invite.starts_with("INVITE sip:conf-factory@isc.local"),
+        "{invite}"
+    );
+    assert!(invite.contains("multipart/mixed"), "{invite}");
+    assert!(invite.contains("sip:carol@isc.local"), "{invite}");
+    assert!(invite.contains("a=sendonly\r\n"), "{invite}");
+    // the focus's INVITE to bob keeps the Large Message attributes
+    let _ = chat_events_until(&mut bob, "bob's end", is_end).await;
+    let b = drain_wire(&mut bob_wire);
+    let binvite = b
+        .iter()
+        .find(|(d, m)| *d == Direction::Received && m.starts_with("INVITE "))
+        .map(|(_, m)| m.clone())
+        .expect("bob's INVITE");
+    assert!(binvite.contains("isfocus"), "{binvite}");
+    assert!(binvite.contains("a=sendonly\r\n"), "{binvite}");
+    assert!(
+        binvite.contains(&format!("a=file-size:{}\r\n", body.len())),
+        "{binvite}"
+    );
+    assert!(
+        binvite.contains("a=accept-types:application/pdf\r\n"),
+        "{binvite}"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+    carol.shutdown().await;
+    server.shutdown().await;
+}
