@@ -155,6 +155,10 @@ pub struct ClientArgs {
     /// instead of the sound card (headless: instead of nowhere).
     #[arg(long, value_name = "FILE.wav")]
     pub audio_out: Option<PathBuf>,
+    /// Where received Large Message attachments are saved (default: the
+    /// profile's `downloads_dir`, else the platform's downloads dir).
+    #[arg(long, value_name = "DIR")]
+    pub downloads_dir: Option<PathBuf>,
 }
 
 impl Default for ClientArgs {
@@ -173,6 +177,7 @@ impl Default for ClientArgs {
             state_dir: None,
             config: None,
             audio_out: None,
+            downloads_dir: None,
         }
     }
 }
@@ -290,6 +295,10 @@ impl HeadlessOptions {
             &user, &domain, &password, &device, &instance, server, args.bind,
         );
         ua.transport = args.transport.into();
+        ua.downloads_dir = args
+            .downloads_dir
+            .clone()
+            .or_else(|| profile.and_then(|p| p.downloads_dir.clone()));
         if let Some(path) = &args.audio_out {
             ua.audio = crate::media::audio_out::AudioOut::from_option(Some(path));
         }
