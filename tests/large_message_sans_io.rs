@@ -1,0 +1,232 @@
+//! Large Message between two chat endpoints, no sockets, virtual time
+//! (seed 003 9.1.1.2, 9.2.2, 9.4.2): the offer, the automatic answer, the
+//! chunked SENDs with their MIME headers, progress, the sender's BYE; a
+//! refused type; a text rendered as a message.
+
+#[path = "chat_support/mod.rs"]
+mod chat_support;
+
+use chat_support::{Net, Peer};
+use isc::client::chat::{ChatEvent, EndReason};
+use isc::client::chats::ChatCommand;
+use isc::client::large_message::{Disposition, LargeMessage};
+use isc::proto::sip::session_timer::SessionTimerConfig;
+
+fn addr(port: u16) -> std::net::SocketAddr {
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+fn pair() -> Net {
+    Net::new(vec![
+        Peer::new("alice", 5070, addr(5080), SessionTimerConfig::default()),
+        Peer::new("bob", 5080, addr(5070), SessionTimerConfig::default()),
+    ])
+}
+
+fn send(net: &mut Net, message: LargeMessage) {
+    let now = net.now;
+    net.peers[0]
+        .command(
+            now,
+            ChatCommand::SendLarge {
+                to: vec!["sip:bob@isc.local".into()],
+                message,
+            },
+        )
+        .expect("a chat id");
+    net.run();
+}
+
+fn ended(evs: &[ChatEvent]) -> Option<&EndReason> {
+    evs.iter().rev().find_map(|e| match e {
+        ChatEvent::Ended { reason, .. } => Some(reason),
+        _ => None,
+    })
+}
+
+#[test]
+fn attachment_is_offered_sent_in_chunks_received_whole_and_closed() {
+    let mut net = pair();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut m = LargeMessage::file("plan.png", body.clone());
+    m.description = Some("the plan".into());
+    send(&mut net, m);
+    // the sender's BYE comes from its timer (sans-IO: at `now`)
+    net.advance(std::time::Duration::from_millis(1));
+
+    let invite = net
+        .trace
+        .iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("an INVITE");
+    for needle in [
+        "a=sendonly\r\n",
+        "a=file-size:300000\r\n",
+        "a=file-disposition:attachment\r\n",
+        "a=accept-types:image/png\r\n",
+    ] {
+        assert!(invite.contains(needle), "{needle:?} in\n{invite}");
+    }
+    let ok = net
+        .trace
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains("INVITE"))
+        .expect("bob's 200");
+    assert!(ok.contains("a=recvonly\r\n"), "{ok}");
+    assert!(
+        !net.trace.iter().any(|m| m.starts_with("SIP/2.0 180")),
+        "accepted at once (seed 003 9.2.2 step 3)"
+    );
+    assert!(net.trace.iter().any(|m| m.starts_with("BYE ")));
+
+    let bob = net.peers[1].take_events();
+    assert!(
+        !bob.iter().any(|e| matches!(e, ChatEvent::Invited { .. })),
+        "no invitation to answer: {bob:?}"
+    );
+    assert!(matches!(
+        bob.first(),
+        Some(ChatEvent::LargeIncoming { size: 300_000, content_type: Some(ct), .. }) if ct == "image/png"
+    ));
+    let got: Vec<u64> = bob
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::LargeProgress {
+                outgoing: false,
+                bytes,
+                ..
+            } => Some(*bytes),
+            _ => None,
+        })
+        .collect();
+    // 300 000 bytes in 64 KiB chunks: five chunks, five steps
+    assert_eq!(got, vec![65_536, 131_072, 196_608, 262_144, 300_000]);
+    let received = bob
+        .iter()
+        .find_map(|e| match e {
+            ChatEvent::LargeReceived {
+                body: b,
+                content_type,
+                disposition,
+                filename,
+                description,
+                from,
+                ..
+            } => Some((
+                b.clone(),
+                content_type.clone(),
+                *disposition,
+                filename.clone(),
+                description.clone(),
+                from.clone(),
+            )),
+            _ => None,
+        })
+        .expect("the whole message");
+    assert_eq!(received.0, body);
+    assert_eq!(received.1, "image/png");
+    assert_eq!(received.2, Disposition::Attachment);
+    assert_eq!(received.3.as_deref(), Some("plan.png"));
+    assert_eq!(received.4.as_deref(), Some("the plan"));
+    assert_eq!(received.5, "sip:alice@isc.local");
+    assert_eq!(ended(&bob), Some(&EndReason::Normal));
+
+    let alice = net.peers[0].take_events();
+    let sent: Vec<u64> = alice
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::LargeProgress {
+                outgoing: true,
+                bytes,
+                total: 300_000,
+                ..
+            } => Some(*bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.last(), Some(&300_000));
+    assert!(alice.iter().any(
+        |e| matches!(e, ChatEvent::LargeSent { size: 300_000, .. })
+    ));
+    assert_eq!(ended(&alice), Some(&EndReason::Normal));
+}
+
+#[test]
+fn a_type_not_taken_is_refused_with_488_and_a_warning() {
+    let mut net = pair();
+    net.peers[1].chats.large_settings_mut().accept_types = vec!["text/*".into()];
+    send(&mut net, LargeMessage::file("a.zip", vec![0; 10]));
+    let refusal = net
+        .trace
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 488"))
+        .expect("a 488");
+    assert!(
+        refusal.contains("Warning: 399 isc \"content type application/zip not accepted\""),
+        "{refusal}"
+    );
+    let alice = net.peers[0].take_events();
+    assert!(matches!(
+        ended(&alice),
+        Some(EndReason::Error {
+            status: Some(488),
+            ..
+        })
+    ));
+    assert!(
+        !net.peers[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::LargeIncoming { .. }))
+    );
+}
+
+#[test]
+fn a_size_above_the_limit_is_refused_with_488() {
+    let mut net = pair();
+    net.peers[1].chats.large_settings_mut().max_size = 1000;
+    send(&mut net, LargeMessage::file("a.txt", vec![b'a'; 1001]));
+    let refusal = net
+        .trace
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 488"))
+        .expect("a 488");
+    assert!(refusal.contains("1001"), "{refusal}");
+}
+
+#[test]
+fn a_rendered_text_becomes_a_conversation_message() {
+    let mut net = pair();
+    let text = "x".repeat(5000);
+    send(&mut net, LargeMessage::text(&text));
+    net.advance(std::time::Duration::from_millis(1));
+    assert_eq!(
+        net.peers[1].messages(),
+        vec![("sip:alice@isc.local".to_string(), text)]
+    );
+    assert!(
+        !net.peers[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, ChatEvent::LargeReceived { .. }))
+    );
+    assert_eq!(net.peers[1].ended(), Some(&EndReason::Normal));
+}
+
+#[test]
+fn no_recipient_is_an_error_not_a_session() {
+    let mut net = pair();
+    let now = net.now;
+    let id = net.peers[0].command(
+        now,
+        ChatCommand::SendLarge {
+            to: vec![],
+            message: LargeMessage::text("hi"),
+        },
+    );
+    assert_eq!(id, None);
+    assert!(matches!(
+        net.peers[0].events.last(),
+        Some(ChatEvent::LargeFailed { chat: None, .. })
+    ));
+}
