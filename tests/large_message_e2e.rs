@@ -576,3 +576,67 @@ async fn to_a_group_through_the_conference_factory() {
     carol.shutdown().await;
     server.shutdown().await;
 }
+
+/// Multi-device (seed 001 8.3.2.1.1 with seed 003 9.2.2): Bob's two
+/// devices are both invited; the first to accept keeps the message, the
+/// other is told it was completed elsewhere. Exactly one copy is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_bobs_devices_gets_it_the_other_is_told_completed_elsewhere() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let addr = server.local_addr();
+    let dl = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dl.path().join("phone"), dl.path().join("tv"));
+    let mut alice = client(addr, "alice", "laptop", |_| {}).await;
+    let mut phone = client(addr, "bob", "phone", |c| c.downloads_dir = Some(d1)).await;
+    let mut tv = client(addr, "bob", "tv", |c| c.downloads_dir = Some(d2)).await;
+    let body = noise(1024 * 1024);
+    assert!(
+        alice
+            .send(Command::Chat(ChatCommand::SendLarge {
+                to: vec!["sip:bob@isc.local".into()],
+                message: LargeMessage::file("song.mp3", body.clone()),
+            }))
+            .await
+    );
+    let mut saved = Vec::new();
+    let mut elsewhere = 0;
+    for dev in [&mut phone, &mut tv] {
+        let evs = chat_events_until(dev, "an outcome", |e| {
+            matches!(
+                e,
+                ChatEvent::LargeSaved { .. } | ChatEvent::LargeFailed { .. }
+            ) || matches!(
+                e,
+                ChatEvent::Ended {
+                    reason: EndReason::CompletedElsewhere | EndReason::Error { .. },
+                    ..
+                }
+            )
+        })
+        .await;
+        match evs.last() {
+            Some(ChatEvent::LargeSaved { path, .. }) => saved.push(path.clone()),
+            Some(ChatEvent::Ended {
+                reason: EndReason::CompletedElsewhere,
+                ..
+            }) => elsewhere += 1,
+            other => panic!("{other:?} after {evs:?}"),
+        }
+    }
+    assert_eq!((saved.len(), elsewhere), (1, 1), "{saved:?}");
+    assert_eq!(sha256(&std::fs::read(&saved[0]).unwrap()), sha256(&body));
+    let alice_evs = chat_events_until(&mut alice, "alice's end", is_end).await;
+    assert!(matches!(
+        alice_evs.last(),
+        Some(ChatEvent::Ended {
+            reason: EndReason::Normal,
+            ..
+        })
+    ));
+    alice.shutdown().await;
+    phone.shutdown().await;
+    tv.shutdown().await;
+    server.shutdown().await;
+}

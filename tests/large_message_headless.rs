@@ -122,7 +122,10 @@ async fn send_file_word_and_large_events() {
     alice.say("send_file bob /nonexistent/isc/x.bin").await;
     let f = alice.expect("large_failed").await;
     assert!(
-        f["reason"].as_str().unwrap().contains("/nonexistent/isc/x.bin"),
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/isc/x.bin"),
         "{f}"
     );
     // a bad disposition is refused before anything is sent

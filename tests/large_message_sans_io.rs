@@ -145,9 +145,11 @@ fn attachment_is_offered_sent_in_chunks_received_whole_and_closed() {
         })
         .collect();
     assert_eq!(sent.last(), Some(&300_000));
-    assert!(alice.iter().any(
-        |e| matches!(e, ChatEvent::LargeSent { size: 300_000, .. })
-    ));
+    assert!(
+        alice
+            .iter()
+            .any(|e| matches!(e, ChatEvent::LargeSent { size: 300_000, .. }))
+    );
     assert_eq!(ended(&alice), Some(&EndReason::Normal));
 }
 

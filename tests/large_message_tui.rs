@@ -71,7 +71,10 @@ fn progress_line_updates_in_place_then_names_the_saved_file() {
     let screen = draw(&mut app, 100, 16);
     assert_snapshot!("large_message_receiving_100x16", screen);
     assert_eq!(lines_with(&screen, "receiving"), 1, "{screen}");
-    assert_eq!(lines_with(&screen, "receiving 45% · 9.0 MiB of 20.0 MiB"), 1);
+    assert_eq!(
+        lines_with(&screen, "receiving 45% · 9.0 MiB of 20.0 MiB"),
+        1
+    );
     feed(
         &mut app,
         ChatEvent::LargeSaved {

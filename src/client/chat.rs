@@ -1574,6 +1574,7 @@ impl ChatSession {
                 if let Some(LargeLeg::In(l)) = self.large.as_mut()
                     && !l.complete
                     && self.conn.is_some()
+                    && !is_completed_elsewhere(&req.headers)
                 {
                     // The BYE overtook the last chunks (SIP and MSRP go
                     // their own ways): read on for a while.
