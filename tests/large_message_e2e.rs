@@ -640,3 +640,66 @@ async fn one_of_bobs_devices_gets_it_the_other_is_told_completed_elsewhere() {
     tv.shutdown().await;
     server.shutdown().await;
 }
+
+/// A pager MESSAGE larger than the pager limit (RFC 3428 §4: 1300 bytes)
+/// goes in Large Message mode; the sender sees it delivered under its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pager_message_above_the_limit_goes_as_a_large_message() {
+    let server = Server::start(ServerOptions::loopback_demo())
+        .await
+        .expect("server starts");
+    let addr = server.local_addr();
+    let mut alice = client(addr, "alice", "laptop", |_| {}).await;
+    let mut bob = client(addr, "bob", "phone", |_| {}).await;
+    let mut alice_wire = alice.wire();
+    let text = "long letter ".repeat(200);
+    assert!(text.len() > isc::client::large_message::PAGER_LIMIT);
+    assert!(
+        alice
+            .send(Command::SendMessage {
+                to: "sip:bob@isc.local".into(),
+                text: text.clone(),
+                id: Some("letter".into()),
+            })
+            .await
+    );
+    let evs = chat_events_until(&mut bob, "the letter", |e| {
+        matches!(e, ChatEvent::Message { .. }) || is_end(e)
+    })
+    .await;
+    assert!(
+        matches!(evs.last(), Some(ChatEvent::Message { text: t, .. }) if *t == text),
+        "{evs:?}"
+    );
+    let delivered = alice
+        .wait_for(WAIT, |e| {
+            matches!(
+                e,
+                ClientEvent::MessageDelivered { .. } | ClientEvent::MessageFailed { .. }
+            )
+        })
+        .await;
+    assert_eq!(
+        delivered,
+        Some(ClientEvent::MessageDelivered {
+            id: "letter".into(),
+            to: "sip:bob@isc.local".into(),
+            status: 200
+        })
+    );
+    let a = drain_wire(&mut alice_wire);
+    assert!(
+        !a.iter()
+            .any(|(d, m)| *d == Direction::Sent && m.starts_with("MESSAGE ")),
+        "no pager MESSAGE"
+    );
+    assert!(
+        a.iter().any(|(d, m)| *d == Direction::Sent
+            && m.starts_with("INVITE ")
+            && m.contains("a=sendonly")),
+        "a Large Message INVITE"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+    server.shutdown().await;
+}

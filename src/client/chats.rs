@@ -11,7 +11,8 @@ use std::time::Instant;
 use rsip::{Method, Request, Response, SipMessage};
 
 use super::chat::{
-    ChatCtx, ChatEvent, ChatId, ChatLocal, ChatSession, MsrpConn, MsrpOut, SipOut, is_chat_invite,
+    ChatCtx, ChatEvent, ChatId, ChatLocal, ChatSession, EndReason, MsrpConn, MsrpOut, SipOut,
+    is_chat_invite,
 };
 use super::ids::UaIds;
 use crate::proto::msrp::{MsrpParser, ParserConfig};
@@ -152,6 +153,25 @@ pub struct Chats {
     group: GroupState,
     /// What we take in Large Message mode (seed 003 9.2.2).
     large: super::large_message::LargeSettings,
+    /// Pager MESSAGEs too large for the pager, sent in Large Message mode:
+    /// chat → (the MESSAGE's id, its recipient).
+    pager_large: HashMap<ChatId, (String, String)>,
+}
+
+/// How a pager MESSAGE sent in Large Message mode ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PagerOutcome {
+    Delivered {
+        id: String,
+        to: String,
+    },
+    Failed {
+        id: String,
+        to: String,
+        status: Option<u16>,
+        reason: String,
+        warning: Option<String>,
+    },
 }
 
 /// The group side of the chats.
@@ -193,6 +213,59 @@ impl Chats {
             cancels: Vec::new(),
             group: GroupState::default(),
             large: super::large_message::LargeSettings::default(),
+            pager_large: HashMap::new(),
+        }
+    }
+
+    /// A pager MESSAGE above [`super::large_message::PAGER_LIMIT`] goes in
+    /// Large Message mode (seed 003 9.1.1.2), rendered by the receiver;
+    /// [`Self::pager_outcome`] tells how it ended under the MESSAGE's `id`.
+    pub fn send_pager_as_large(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        id: String,
+        to: String,
+        text: &str,
+    ) -> Option<ChatId> {
+        let message = super::large_message::LargeMessage::text(text);
+        let chat = self.command(
+            ctx,
+            now,
+            ChatCommand::SendLarge {
+                to: vec![to.clone()],
+                message,
+            },
+        )?;
+        self.pager_large.insert(chat, (id, to));
+        Some(chat)
+    }
+
+    /// The end of a pager MESSAGE sent as a Large Message, if `ev` is it.
+    pub fn pager_outcome(&mut self, ev: &ChatEvent) -> Option<PagerOutcome> {
+        match ev {
+            ChatEvent::LargeSent { chat, .. } => {
+                let (id, to) = self.pager_large.get(chat).cloned()?;
+                Some(PagerOutcome::Delivered { id, to })
+            }
+            ChatEvent::Ended { chat, reason } => {
+                let (id, to) = self.pager_large.remove(chat)?;
+                match reason {
+                    EndReason::Error {
+                        status,
+                        reason,
+                        warning,
+                    } => Some(PagerOutcome::Failed {
+                        id,
+                        to,
+                        status: *status,
+                        reason: reason.clone(),
+                        warning: warning.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
         }
     }
 
