@@ -707,6 +707,26 @@ mod tests {
         assert_eq!(expand_uri("sip:bob@x", "d"), "sip:bob@x");
     }
 
+    /// Large Message attachments go to `--downloads-dir`, else the profile's.
+    #[test]
+    fn downloads_dir_from_the_flag_or_the_profile() {
+        let text = "[[client.profiles]]\nname = \"tv\"\nuser = \"alice\"\npassword = \"alice\"\ndownloads_dir = \"/tmp/isc-dl\"\n";
+        let config = Config::from_str_with_path(text, std::path::Path::new("t.toml")).unwrap();
+        let args = ClientArgs {
+            profile: Some("tv".into()),
+            instance: Some("urn:uuid:x".into()),
+            ..Default::default()
+        };
+        let o = HeadlessOptions::resolve(&args, &config).unwrap();
+        assert_eq!(o.ua.downloads_dir, Some(PathBuf::from("/tmp/isc-dl")));
+        let flag = ClientArgs {
+            downloads_dir: Some("/srv/dl".into()),
+            ..args
+        };
+        let o = HeadlessOptions::resolve(&flag, &config).unwrap();
+        assert_eq!(o.ua.downloads_dir, Some(PathBuf::from("/srv/dl")));
+    }
+
     #[test]
     fn options_from_a_profile() {
         let text = "[server]\ndomain = \"isc.local\"\nlisten = \"127.0.0.1:5999\"\n[[client.profiles]]\nname = \"tv\"\nuser = \"alice\"\npassword = \"alice\"\ndevice = \"living-room\"\n";

@@ -579,6 +579,25 @@ mod tests {
         assert_eq!(ContentDisposition::parse(""), None);
     }
 
+    proptest::proptest! {
+        /// The Content-Disposition reader takes any header value without
+        /// panicking; what we print reads back the same.
+        #[test]
+        fn content_disposition_never_panics_and_round_trips(
+            v in "\\PC{0,80}",
+            name in proptest::option::of("[^\"\\\\\\p{Cc}]{1,30}"),
+            attach in proptest::bool::ANY,
+        ) {
+            let _ = ContentDisposition::parse(&v);
+            let _ = safe_file_name(Some(&v));
+            let cd = ContentDisposition {
+                disposition: if attach { Disposition::Attachment } else { Disposition::Render },
+                filename: name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty() && !n.contains(';') && !n.contains('=')),
+            };
+            proptest::prop_assert_eq!(ContentDisposition::parse(&cd.to_string()), Some(cd));
+        }
+    }
+
     #[test]
     fn mime_headers_of_a_file_and_a_text() {
         let f = LargeMessage::file("report.pdf", vec![1, 2, 3]);
