@@ -347,7 +347,7 @@ async fn long_text_is_rendered_in_the_conversation_and_not_saved() {
         alice
             .send(Command::Chat(ChatCommand::SendLarge {
                 to: vec!["sip:bob@isc.local".into()],
-                message: LargeMessage::text(&text),
+                message: Box::new(LargeMessage::text(&text)),
             }))
             .await
     );
@@ -396,7 +396,7 @@ async fn a_type_bob_does_not_take_is_refused_with_488_shown_to_alice() {
         alice
             .send(Command::Chat(ChatCommand::SendLarge {
                 to: vec!["sip:bob@isc.local".into()],
-                message: LargeMessage::file("archive.zip", vec![1; 5000]),
+                message: Box::new(LargeMessage::file("archive.zip", vec![1; 5000])),
             }))
             .await
     );
@@ -596,7 +596,7 @@ async fn one_of_bobs_devices_gets_it_the_other_is_told_completed_elsewhere() {
         alice
             .send(Command::Chat(ChatCommand::SendLarge {
                 to: vec!["sip:bob@isc.local".into()],
-                message: LargeMessage::file("song.mp3", body.clone()),
+                message: Box::new(LargeMessage::file("song.mp3", body.clone())),
             }))
             .await
     );

@@ -30,7 +30,7 @@ fn send(net: &mut Net, message: LargeMessage) {
             now,
             ChatCommand::SendLarge {
                 to: vec!["sip:bob@isc.local".into()],
-                message,
+                message: Box::new(message),
             },
         )
         .expect("a chat id");
@@ -223,7 +223,7 @@ fn no_recipient_is_an_error_not_a_session() {
         now,
         ChatCommand::SendLarge {
             to: vec![],
-            message: LargeMessage::text("hi"),
+            message: Box::new(LargeMessage::text("hi")),
         },
     );
     assert_eq!(id, None);
@@ -318,7 +318,7 @@ fn start_held(h: &mut Held) -> u64 {
             now,
             ChatCommand::SendLarge {
                 to: vec!["sip:bob@isc.local".into()],
-                message: LargeMessage::file("x.bin", body),
+                message: Box::new(LargeMessage::file("x.bin", body)),
             },
         )
         .unwrap();

@@ -181,7 +181,7 @@ pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>
             }
             JsonChat::SendLarge { to, text } => ChatCommand::SendLarge {
                 to: to.expand(domain),
-                message: LargeMessage::text(&text),
+                message: Box::new(LargeMessage::text(&text)),
             },
         };
         return Some(Ok(Command::Chat(cmd)));

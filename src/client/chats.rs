@@ -83,7 +83,7 @@ pub enum ChatCommand {
     /// or to several through the conference factory (their list).
     SendLarge {
         to: Vec<String>,
-        message: super::large_message::LargeMessage,
+        message: Box<super::large_message::LargeMessage>,
     },
     /// A file as a Large Message. Reading it is IO: the runner turns this
     /// into [`ChatCommand::SendLarge`] (see [`super::large_message::read_file`]).
@@ -234,7 +234,7 @@ impl Chats {
             now,
             ChatCommand::SendLarge {
                 to: vec![to.clone()],
-                message,
+                message: Box::new(message),
             },
         )?;
         self.pager_large.insert(chat, (id, to));
@@ -661,7 +661,7 @@ impl Chats {
                 created = self.group_command(ctx, now, cmd);
             }
             ChatCommand::SendLarge { to, message } => {
-                created = self.start_large(ctx, now, to, message);
+                created = self.start_large(ctx, now, to, *message);
             }
             ChatCommand::SendFile { path, .. } => {
                 // sans-IO: no file is read here

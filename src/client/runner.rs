@@ -271,7 +271,10 @@ impl Driver {
         match read {
             Ok(message) => self.ua.handle_command(
                 Instant::now(),
-                Command::Chat(ChatCommand::SendLarge { to, message }),
+                Command::Chat(ChatCommand::SendLarge {
+                    to,
+                    message: Box::new(message),
+                }),
             ),
             Err(reason) => {
                 let _ = self.events.send(ClientEvent::Chat(ChatEvent::LargeFailed {
