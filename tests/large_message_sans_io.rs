@@ -385,3 +385,37 @@ fn a_message_that_never_completes_after_the_bye_ends_in_an_error() {
             .any(|e| matches!(e, ChatEvent::LargeReceived { .. }))
     );
 }
+
+/// RFC 4975 §7.1 on a Large Message: chunks with no 200 fail the message
+/// (408) once the per-chunk 30 s, stretched by the chunks queued ahead at
+/// 64 KiB/s, are over; the sender then ends the session with a BYE.
+#[test]
+fn unanswered_chunks_fail_with_408_after_the_stretched_timeout() {
+    let mut h = Held::new();
+    let now = h.now;
+    let body = vec![7u8; 300_000];
+    h.peers[0]
+        .command(
+            now,
+            ChatCommand::SendLarge {
+                to: vec!["sip:bob@isc.local".into()],
+                message: Box::new(LargeMessage::file("x.bin", body)),
+            },
+        )
+        .unwrap();
+    h.settle();
+    // 30 s + 300 000 / 65 536 = 4 s
+    h.peers[0].timeout(now + std::time::Duration::from_secs(33));
+    assert_eq!(ended(&h.peers[0].events), None, "{:?}", h.peers[0].events);
+    h.peers[0].timeout(now + std::time::Duration::from_secs(34));
+    match ended(&h.peers[0].events) {
+        Some(EndReason::Error { reason, .. }) => {
+            assert!(reason.starts_with("MSRP 408"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let bye = std::iter::from_fn(|| h.peers[0].layer.poll_transmit())
+        .map(|t| isc::proto::sip::message::to_bytes(&t.message))
+        .any(|b| b.starts_with(b"BYE "));
+    assert!(bye, "the sender BYEs");
+}

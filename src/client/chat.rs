@@ -1754,8 +1754,13 @@ impl ChatSession {
         cfg.chunk_size = self.local.msrp_chunk_size.max(64);
         cfg.accept_types = self.local_media.accept_types.clone();
         match &self.large {
-            Some(LargeLeg::Out(_)) => {
+            Some(LargeLeg::Out(out)) => {
                 cfg.chunk_size = LARGE_CHUNK_SIZE;
+                // RFC 4975 §7.1 gives a chunk 30 s from when it is sent; we
+                // hand every chunk to the transport at once, so each one's
+                // clock also covers the chunks ahead of it (at 64 KiB/s)
+                cfg.transaction_timeout = crate::proto::msrp::session::TRANSACTION_TIMEOUT
+                    + Duration::from_secs(out.total / LARGE_CHUNK_SIZE as u64);
                 // seed 003 9.1.1.2 "on receiving a 200" step 3: ask for the REPORT
                 cfg.success_report = Some(true);
             }
