@@ -703,3 +703,62 @@ async fn a_pager_message_above_the_limit_goes_as_a_large_message() {
     bob.shutdown().await;
     server.shutdown().await;
 }
+
+/// Seed 003 9.1.1.2 step 4, 9.3.2.1 step 3: to a pre-defined group (its
+/// identity as Request-URI); the focus invites the members, and each
+/// registered one gets the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_a_pre_defined_group_its_members_get_it() {
+    let mut opts = ServerOptions::loopback_demo();
+    opts.config.groups = vec![isc::config::GroupConfig {
+        name: "team".into(),
+        members: vec!["alice".into(), "bob".into(), "carol".into()],
+        max_participants: 16,
+        joining_policy: Default::default(),
+        public: false,
+    }];
+    let server = Server::start(opts).await.expect("server starts");
+    let addr = server.local_addr();
+    let (bob_dl, carol_dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (b, c) = (bob_dl.path().to_path_buf(), carol_dl.path().to_path_buf());
+    let mut alice = client(addr, "alice", "laptop", |_| {}).await;
+    let mut bob = client(addr, "bob", "phone", |cfg| cfg.downloads_dir = Some(b)).await;
+    let mut carol = client(addr, "carol", "tablet", |cfg| cfg.downloads_dir = Some(c)).await;
+    let body = noise(512 * 1024);
+    assert!(
+        alice
+            .send(Command::Chat(ChatCommand::SendLarge {
+                to: vec!["sip:team@isc.local".into()],
+                message: Box::new(LargeMessage::file("minutes.pdf", body.clone())),
+            }))
+            .await
+    );
+    for (who, c) in [("bob", &mut bob), ("carol", &mut carol)] {
+        let evs = chat_events_until(c, who, |e| {
+            matches!(
+                e,
+                ChatEvent::LargeSaved { .. } | ChatEvent::LargeFailed { .. }
+            ) || is_end(e)
+        })
+        .await;
+        let Some(ChatEvent::LargeSaved { path, .. }) = evs.last() else {
+            panic!("{who}: {evs:?}")
+        };
+        assert_eq!(
+            sha256(&std::fs::read(path).unwrap()),
+            sha256(&body),
+            "{who}"
+        );
+    }
+    let alice_evs = chat_events_until(&mut alice, "alice's end", is_end).await;
+    assert!(
+        alice_evs
+            .iter()
+            .any(|e| matches!(e, ChatEvent::LargeSent { .. })),
+        "{alice_evs:?}"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+    carol.shutdown().await;
+    server.shutdown().await;
+}

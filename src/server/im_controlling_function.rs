@@ -386,7 +386,7 @@ impl ImControllingFunction {
         let result = if self.is_factory(&req.uri) {
             self.create_adhoc(ctx, location, cpm, call, &req, user)
         } else {
-            self.join(ctx, call, &req, user)
+            self.join(ctx, location, cpm, call, &req, user)
         };
         if let Err(rejection) = result {
             tracing::info!(%rejection, "focus refused an INVITE");
@@ -575,6 +575,8 @@ impl ImControllingFunction {
     fn join(
         &mut self,
         ctx: &mut SipCtx<'_>,
+        location: &LocationService,
+        cpm: Option<&CpmParticipatingFunction>,
         call: CallRef,
         req: &rsip::Request,
         user: &str,
@@ -636,6 +638,9 @@ impl ImControllingFunction {
             return Err(FocusRejection::AnonymityNotAllowed);
         }
         let offer = self.check_sdp(&req.body)?;
+        if let (Some(g), None, true) = (&group, existing, offer.is_large_message()) {
+            return self.large_to_group(ctx, location, cpm, call, req, &aor, g, offer);
+        }
         let conf = match existing {
             Some(c) => {
                 self.by_call.insert(call, c);
@@ -648,6 +653,49 @@ impl ImControllingFunction {
         };
         if !self.add_dialled_in(ctx, conf, call, req, &aor, offer, true) {
             return Err(FocusRejection::SdpPolicy("no answer to the offer".into()));
+        }
+        Ok(())
+    }
+
+    /// Seed 003 9.1.1.2 step 4, 9.3.1.1 step 2, 9.3.2.1 step 3: a Large
+    /// Message to a pre-defined group with no session running goes to its
+    /// members, invited as for an ad-hoc session.
+    #[allow(clippy::too_many_arguments)]
+    fn large_to_group(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        location: &LocationService,
+        cpm: Option<&CpmParticipatingFunction>,
+        call: CallRef,
+        req: &rsip::Request,
+        aor: &str,
+        group: &GroupConfig,
+        offer: MsrpMedia,
+    ) -> Result<(), FocusRejection> {
+        let conf = self.new_conference(ctx, Some(group.name.clone()), call);
+        if let Some(c) = self.confs.get_mut(&conf) {
+            c.large = Some(offer.clone());
+            c.creator = Some(call);
+        }
+        self.add_dialled_in(ctx, conf, call, req, aor, offer, false);
+        self.b2bua.answer(ctx, call, 100, None, vec![], None);
+        let mut started = 0;
+        for m in group.member_uris(&self.config.domain) {
+            let m = m.to_ascii_lowercase();
+            if m != aor && self.invite_user(ctx, location, cpm, conf, &m, None, None) {
+                started += 1;
+            }
+        }
+        if started == 0 {
+            self.b2bua.answer(
+                ctx,
+                call,
+                480,
+                Some("Temporarily Unavailable"),
+                vec![],
+                None,
+            );
+            self.end_conference(ctx, conf);
         }
         Ok(())
     }
