@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("multipart", multipart),
     ("digest", digest),
     ("rtp", rtp_packets),
+    ("content_disposition", content_disposition),
 ];
 
 /// A SIP datagram, and a round trip of whatever parses.
@@ -112,6 +113,16 @@ pub fn reginfo(data: &[u8]) {
 
 pub fn cpim(data: &[u8]) {
     let _ = bodies::cpim::parse(data);
+}
+
+/// A Large Message's Content-Disposition (seed 003 9.4.2), and a round
+/// trip of whatever parses; the file name made safe for the downloads dir.
+pub fn content_disposition(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(cd) = crate::client::large_message::ContentDisposition::parse(&text) {
+        let _ = crate::client::large_message::ContentDisposition::parse(&cd.to_string());
+    }
+    let _ = crate::client::large_message::safe_file_name(Some(&text));
 }
 
 pub fn multipart(data: &[u8]) {

@@ -23,6 +23,10 @@ use rsip::{Header, Method, Request, Response};
 use super::USER_AGENT;
 use super::composing::{ComposingAction, ComposingConfig, ComposingReceiver, ComposingSender};
 use super::ids::UaIds;
+use super::large_message::{
+    DRAIN_GRACE, LARGE_CHUNK_SIZE, LargeIn, LargeLeg, LargeMessage, LargeOut, LargeSettings,
+    SessionKind, session_kind,
+};
 use super::outgoing::{transport_token, uri_of};
 use crate::proto::bodies::cpim::{self, CpimAddress, CpimMessage};
 use crate::proto::bodies::is_composing::{self, IsComposing};
@@ -181,6 +185,51 @@ pub enum ChatEvent {
         chat: Option<ChatId>,
         reason: String,
     },
+    /// A Large Message comes in (seed 003 9.2.2: accepted at once).
+    LargeIncoming {
+        chat: ChatId,
+        from: String,
+        content_type: Option<String>,
+        size: u64,
+    },
+    /// Bytes of a Large Message acknowledged (`outgoing`) or received so far.
+    LargeProgress {
+        chat: ChatId,
+        outgoing: bool,
+        bytes: u64,
+        total: u64,
+    },
+    /// Our Large Message got its last 200 or success REPORT (seed 003
+    /// 9.4.2); the BYE follows.
+    LargeSent {
+        chat: ChatId,
+        message_id: String,
+        size: u64,
+    },
+    /// A whole Large Message that is not rendered as text (an attachment):
+    /// the runner saves it and reports [`ChatEvent::LargeSaved`].
+    LargeReceived {
+        chat: ChatId,
+        from: String,
+        content_type: String,
+        disposition: super::large_message::Disposition,
+        filename: Option<String>,
+        description: Option<String>,
+        body: Vec<u8>,
+    },
+    /// A received attachment was written to `path` (never over a file).
+    LargeSaved {
+        chat: ChatId,
+        from: String,
+        path: std::path::PathBuf,
+        size: u64,
+        description: Option<String>,
+    },
+    /// A Large Message could not be read, sent or saved.
+    LargeFailed {
+        chat: Option<ChatId>,
+        reason: String,
+    },
 }
 
 /// SIP the chat wants sent, through the user agent's transaction layer.
@@ -291,6 +340,8 @@ pub struct ChatSession {
     group: Option<super::group::GroupLeg>,
     /// CPIM To of the content being read (private messages).
     cpim_to: Option<String>,
+    /// A Large Message session (seed 003 9.x).
+    large: Option<LargeLeg>,
 }
 
 impl std::fmt::Debug for ChatSession {
@@ -493,7 +544,53 @@ impl ChatSession {
             events: VecDeque::new(),
             group: None,
             cpim_to: None,
+            large: None,
         }
+    }
+
+    /// Starts a Large Message session (seed 003 9.1.1.2): to one user, or
+    /// to a group (`group`: the factory with its list, or a group URI).
+    /// The offer is `a=sendonly` with `a=file-size`, `a=file-disposition`
+    /// and the message's type as `a=accept-types`.
+    pub fn outgoing_large(
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        id: ChatId,
+        local: ChatLocal,
+        to: &str,
+        group: Option<super::group::GroupLeg>,
+        message: LargeMessage,
+    ) -> Self {
+        let peer = group
+            .as_ref()
+            .map_or_else(|| to.to_owned(), |g| g.request_uri.clone());
+        let mut s = Self::base(id, local, ctx, true, peer);
+        s.call_id = ctx.ids.call_id();
+        s.group = group;
+        // seed 003 9.1.1.2 steps 5.a and 6; RFC 5547 §6 file-disposition
+        s.local_media.direction = crate::proto::sdp::Direction::SendOnly;
+        s.local_media.accept_types = vec![message.media_type().to_owned()];
+        s.local_media.accept_wrapped_types = Vec::new();
+        s.local_media.file_size = Some(message.body.len() as u64);
+        s.local_media.file_disposition = Some(message.disposition.as_str().to_owned());
+        s.large = Some(LargeLeg::Out(LargeOut::new(message)));
+        match s.build_invite(ctx, 1) {
+            Some(invite) => s.send_invite(ctx, invite),
+            None => s.end(
+                now,
+                EndReason::Error {
+                    status: None,
+                    reason: format!("cannot address {}", s.peer),
+                    warning: None,
+                },
+            ),
+        }
+        s
+    }
+
+    /// Whether this is a Large Message session.
+    pub fn is_large(&self) -> bool {
+        self.large.is_some()
     }
 
     /// Starts a group session: INVITE to the conference factory (with its
@@ -607,6 +704,32 @@ impl ChatSession {
         invite: Request,
         source: (SocketAddr, Transport),
     ) -> Self {
+        Self::incoming_with(
+            ctx,
+            now,
+            id,
+            local,
+            key,
+            invite,
+            source,
+            &LargeSettings::default(),
+        )
+    }
+
+    /// [`Self::incoming`] with the receiver's Large Message settings: a
+    /// Large Message offer is checked (488) and accepted at once, a file
+    /// transfer refused (seed 003 9.2.2).
+    #[allow(clippy::too_many_arguments)]
+    pub fn incoming_with(
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        id: ChatId,
+        local: ChatLocal,
+        key: TsxKey,
+        invite: Request,
+        source: (SocketAddr, Transport),
+        large: &LargeSettings,
+    ) -> Self {
         let from = invite
             .headers
             .get_raw("From")
@@ -651,7 +774,7 @@ impl ChatSession {
             );
             return s;
         }
-        if s.remote_media.is_none() {
+        let Some(offer) = s.remote_media.clone() else {
             s.respond(&key, &invite, 488, vec![]);
             s.end(
                 now,
@@ -661,6 +784,39 @@ impl ChatSession {
                     warning: None,
                 },
             );
+            return s;
+        };
+        // seed 003 9.2.2 step 2: Large Message, file transfer or chat
+        let kind = session_kind(&offer);
+        if kind != SessionKind::Chat {
+            // step 1: accept-types (and size) we can take, else 488
+            if let Err(e) = large.check(&offer) {
+                let w = Warning::new(399, "isc", &e.to_string());
+                s.respond(
+                    &key,
+                    &invite,
+                    488,
+                    vec![make_header("Warning", &w.to_string())],
+                );
+                s.end(
+                    now,
+                    EndReason::Error {
+                        status: Some(488),
+                        reason: e.to_string(),
+                        warning: None,
+                    },
+                );
+                return s;
+            }
+            s.large = Some(LargeLeg::In(LargeIn::new(&offer)));
+            s.events.push_back(ChatEvent::LargeIncoming {
+                chat: id,
+                from,
+                content_type: offer.accept_types.first().cloned(),
+                size: offer.file_size.unwrap_or(0),
+            });
+            // step 3: accept at once
+            s.accept(ctx, now);
             return s;
         }
         s.respond(
@@ -919,11 +1075,17 @@ impl ChatSession {
         ) else {
             return;
         };
-        let ours = MsrpAnswerParams::chat(
+        let mut ours = MsrpAnswerParams::chat(
             self.local_media.port,
             ConnectionAddress::Ip(self.local.msrp_local.ip()),
             self.local_media.path.clone(),
         );
+        if matches!(self.large, Some(LargeLeg::In(_))) {
+            // seed 003 9.2.2 step 4: the types were checked; we only receive
+            ours.accept_types = offer.accept_types.clone();
+            ours.accept_wrapped_types = Vec::new();
+            ours.direction = crate::proto::sdp::Direction::RecvOnly;
+        }
         let mut offer = offer;
         if offer.accept_types.is_empty() {
             // RFC 4975 §8.2 makes accept-types mandatory; the focus's
@@ -1409,6 +1571,16 @@ impl ChatSession {
         match req.method {
             Method::Bye => {
                 self.respond(&key, &req, 200, vec![]);
+                if let Some(LargeLeg::In(l)) = self.large.as_mut()
+                    && !l.complete
+                    && self.conn.is_some()
+                    && !is_completed_elsewhere(&req.headers)
+                {
+                    // The BYE overtook the last chunks (SIP and MSRP go
+                    // their own ways): read on for a while.
+                    l.drain_until = Some(now + DRAIN_GRACE);
+                    return;
+                }
                 let reason = if is_completed_elsewhere(&req.headers) {
                     EndReason::CompletedElsewhere
                 } else {
@@ -1581,6 +1753,22 @@ impl ChatSession {
         let mut cfg = SessionConfig::new(local_uri, remote_path.clone());
         cfg.chunk_size = self.local.msrp_chunk_size.max(64);
         cfg.accept_types = self.local_media.accept_types.clone();
+        match &self.large {
+            Some(LargeLeg::Out(out)) => {
+                cfg.chunk_size = LARGE_CHUNK_SIZE;
+                // RFC 4975 §7.1 gives a chunk 30 s from when it is sent; we
+                // hand every chunk to the transport at once, so each one's
+                // clock also covers the chunks ahead of it (at 64 KiB/s)
+                cfg.transaction_timeout = crate::proto::msrp::session::TRANSACTION_TIMEOUT
+                    + Duration::from_secs(out.total / LARGE_CHUNK_SIZE as u64);
+                // seed 003 9.1.1.2 "on receiving a 200" step 3: ask for the REPORT
+                cfg.success_report = Some(true);
+            }
+            Some(LargeLeg::In(l)) => {
+                cfg.max_message_size = cfg.max_message_size.max(l.total);
+            }
+            None => {}
+        }
         let ids = SequentialIds::new(format!("{}x", self.msrp_session_id));
         self.msrp = Some(MsrpSession::new(cfg, Box::new(ids)));
         if self.active
@@ -1608,6 +1796,25 @@ impl ChatSession {
             let id = m.send_empty(now);
             self.internal.insert(id);
         }
+        self.large_start(now);
+        self.flush_msrp();
+    }
+
+    /// Queues our Large Message once the session is up and the connection
+    /// ours (seed 003 9.4.2): one MSRP message, chunked (RFC 4975 §5.1),
+    /// with Content-Disposition and Content-Description on its SENDs.
+    fn large_start(&mut self, now: Instant) {
+        if self.state != State::Established || self.conn.is_none() {
+            return;
+        }
+        let Some(LargeLeg::Out(out)) = self.large.as_mut() else {
+            return;
+        };
+        let (Some(m), Some(msrp)) = (out.message.take(), self.msrp.as_mut()) else {
+            return;
+        };
+        let id = msrp.send_message_with_headers(now, &m.content_type, m.mime_headers(), m.body);
+        out.message_id = Some(id);
         self.flush_msrp();
     }
 
@@ -1636,6 +1843,13 @@ impl ChatSession {
 
     /// A frame from our connection.
     pub fn msrp_frame(&mut self, now: Instant, frame: MsrpFrame) {
+        if let Some(LargeLeg::In(l)) = self.large.as_mut()
+            && frame.method() == Some(&crate::proto::msrp::MsrpMethod::Send)
+        {
+            l.read_headers(&frame);
+        }
+        // passive side: the peer's connection is up with its first request
+        self.large_start(now);
         if let Some(m) = self.msrp.as_mut() {
             m.handle_input(now, MsrpInput::Frame(frame));
         }
@@ -1677,6 +1891,10 @@ impl ChatSession {
 
     fn on_msrp_event(&mut self, now: Instant, e: MsrpEvent) {
         let chat = self.id;
+        let e = match self.large_msrp_event(now, e) {
+            Some(e) => e,
+            None => return,
+        };
         match e {
             MsrpEvent::MessageReceived {
                 message_id,
@@ -1729,6 +1947,149 @@ impl ChatSession {
             }
             _ => {}
         }
+    }
+
+    /// Large Message progress and completion; other events come back.
+    fn large_msrp_event(&mut self, now: Instant, e: MsrpEvent) -> Option<MsrpEvent> {
+        let chat = self.id;
+        match (self.large.as_mut(), e) {
+            (Some(LargeLeg::Out(out)), e) => {
+                let ours = |id: &str| out.message_id.as_deref() == Some(id);
+                match e {
+                    MsrpEvent::SendProgress {
+                        message_id,
+                        bytes,
+                        total,
+                    } if ours(&message_id) => {
+                        if out.progress.step(bytes, total) {
+                            self.events.push_back(ChatEvent::LargeProgress {
+                                chat,
+                                outgoing: true,
+                                bytes,
+                                total,
+                            });
+                        }
+                        None
+                    }
+                    // seed 003 9.4.2: the last chunk's 200, or a success REPORT
+                    // for the whole message, ends the session
+                    MsrpEvent::Delivered { message_id } if ours(&message_id) => {
+                        Self::large_sent(&mut self.events, chat, out, now, message_id);
+                        None
+                    }
+                    MsrpEvent::ReportReceived {
+                        message_id,
+                        success: true,
+                        byte_range,
+                        ..
+                    } if ours(&message_id) => {
+                        if byte_range.and_then(|r| r.end) == Some(out.total) {
+                            Self::large_sent(&mut self.events, chat, out, now, message_id);
+                        }
+                        None
+                    }
+                    MsrpEvent::SendFailed {
+                        ref message_id,
+                        code,
+                        ..
+                    }
+                    | MsrpEvent::ReportReceived {
+                        ref message_id,
+                        success: false,
+                        status: crate::proto::msrp::Status { code, .. },
+                        ..
+                    } if ours(message_id) && !out.done => {
+                        out.failed = Some(code);
+                        out.close_at = Some(now);
+                        Some(e)
+                    }
+                    e => Some(e),
+                }
+            }
+            (Some(LargeLeg::In(l)), MsrpEvent::Progress { bytes, total, .. }) => {
+                let total = total.unwrap_or(l.total).max(1);
+                l.received = bytes;
+                if l.progress.step(bytes, total) {
+                    self.events.push_back(ChatEvent::LargeProgress {
+                        chat,
+                        outgoing: false,
+                        bytes,
+                        total,
+                    });
+                }
+                None
+            }
+            (
+                Some(LargeLeg::In(l)),
+                MsrpEvent::MessageReceived {
+                    message_id,
+                    content_type,
+                    body,
+                },
+            ) if !l.complete => {
+                l.complete = true;
+                let size = body.len() as u64;
+                l.received = size;
+                if l.progress.step(size, size.max(1)) {
+                    self.events.push_back(ChatEvent::LargeProgress {
+                        chat,
+                        outgoing: false,
+                        bytes: size,
+                        total: size,
+                    });
+                }
+                let ct = content_type.unwrap_or_else(|| "application/octet-stream".into());
+                let disposition = l
+                    .disposition
+                    .unwrap_or(super::large_message::Disposition::Attachment);
+                let text = ct.trim().to_ascii_lowercase().starts_with("text/");
+                if disposition == super::large_message::Disposition::Render && text {
+                    // seed 003 9.4.2 step 1: rendered at once, in the conversation
+                    self.events.push_back(ChatEvent::Message {
+                        chat,
+                        from: self.peer.clone(),
+                        text: String::from_utf8_lossy(&body).into_owned(),
+                        at: None,
+                        message_id,
+                    });
+                } else {
+                    self.events.push_back(ChatEvent::LargeReceived {
+                        chat,
+                        from: self.peer.clone(),
+                        content_type: ct,
+                        disposition,
+                        filename: l.filename.clone(),
+                        description: l.description.clone(),
+                        body,
+                    });
+                }
+                if l.drain_until.is_some() {
+                    // the BYE came already
+                    self.end(now, EndReason::Normal);
+                }
+                None
+            }
+            (_, e) => Some(e),
+        }
+    }
+
+    fn large_sent(
+        events: &mut VecDeque<ChatEvent>,
+        chat: ChatId,
+        out: &mut LargeOut,
+        now: Instant,
+        message_id: String,
+    ) {
+        if out.done {
+            return;
+        }
+        out.done = true;
+        out.close_at = Some(now);
+        events.push_back(ChatEvent::LargeSent {
+            chat,
+            message_id,
+            size: out.total,
+        });
     }
 
     /// Binding SENDs and isComposing are not reported as delivered.
@@ -1927,6 +2288,7 @@ impl ChatSession {
         if self.pending_close.is_some_and(|(_, t)| t <= now) {
             self.close_now();
         }
+        self.large_timeout(ctx, now);
         if self.close_grace.is_some_and(|t| t <= now) {
             self.close_grace = None;
             self.send_bye(ctx);
@@ -1950,10 +2312,58 @@ impl ChatSession {
             self.receiver.poll_timeout(),
             self.close_grace,
             self.pending_close.map(|(_, t)| t),
+            self.large_deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    fn large_deadline(&self) -> Option<Instant> {
+        if self.state == State::Terminated {
+            return None;
+        }
+        match self.large.as_ref()? {
+            LargeLeg::Out(o) => o.close_at,
+            LargeLeg::In(i) => i.drain_until,
+        }
+    }
+
+    /// Seed 003 9.4.2: BYE once our message is acknowledged (or failed);
+    /// a receiver whose message never completed after the BYE gives up.
+    fn large_timeout(&mut self, ctx: &mut ChatCtx<'_>, now: Instant) {
+        if self.large_deadline().is_none_or(|t| t > now) {
+            return;
+        }
+        match self.large.as_mut() {
+            Some(LargeLeg::Out(o)) => {
+                o.close_at = None;
+                let failed = o.failed;
+                self.send_bye(ctx);
+                let reason = match failed {
+                    None => EndReason::Normal,
+                    Some(code) => EndReason::Error {
+                        status: None,
+                        reason: format!("MSRP {code} {}", crate::proto::msrp::reason_phrase(code)),
+                        warning: None,
+                    },
+                };
+                self.end(now, reason);
+            }
+            Some(LargeLeg::In(i)) => {
+                let (got, total) = (i.progress_bytes(), i.total);
+                i.drain_until = None;
+                self.end(
+                    now,
+                    EndReason::Error {
+                        status: None,
+                        reason: format!("large message incomplete: {got} of {total} bytes"),
+                        warning: None,
+                    },
+                );
+            }
+            None => {}
+        }
     }
 
     pub fn poll_sip(&mut self) -> Option<SipOut> {

@@ -10,6 +10,7 @@ use super::chat::{ChatEvent, ChatId, EndReason};
 use super::chats::ChatCommand;
 use super::group::RosterStatus;
 use super::headless::expand_uri;
+use super::large_message::{Disposition, LargeMessage};
 
 #[derive(Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
@@ -59,6 +60,33 @@ enum JsonChat {
         to: String,
         text: String,
     },
+    SendFile {
+        to: Recipients,
+        path: std::path::PathBuf,
+        disposition: Option<String>,
+        description: Option<String>,
+    },
+    SendLarge {
+        to: Recipients,
+        text: String,
+    },
+}
+
+/// One recipient or several (then through the conference factory).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Recipients {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Recipients {
+    fn expand(self, domain: &str) -> Vec<String> {
+        match self {
+            Recipients::One(u) => vec![expand_uri(&u, domain)],
+            Recipients::Many(v) => v.iter().map(|u| expand_uri(u, domain)).collect(),
+        }
+    }
 }
 
 const JSON_WORDS: &[&str] = &[
@@ -75,6 +103,8 @@ const JSON_WORDS: &[&str] = &[
     "group_add",
     "group_rejoin",
     "group_private",
+    "send_file",
+    "send_large",
 ];
 
 fn chat_id(s: &str, usage: &str) -> Result<ChatId, String> {
@@ -125,6 +155,34 @@ pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>
                 to: expand_uri(&to, domain),
                 text,
             },
+            JsonChat::SendFile {
+                to,
+                path,
+                disposition,
+                description,
+            } => {
+                let disposition = match disposition.as_deref() {
+                    None => Disposition::Attachment,
+                    Some(d) => match Disposition::parse(d) {
+                        Some(d) => d,
+                        None => {
+                            return Some(Err(format!(
+                                "disposition must be attachment or render, not {d:?}"
+                            )));
+                        }
+                    },
+                };
+                ChatCommand::SendFile {
+                    to: to.expand(domain),
+                    path,
+                    disposition,
+                    description,
+                }
+            }
+            JsonChat::SendLarge { to, text } => ChatCommand::SendLarge {
+                to: to.expand(domain),
+                message: Box::new(LargeMessage::text(&text)),
+            },
         };
         return Some(Ok(Command::Chat(cmd)));
     }
@@ -147,6 +205,15 @@ pub fn parse_command(line: &str, domain: &str) -> Option<Result<Command, String>
         "accept" => chat_id(rest, "accept CHAT").map(|chat| ChatCommand::Accept { chat }),
         "decline" => chat_id(rest, "decline CHAT").map(|chat| ChatCommand::Decline { chat }),
         "bye" => chat_id(rest, "bye CHAT").map(|chat| ChatCommand::Bye { chat }),
+        "send_file" => match rest.split_once(char::is_whitespace) {
+            Some((to, path)) if !path.trim().is_empty() => Ok(ChatCommand::SendFile {
+                to: vec![expand_uri(to, domain)],
+                path: path.trim().into(),
+                disposition: Disposition::Attachment,
+                description: None,
+            }),
+            _ => Err("usage: send_file URI PATH".to_string()),
+        },
         _ => return None,
     };
     Some(cmd.map(Command::Chat))
@@ -245,6 +312,57 @@ pub fn event_json(ev: &ChatEvent) -> Value {
             "event": "chat_message", "chat": chat, "from": from, "text": text, "at": at,
             "message_id": message_id, "private": true,
         }),
+        ChatEvent::LargeIncoming {
+            chat,
+            from,
+            content_type,
+            size,
+        } => json!({
+            "event": "large_incoming", "chat": chat, "from": from,
+            "content_type": content_type, "size": size,
+        }),
+        ChatEvent::LargeProgress {
+            chat,
+            outgoing,
+            bytes,
+            total,
+        } => json!({
+            "event": "large_progress", "chat": chat,
+            "direction": if *outgoing { "sent" } else { "received" },
+            "bytes": bytes, "total": total,
+            "percent": (bytes.saturating_mul(100)).checked_div(*total).unwrap_or(100),
+        }),
+        ChatEvent::LargeSent {
+            chat,
+            message_id,
+            size,
+        } => json!({"event": "large_sent", "chat": chat, "message_id": message_id, "size": size}),
+        ChatEvent::LargeReceived {
+            chat,
+            from,
+            content_type,
+            disposition,
+            filename,
+            description,
+            body,
+        } => json!({
+            "event": "large_received", "chat": chat, "from": from,
+            "content_type": content_type, "disposition": disposition.as_str(),
+            "filename": filename, "description": description, "size": body.len(),
+        }),
+        ChatEvent::LargeSaved {
+            chat,
+            from,
+            path,
+            size,
+            description,
+        } => json!({
+            "event": "large_saved", "chat": chat, "from": from,
+            "path": path.display().to_string(), "size": size, "description": description,
+        }),
+        ChatEvent::LargeFailed { chat, reason } => {
+            json!({"event": "large_failed", "chat": chat, "reason": reason})
+        }
         ChatEvent::GroupError { chat, reason } => {
             json!({"event": "group_error", "chat": chat, "reason": reason})
         }

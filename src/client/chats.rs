@@ -11,7 +11,8 @@ use std::time::Instant;
 use rsip::{Method, Request, Response, SipMessage};
 
 use super::chat::{
-    ChatCtx, ChatEvent, ChatId, ChatLocal, ChatSession, MsrpConn, MsrpOut, SipOut, is_chat_invite,
+    ChatCtx, ChatEvent, ChatId, ChatLocal, ChatSession, EndReason, MsrpConn, MsrpOut, SipOut,
+    is_chat_invite,
 };
 use super::ids::UaIds;
 use crate::proto::msrp::{MsrpParser, ParserConfig};
@@ -78,6 +79,20 @@ pub enum ChatCommand {
         to: String,
         text: String,
     },
+    /// A Large Message in its own session (seed 003 9.1.1.2): to one user,
+    /// or to several through the conference factory (their list).
+    SendLarge {
+        to: Vec<String>,
+        message: Box<super::large_message::LargeMessage>,
+    },
+    /// A file as a Large Message. Reading it is IO: the runner turns this
+    /// into [`ChatCommand::SendLarge`] (see [`super::large_message::read_file`]).
+    SendFile {
+        to: Vec<String>,
+        path: std::path::PathBuf,
+        disposition: super::large_message::Disposition,
+        description: Option<String>,
+    },
 }
 
 /// A wall clock for CPIM DateTime (RFC 3339), injected so tests replay.
@@ -138,6 +153,27 @@ pub struct Chats {
     group: GroupState,
     /// Frames for no chat session (e.g. a history retrieval's), for the UA.
     unclaimed: VecDeque<(MsrpConn, crate::proto::msrp::MsrpFrame)>,
+    /// What we take in Large Message mode (seed 003 9.2.2).
+    large: super::large_message::LargeSettings,
+    /// Pager MESSAGEs too large for the pager, sent in Large Message mode:
+    /// chat → (the MESSAGE's id, its recipient).
+    pager_large: HashMap<ChatId, (String, String)>,
+}
+
+/// How a pager MESSAGE sent in Large Message mode ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PagerOutcome {
+    Delivered {
+        id: String,
+        to: String,
+    },
+    Failed {
+        id: String,
+        to: String,
+        status: Option<u16>,
+        reason: String,
+        warning: Option<String>,
+    },
 }
 
 /// The group side of the chats.
@@ -179,7 +215,66 @@ impl Chats {
             cancels: Vec::new(),
             group: GroupState::default(),
             unclaimed: VecDeque::new(),
+            large: super::large_message::LargeSettings::default(),
+            pager_large: HashMap::new(),
         }
+    }
+
+    /// A pager MESSAGE above [`super::large_message::PAGER_LIMIT`] goes in
+    /// Large Message mode (seed 003 9.1.1.2), rendered by the receiver;
+    /// [`Self::pager_outcome`] tells how it ended under the MESSAGE's `id`.
+    pub fn send_pager_as_large(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        id: String,
+        to: String,
+        text: &str,
+    ) -> Option<ChatId> {
+        let message = super::large_message::LargeMessage::text(text);
+        let chat = self.command(
+            ctx,
+            now,
+            ChatCommand::SendLarge {
+                to: vec![to.clone()],
+                message: Box::new(message),
+            },
+        )?;
+        self.pager_large.insert(chat, (id, to));
+        Some(chat)
+    }
+
+    /// The end of a pager MESSAGE sent as a Large Message, if `ev` is it.
+    pub fn pager_outcome(&mut self, ev: &ChatEvent) -> Option<PagerOutcome> {
+        match ev {
+            ChatEvent::LargeSent { chat, .. } => {
+                let (id, to) = self.pager_large.get(chat).cloned()?;
+                Some(PagerOutcome::Delivered { id, to })
+            }
+            ChatEvent::Ended { chat, reason } => {
+                let (id, to) = self.pager_large.remove(chat)?;
+                match reason {
+                    EndReason::Error {
+                        status,
+                        reason,
+                        warning,
+                    } => Some(PagerOutcome::Failed {
+                        id,
+                        to,
+                        status: *status,
+                        reason: reason.clone(),
+                        warning: warning.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The receiver's Large Message settings (accept-types, size limit).
+    pub fn large_settings_mut(&mut self) -> &mut super::large_message::LargeSettings {
+        &mut self.large
     }
 
     /// The group settings (factory, ad-hoc limit, blocklist).
@@ -216,6 +311,48 @@ impl Chats {
         let s = ChatSession::outgoing_group(ctx, now, id, self.local.clone(), leg);
         self.sessions.insert(id, s);
         id
+    }
+
+    /// Seed 003 9.1.1.2 steps 2–3: one recipient is the Request-URI;
+    /// several go to the conference factory with their list.
+    fn start_large(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        to: Vec<String>,
+        message: super::large_message::LargeMessage,
+    ) -> Option<ChatId> {
+        use super::group::{GroupLeg, recipient_list};
+        let (target, group) = match to.as_slice() {
+            [] => {
+                self.events.push_back(ChatEvent::LargeFailed {
+                    chat: None,
+                    reason: "no recipient for the large message".into(),
+                });
+                return None;
+            }
+            [one] => (one.clone(), None),
+            many => {
+                if self.too_many(many.len()) {
+                    return None;
+                }
+                let leg = GroupLeg {
+                    request_uri: self.factory_uri(),
+                    list: Some(recipient_list(None, many)),
+                    identity: None,
+                };
+                (leg.request_uri.clone(), Some(leg))
+            }
+        };
+        let id = self.new_id();
+        self.events.push_back(ChatEvent::Calling {
+            chat: id,
+            to: target.clone(),
+        });
+        let s =
+            ChatSession::outgoing_large(ctx, now, id, self.local.clone(), &target, group, message);
+        self.sessions.insert(id, s);
+        Some(id)
     }
 
     fn factory_uri(&self) -> String {
@@ -363,7 +500,9 @@ impl Chats {
         let up: Vec<(ChatId, String)> = self
             .sessions
             .values()
-            .filter(|s| s.is_established() && !self.group.started.contains(&s.id()))
+            .filter(|s| {
+                s.is_established() && !s.is_large() && !self.group.started.contains(&s.id())
+            })
             .filter_map(|s| Some((s.id(), s.session_identity()?.to_owned())))
             .collect();
         for (chat, identity) in up {
@@ -523,6 +662,19 @@ impl Chats {
             | ChatCommand::Rejoin { .. }
             | ChatCommand::SendPrivate { .. }) => {
                 created = self.group_command(ctx, now, cmd);
+            }
+            ChatCommand::SendLarge { to, message } => {
+                created = self.start_large(ctx, now, to, *message);
+            }
+            ChatCommand::SendFile { path, .. } => {
+                // sans-IO: no file is read here
+                self.events.push_back(ChatEvent::LargeFailed {
+                    chat: None,
+                    reason: format!(
+                        "{}: files are read by the runner (send SendLarge with the bytes)",
+                        path.display()
+                    ),
+                });
             }
             ChatCommand::Start { to, convergence_id } => {
                 let id = self.new_id();
@@ -745,7 +897,7 @@ impl Chats {
             return Some((key, req));
         }
         let id = self.new_id();
-        let mut s = ChatSession::incoming(
+        let mut s = ChatSession::incoming_with(
             ctx,
             now,
             id,
@@ -753,6 +905,7 @@ impl Chats {
             key,
             req,
             (source, transport),
+            &self.large,
         );
         // RFC 3891 §3: an INVITE replacing a chat of ours is accepted at
         // once and the old dialog ended (seed 002 App. M step 8)

@@ -45,6 +45,8 @@
 //! | `{"cmd":"group_rejoin","chat":N}` | | join again the conference group chat N had |
 //! | `{"cmd":"group_private","chat":N,"to":URI,"text":T}` | | private message to one participant |
 //! | `{"cmd":"history","with":URI,"refs":[REF,...]}` (`refs` optional: Message-IDs or AORs; none = the whole conversation with `with`) | `history URI [REF...]` | retrieve stored history (INVITE `history@domain`, seed 003 13.1.3) |
+//! | `{"cmd":"send_file","to":URI or [URI,...],"path":P,"disposition":D,"description":T}` (`disposition` `attachment` (default) or `render`, `description` optional) | `send_file URI PATH` | a file as a Large Message (seed 003 9.1.1.2): INVITE sendonly with `a=file-size`, chunked MSRP, BYE when acknowledged; several recipients go through the conference factory |
+//! | `{"cmd":"send_large","to":URI or [URI,...],"text":T}` | | a long text as a Large Message, rendered by the receiver |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -91,6 +93,13 @@
 //! | `history_requested` | `history` (the retrieval's number), `with`, `refs` (the URI list sent) |
 //! | `history` | `history`, `with`, `count`, `complete` (false: the server went silent), `messages`: [{`from`, `to`, `at` (original CPIM DateTime or null), `text`}] in stored order |
 //! | `history_failed` | `history`, `with`, `status` (SIP status or null), `reason` (a sentence: 403 refused, 404 no such history, not sendonly, no response) |
+//! | `large_incoming` | `chat`, `from`, `content_type`, `size` (a Large Message is being received: accepted at once, seed 003 9.2.2) |
+//! | `large_progress` | `chat`, `direction` (`sent`: acknowledged by 200s; `received`), `bytes`, `total`, `percent` (at most once per percent) |
+//! | `large_sent` | `chat`, `message_id`, `size` (last chunk's 200 or success REPORT; the BYE follows) |
+//! | `large_saved` | `chat`, `from`, `path` (in the downloads dir, never over an existing file), `size`, `description` |
+//! | `large_received` | `chat`, `from`, `content_type`, `disposition`, `filename`, `description`, `size` (an attachment the runner did not save) |
+//! | `large_failed` | `chat` (or null), `reason` (a file that cannot be read or saved) |
+//! | a rendered text Large Message | arrives as `chat_message` |
 //! | `stopped` | (last line) |
 
 use std::io;
@@ -155,6 +164,10 @@ pub struct ClientArgs {
     /// halfblocks, sixel, kitty or iterm2 (default: `[client].picture`, else auto).
     #[arg(long, value_name = "MODE", value_parser = parse_picture)]
     pub picture: Option<crate::media::picture::Detect>,
+    /// Where received Large Message attachments are saved (default: the
+    /// profile's `downloads_dir`, else the platform's downloads dir).
+    #[arg(long, value_name = "DIR")]
+    pub downloads_dir: Option<PathBuf>,
 }
 
 fn parse_picture(s: &str) -> Result<crate::media::picture::Detect, String> {
@@ -179,6 +192,7 @@ impl Default for ClientArgs {
             config: None,
             audio_out: None,
             picture: None,
+            downloads_dir: None,
         }
     }
 }
@@ -296,6 +310,10 @@ impl HeadlessOptions {
             &user, &domain, &password, &device, &instance, server, args.bind,
         );
         ua.transport = args.transport.into();
+        ua.downloads_dir = args
+            .downloads_dir
+            .clone()
+            .or_else(|| profile.and_then(|p| p.downloads_dir.clone()));
         if let Some(path) = &args.audio_out {
             ua.audio = crate::media::audio_out::AudioOut::from_option(Some(path));
         }
@@ -709,6 +727,26 @@ mod tests {
             ("alice".into(), "isc.local".into())
         );
         assert_eq!(expand_uri("sip:bob@x", "d"), "sip:bob@x");
+    }
+
+    /// Large Message attachments go to `--downloads-dir`, else the profile's.
+    #[test]
+    fn downloads_dir_from_the_flag_or_the_profile() {
+        let text = "[[client.profiles]]\nname = \"tv\"\nuser = \"alice\"\npassword = \"alice\"\ndownloads_dir = \"/tmp/isc-dl\"\n";
+        let config = Config::from_str_with_path(text, std::path::Path::new("t.toml")).unwrap();
+        let args = ClientArgs {
+            profile: Some("tv".into()),
+            instance: Some("urn:uuid:x".into()),
+            ..Default::default()
+        };
+        let o = HeadlessOptions::resolve(&args, &config).unwrap();
+        assert_eq!(o.ua.downloads_dir, Some(PathBuf::from("/tmp/isc-dl")));
+        let flag = ClientArgs {
+            downloads_dir: Some("/srv/dl".into()),
+            ..args
+        };
+        let o = HeadlessOptions::resolve(&flag, &config).unwrap();
+        assert_eq!(o.ua.downloads_dir, Some(PathBuf::from("/srv/dl")));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod history;
 pub mod history_headless;
 pub mod ids;
 pub mod instance;
+pub mod large_message;
 pub mod outgoing;
 pub mod reg_watch;
 pub mod registration;
@@ -82,6 +83,11 @@ pub struct UaConfig {
     pub max_adhoc_group_size: Option<u32>,
     /// Users on the local blocklist, flagged in group rosters.
     pub blocklist: Vec<String>,
+    /// What this device takes in Large Message mode (seed 003 9.2.2).
+    pub large: large_message::LargeSettings,
+    /// Where received attachments are saved (None: the platform's
+    /// downloads dir, [`large_message::default_downloads_dir`]).
+    pub downloads_dir: Option<std::path::PathBuf>,
 }
 
 impl UaConfig {
@@ -116,6 +122,8 @@ impl UaConfig {
             audio: crate::media::audio_out::AudioOut::Null,
             max_adhoc_group_size: None,
             blocklist: Vec::new(),
+            large: large_message::LargeSettings::default(),
+            downloads_dir: None,
         }
     }
 

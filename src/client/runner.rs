@@ -11,8 +11,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::chat::MsrpOut;
+use super::chat::{ChatEvent, MsrpOut};
+use super::chats::ChatCommand;
 use super::content_viewing::{ViewingEvent, ViewingId, ViewingOut, ViewingStats};
+use super::large_message;
 use super::{ClientEvent, Command, UaConfig, UserAgent};
 use crate::flow::Flow;
 use crate::ids::RandomIds;
@@ -236,7 +238,7 @@ impl Driver {
                     None => break,
                 },
                 cmd = self.commands.recv(), if commands_open => match cmd {
-                    Some(cmd) => self.ua.handle_command(Instant::now(), cmd),
+                    Some(cmd) => self.on_command(cmd).await,
                     None => {
                         commands_open = false;
                         self.ua.handle_command(Instant::now(), Command::Shutdown);
@@ -248,6 +250,75 @@ impl Driver {
             }
         }
         tracing::debug!("client driver ended");
+    }
+
+    /// A command for the UA; a file to send is read here (IO) first.
+    async fn on_command(&mut self, cmd: Command) {
+        let Command::Chat(ChatCommand::SendFile {
+            to,
+            path,
+            disposition,
+            description,
+        }) = cmd
+        else {
+            return self.ua.handle_command(Instant::now(), cmd);
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            large_message::read_file(&path, disposition, description)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("reading the file failed: {e}")));
+        match read {
+            Ok(message) => self.ua.handle_command(
+                Instant::now(),
+                Command::Chat(ChatCommand::SendLarge {
+                    to,
+                    message: Box::new(message),
+                }),
+            ),
+            Err(reason) => {
+                let _ = self.events.send(ClientEvent::Chat(ChatEvent::LargeFailed {
+                    chat: None,
+                    reason,
+                }));
+            }
+        }
+    }
+
+    /// A received attachment is written to the downloads dir (never over
+    /// an existing file); the event then names the path.
+    async fn save_large(dir: std::path::PathBuf, ev: ChatEvent) -> ChatEvent {
+        let ChatEvent::LargeReceived {
+            chat,
+            from,
+            filename,
+            description,
+            body,
+            ..
+        } = ev
+        else {
+            return ev;
+        };
+        let size = body.len() as u64;
+        let saved = tokio::task::spawn_blocking(move || {
+            large_message::save_attachment(&dir, filename.as_deref(), &body)
+                .map_err(|e| format!("cannot save into {}: {e}", dir.display()))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("saving failed: {e}")));
+        match saved {
+            Ok(path) => ChatEvent::LargeSaved {
+                chat,
+                from,
+                path,
+                size,
+                description,
+            },
+            Err(reason) => ChatEvent::LargeFailed {
+                chat: Some(chat),
+                reason,
+            },
+        }
     }
 
     fn on_msrp(&mut self, ev: MsrpNetEvent) {
@@ -383,6 +454,18 @@ impl Driver {
             }
         }
         while let Some(ev) = self.ua.poll_event() {
+            let ev = match ev {
+                ClientEvent::Chat(c @ ChatEvent::LargeReceived { .. }) => {
+                    let dir = self
+                        .ua
+                        .config()
+                        .downloads_dir
+                        .clone()
+                        .unwrap_or_else(large_message::default_downloads_dir);
+                    ClientEvent::Chat(Self::save_large(dir, c).await)
+                }
+                ev => ev,
+            };
             let _ = self.events.send(ev);
         }
     }

@@ -280,7 +280,12 @@ impl UserAgent {
                     format!("m{}", self.next_message)
                 });
                 self.sender.message_sent(&to);
-                self.send_message(now, id, to, text);
+                if text.len() > super::large_message::PAGER_LIMIT {
+                    // seed 003 9.1.1.2: larger than the pager takes
+                    self.pager_as_large(now, id, to, &text);
+                } else {
+                    self.send_message(now, id, to, text);
+                }
             }
             Command::Typing { to } => {
                 if let Some(a) = self.sender.typing(now, &to) {

@@ -551,6 +551,15 @@ impl CpmParticipatingFunction {
         media.accept_wrapped_types = c.offer.accept_wrapped_types.clone();
         media.max_size = c.offer.max_size;
         media.setup = Some(Setup::Active);
+        // Large Message (seed 003 9.3.2.1 step 4.c, by analogy for the
+        // participating side): the device sees the originator's direction
+        // and file attributes, so it can tell Large Message, file transfer
+        // (RFC 5547) and chat apart (9.2.2 step 2)
+        media.direction = c.offer.direction;
+        media.file_size = c.offer.file_size;
+        media.file_selector = c.offer.file_selector.clone();
+        media.file_transfer_id = c.offer.file_transfer_id.clone();
+        media.file_disposition = c.offer.file_disposition.clone();
         let mut sid = [0u8; 4];
         ctx.ids.fill(&mut sid);
         let session_id = u64::from(u32::from_be_bytes(sid));
@@ -795,12 +804,16 @@ impl CpmParticipatingFunction {
             .strip_prefix("sip:")
             .and_then(|r| r.split('@').next())
             .unwrap_or_default();
+        // A Large Message goes to one device: the first to accept it (it
+        // never shows chat activity, so seed 001 8.3.2.1.1 step 4.a would
+        // leave every device a half-received copy).
         let single = c.chosen.is_none()
-            && self
-                .config
-                .users
-                .get(name)
-                .is_some_and(|u| u.cm_single_device);
+            && (c.offer.is_large_message()
+                || self
+                    .config
+                    .users
+                    .get(name)
+                    .is_some_and(|u| u.cm_single_device));
         if single {
             if let Some(c) = self.calls.get_mut(&call) {
                 c.chosen = Some(leg);
@@ -836,6 +849,9 @@ impl CpmParticipatingFunction {
         let relay_leg = self
             .relay
             .add_leg(call, LegRole::Device, local, remote, connect_to);
+        if c.offer.is_large_message() {
+            self.relay.set_streaming(call);
+        }
         self.relay_legs.insert(relay_leg, (call, Some(leg)));
         if let Some(c) = self.calls.get_mut(&call)
             && let Some(d) = c.devices.get_mut(leg)

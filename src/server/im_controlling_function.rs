@@ -211,6 +211,9 @@ struct Conference {
     accept_types: Vec<String>,
     accept_wrapped_types: Vec<String>,
     best_error: Option<(u16, String)>,
+    /// A Large Message session (seed 003 9.3.1.1): the creator's offer,
+    /// whose attributes the invitees' offers and the creator's answer keep.
+    large: Option<MsrpMedia>,
 }
 
 /// The conference focus. See the module docs.
@@ -383,7 +386,7 @@ impl ImControllingFunction {
         let result = if self.is_factory(&req.uri) {
             self.create_adhoc(ctx, location, cpm, call, &req, user)
         } else {
-            self.join(ctx, call, &req, user)
+            self.join(ctx, location, cpm, call, &req, user)
         };
         if let Err(rejection) = result {
             tracing::info!(%rejection, "focus refused an INVITE");
@@ -469,6 +472,12 @@ impl ImControllingFunction {
             return Err(FocusRejection::BadRequest("empty URI list".into()));
         }
         let conf = self.new_conference(ctx, None, call);
+        if offer.is_large_message()
+            && let Some(c) = self.confs.get_mut(&conf)
+        {
+            // seed 003 9.3.1.1 step 1 with 3: an ad-hoc Large Message session
+            c.large = Some(offer.clone());
+        }
         let creator_aor = self.aor(user);
         self.add_dialled_in(ctx, conf, call, req, &creator_aor, offer, false);
         if let Some(c) = self.confs.get_mut(&conf) {
@@ -554,6 +563,7 @@ impl ImControllingFunction {
                 accept_types: Vec::new(),
                 accept_wrapped_types: Vec::new(),
                 best_error: None,
+                large: None,
             },
         );
         self.by_call.insert(call, id);
@@ -565,6 +575,8 @@ impl ImControllingFunction {
     fn join(
         &mut self,
         ctx: &mut SipCtx<'_>,
+        location: &LocationService,
+        cpm: Option<&CpmParticipatingFunction>,
         call: CallRef,
         req: &rsip::Request,
         user: &str,
@@ -626,6 +638,9 @@ impl ImControllingFunction {
             return Err(FocusRejection::AnonymityNotAllowed);
         }
         let offer = self.check_sdp(&req.body)?;
+        if let (Some(g), None, true) = (&group, existing, offer.is_large_message()) {
+            return self.large_to_group(ctx, location, cpm, call, req, &aor, g, offer);
+        }
         let conf = match existing {
             Some(c) => {
                 self.by_call.insert(call, c);
@@ -638,6 +653,49 @@ impl ImControllingFunction {
         };
         if !self.add_dialled_in(ctx, conf, call, req, &aor, offer, true) {
             return Err(FocusRejection::SdpPolicy("no answer to the offer".into()));
+        }
+        Ok(())
+    }
+
+    /// Seed 003 9.1.1.2 step 4, 9.3.1.1 step 2, 9.3.2.1 step 3: a Large
+    /// Message to a pre-defined group with no session running goes to its
+    /// members, invited as for an ad-hoc session.
+    #[allow(clippy::too_many_arguments)]
+    fn large_to_group(
+        &mut self,
+        ctx: &mut SipCtx<'_>,
+        location: &LocationService,
+        cpm: Option<&CpmParticipatingFunction>,
+        call: CallRef,
+        req: &rsip::Request,
+        aor: &str,
+        group: &GroupConfig,
+        offer: MsrpMedia,
+    ) -> Result<(), FocusRejection> {
+        let conf = self.new_conference(ctx, Some(group.name.clone()), call);
+        if let Some(c) = self.confs.get_mut(&conf) {
+            c.large = Some(offer.clone());
+            c.creator = Some(call);
+        }
+        self.add_dialled_in(ctx, conf, call, req, aor, offer, false);
+        self.b2bua.answer(ctx, call, 100, None, vec![], None);
+        let mut started = 0;
+        for m in group.member_uris(&self.config.domain) {
+            let m = m.to_ascii_lowercase();
+            if m != aor && self.invite_user(ctx, location, cpm, conf, &m, None, None) {
+                started += 1;
+            }
+        }
+        if started == 0 {
+            self.b2bua.answer(
+                ctx,
+                call,
+                480,
+                Some("Temporarily Unavailable"),
+                vec![],
+                None,
+            );
+            self.end_conference(ctx, conf);
         }
         Ok(())
     }
@@ -720,6 +778,7 @@ impl ImControllingFunction {
             return false;
         };
         let identity = c.identity.clone();
+        let large = c.large.clone();
         let Some(p) = c
             .participants
             .iter_mut()
@@ -740,13 +799,18 @@ impl ImControllingFunction {
             direction: crate::proto::sdp::Direction::SendRecv,
             max_size: None,
         };
-        let media = match offer.answer(&params) {
+        let mut media = match offer.answer(&params) {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!(error = %e, "no answer to a participant's offer");
                 return false;
             }
         };
+        if let Some(l) = &large {
+            // seed 003 9.3.1.1 step 3.b.i: the offer's attributes in the answer
+            media.file_size = l.file_size;
+            media.file_disposition = l.file_disposition.clone();
+        }
         let remote = MsrpPath(
             offer
                 .path
@@ -770,6 +834,9 @@ impl ImControllingFunction {
         let leg = self
             .relay
             .add_leg(conf, LegRole::Participant, local, remote, connect_to);
+        if large.is_some() {
+            self.relay.set_streaming(conf);
+        }
         self.relay.set_leg_address(leg, &aor);
         self.by_relay_leg.insert(leg, conf);
         if let Some(p) = self.confs.get_mut(&conf).and_then(|c| {
@@ -824,6 +891,7 @@ impl ImControllingFunction {
             return false;
         };
         let identity = c.identity.clone();
+        let large = c.large.clone();
         // The targets: (target, Accept-Contact instance, Replaces value).
         let targets: Vec<(Target, Option<String>, Option<String>)> = match replaces {
             Some(r) => {
@@ -865,6 +933,14 @@ impl ImControllingFunction {
                 .map(|t| t.to_string())
                 .collect();
             media.setup = Some(Setup::Active);
+            if let Some(l) = &large {
+                // seed 003 9.3.2.1 step 4.c: the original offer's attributes
+                media.accept_types = l.accept_types.clone();
+                media.accept_wrapped_types = l.accept_wrapped_types.clone();
+                media.direction = l.direction;
+                media.file_size = l.file_size;
+                media.file_disposition = l.file_disposition.clone();
+            }
             let mut sid = [0u8; 4];
             ctx.ids.fill(&mut sid);
             let body = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection)
@@ -1039,6 +1115,7 @@ impl ImControllingFunction {
             c.participants.remove(idx);
             self.changed(ctx.now, conf);
             self.finish_if_all_failed(ctx, conf);
+            self.large_creator_ready(ctx, conf);
         }
     }
 
@@ -1109,7 +1186,10 @@ impl ImControllingFunction {
             c.accept_types = answer.accept_types.clone();
             c.accept_wrapped_types = answer.accept_wrapped_types.clone();
         }
-        let creator = c.creator.take();
+        // A Large Message's creator waits for every invitee (see
+        // `large_creator_ready`).
+        let large = c.large.is_some();
+        let creator = if large { None } else { c.creator.take() };
         for s in siblings {
             self.b2bua
                 .cancel_leg(ctx, call, s, Some(REASON_COMPLETED_ELSEWHERE));
@@ -1128,6 +1208,9 @@ impl ImControllingFunction {
         let rl = self
             .relay
             .add_leg(conf, LegRole::Participant, local, remote, connect_to);
+        if large {
+            self.relay.set_streaming(conf);
+        }
         self.relay.set_leg_address(rl, &aor);
         self.by_relay_leg.insert(rl, conf);
         if let Some(p) = self
@@ -1146,8 +1229,40 @@ impl ImControllingFunction {
                 .unwrap_or_default();
             self.answer_participant(ctx, conf, creator, accept);
         }
+        self.large_creator_ready(ctx, conf);
         self.changed(ctx.now, conf);
         self.flush_relay();
+    }
+
+    /// Large Message (seed 003 9.3.1.1): the creator starts sending on our
+    /// 200, so it is answered once every invitee has answered or failed —
+    /// an invitee joining later would miss the first chunks.
+    fn large_creator_ready(&mut self, ctx: &mut SipCtx<'_>, conf: u64) {
+        let Some(c) = self.confs.get_mut(&conf) else {
+            return;
+        };
+        if c.large.is_none() {
+            return;
+        }
+        let invitee = |x: &&Participant| x.side != Some(Side::Incoming);
+        let waiting = c
+            .participants
+            .iter()
+            .filter(invitee)
+            .any(|x| matches!(x.presence, Presence::Pending | Presence::Alerting));
+        let connected = c
+            .participants
+            .iter()
+            .filter(invitee)
+            .any(|x| x.presence == Presence::Connected);
+        if waiting || !connected {
+            return;
+        }
+        let Some(creator) = c.creator.take() else {
+            return;
+        };
+        let accept = offer_types(c, &self.config);
+        self.answer_participant(ctx, conf, creator, accept);
     }
 
     // --- CANCEL, ACK, in-dialog -------------------------------------------------
@@ -1291,6 +1406,12 @@ impl ImControllingFunction {
         if let Some(rl) = p.relay_leg.take() {
             self.relay.release_leg(rl);
             self.by_relay_leg.remove(&rl);
+        }
+        if c.large.is_some() && side == Side::Incoming {
+            // seed 003 9.3.2.1 Editor's note 1: a Large Message session ends
+            // once the message is sent, i.e. when its sender leaves
+            self.end_conference(ctx, conf);
+            return;
         }
         self.changed(ctx.now, conf);
         self.end_if_empty(ctx, conf);
@@ -2020,6 +2141,7 @@ mod tests {
             accept_types: Vec::new(),
             accept_wrapped_types: Vec::new(),
             best_error: None,
+            large: None,
         };
         for (who, presence) in [
             ("a", Presence::Connected),
@@ -2109,6 +2231,7 @@ mod tests {
                 accept_types: Vec::new(),
                 accept_wrapped_types: Vec::new(),
                 best_error: None,
+                large: None,
             },
         );
         let body = b"From: <sip:alice@isc.local>\r\nTo: <sip:conf-5@isc.local>\r\nDateTime: 2026-11-23T15:00:00Z\r\n\r\nContent-Type: text/plain\r\n\r\nhi".to_vec();

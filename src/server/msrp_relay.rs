@@ -128,6 +128,10 @@ struct Leg {
 struct Call {
     legs: Vec<LegId>,
     exploder: bool,
+    /// Chunks are passed on as they come, never reassembled (Large
+    /// Message, seed 003 9.x: no chat activity, no history, no copy of the
+    /// whole message in memory).
+    streaming: bool,
 }
 
 #[derive(Debug, Default)]
@@ -202,6 +206,7 @@ impl MsrpRelay {
             .or_insert_with(|| Call {
                 legs: Vec::new(),
                 exploder: true,
+                streaming: false,
             })
             .legs
             .push(id);
@@ -229,6 +234,14 @@ impl MsrpRelay {
     pub fn set_plain_relay(&mut self, call: RelayCallId) {
         if let Some(c) = self.calls.get_mut(&call) {
             c.exploder = false;
+        }
+    }
+
+    /// From now on `call`'s chunks are relayed one by one and never
+    /// reassembled (a Large Message session).
+    pub fn set_streaming(&mut self, call: RelayCallId) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.streaming = true;
         }
     }
 
@@ -510,7 +523,9 @@ impl MsrpRelay {
             }
         }
         // Whole messages, for activity detection and history.
-        if let Some(l) = self.legs.get_mut(&leg)
+        let streaming = self.calls.get(&call).is_some_and(|c| c.streaming);
+        if !streaming
+            && let Some(l) = self.legs.get_mut(&leg)
             && let Ok(ReassemblyOutcome::Complete {
                 message_id,
                 content_type: ct,
@@ -866,6 +881,52 @@ mod tests {
                 .collect();
             assert_eq!(to, vec![2], "chunk {tid} goes to bob only");
         }
+    }
+
+    /// Large Message (seed 003 9.x): a streaming call passes each chunk on
+    /// with its MIME headers, answers it, and keeps nothing for history.
+    #[test]
+    fn streaming_call_relays_chunks_without_reassembly() {
+        let (mut r, [_a, d1, _d2], alice) = setup();
+        r.set_streaming(7);
+        r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
+        let _ = sends(&mut r);
+        r.handle_input(RelayInput::Accepted { conn: 1 });
+        let body = vec![b'x'; 10];
+        let mut chunker = crate::proto::msrp::Chunker::new(
+            MsrpPath::single(uri(9000, "srvA")),
+            MsrpPath::single(alice.clone()),
+            "big1",
+            Some("application/zip".into()),
+            body,
+            4,
+        )
+        .with_mime_headers(vec![("Content-Disposition".into(), "attachment".into())]);
+        let mut ids = crate::proto::msrp::SequentialIds::new("c");
+        let mut forwarded = Vec::new();
+        while let Some(f) = chunker.next_frame(&mut ids) {
+            r.handle_input(RelayInput::Data {
+                conn: 1,
+                bytes: f.unwrap().1,
+            });
+            let out = sends(&mut r);
+            assert_eq!(out.len(), 2, "a 200 and the chunk, at once");
+            assert_eq!(out[0].1.code(), Some(200));
+            assert_eq!(out[1].0, 2);
+            forwarded.push(out[1].1.clone());
+        }
+        assert_eq!(forwarded.len(), 3);
+        assert!(
+            forwarded
+                .iter()
+                .all(|m| m.header("Content-Disposition") == Some("attachment"))
+        );
+        let joined: Vec<u8> = forwarded
+            .iter()
+            .flat_map(|m| m.body.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(joined, vec![b'x'; 10]);
+        assert_eq!(r.poll_event(), None, "no ChatMessage, no activity");
     }
 
     #[test]

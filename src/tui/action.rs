@@ -168,6 +168,13 @@ pub enum SessionEvent {
     },
     /// The content ids the server offers (completion of `:watch`).
     Contents(Vec<String>),
+    /// A line about a Large Message transfer (progress, sent, saved path),
+    /// replacing the earlier line with the same `id`.
+    Transfer {
+        key: String,
+        id: String,
+        text: String,
+    },
     /// The session moved to another of our devices ("continued on your other device").
     ContinuedElsewhere {
         key: String,

@@ -1260,10 +1260,24 @@ impl App {
                 self.blocklist.remove(&uri);
                 vec![Command::Unblock { user: uri }]
             }
-            Cmd::SendFile(path) => match need_session(self) {
-                Some(to) => vec![Command::SendFile { to, path }],
-                None => Vec::new(),
-            },
+            // seed 003 9.1.1.2: to the named user or group, else this conversation's
+            Cmd::SendFile { path, to } => {
+                let to = match to {
+                    Some(u) => Some(self.user_uri(&u)),
+                    None => self.current_conv().and_then(|c| match &c.kind {
+                        ConvKind::OneToOne { peer } => Some(peer.clone()),
+                        ConvKind::Group { uri } => Some(uri.clone()),
+                        ConvKind::Viewing { .. } => None,
+                    }),
+                };
+                match to {
+                    Some(to) => vec![Command::SendFile { to, path }],
+                    None => {
+                        self.notify("send to whom? :send-file PATH to USER");
+                        Vec::new()
+                    }
+                }
+            }
             Cmd::ExportFlow { path, mermaid } => vec![Command::ExportFlow { path, mermaid }],
             Cmd::Quit => self.update(Action::Quit),
         }
@@ -1726,6 +1740,26 @@ impl App {
                         .is_none_or(|e| e.kind != EntryKind::System(text.clone()))
                 {
                     self.system(id, text);
+                }
+            }
+            // A Large Message's progress: one line per transfer, updated in place.
+            SessionEvent::Transfer { key, id, text } => {
+                let Some(conv) = find(self, &key) else { return };
+                let line = self.conversations[conv.0]
+                    .entries
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.id.as_deref() == Some(id.as_str()));
+                match line {
+                    Some(e) => e.kind = EntryKind::System(text),
+                    None => {
+                        let entry = Entry {
+                            at: self.wall,
+                            kind: EntryKind::System(text),
+                            id: Some(id),
+                        };
+                        self.push_entry(conv, entry, false);
+                    }
                 }
             }
             SessionEvent::ContinuedElsewhere { key, device } => {

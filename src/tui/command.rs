@@ -25,7 +25,11 @@ pub enum Cmd {
     Seek(SeekTo),
     Block(String),
     Unblock(String),
-    SendFile(PathBuf),
+    /// `:send-file PATH [to USER|GROUP]`: a Large Message (seed 003 9.1.1.2).
+    SendFile {
+        path: PathBuf,
+        to: Option<String>,
+    },
     ExportFlow {
         path: PathBuf,
         mermaid: bool,
@@ -128,7 +132,16 @@ pub fn parse(line: &str) -> Result<Cmd, String> {
         "seek" => Cmd::Seek(args.first().and_then(|a| parse_seek(a)).ok_or_else(usage)?),
         "block" => Cmd::Block(one()?),
         "unblock" => Cmd::Unblock(one()?),
-        "send-file" if !args.is_empty() => Cmd::SendFile(PathBuf::from(args.join(" "))),
+        "send-file" if !args.is_empty() => match args {
+            [path @ .., "to", who] if !path.is_empty() => Cmd::SendFile {
+                path: PathBuf::from(path.join(" ")),
+                to: Some(who.to_string()),
+            },
+            _ => Cmd::SendFile {
+                path: PathBuf::from(args.join(" ")),
+                to: None,
+            },
+        },
         "export-flow" => match args {
             [p] => Cmd::ExportFlow {
                 path: p.into(),
@@ -286,7 +299,17 @@ mod tests {
         assert_eq!(parse(":block mallory"), Ok(Cmd::Block("mallory".into())));
         assert_eq!(
             parse(":send-file /tmp/a b.txt"),
-            Ok(Cmd::SendFile("/tmp/a b.txt".into()))
+            Ok(Cmd::SendFile {
+                path: "/tmp/a b.txt".into(),
+                to: None
+            })
+        );
+        assert_eq!(
+            parse(":send-file /tmp/a b.txt to bob"),
+            Ok(Cmd::SendFile {
+                path: "/tmp/a b.txt".into(),
+                to: Some("bob".into())
+            })
         );
         assert_eq!(
             parse(":export-flow f.mmd"),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::UserAgent;
 use crate::client::chat::{ChatCtx, ChatId, ChatLocal, MsrpConn, MsrpOut};
-use crate::client::chats::{ChatCommand, Chats, WallClock, system_clock};
+use crate::client::chats::{ChatCommand, Chats, PagerOutcome, WallClock, system_clock};
 use crate::client::{ClientEvent, UaConfig};
 use crate::proto::sip::session_timer::SessionTimerConfig;
 use crate::proto::sip::transaction::LayerEvent;
@@ -32,6 +32,7 @@ pub(crate) fn new_chats(cfg: &UaConfig, contact_uri: String, clock: WallClock) -
     let g = chats.group_settings_mut();
     g.max_adhoc_group_size = cfg.max_adhoc_group_size;
     g.blocklist = cfg.blocklist.iter().cloned().collect();
+    *chats.large_settings_mut() = cfg.large.clone();
     chats
 }
 
@@ -54,8 +55,55 @@ impl UserAgent {
         self.chats
             .flush_sip(&mut self.layer, now, self.cfg.server, self.cfg.transport);
         while let Some(e) = self.chats.poll_event() {
+            let pager = self.chats.pager_outcome(&e);
             self.events.push_back(ClientEvent::Chat(e));
+            match pager {
+                Some(PagerOutcome::Delivered { id, to }) => {
+                    self.events.push_back(ClientEvent::MessageDelivered {
+                        id,
+                        to,
+                        status: 200,
+                    })
+                }
+                Some(PagerOutcome::Failed {
+                    id,
+                    to,
+                    status,
+                    reason,
+                    warning,
+                }) => self.events.push_back(ClientEvent::MessageFailed {
+                    id,
+                    to,
+                    status,
+                    reason,
+                    warning,
+                }),
+                None => {}
+            }
         }
+    }
+
+    /// A pager MESSAGE too large for the pager (RFC 3428 §4): sent in Large
+    /// Message mode instead (seed 003 9.1.1.2).
+    pub(crate) fn pager_as_large(&mut self, now: Instant, id: String, to: String, text: &str) {
+        let mut ctx = ChatCtx {
+            ids: self.ids.as_mut(),
+            digest: &mut self.proxy_digest,
+        };
+        if self
+            .chats
+            .send_pager_as_large(&mut ctx, now, id.clone(), to.clone(), text)
+            .is_none()
+        {
+            self.events.push_back(ClientEvent::MessageFailed {
+                id,
+                to,
+                status: None,
+                reason: "cannot start a Large Message session".into(),
+                warning: None,
+            });
+        }
+        self.chat_flush(now);
     }
 
     pub(crate) fn chat_command(&mut self, now: Instant, cmd: ChatCommand) {

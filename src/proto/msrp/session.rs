@@ -182,16 +182,35 @@ impl MsrpSession {
 
     /// Queues a message; returns its Message-ID.
     pub fn send_message(&mut self, now: Instant, content_type: &str, body: Vec<u8>) -> String {
-        self.enqueue(now, Some(content_type.to_string()), body)
+        self.enqueue(now, Some(content_type.to_string()), body, Vec::new())
+    }
+
+    /// Queues a message whose chunks carry MIME headers besides Content-Type
+    /// (`Content-Disposition`, `Content-Description`; RFC 4975 §9); returns
+    /// its Message-ID.
+    pub fn send_message_with_headers(
+        &mut self,
+        now: Instant,
+        content_type: &str,
+        mime_headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> String {
+        self.enqueue(now, Some(content_type.to_string()), body, mime_headers)
     }
 
     /// Queues an empty SEND, which binds the connection to the session
     /// (RFC 4975 §5.4); returns its Message-ID.
     pub fn send_empty(&mut self, now: Instant) -> String {
-        self.enqueue(now, None, Vec::new())
+        self.enqueue(now, None, Vec::new(), Vec::new())
     }
 
-    fn enqueue(&mut self, now: Instant, content_type: Option<String>, body: Vec<u8>) -> String {
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        content_type: Option<String>,
+        body: Vec<u8>,
+        mime_headers: Vec<(String, String)>,
+    ) -> String {
         self.now = Some(now);
         let message_id = self.ids.next_id();
         self.out.insert(
@@ -211,7 +230,8 @@ impl MsrpSession {
             body,
             self.config.chunk_size,
         )
-        .with_reports(self.config.success_report, self.config.failure_report);
+        .with_reports(self.config.success_report, self.config.failure_report)
+        .with_mime_headers(mime_headers);
         self.queue.push_back(chunker);
         message_id
     }
