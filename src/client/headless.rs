@@ -44,6 +44,8 @@
 //! | `{"cmd":"group_add","chat":N,"users":[URI,...]}` | | invite users into group chat N (REFER) |
 //! | `{"cmd":"group_rejoin","chat":N}` | | join again the conference group chat N had |
 //! | `{"cmd":"group_private","chat":N,"to":URI,"text":T}` | | private message to one participant |
+//! | `{"cmd":"deferred","ids":[ID,...],"service":URI}` (both optional) | `deferred [ID...]` | retrieve deferred messages (INVITE `Deferred@domain` recvonly; no ids = all; ids are Message-IDs, `deferred:N` or pager Call-IDs) |
+//! | `{"cmd":"deferred_watch"}` | `deferred_watch` | subscribe to `message-summary` (RFC 3842): `deferred_waiting` events |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -86,6 +88,14 @@
 //! | `group_roster` | `chat`, `identity`, `entries`: [{`user`, `display_name`, `status` (`joined`/`ringing`/`left`/...), `own`, `blocked`}] |
 //! | `chat_message` with `"private": true` | a private message in a group |
 //! | `group_error` | `chat` (or null), `reason` |
+//! | `deferred_started` | `session`, `mode` (`push`: the server INVITEd us on registration; `retrieval`: we asked) |
+//! | `deferred_message` | `session`, `from`, `to`, `text`, `content_type`, `date` (the original `Date`), `sent_unix` (seconds or null), `call_id`, `message_id` (or null), `kind` (`pager`/`session`), `late` (true: delivered late) |
+//! | `deferred_duplicate` | `session`, `key` (a message already shown came again: not shown twice) |
+//! | `deferred_unreadable` | `session`, `reason` (answered 415/400, left in the store) |
+//! | `deferred_ended` | `session`, `mode`, `received` (new messages in it) |
+//! | `deferred_failed` | `status` (or null), `reason`, `warning`, `text` (retrieval refused: 403, 404, 488, ...) |
+//! | `deferred_waiting` | `count`, `account`, `text` (`N messages waiting`, RFC 3842 NOTIFY) |
+//! | `deferred_waiting_unavailable` | `reason` |
 //! | `stopped` | (last line) |
 
 use std::io;
@@ -385,6 +395,9 @@ pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCom
     if let Some(chat) = super::chat_headless::parse_command(line, domain) {
         return chat.map(|c| Some(HeadlessCommand::Ua(c)));
     }
+    if let Some(d) = super::deferred_headless::parse_command(line) {
+        return d.map(|c| Some(HeadlessCommand::Ua(c)));
+    }
     let cmd = if line.starts_with('{') {
         match serde_json::from_str::<JsonCommand>(line).map_err(|e| e.to_string())? {
             JsonCommand::Send { to, text, id } => Command::SendMessage {
@@ -498,6 +511,7 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         ClientEvent::Stopped => json!({"event": "stopped"}),
         ClientEvent::Chat(e) => super::chat_headless::event_json(e),
         ClientEvent::Viewing(e) => super::cv_headless::event_json(e),
+        ClientEvent::Deferred(e) => super::deferred_headless::event_json(e),
     }
 }
 

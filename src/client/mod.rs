@@ -9,6 +9,8 @@ pub mod chats;
 pub mod composing;
 pub mod content_viewing;
 pub mod cv_headless;
+pub mod deferred;
+pub mod deferred_headless;
 pub mod group;
 pub mod headless;
 pub mod ids;
@@ -80,6 +82,9 @@ pub struct UaConfig {
     pub max_adhoc_group_size: Option<u32>,
     /// Users on the local blocklist, flagged in group rosters.
     pub blocklist: Vec<String>,
+    /// Subscribe to `message-summary` (RFC 3842) once registered: the
+    /// count of deferred messages waiting for retrieval (seed 003 12.4.2.6).
+    pub watch_deferred: bool,
 }
 
 impl UaConfig {
@@ -114,6 +119,7 @@ impl UaConfig {
             audio: crate::media::audio_out::AudioOut::Null,
             max_adhoc_group_size: None,
             blocklist: Vec::new(),
+            watch_deferred: false,
         }
     }
 
@@ -145,6 +151,8 @@ pub enum Command {
     Chat(chats::ChatCommand),
     /// A content-viewing command ([`content_viewing::ViewingCommand`]).
     Viewing(content_viewing::ViewingCommand),
+    /// Deferred messages: retrieval, message-summary ([`deferred::DeferredCommand`]).
+    Deferred(deferred::DeferredCommand),
 }
 
 /// One registered device of our AOR, from the reg-event state.
@@ -215,4 +223,6 @@ pub enum ClientEvent {
     Chat(chat::ChatEvent),
     /// Something happened in content viewing ([`content_viewing::ViewingEvent`]).
     Viewing(content_viewing::ViewingEvent),
+    /// Deferred messages: pushed, retrieved, waiting ([`deferred::DeferredEvent`]).
+    Deferred(deferred::DeferredEvent),
 }

@@ -35,6 +35,7 @@ use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transport, Ts
 
 mod chat_glue;
 mod cv_glue;
+mod deferred_glue;
 
 /// Methods we answer (Allow).
 pub const ALLOW: &str = "MESSAGE, OPTIONS, NOTIFY";
@@ -73,6 +74,8 @@ struct Pending {
 pub struct UserAgent {
     /// 1-1 chats over MSRP ([`super::chats::Chats`], hooks in `chat_glue`).
     chats: super::chats::Chats,
+    /// Deferred messages ([`super::deferred::Deferred`], hooks in `deferred_glue`).
+    deferred: super::deferred::Deferred,
     /// Content viewing ([`super::content_viewing::ContentViewing`], hooks in `cv_glue`).
     viewing: super::content_viewing::ContentViewing,
     /// Player work for the driver.
@@ -121,6 +124,7 @@ impl UserAgent {
         let chats = Self::default_chats(&cfg, String::new());
         let mut ua = UserAgent {
             chats,
+            deferred: deferred_glue::new_deferred(&cfg, String::new()),
             viewing: super::content_viewing::ContentViewing::new(super::content_viewing::CvLocal {
                 aor: cfg.aor(),
                 domain: cfg.domain.clone(),
@@ -149,6 +153,7 @@ impl UserAgent {
             cfg,
         };
         ua.chats.local_mut().contact_uri = ua.contact_uri();
+        ua.deferred.local_mut().contact_uri = ua.contact_uri();
         ua.viewing = ua.new_viewing();
         ua
     }
@@ -291,6 +296,7 @@ impl UserAgent {
             Command::Shutdown => self.begin_shutdown(now),
             Command::Chat(c) => self.chat_command(now, c),
             Command::Viewing(c) => self.viewing_command(now, c),
+            Command::Deferred(c) => self.deferred_command(now, c),
         }
         self.drain(now);
     }
@@ -301,6 +307,7 @@ impl UserAgent {
         self.drain(now);
         self.chat_timeout(now);
         self.cv_timeout(now);
+        self.deferred_timeout(now);
         if self.shutdown.is_none() && self.started {
             if self.reg.due(now) {
                 self.send_register(now);
@@ -356,6 +363,7 @@ impl UserAgent {
             .chain([
                 self.layer.poll_timeout(),
                 self.chats.poll_timeout(),
+                self.deferred.poll_timeout(),
                 self.viewing.poll_timeout(),
                 self.sender.poll_timeout(),
                 self.receiver.poll_timeout(),
@@ -542,6 +550,7 @@ impl UserAgent {
             return;
         }
         self.shutdown = Some(now + self.cfg.shutdown_grace);
+        self.deferred_shutdown(now);
         if self.watch.in_dialog() {
             self.watch.ending();
             self.subscribe_with(now, 0, Purpose::Unsubscribe);
@@ -583,6 +592,9 @@ impl UserAgent {
             let Some(ev) = self.cv_layer_event(now, ev) else {
                 continue;
             };
+            let Some(ev) = self.deferred_layer_event(now, ev) else {
+                continue;
+            };
             let Some(ev) = self.chat_layer_event(now, ev) else {
                 continue;
             };
@@ -611,6 +623,7 @@ impl UserAgent {
         }
         self.chat_flush(now);
         self.cv_flush(now);
+        self.deferred_flush(now);
     }
 
     fn respond(
@@ -889,6 +902,7 @@ impl UserAgent {
                     gruu,
                     expires: granted,
                 });
+                self.deferred_registered(now);
                 // a new or recovered registration: (re)subscribe, the server may have lost it
                 if self.cfg.watch_registrations && self.watch.state != WatchState::Subscribing {
                     self.send_subscribe(now, true);

@@ -26,6 +26,8 @@ pub enum Cmd {
     Block(String),
     Unblock(String),
     SendFile(PathBuf),
+    /// Retrieve deferred messages (seed 003 12.1.1): these ids, or all.
+    Deferred(Vec<String>),
     ExportFlow {
         path: PathBuf,
         mermaid: bool,
@@ -127,6 +129,7 @@ pub fn parse(line: &str) -> Result<Cmd, String> {
         "block" => Cmd::Block(one()?),
         "unblock" => Cmd::Unblock(one()?),
         "send-file" if !args.is_empty() => Cmd::SendFile(PathBuf::from(args.join(" "))),
+        "deferred" => Cmd::Deferred(users(args)),
         "export-flow" => match args {
             [p] => Cmd::ExportFlow {
                 path: p.into(),

@@ -90,6 +90,7 @@ impl UserAgent {
     /// Where our MSRP listener is bound (the runner calls this once).
     pub fn set_msrp_local(&mut self, addr: SocketAddr) {
         self.chats.set_msrp_local(addr);
+        self.deferred.local_mut().msrp_local = addr;
     }
 
     /// Replaces the CPIM DateTime clock (tests).
@@ -104,7 +105,9 @@ impl UserAgent {
 
     /// MSRP work for the driver: connect, send, close.
     pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
-        self.chats.poll_msrp()
+        self.chats
+            .poll_msrp()
+            .or_else(|| self.deferred_poll_msrp())
     }
 
     /// Our connection for `chat` is up.
@@ -130,12 +133,17 @@ impl UserAgent {
 
     /// Bytes from an MSRP connection.
     pub fn msrp_data(&mut self, now: Instant, conn: MsrpConn, bytes: &[u8]) {
+        if self.deferred_msrp_data(now, conn, bytes) {
+            return;
+        }
         self.chats.msrp_data(now, conn, bytes);
         self.chat_flush(now);
     }
 
     /// An MSRP connection closed.
     pub fn msrp_closed(&mut self, now: Instant, conn: MsrpConn) {
+        // an unbound entry the chats keep since the accept goes too
+        self.deferred_msrp_closed(now, conn);
         self.chats.msrp_closed(now, conn);
         self.chat_flush(now);
     }
