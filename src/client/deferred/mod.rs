@@ -58,6 +58,8 @@ pub const SUMMARY_EXPIRES: u32 = 3600;
 /// RFC 3261 §17.1.1.1 timers for our 2xx retransmission (§13.3.1.4).
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
+/// How long a session outlives its MSRP connection waiting for the BYE.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the client is (filled from the UA's configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +181,8 @@ struct Session {
     /// Methods the server allows in the dialog (seed 003 12.1.1: stored).
     peer_allow: Option<String>,
     received: usize,
+    /// The MSRP connection went: the session ends here unless the BYE comes first.
+    close_deadline: Option<Instant>,
     /// Chunks of a message under way: Message-ID → (content type, body so far).
     partial: HashMap<String, (String, Vec<u8>)>,
 }
@@ -339,6 +343,7 @@ impl Deferred {
                 ok: None,
                 peer_allow: None,
                 received: 0,
+                close_deadline: None,
                 partial: HashMap::new(),
             },
         );
@@ -948,9 +953,17 @@ impl Deferred {
         }
     }
 
-    /// A connection closed (the session lives on until the BYE).
-    pub fn msrp_closed(&mut self, conn: MsrpConn) -> bool {
-        self.conns.remove(&conn).is_some()
+    /// A connection closed. The store closes it just before its BYE
+    /// (seed 002 D.2 step 10); a store that died sends none, so the session
+    /// ends after [`CLOSE_GRACE`] without one.
+    pub fn msrp_closed(&mut self, now: Instant, conn: MsrpConn) -> bool {
+        let Some((id, _)) = self.conns.remove(&conn) else {
+            return false;
+        };
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.close_deadline = Some(now + CLOSE_GRACE);
+        }
+        true
     }
 
     fn answer_frame(&mut self, conn: MsrpConn, f: &MsrpMessage, code: u16, comment: Option<&str>) {
@@ -1040,7 +1053,12 @@ impl Deferred {
 
     pub fn handle_timeout(&mut self, ctx: &mut ChatCtx<'_>, now: Instant) {
         let server = (self.local.transport, self.server_hint());
-        let mut gave_up = Vec::new();
+        let mut gave_up: Vec<DeferredSessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.close_deadline.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
         for (id, s) in self.sessions.iter_mut() {
             let Some(ok) = s.ok.as_mut() else { continue };
             if ok.give_up <= now {
@@ -1080,6 +1098,7 @@ impl Deferred {
         self.sessions
             .values()
             .filter_map(|s| s.ok.as_ref().map(|o| o.next.min(o.give_up)))
+            .chain(self.sessions.values().filter_map(|s| s.close_deadline))
             .chain(self.summary.as_ref().and_then(|w| w.refresh_at))
             .min()
     }

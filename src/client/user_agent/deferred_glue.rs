@@ -93,7 +93,7 @@ impl UserAgent {
     }
 
     pub(crate) fn deferred_msrp_closed(&mut self, now: Instant, conn: MsrpConn) -> bool {
-        let ours = self.deferred.msrp_closed(conn);
+        let ours = self.deferred.msrp_closed(now, conn);
         self.deferred_flush(now);
         ours
     }
