@@ -8,7 +8,8 @@
 //! (also between the client's MSRP 200 and the delete), and the client's
 //! view shows each exactly once (it drops a message id it already has).
 //!
-//! `DEFERRED_CRASH_N` overrides N (default 2000). Bounded: 240 s.
+//! N is the 10,000 (`DEFERRED_CRASH_N` overrides it): about 90 s
+//! on a shared 2-core machine, ~45 server lives. Bounded: 600 s.
 
 mod common;
 
@@ -146,7 +147,7 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
     let n: usize = std::env::var("DEFERRED_CRASH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let run = async {
@@ -276,7 +277,7 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
         // The last push ran to its end: everything confirmed is gone.
         assert_eq!(store.count(BOB).unwrap(), 0);
     };
-    tokio::time::timeout(Duration::from_secs(240), run)
+    tokio::time::timeout(Duration::from_secs(600), run)
         .await
-        .expect("the crash test finishes within 240 s");
+        .expect("the crash test finishes within 600 s");
 }
