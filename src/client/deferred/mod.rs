@@ -1145,3 +1145,378 @@ impl Deferred {
         self.events.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The machine driven through a real [`TransactionLayer`], no sockets:
+    //! SIP in as bytes, SIP out from the layer, MSRP as [`MsrpOut`].
+    use super::*;
+    use crate::proto::ids::SeqIds;
+    use crate::proto::sip::digest::DigestClient;
+    use crate::proto::sip::message::{parse_message, to_bytes};
+    use crate::server::deferred_message_store::function::encapsulate;
+    use crate::server::deferred_message_store::{DeferredKind, DeferredMessage, NewDeferred};
+
+    const SERVER: &str = "127.0.0.1:5060";
+
+    struct T {
+        d: Deferred,
+        layer: TransactionLayer,
+        ids: SeqIds,
+        digest: DigestClient,
+        now: Instant,
+        sip: Vec<SipMessage>,
+        msrp: Vec<MsrpOut>,
+        events: Vec<DeferredEvent>,
+    }
+
+    impl T {
+        fn new() -> Self {
+            T {
+                d: Deferred::new(DeferredLocal {
+                    aor: "sip:bob@isc.local".into(),
+                    deferred_uri: "sip:Deferred@isc.local".into(),
+                    contact_uri: "sip:bob@127.0.0.1:5080;transport=udp".into(),
+                    sip_local: "127.0.0.1:5080".parse().unwrap(),
+                    transport: Transport::Udp,
+                    msrp_local: "127.0.0.1:7000".parse().unwrap(),
+                    user_agent: "isc/test".into(),
+                }),
+                layer: TransactionLayer::new(),
+                ids: SeqIds::new("u"),
+                digest: DigestClient::new("bob", "bob"),
+                now: Instant::now(),
+                sip: Vec::new(),
+                msrp: Vec::new(),
+                events: Vec::new(),
+            }
+        }
+
+        fn pump(&mut self) {
+            loop {
+                let mut any = false;
+                while let Some(ev) = self.layer.poll_event() {
+                    any = true;
+                    let mut ctx = ChatCtx {
+                        ids: &mut self.ids,
+                        digest: &mut self.digest,
+                    };
+                    let rest = self.d.handle_layer_event(&mut ctx, self.now, ev);
+                    assert!(
+                        !matches!(rest, Some(LayerEvent::NewRequest { .. } | LayerEvent::Response { .. })),
+                        "not taken: {rest:?}"
+                    );
+                }
+                self.d.flush_sip(&mut self.layer, self.now, SERVER.parse().unwrap(), Transport::Udp);
+                while let Some(t) = self.layer.poll_transmit() {
+                    any = true;
+                    self.sip.push(t.message);
+                }
+                while let Some(o) = self.d.poll_msrp() {
+                    self.msrp.push(o);
+                }
+                while let Some(e) = self.d.poll_event() {
+                    self.events.push(e);
+                }
+                if !any {
+                    break;
+                }
+            }
+        }
+
+        fn from_server(&mut self, text: &str) {
+            let msg = parse_message(text.as_bytes()).unwrap();
+            self.layer
+                .handle_message(self.now, msg, SERVER.parse().unwrap(), Transport::Udp)
+                .unwrap();
+            self.pump();
+        }
+
+        fn msrp_in(&mut self, conn: MsrpConn, bytes: &[u8]) {
+            assert!(self.d.claims_conn(conn, bytes), "ours");
+            self.d.msrp_data(conn, bytes);
+            self.pump();
+        }
+
+        fn timeout(&mut self, at: Instant) {
+            self.now = at;
+            self.layer.handle_timeout(at);
+            let mut ctx = ChatCtx {
+                ids: &mut self.ids,
+                digest: &mut self.digest,
+            };
+            self.d.handle_timeout(&mut ctx, at);
+            self.pump();
+        }
+
+        fn last_response(&self) -> Response {
+            self.sip
+                .iter()
+                .rev()
+                .find_map(|m| match m {
+                    SipMessage::Response(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .expect("a response")
+        }
+
+        fn msrp_responses(&self) -> Vec<u16> {
+            self.msrp
+                .iter()
+                .filter_map(|o| match o {
+                    MsrpOut::Send { bytes, .. } => crate::proto::msrp::parse_message(bytes).ok()?.code(),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn push_invite(call: &str, direction: &str) -> String {
+        let sdp = format!(
+            "v=0\r\no=isc 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 6000 TCP/MSRP *\r\na=accept-types:message/sip message/cpim multipart/mixed\r\na=accept-wrapped-types:message/msrp *\r\na=path:msrp://127.0.0.1:6000/store1;tcp\r\na=setup:active\r\na={direction}\r\n"
+        );
+        format!(
+            "INVITE sip:bob@127.0.0.1:5080;transport=udp SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\nFrom: <sip:Deferred@isc.local>;tag=st\r\nTo: <sip:bob@isc.local>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5060;transport=udp>;+g.oma.sip-im;automata\r\nSession-Expires: 1800;refresher=uac\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    }
+
+    fn stored_pager(n: u32) -> Vec<u8> {
+        let m = DeferredMessage {
+            id: i64::from(n),
+            message: NewDeferred {
+                recipient: "sip:bob@isc.local".into(),
+                sender: "sip:carol@isc.local".into(),
+                key: String::new(),
+                kind: DeferredKind::Pager,
+                call_id: format!("c{n}"),
+                message_id: None,
+                request: format!("MESSAGE sip:bob@isc.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKp{n}\r\nFrom: <sip:carol@isc.local>;tag=c\r\nTo: <sip:bob@isc.local>\r\nCall-ID: c{n}\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhi #{n}").into_bytes(),
+                response: Vec::new(),
+                msrp: Vec::new(),
+                arrived_unix_ms: 1_000_000_000_000 + i64::from(n) * 1000,
+            },
+        };
+        let (ct, body) = encapsulate(&m);
+        send_bytes(&format!("t{n}"), &format!("m{n}"), &ct, &body, '$')
+    }
+
+    fn send_bytes(tid: &str, mid: &str, ct: &str, body: &[u8], flag: char) -> Vec<u8> {
+        let mut out = format!(
+            "MSRP {tid} SEND\r\nTo-Path: msrp://127.0.0.1:7000/{sid};tcp\r\nFrom-Path: msrp://127.0.0.1:6000/store1;tcp\r\nMessage-ID: {mid}\r\nContent-Type: {ct}\r\n\r\n",
+            sid = "SID"
+        )
+        .into_bytes();
+        out.extend_from_slice(body);
+        out.extend_from_slice(format!("\r\n-------{tid}{flag}\r\n").as_bytes());
+        out
+    }
+
+    /// Our path's session id, from the SDP answer we sent.
+    fn our_sid(r: &Response) -> String {
+        let m = parse_sdp(&r.body).unwrap().msrp().next().cloned().unwrap();
+        MsrpUri::parse(m.path.last().unwrap()).unwrap().session_id.unwrap()
+    }
+
+    fn to(sid: &str, bytes: Vec<u8>) -> Vec<u8> {
+        String::from_utf8(bytes).unwrap().replace("/SID;", &format!("/{sid};")).into_bytes()
+    }
+
+    #[test]
+    fn push_answered_recvonly_passive_and_each_message_once() {
+        let mut t = T::new();
+        t.from_server(&push_invite("p1", "sendonly"));
+        let ok = t.last_response();
+        assert_eq!(ok.status_code.code(), 200);
+        let sdp = String::from_utf8_lossy(&ok.body).to_string();
+        assert!(sdp.contains("a=recvonly") && sdp.contains("a=setup:passive"), "{sdp}");
+        assert!(sdp.contains("a=path:msrp://127.0.0.1:7000/"), "{sdp}");
+        assert_eq!(ok.headers.get_raw("Session-Expires").as_deref(), Some("1800;refresher=uac"));
+        assert!(matches!(t.events[..], [DeferredEvent::Started { mode: DeferredMode::Push, .. }]));
+        let sid = our_sid(&ok);
+        // Not ours: another session id on a fresh connection.
+        assert!(!t.d.claims_conn(9, &stored_pager(0)));
+
+        t.msrp_in(1, &to(&sid, stored_pager(1)));
+        t.msrp_in(1, &to(&sid, stored_pager(2)));
+        // The store resends message 1 (its delete was lost): 200, not shown.
+        t.msrp_in(1, &to(&sid, stored_pager(1)));
+        assert_eq!(t.msrp_responses(), [200, 200, 200]);
+        let shown: Vec<(String, Option<i64>)> = t
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                DeferredEvent::Message { message, .. } => Some((message.text(), message.sent_unix)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [("hi #1".to_string(), Some(1_000_000_001)), ("hi #2".to_string(), Some(1_000_000_002))]
+        );
+        assert!(matches!(t.events.last(), Some(DeferredEvent::Duplicate { key, .. }) if key == "sip:c1 1"));
+
+        // A type we do not take: 415, the store keeps it.
+        t.msrp_in(1, &to(&sid, send_bytes("tx", "mx", "application/pdf", b"%PDF", '$')));
+        assert_eq!(t.msrp_responses().last(), Some(&415));
+        assert!(matches!(t.events.last(), Some(DeferredEvent::Unreadable { .. })));
+
+        // A chunked message: 200 per chunk, one message.
+        let whole = stored_pager(3);
+        let body_at = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body_end = whole.len() - "\r\n-------t3$\r\n".len();
+        let (a, b) = whole[body_at..body_end].split_at(40);
+        let ct = "message/sip";
+        t.msrp_in(1, &to(&sid, send_bytes("c1", "m3", ct, a, '+')));
+        t.msrp_in(1, &to(&sid, send_bytes("c2", "m3", ct, b, '$')));
+        assert!(matches!(t.events.last(), Some(DeferredEvent::Message { message, .. }) if message.text() == "hi #3"));
+
+        // Seed 002 D.2 steps 11–12: the BYE.
+        t.from_server("BYE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbye\r\nFrom: <sip:Deferred@isc.local>;tag=st\r\nTo: <sip:bob@isc.local>;tag=TAG\r\nCall-ID: p1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n".replace("TAG", &crate::proto::sip::build::to_tag(&ok.headers).unwrap()).as_str());
+        assert_eq!(t.last_response().status_code.code(), 200);
+        assert!(matches!(t.events.last(), Some(DeferredEvent::Ended { received: 3, .. })));
+        assert_eq!(t.d.active_sessions(), 0);
+        assert_eq!(t.d.shown(), 3);
+    }
+
+    #[test]
+    fn the_200_is_repeated_until_the_ack_and_a_silent_store_ends_it() {
+        let mut t = T::new();
+        let t0 = t.now;
+        t.from_server(&push_invite("p2", "sendonly"));
+        let oks = |t: &T| t.sip.iter().filter(|m| matches!(m, SipMessage::Response(r) if r.status_code.code() == 200)).count();
+        assert_eq!(oks(&t), 1);
+        t.timeout(t0 + T1);
+        assert_eq!(oks(&t), 2, "RFC 3261 §13.3.1.4: again after T1");
+        t.timeout(t0 + 64 * T1);
+        assert!(matches!(t.events.last(), Some(DeferredEvent::Ended { received: 0, .. })), "{:?}", t.events);
+
+        // A store that dies after connecting: the session ends after the grace.
+        let mut t = T::new();
+        t.from_server(&push_invite("p3", "sendonly"));
+        let sid = our_sid(&t.last_response());
+        let ack = "ACK sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKack\r\nFrom: <sip:Deferred@isc.local>;tag=st\r\nTo: <sip:bob@isc.local>;tag=x\r\nCall-ID: p3\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+        t.from_server(ack);
+        assert_eq!(t.d.poll_timeout(), None, "ACKed: nothing to repeat");
+        t.msrp_in(4, &to(&sid, stored_pager(1)));
+        assert!(t.d.msrp_closed(t.now, 4));
+        let at = t.d.poll_timeout().unwrap();
+        t.timeout(at);
+        assert!(matches!(t.events.last(), Some(DeferredEvent::Ended { received: 1, .. })));
+    }
+
+    #[test]
+    fn a_chat_invite_is_not_a_push_and_a_bad_offer_gets_488() {
+        let chat = push_invite("c9", "sendrecv").replace("<sip:Deferred@isc.local>", "<sip:carol@isc.local>").replace(";automata", "");
+        let req = match parse_message(chat.as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        };
+        assert!(!is_push_invite(&req, "sip:Deferred@isc.local"));
+        let push = match parse_message(push_invite("p", "sendonly").as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => unreachable!(),
+        };
+        assert!(is_push_invite(&push, "sip:Deferred@isc.local"));
+        // RFC 6135: a store that wants us to connect (passive) is refused.
+        let mut t = T::new();
+        t.from_server(&push_invite("p4", "sendonly").replace("a=setup:active", "a=setup:passive"));
+        let r = t.last_response();
+        assert_eq!(r.status_code.code(), 488);
+        assert!(r.headers.get_raw("Warning").unwrap().contains("must connect"));
+        assert!(t.events.is_empty());
+    }
+
+    fn invite_sent(t: &T) -> Request {
+        t.sip
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                SipMessage::Request(r) if r.method == Method::Invite => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn answer(req: &Request, code: u16, extra: &str, body: &str) -> String {
+        let mut text = String::from_utf8(to_bytes(&SipMessage::Response(response_with(req, code, Some("srv"), None, vec![])))).unwrap();
+        text = text.replacen("Content-Length: 0\r\n\r\n", &format!("{extra}Content-Length: {}\r\n\r\n{body}", body.len()), 1);
+        text
+    }
+
+    #[test]
+    fn retrieval_offers_recvonly_with_the_list_then_acks_or_reports() {
+        let mut t = T::new();
+        let mut ctx = ChatCtx {
+            ids: &mut t.ids,
+            digest: &mut t.digest,
+        };
+        t.d.command(&mut ctx, DeferredCommand::Retrieve { ids: vec!["m1".into(), "deferred:7".into()], service: None });
+        t.pump();
+        let inv = invite_sent(&t);
+        assert_eq!(inv.uri.to_string(), "sip:Deferred@isc.local");
+        let body = String::from_utf8_lossy(&inv.body).to_string();
+        assert!(body.contains("a=recvonly") && body.contains("a=setup:passive"), "{body}");
+        assert!(body.contains("<entry uri=\"m1\"") && body.contains("deferred:7"), "{body}");
+        let sdp = "v=0\r\no=s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 6000 TCP/MSRP *\r\na=path:msrp://127.0.0.1:6000/st;tcp\r\na=sendonly\r\na=setup:active\r\n";
+        t.from_server(&answer(&inv, 200, "Contact: <sip:127.0.0.1:5060>;automata\r\nAllow: INVITE, ACK, BYE\r\nContent-Type: application/sdp\r\n", sdp));
+        assert!(t.sip.iter().any(|m| matches!(m, SipMessage::Request(r) if r.method == Method::Ack)), "ACKed");
+        assert!(matches!(t.events.last(), Some(DeferredEvent::Started { mode: DeferredMode::Retrieval, .. })));
+
+        // A refusal: status, reason and the Warning's text for the user.
+        let mut ctx = ChatCtx {
+            ids: &mut t.ids,
+            digest: &mut t.digest,
+        };
+        t.d.command(&mut ctx, DeferredCommand::Retrieve { ids: vec![], service: None });
+        t.pump();
+        let inv = invite_sent(&t);
+        assert!(inv.headers.get_raw("Content-Type").unwrap().starts_with("application/sdp"), "none listed: all");
+        t.from_server(&answer(&inv, 403, "Warning: 399 isc.local \"the SDP must be recvonly\"\r\n", ""));
+        assert_eq!(
+            t.events.last(),
+            Some(&DeferredEvent::RetrievalFailed {
+                status: Some(403),
+                reason: "Forbidden".into(),
+                warning: Some("the SDP must be recvonly".into())
+            })
+        );
+    }
+
+    #[test]
+    fn message_summary_notify_gives_the_count() {
+        let mut t = T::new();
+        let mut ctx = ChatCtx {
+            ids: &mut t.ids,
+            digest: &mut t.digest,
+        };
+        t.d.command(&mut ctx, DeferredCommand::WatchWaiting);
+        t.pump();
+        let sub = match t.sip.last() {
+            Some(SipMessage::Request(r)) if r.method == Method::Subscribe => r.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(sub.headers.get_raw("Event").as_deref(), Some("message-summary"));
+        assert_eq!(sub.headers.get_raw("Accept").as_deref(), Some(summary::CONTENT_TYPE));
+        t.from_server(&answer(&sub, 200, "Expires: 600\r\nContact: <sip:127.0.0.1:5060>\r\n", ""));
+        let cid = sub.headers.get_raw("Call-ID").unwrap();
+        let tag = crate::proto::sip::build::from_tag(&sub.headers).unwrap();
+        let body = "Messages-Waiting: yes\r\nMessage-Account: sip:Deferred@isc.local\r\nText-Message: 4/0\r\n";
+        t.from_server(&format!("NOTIFY sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKn1\r\nFrom: <sip:bob@isc.local>;tag=srv\r\nTo: <sip:bob@isc.local>;tag={tag}\r\nCall-ID: {cid}\r\nCSeq: 1 NOTIFY\r\nEvent: message-summary\r\nSubscription-State: active;expires=600\r\nContent-Type: application/simple-message-summary\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        assert_eq!(t.last_response().status_code.code(), 200);
+        assert_eq!(
+            t.events.last(),
+            Some(&DeferredEvent::Waiting { count: 4, account: Some("sip:Deferred@isc.local".into()) })
+        );
+        // Refreshed in the dialog before it runs out (RFC 6665 §4.1.2.1).
+        let at = t.d.poll_timeout().unwrap();
+        assert!(at > t.now + Duration::from_secs(500));
+        t.timeout(at);
+        let refresh = t.sip.iter().rev().find_map(|m| match m {
+            SipMessage::Request(r) if r.method == Method::Subscribe => Some(r.clone()),
+            _ => None,
+        }).unwrap();
+        assert_eq!(refresh.headers.get_raw("Call-ID"), Some(cid));
+        assert_eq!(crate::proto::sip::build::to_tag(&refresh.headers).as_deref(), Some("srv"));
+    }
+}

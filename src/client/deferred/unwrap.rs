@@ -437,7 +437,10 @@ mod tests {
             Err(UnwrapError::UnsupportedType("application/pdf".into()))
         );
         assert!(matches!(
-            unwrap_deferred("message/sip", b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            unwrap_deferred(
+                "message/sip",
+                b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+            ),
             Err(UnwrapError::NotARequest)
         ));
         assert!(matches!(
