@@ -611,11 +611,15 @@ impl Deferred {
             return None;
         }
         if let Some(ours) = to_tag(&req.headers) {
-            let id = self
+            let Some(id) = self
                 .sessions
                 .iter()
                 .find(|(_, s)| s.call_id == cid && s.local_tag == ours)
-                .map(|(id, _)| *id)?;
+                .map(|(id, _)| *id)
+            else {
+                // another dialog's request: not ours
+                return Some((key, req));
+            };
             match req.method {
                 // seed 002 D.2 steps 11–12
                 Method::Bye => {
