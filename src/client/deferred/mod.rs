@@ -1410,6 +1410,28 @@ mod tests {
     }
 
     #[test]
+    fn requests_of_other_dialogs_go_back_to_the_user_agent() {
+        let mut t = T::new();
+        t.from_server(&push_invite("p5", "sendonly"));
+        for text in [
+            "NOTIFY sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKr1\r\nFrom: <sip:bob@isc.local>;tag=a\r\nTo: <sip:bob@isc.local>;tag=b\r\nCall-ID: reg-watch\r\nCSeq: 1 NOTIFY\r\nEvent: reg\r\nContent-Length: 0\r\n\r\n",
+            "BYE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKr2\r\nFrom: <sip:carol@isc.local>;tag=a\r\nTo: <sip:bob@isc.local>;tag=b\r\nCall-ID: p5\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            "MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKr3\r\nFrom: <sip:carol@isc.local>;tag=a\r\nTo: <sip:bob@isc.local>\r\nCall-ID: m\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let msg = parse_message(text.as_bytes()).unwrap();
+            t.layer.handle_message(t.now, msg, SERVER.parse().unwrap(), Transport::Udp).unwrap();
+            let ev = t.layer.poll_event().unwrap();
+            let mut ctx = ChatCtx {
+                ids: &mut t.ids,
+                digest: &mut t.digest,
+            };
+            let back = t.d.handle_layer_event(&mut ctx, t.now, ev);
+            assert!(matches!(back, Some(LayerEvent::NewRequest { .. })), "{text}");
+        }
+        assert_eq!(t.d.active_sessions(), 1, "the push is untouched by a BYE of another tag");
+    }
+
+    #[test]
     fn a_chat_invite_is_not_a_push_and_a_bad_offer_gets_488() {
         let chat = push_invite("c9", "sendrecv").replace("<sip:Deferred@isc.local>", "<sip:carol@isc.local>").replace(";automata", "");
         let req = match parse_message(chat.as_bytes()).unwrap() {
