@@ -47,10 +47,17 @@ async fn headless_bob_is_told_and_retrieves() {
     store_reaches(dir.path(), 0).await;
 
     // Another store's URI: 404, said plainly.
-    bob.say(r#"{"cmd":"deferred","service":"sip:Deferred@example.org"}"#).await;
+    bob.say(r#"{"cmd":"deferred","service":"sip:Deferred@example.org"}"#)
+        .await;
     let f = bob.expect("deferred_failed").await;
     assert_eq!(f["status"], 404);
-    assert!(f["text"].as_str().unwrap().starts_with("deferred messages: no such message store (404 Not Found)"), "{f}");
+    assert!(
+        f["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("deferred messages: no such message store (404 Not Found)"),
+        "{f}"
+    );
 
     bob.say("quit").await;
     bob.expect("stopped").await;

@@ -50,11 +50,24 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
     let mut wire = bob.take_wire();
     let evs = deferred_until_ended(&mut bob).await;
     assert!(
-        matches!(evs.first(), Some(DeferredEvent::Started { mode: DeferredMode::Push, .. })),
+        matches!(
+            evs.first(),
+            Some(DeferredEvent::Started {
+                mode: DeferredMode::Push,
+                ..
+            })
+        ),
         "{evs:?}"
     );
     assert!(
-        matches!(evs.last(), Some(DeferredEvent::Ended { mode: DeferredMode::Push, received: 10, .. })),
+        matches!(
+            evs.last(),
+            Some(DeferredEvent::Ended {
+                mode: DeferredMode::Push,
+                received: 10,
+                ..
+            })
+        ),
         "{evs:?}"
     );
     let got = messages(&evs);
@@ -66,13 +79,24 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
         match &s.message_id {
             Some(mid) => {
                 assert_eq!(m.kind, LateKind::Session);
-                assert_eq!(m.message_id.as_deref(), Some(mid.as_str()), "original Message-ID kept");
+                assert_eq!(
+                    m.message_id.as_deref(),
+                    Some(mid.as_str()),
+                    "original Message-ID kept"
+                );
             }
             None => assert_eq!(m.kind, LateKind::Pager),
         }
         let at = m.sent_unix.expect("original Date");
-        assert!((t0..=t1).contains(&at), "the Date of arrival at the store, {at} not in {t0}..{t1}");
-        assert!(m.date.as_deref().is_some_and(|d| d.ends_with(" GMT")), "{:?}", m.date);
+        assert!(
+            (t0..=t1).contains(&at),
+            "the Date of arrival at the store, {at} not in {t0}..{t1}"
+        );
+        assert!(
+            m.date.as_deref().is_some_and(|d| d.ends_with(" GMT")),
+            "{:?}",
+            m.date
+        );
     }
     store_reaches(dir.path(), 0).await;
 
@@ -86,19 +110,37 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
     let invite = records
         .iter()
         .find_map(|(d, m)| match (d, m) {
-            (Direction::Received, rsip::SipMessage::Request(r)) if r.method == rsip::Method::Invite => Some(r.clone()),
+            (Direction::Received, rsip::SipMessage::Request(r))
+                if r.method == rsip::Method::Invite =>
+            {
+                Some(r.clone())
+            }
             _ => None,
         })
         .expect("the push INVITE");
-    assert!(invite.headers.get_raw("From").unwrap().contains("sip:Deferred@isc.local"));
-    assert!(invite.headers.get_raw("Contact").unwrap().contains("automata"));
+    assert!(
+        invite
+            .headers
+            .get_raw("From")
+            .unwrap()
+            .contains("sip:Deferred@isc.local")
+    );
+    assert!(
+        invite
+            .headers
+            .get_raw("Contact")
+            .unwrap()
+            .contains("automata")
+    );
     assert!(String::from_utf8_lossy(&invite.body).contains("a=sendonly"));
     let cid = invite.headers.get_raw("Call-ID").unwrap();
     let ok = records
         .iter()
         .find_map(|(d, m)| match (d, m) {
             (Direction::Sent, rsip::SipMessage::Response(r))
-                if r.status_code.code() == 200 && r.headers.get_raw("Call-ID").as_deref() == Some(cid.as_str()) && !r.body.is_empty() =>
+                if r.status_code.code() == 200
+                    && r.headers.get_raw("Call-ID").as_deref() == Some(cid.as_str())
+                    && !r.body.is_empty() =>
             {
                 Some(r.clone())
             }
@@ -107,7 +149,10 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
         .expect("our 200 with the SDP answer");
     let answer = String::from_utf8_lossy(&ok.body).to_string();
     assert!(answer.contains("a=recvonly"), "{answer}");
-    assert!(answer.contains("a=setup:passive"), "RFC 6135: the store connects: {answer}");
+    assert!(
+        answer.contains("a=setup:passive"),
+        "RFC 6135: the store connects: {answer}"
+    );
     assert!(answer.contains("a=accept-types:message/sip"), "{answer}");
     assert!(answer.contains("multipart/mixed"), "{answer}");
     assert!(answer.contains("a=path:msrp://127.0.0.1:"), "{answer}");
@@ -123,18 +168,30 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
     let again = quiet_for(&mut bob, 1.5).await;
     assert!(again.is_empty(), "nothing pushed again: {again:?}");
     let mut tv = client(addr, "bob", "tv").await;
-    assert!(quiet_for(&mut tv, 1.0).await.is_empty(), "nor to another device");
+    assert!(
+        quiet_for(&mut tv, 1.0).await.is_empty(),
+        "nor to another device"
+    );
     assert_eq!(store_count(dir.path()), 0);
 
     // Bob's view: the TUI's conversation with carol, each once, late, at its original time.
-    let mut app = App::new(AppConfig::new("bob", "isc.local", "phone"), Instant::now(), SystemTime::now());
+    let mut app = App::new(
+        AppConfig::new("bob", "isc.local", "phone"),
+        Instant::now(),
+        SystemTime::now(),
+    );
     for e in &evs {
         app.update(Action::Client(ClientEvent::Deferred(e.clone())));
     }
     let conv = app
         .conversations
         .iter()
-        .find(|c| c.kind == ConvKind::OneToOne { peer: "sip:carol@isc.local".into() })
+        .find(|c| {
+            c.kind
+                == ConvKind::OneToOne {
+                    peer: "sip:carol@isc.local".into(),
+                }
+        })
         .expect("a 1-1 conversation with carol");
     assert_eq!(conv.entries.len(), 10);
     for (e, m) in conv.entries.iter().zip(&got) {
@@ -145,7 +202,10 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
             }
             other => panic!("{other:?}"),
         }
-        let at = e.at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let at =
+            e.at.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
         assert_eq!(Some(at), m.sent_unix, "at its original time");
     }
     let _ = Duration::ZERO;

@@ -42,7 +42,8 @@ async fn retrieve(bob: &mut ClientHandle, ids: &[&str]) -> Vec<DeferredEvent> {
 fn sent_invites(wire: &mut tokio::sync::broadcast::Receiver<WireRecord>) -> Vec<rsip::Request> {
     let mut out = Vec::new();
     while let Ok(r) = wire.try_recv() {
-        if let (Direction::Sent, Ok(rsip::SipMessage::Request(req))) = (r.direction, parse_message(&r.bytes))
+        if let (Direction::Sent, Ok(rsip::SipMessage::Request(req))) =
+            (r.direction, parse_message(&r.bytes))
             && req.method == rsip::Method::Invite
             && req.headers.get_raw("Proxy-Authorization").is_some()
         {
@@ -58,9 +59,15 @@ fn listed(req: &rsip::Request) -> Option<Vec<String>> {
         return None;
     }
     let mp = Multipart::parse_with_content_type(&ct, &req.body).unwrap();
-    let sdp = String::from_utf8_lossy(&mp.part_of_type("application/sdp").unwrap().body).to_string();
+    let sdp =
+        String::from_utf8_lossy(&mp.part_of_type("application/sdp").unwrap().body).to_string();
     assert!(sdp.contains("a=recvonly"), "{sdp}");
-    let list = ResourceLists::parse(&mp.part_of_type("application/resource-lists+xml").unwrap().body).unwrap();
+    let list = ResourceLists::parse(
+        &mp.part_of_type("application/resource-lists+xml")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     Some(list.entries().into_iter().map(|e| e.uri.clone()).collect())
 }
 
@@ -82,20 +89,40 @@ async fn one_several_and_all_with_the_waiting_count() {
     let mut bob = client_with(cfg).await;
     let mut wire = bob.wire();
     waiting(&mut bob, 6).await;
-    assert!(quiet_for(&mut bob, 0.5).await.is_empty(), "nothing pushed to a retrieval user");
+    assert!(
+        quiet_for(&mut bob, 0.5).await.is_empty(),
+        "nothing pushed to a retrieval user"
+    );
 
     // One: pager 1 by its Call-ID.
     let evs = retrieve(&mut bob, &[&sent[1].call_id]).await;
-    assert!(matches!(evs.first(), Some(DeferredEvent::Started { mode: DeferredMode::Retrieval, .. })), "{evs:?}");
+    assert!(
+        matches!(
+            evs.first(),
+            Some(DeferredEvent::Started {
+                mode: DeferredMode::Retrieval,
+                ..
+            })
+        ),
+        "{evs:?}"
+    );
     let got = messages(&evs);
     assert_eq!(got.len(), 1, "{evs:?}");
-    assert_eq!((got[0].text(), got[0].call_id.as_str()), ("pager 1".into(), sent[1].call_id.as_str()));
+    assert_eq!(
+        (got[0].text(), got[0].call_id.as_str()),
+        ("pager 1".into(), sent[1].call_id.as_str())
+    );
     store_reaches(dir.path(), 5).await;
     waiting(&mut bob, 5).await;
     let inv = sent_invites(&mut wire);
     let last = inv.last().expect("the retrieval INVITE");
     assert_eq!(last.uri.to_string(), "sip:Deferred@isc.local");
-    assert!(last.headers.get_raw("Accept-Contact").unwrap().contains("+g.oma.sip-im"));
+    assert!(
+        last.headers
+            .get_raw("Accept-Contact")
+            .unwrap()
+            .contains("+g.oma.sip-im")
+    );
     assert_eq!(listed(last), Some(vec![sent[1].call_id.clone()]));
 
     // Several: chat 1 by its Message-ID and pager 3 by its Call-ID, in stored order.
@@ -106,13 +133,19 @@ async fn one_several_and_all_with_the_waiting_count() {
     assert_eq!(messages(&evs)[1].message_id.as_deref(), Some(mid.as_str()));
     store_reaches(dir.path(), 3).await;
     waiting(&mut bob, 3).await;
-    assert_eq!(listed(sent_invites(&mut wire).last().unwrap()), Some(vec![mid.clone(), sent[3].call_id.clone()]));
+    assert_eq!(
+        listed(sent_invites(&mut wire).last().unwrap()),
+        Some(vec![mid.clone(), sent[3].call_id.clone()])
+    );
 
     // All: no URI list (seed 003 12.1.1 step 2).
     let evs = retrieve(&mut bob, &[]).await;
     let got: Vec<String> = messages(&evs).iter().map(|m| m.text()).collect();
     assert_eq!(got, ["pager 0", "pager 2", "chat 0"]);
-    assert!(matches!(evs.last(), Some(DeferredEvent::Ended { received: 3, .. })));
+    assert!(matches!(
+        evs.last(),
+        Some(DeferredEvent::Ended { received: 3, .. })
+    ));
     let all = sent_invites(&mut wire);
     let last = all.last().unwrap();
     assert_eq!(listed(last), None, "no list: all");
@@ -121,12 +154,27 @@ async fn one_several_and_all_with_the_waiting_count() {
     waiting(&mut bob, 0).await;
 
     // What the user sees of the count: the headless line and the TUI notice.
-    let line = event_json(&DeferredEvent::Waiting { count: 6, account: None });
+    let line = event_json(&DeferredEvent::Waiting {
+        count: 6,
+        account: None,
+    });
     assert_eq!(line["event"], "deferred_waiting");
     assert_eq!(line["text"], "6 messages waiting");
-    let mut app = App::new(AppConfig::new("bob", "isc.local", "phone"), Instant::now(), SystemTime::now());
-    app.update(Action::Client(ClientEvent::Deferred(DeferredEvent::Waiting { count: 6, account: None })));
-    assert_eq!(app.notice.as_ref().map(|n| n.0.as_str()), Some("6 messages waiting (:deferred to fetch)"));
+    let mut app = App::new(
+        AppConfig::new("bob", "isc.local", "phone"),
+        Instant::now(),
+        SystemTime::now(),
+    );
+    app.update(Action::Client(ClientEvent::Deferred(
+        DeferredEvent::Waiting {
+            count: 6,
+            account: None,
+        },
+    )));
+    assert_eq!(
+        app.notice.as_ref().map(|n| n.0.as_str()),
+        Some("6 messages waiting (:deferred to fetch)")
+    );
 
     bob.shutdown().await;
     carol.shutdown().await;
@@ -140,7 +188,12 @@ async fn failure(c: &mut ClientHandle, service: Option<&str>) -> DeferredEvent {
     }))
     .await;
     match c
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Deferred(DeferredEvent::RetrievalFailed { .. })))
+        .wait_for(WAIT, |e| {
+            matches!(
+                e,
+                ClientEvent::Deferred(DeferredEvent::RetrievalFailed { .. })
+            )
+        })
         .await
     {
         Some(ClientEvent::Deferred(d)) => d,
@@ -151,7 +204,11 @@ async fn failure(c: &mut ClientHandle, service: Option<&str>) -> DeferredEvent {
 fn user_sees(ev: &DeferredEvent) -> (String, String) {
     let line = event_json(ev);
     assert_eq!(line["event"], "deferred_failed");
-    let mut app = App::new(AppConfig::new("x", "isc.local", "phone"), Instant::now(), SystemTime::now());
+    let mut app = App::new(
+        AppConfig::new("x", "isc.local", "phone"),
+        Instant::now(),
+        SystemTime::now(),
+    );
     app.update(Action::Client(ClientEvent::Deferred(ev.clone())));
     (
         line["text"].as_str().unwrap().to_string(),
@@ -167,7 +224,16 @@ async fn refusals_403_and_404_from_the_store_are_shown() {
     // Policy (seed 003 12.4.1 step 3): alice's messages are pushed.
     let mut alice = client(addr, "alice", "tv").await;
     let ev = failure(&mut alice, None).await;
-    assert!(matches!(&ev, DeferredEvent::RetrievalFailed { status: Some(403), .. }), "{ev:?}");
+    assert!(
+        matches!(
+            &ev,
+            DeferredEvent::RetrievalFailed {
+                status: Some(403),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
     let (line, notice) = user_sees(&ev);
     assert_eq!(
         line,
@@ -177,7 +243,16 @@ async fn refusals_403_and_404_from_the_store_are_shown() {
     // Ownership of the Request-URI (step 4).
     let mut bob = client(addr, "bob", "phone").await;
     let ev = failure(&mut bob, Some("sip:Deferred@example.org")).await;
-    assert!(matches!(&ev, DeferredEvent::RetrievalFailed { status: Some(404), .. }), "{ev:?}");
+    assert!(
+        matches!(
+            &ev,
+            DeferredEvent::RetrievalFailed {
+                status: Some(404),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
     let (line, _) = user_sees(&ev);
     assert_eq!(
         line,
@@ -200,8 +275,11 @@ async fn a_488_from_the_store_is_shown() {
     )
     .await
     .unwrap();
-    bob.send(Command::Deferred(DeferredCommand::Retrieve { ids: vec![], service: None }))
-        .await;
+    bob.send(Command::Deferred(DeferredCommand::Retrieve {
+        ids: vec![],
+        service: None,
+    }))
+    .await;
     let mut buf = vec![0u8; 65536];
     let invite = loop {
         let (n, from) = tokio::time::timeout(Duration::from_secs(10), store.recv_from(&mut buf))
@@ -220,14 +298,22 @@ async fn a_488_from_the_store_is_shown() {
         488,
         Some("s1"),
         Some("Not Acceptable Here"),
-        vec![isc::proto::sip::headers::make_header("Warning", "399 store \"no usable MSRP offer\"")],
+        vec![isc::proto::sip::headers::make_header(
+            "Warning",
+            "399 store \"no usable MSRP offer\"",
+        )],
     );
     store
         .send_to(&isc::proto::sip::message::to_bytes(&resp.into()), from)
         .await
         .unwrap();
     let ev = match bob
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Deferred(DeferredEvent::RetrievalFailed { .. })))
+        .wait_for(WAIT, |e| {
+            matches!(
+                e,
+                ClientEvent::Deferred(DeferredEvent::RetrievalFailed { .. })
+            )
+        })
         .await
     {
         Some(ClientEvent::Deferred(d)) => d,
@@ -242,7 +328,10 @@ async fn a_488_from_the_store_is_shown() {
         }
     );
     let (line, notice) = user_sees(&ev);
-    assert_eq!(line, "deferred messages: the store cannot use our media offer (488): no usable MSRP offer");
+    assert_eq!(
+        line,
+        "deferred messages: the store cannot use our media offer (488): no usable MSRP offer"
+    );
     assert_eq!(notice, line);
     bob.abort();
 }

@@ -35,28 +35,42 @@ fn late(text: &str, kind: LateKind, minutes_before_noon: i64, n: u32) -> Action 
 #[test]
 fn deferred_messages_show_late_at_their_time() {
     let (mut app, _) = empty();
-    app.update(Action::Client(ClientEvent::Deferred(DeferredEvent::Waiting {
-        count: 3,
-        account: Some("sip:Deferred@isc.local".into()),
-    })));
+    app.update(Action::Client(ClientEvent::Deferred(
+        DeferredEvent::Waiting {
+            count: 3,
+            account: Some("sip:Deferred@isc.local".into()),
+        },
+    )));
     app.update(late("are you up?", LateKind::Pager, 95, 1));
     app.update(late("movie tonight?", LateKind::Session, 50, 2));
     app.update(late("Sintel at 8", LateKind::Session, 49, 3));
     app.update(Action::OpenConversation(ConvId(0)));
     let screen = draw(&mut app, 100, 16);
-    assert!(screen.contains("10:25 carol   are you up? (delivered late, sent 1970-01-01 10:25)"), "{screen}");
-    assert!(screen.contains("3 messages waiting (:deferred to fetch)"), "{screen}");
+    assert!(
+        screen.contains("10:25 carol   are you up? (delivered late, sent 1970-01-01 10:25)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("3 messages waiting (:deferred to fetch)"),
+        "{screen}"
+    );
     assert_snapshot!("deferred_late_100x16", screen);
 
     // A refused retrieval, in plain words.
-    app.update(Action::Client(ClientEvent::Deferred(DeferredEvent::RetrievalFailed {
-        status: Some(403),
-        reason: "Forbidden".into(),
-        warning: Some("deferred messages are pushed to this user (offline-delivery active)".into()),
-    })));
+    app.update(Action::Client(ClientEvent::Deferred(
+        DeferredEvent::RetrievalFailed {
+            status: Some(403),
+            reason: "Forbidden".into(),
+            warning: Some(
+                "deferred messages are pushed to this user (offline-delivery active)".into(),
+            ),
+        },
+    )));
     let screen = draw(&mut app, 160, 16);
     assert!(
-        screen.contains("deferred messages: retrieval refused (403 Forbidden): deferred messages are pushed"),
+        screen.contains(
+            "deferred messages: retrieval refused (403 Forbidden): deferred messages are pushed"
+        ),
         "{screen}"
     );
 }
@@ -70,14 +84,21 @@ fn the_deferred_command_retrieves() {
     let cmds = app.update(Action::RunCommand(":deferred m1 deferred:7".into()));
     assert_eq!(
         cmds,
-        vec![Command::Client(ClientCommand::Deferred(DeferredCommand::Retrieve {
-            ids: vec!["m1".into(), "deferred:7".into()],
-            service: None,
-        }))]
+        vec![Command::Client(ClientCommand::Deferred(
+            DeferredCommand::Retrieve {
+                ids: vec!["m1".into(), "deferred:7".into()],
+                service: None,
+            }
+        ))]
     );
     let cmds = app.update(Action::RunCommand(":deferred".into()));
     assert_eq!(
         cmds,
-        vec![Command::Client(ClientCommand::Deferred(DeferredCommand::Retrieve { ids: vec![], service: None }))]
+        vec![Command::Client(ClientCommand::Deferred(
+            DeferredCommand::Retrieve {
+                ids: vec![],
+                service: None
+            }
+        ))]
     );
 }

@@ -272,7 +272,11 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
         assert_eq!(on_wire, expected, "every acknowledged message reached bob");
         let unique: BTreeSet<&String> = shown.iter().collect();
         assert_eq!(unique.len(), shown.len(), "bob's view shows none twice");
-        assert_eq!(shown.len(), n, "bob's view shows each acknowledged message once");
+        assert_eq!(
+            shown.len(),
+            n,
+            "bob's view shows each acknowledged message once"
+        );
         let store = SqliteDeferred::open_in(&dir.path().join("data")).unwrap();
         // The last push ran to its end: everything confirmed is gone.
         assert_eq!(store.count(BOB).unwrap(), 0);

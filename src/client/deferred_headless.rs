@@ -30,7 +30,9 @@ pub fn parse_command(line: &str) -> Option<Result<Command, String>> {
             return None;
         }
         match serde_json::from_value::<JsonDeferred>(v) {
-            Ok(JsonDeferred::Deferred { ids, service }) => DeferredCommand::Retrieve { ids, service },
+            Ok(JsonDeferred::Deferred { ids, service }) => {
+                DeferredCommand::Retrieve { ids, service }
+            }
             Ok(JsonDeferred::DeferredWatch) => DeferredCommand::WatchWaiting,
             Err(e) => return Some(Err(e.to_string())),
         }
@@ -55,7 +57,10 @@ pub fn event_json(ev: &DeferredEvent) -> Value {
         DeferredEvent::Started { session, mode } => {
             json!({"event": "deferred_started", "session": session, "mode": mode.as_str()})
         }
-        DeferredEvent::Message { session, message: m } => json!({
+        DeferredEvent::Message {
+            session,
+            message: m,
+        } => json!({
             "event": "deferred_message",
             "session": session,
             "from": m.from,
@@ -75,10 +80,18 @@ pub fn event_json(ev: &DeferredEvent) -> Value {
         DeferredEvent::Unreadable { session, reason } => {
             json!({"event": "deferred_unreadable", "session": session, "reason": reason})
         }
-        DeferredEvent::Ended { session, mode, received } => json!({
+        DeferredEvent::Ended {
+            session,
+            mode,
+            received,
+        } => json!({
             "event": "deferred_ended", "session": session, "mode": mode.as_str(), "received": received,
         }),
-        DeferredEvent::RetrievalFailed { status, reason, warning } => json!({
+        DeferredEvent::RetrievalFailed {
+            status,
+            reason,
+            warning,
+        } => json!({
             "event": "deferred_failed",
             "status": status,
             "reason": reason,
@@ -128,27 +141,42 @@ mod tests {
     fn commands() {
         assert_eq!(
             parse_command("deferred").unwrap().unwrap(),
-            Command::Deferred(DeferredCommand::Retrieve { ids: vec![], service: None })
+            Command::Deferred(DeferredCommand::Retrieve {
+                ids: vec![],
+                service: None
+            })
         );
         assert_eq!(
-            parse_command(r#"{"cmd":"deferred","ids":["a","deferred:3"]}"#).unwrap().unwrap(),
+            parse_command(r#"{"cmd":"deferred","ids":["a","deferred:3"]}"#)
+                .unwrap()
+                .unwrap(),
             Command::Deferred(DeferredCommand::Retrieve {
                 ids: vec!["a".into(), "deferred:3".into()],
                 service: None
             })
         );
         assert_eq!(
-            parse_command(r#"{"cmd":"deferred_watch"}"#).unwrap().unwrap(),
+            parse_command(r#"{"cmd":"deferred_watch"}"#)
+                .unwrap()
+                .unwrap(),
             Command::Deferred(DeferredCommand::WatchWaiting)
         );
-        assert!(parse_command(r#"{"cmd":"deferred","idz":[]}"#).unwrap().is_err());
+        assert!(
+            parse_command(r#"{"cmd":"deferred","idz":[]}"#)
+                .unwrap()
+                .is_err()
+        );
         assert!(parse_command("send bob hi").is_none());
     }
 
     #[test]
     fn failures_read_plainly() {
         assert_eq!(
-            failure_text(Some(403), "Forbidden", Some("deferred messages are pushed to this user")),
+            failure_text(
+                Some(403),
+                "Forbidden",
+                Some("deferred messages are pushed to this user")
+            ),
             "deferred messages: retrieval refused (403 Forbidden): deferred messages are pushed to this user"
         );
         assert!(failure_text(Some(404), "Not Found", None).contains("no such message store"));

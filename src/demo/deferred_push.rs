@@ -21,7 +21,13 @@ pub const SCENARIO: Scenario = Scenario::new(
     STEPS,
     script,
 )
-.columns(&["carol/phone", "server", "server:store", "server:reg", "bob/phone"])
+.columns(&[
+    "carol/phone",
+    "server",
+    "server:store",
+    "server:reg",
+    "bob/phone",
+])
 .function(store_function)
 .server_options(options);
 
@@ -35,7 +41,11 @@ const STEPS: &[Step] = &[
     Step::wire("0", "carol/phone", "server", "INVITE"),
     Step::wire("0", "server", "carol/phone", "200 OK (INVITE)").carrying("automata"),
     Step::wire("0", "carol/phone", "server:store", "SEND (message/cpim)"),
-    Step::seen("0", "carol/phone", "each message accepted for later (202 / MSRP 200)"),
+    Step::seen(
+        "0",
+        "carol/phone",
+        "each message accepted for later (202 / MSRP 200)",
+    ),
     Step::wire("1", "bob/phone", "server:reg", "REGISTER"),
     Step::wire("2-3", "server:store", "bob/phone", "INVITE").carrying("automata"),
     Step::wire("4-5", "bob/phone", "server:store", "200 OK (INVITE)").carrying("a=recvonly"),
@@ -46,8 +56,16 @@ const STEPS: &[Step] = &[
     Step::wire("9", "bob/phone", "server:store", "200"),
     Step::wire("10-11", "server:store", "bob/phone", "BYE"),
     Step::wire("12-13", "bob/phone", "server:store", "200 OK (BYE)"),
-    Step::seen("14", "bob/phone", "each message once, from carol, at its original time, marked late"),
-    Step::seen("15", "bob/phone", "a second registration brings nothing more"),
+    Step::seen(
+        "14",
+        "bob/phone",
+        "each message once, from carol, at its original time, marked late",
+    ),
+    Step::seen(
+        "15",
+        "bob/phone",
+        "a second registration brings nothing more",
+    ),
 ];
 
 const PAGERS_0: &str = "are you up?";
@@ -92,7 +110,9 @@ async fn chat(st: &mut Stage, carol: &Device, bob: &str) -> Result<(), super::De
         convergence_id: None,
     }))?;
     let started = st
-        .expect("0", carol, |e| matches!(e, ClientEvent::Chat(ChatEvent::Started { .. })))
+        .expect("0", carol, |e| {
+            matches!(e, ClientEvent::Chat(ChatEvent::Started { .. }))
+        })
         .await?;
     let ClientEvent::Chat(ChatEvent::Started { chat, .. }) = started else {
         return Ok(());
@@ -109,9 +129,11 @@ async fn chat(st: &mut Stage, carol: &Device, bob: &str) -> Result<(), super::De
         .await?;
     }
     carol.command(Command::Chat(ChatCommand::Bye { chat }))?;
-    st.expect("0", carol, move |e| {
-        matches!(e, ClientEvent::Chat(ChatEvent::Ended { chat: c, .. }) if *c == chat)
-    })
+    st.expect(
+        "0",
+        carol,
+        move |e| matches!(e, ClientEvent::Chat(ChatEvent::Ended { chat: c, .. }) if *c == chat),
+    )
     .await?;
     Ok(())
 }
@@ -126,9 +148,11 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
             carol.message(&bob, text)?;
             // the UA numbers its pager messages m1, m2, ...
             let id = format!("m{}", i + 1);
-            st.expect("0", &carol, move |e| {
-                matches!(e, ClientEvent::MessageDelivered { id: i, .. } if *i == id)
-            })
+            st.expect(
+                "0",
+                &carol,
+                move |e| matches!(e, ClientEvent::MessageDelivered { id: i, .. } if *i == id),
+            )
             .await?;
         }
         let accepted = carol
@@ -140,7 +164,10 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
             return Err(super::DemoError::NotSeen {
                 step: "0".into(),
                 who: "carol/phone".into(),
-                what: format!("{} pager messages stored (202), got {accepted}", PAGERS.len()),
+                what: format!(
+                    "{} pager messages stored (202), got {accepted}",
+                    PAGERS.len()
+                ),
             });
         }
         chat(st, &carol, &bob).await?;
@@ -148,15 +175,29 @@ fn script(st: &mut Stage) -> ScriptFuture<'_> {
         // Steps 1–13: bob's phone registers and takes the push.
         let phone = st.join("bob/phone").await?;
         st.expect("14", &phone, |e| {
-            matches!(e, ClientEvent::Deferred(DeferredEvent::Ended { mode: DeferredMode::Push, .. }))
+            matches!(
+                e,
+                ClientEvent::Deferred(DeferredEvent::Ended {
+                    mode: DeferredMode::Push,
+                    ..
+                })
+            )
         })
         .await?;
         let shown: Vec<_> = phone.events().iter().filter_map(late).cloned().collect();
         let texts: Vec<String> = shown.iter().map(|m| m.text()).collect();
         let expected: Vec<String> = PAGERS.iter().chain(CHATS).map(|s| s.to_string()).collect();
-        let kinds_ok = shown.iter().take(PAGERS.len()).all(|m| m.kind == LateKind::Pager)
-            && shown.iter().skip(PAGERS.len()).all(|m| m.kind == LateKind::Session);
-        let dated = shown.iter().all(|m| m.sent_unix.is_some() && m.from == carol_aor);
+        let kinds_ok = shown
+            .iter()
+            .take(PAGERS.len())
+            .all(|m| m.kind == LateKind::Pager)
+            && shown
+                .iter()
+                .skip(PAGERS.len())
+                .all(|m| m.kind == LateKind::Session);
+        let dated = shown
+            .iter()
+            .all(|m| m.sent_unix.is_some() && m.from == carol_aor);
         if texts != expected || !kinds_ok || !dated {
             return Err(super::DemoError::NotSeen {
                 step: "14".into(),

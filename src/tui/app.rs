@@ -1261,7 +1261,12 @@ impl App {
             D::Message { message, .. } => {
                 let peer = bare_uri(&message.from).to_string();
                 let title = self.short_name(&peer);
-                let id = self.conversation_for(&peer, ConvKind::OneToOne { peer: peer.clone() }, &title, false);
+                let id = self.conversation_for(
+                    &peer,
+                    ConvKind::OneToOne { peer: peer.clone() },
+                    &title,
+                    false,
+                );
                 let at = message
                     .sent_unix
                     .and_then(|s| u64::try_from(s).ok())
@@ -1283,10 +1288,14 @@ impl App {
             D::Waiting { count, .. } if count > 0 => {
                 self.notify(format!("{} (:deferred to fetch)", waiting_text(count)))
             }
-            D::RetrievalFailed { status, reason, warning } => {
-                self.notify(failure_text(status, &reason, warning.as_deref()))
+            D::RetrievalFailed {
+                status,
+                reason,
+                warning,
+            } => self.notify(failure_text(status, &reason, warning.as_deref())),
+            D::Unreadable { reason, .. } => {
+                self.notify(format!("a deferred message could not be read: {reason}"))
             }
-            D::Unreadable { reason, .. } => self.notify(format!("a deferred message could not be read: {reason}")),
             D::Ended { received, .. } if received > 0 => {
                 self.notify(format!("{received} deferred message(s) delivered"))
             }

@@ -148,7 +148,9 @@ pub async fn carol_chats(carol: &mut ClientHandle, texts: &[&str]) -> Vec<Sent> 
         }))
         .await;
     let chat: ChatId = match carol
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ChatEvent::Started { .. })))
+        .wait_for(WAIT, |e| {
+            matches!(e, ClientEvent::Chat(ChatEvent::Started { .. }))
+        })
         .await
     {
         Some(ClientEvent::Chat(ChatEvent::Started { chat, .. })) => chat,
@@ -156,7 +158,8 @@ pub async fn carol_chats(carol: &mut ClientHandle, texts: &[&str]) -> Vec<Sent> 
     };
     let mut call_id = None;
     while let Ok(r) = wire.try_recv() {
-        if let (Direction::Sent, Ok(rsip::SipMessage::Request(req))) = (r.direction, parse_message(&r.bytes))
+        if let (Direction::Sent, Ok(rsip::SipMessage::Request(req))) =
+            (r.direction, parse_message(&r.bytes))
             && req.method == rsip::Method::Invite
         {
             call_id = req.headers.get_raw("Call-ID");
@@ -172,7 +175,9 @@ pub async fn carol_chats(carol: &mut ClientHandle, texts: &[&str]) -> Vec<Sent> 
             }))
             .await;
         let mid = match carol
-            .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ChatEvent::Sent { .. })))
+            .wait_for(WAIT, |e| {
+                matches!(e, ClientEvent::Chat(ChatEvent::Sent { .. }))
+            })
             .await
         {
             Some(ClientEvent::Chat(ChatEvent::Sent { message_id, .. })) => message_id,
@@ -193,7 +198,9 @@ pub async fn carol_chats(carol: &mut ClientHandle, texts: &[&str]) -> Vec<Sent> 
     }
     carol.send(Command::Chat(ChatCommand::Bye { chat })).await;
     carol
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ChatEvent::Ended { .. })))
+        .wait_for(WAIT, |e| {
+            matches!(e, ClientEvent::Chat(ChatEvent::Ended { .. }))
+        })
         .await
         .expect("chat ended");
     out
@@ -204,7 +211,10 @@ pub async fn deferred_until_ended(bob: &mut ClientHandle) -> Vec<DeferredEvent> 
     let mut out = Vec::new();
     while let Some(ev) = bob.next_event(WAIT).await {
         if let ClientEvent::Deferred(d) = ev {
-            let end = matches!(d, DeferredEvent::Ended { .. } | DeferredEvent::RetrievalFailed { .. });
+            let end = matches!(
+                d,
+                DeferredEvent::Ended { .. } | DeferredEvent::RetrievalFailed { .. }
+            );
             out.push(d);
             if end {
                 break;

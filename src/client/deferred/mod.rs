@@ -30,9 +30,12 @@ use rsip::{Method, Request, Response, SipMessage};
 use super::chat::{ChatCtx, MsrpConn, MsrpOut, SipOut};
 use super::ids::UaIds;
 use super::outgoing::OutRequest;
-use crate::proto::msrp::{ContinuationFlag, MsrpMessage, MsrpMethod, MsrpParser, MsrpUri, ParserConfig};
+use crate::proto::msrp::{
+    ContinuationFlag, MsrpMessage, MsrpMethod, MsrpParser, MsrpUri, ParserConfig,
+};
 use crate::proto::sdp::{
-    ConnectionAddress, Direction, MsrpAnswerParams, MsrpMedia, Sdp, Setup, SetupPreference, parse_sdp,
+    ConnectionAddress, Direction, MsrpAnswerParams, MsrpMedia, Sdp, Setup, SetupPreference,
+    parse_sdp,
 };
 use crate::proto::sip::build::{call_id, response_with, to_tag};
 use crate::proto::sip::dialog::Dialog;
@@ -48,7 +51,13 @@ pub type DeferredSessionId = u64;
 /// What the payload of a deferred SEND may be (seed 002 D.2 B).
 pub const DEFERRED_ACCEPT_TYPES: &[&str] = &["message/sip", "multipart/mixed", "message/cpim"];
 /// What those may wrap.
-pub const DEFERRED_WRAPPED_TYPES: &[&str] = &["message/msrp", "message/sip", "message/cpim", "text/plain", "*"];
+pub const DEFERRED_WRAPPED_TYPES: &[&str] = &[
+    "message/msrp",
+    "message/sip",
+    "message/cpim",
+    "text/plain",
+    "*",
+];
 /// Methods we take in a push / retrieval dialog.
 pub const DEFERRED_ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, NOTIFY";
 /// The IM service feature tag (seed 003 Appendix C).
@@ -230,14 +239,21 @@ impl std::fmt::Debug for Deferred {
 
 fn sdp_of(headers: &rsip::Headers, body: &[u8]) -> Option<MsrpMedia> {
     let ct = headers.get_raw("Content-Type")?;
-    if !ct.trim().to_ascii_lowercase().starts_with("application/sdp") {
+    if !ct
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
         return None;
     }
     parse_sdp(body).ok()?.msrp().find(|m| m.port != 0).cloned()
 }
 
 fn typed_via(local: SocketAddr, transport: Transport, branch: &str) -> Option<rsip::typed::Via> {
-    match make_header("Via", &super::chat::via(local, transport, branch).to_string()) {
+    match make_header(
+        "Via",
+        &super::chat::via(local, transport, branch).to_string(),
+    ) {
         rsip::Header::Via(v) => v.typed().ok(),
         _ => None,
     }
@@ -278,12 +294,18 @@ pub fn is_push_invite(req: &Request, deferred_uri: &str) -> bool {
         .map(|v| NameAddr::parse(&v).map(|n| n.uri).unwrap_or(v))
         .unwrap_or_default();
     let from_store = user_part(&from).eq_ignore_ascii_case(user_part(deferred_uri))
-        && from.to_ascii_lowercase().contains(&deferred_uri.rsplit('@').next().unwrap_or_default().to_ascii_lowercase());
-    let automata = req
-        .headers
-        .get_all_raw("Contact")
-        .iter()
-        .any(|c| c.to_ascii_lowercase().split(';').any(|p| p.trim() == "automata"));
+        && from.to_ascii_lowercase().contains(
+            &deferred_uri
+                .rsplit('@')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+        );
+    let automata = req.headers.get_all_raw("Contact").iter().any(|c| {
+        c.to_ascii_lowercase()
+            .split(';')
+            .any(|p| p.trim() == "automata")
+    });
     m.direction == Direction::SendOnly && (from_store || automata)
 }
 
@@ -323,7 +345,13 @@ impl Deferred {
         self.sessions.len()
     }
 
-    fn new_session(&mut self, ctx: &mut ChatCtx<'_>, mode: DeferredMode, call_id: String, local_tag: String) -> DeferredSessionId {
+    fn new_session(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        mode: DeferredMode,
+        call_id: String,
+        local_tag: String,
+    ) -> DeferredSessionId {
         self.next_id += 1;
         let msrp_sid: String = format!("d{}", ctx.ids.tag())
             .chars()
@@ -373,7 +401,11 @@ impl Deferred {
         let uri = service.unwrap_or_else(|| self.local.deferred_uri.clone());
         let (cid, tag) = (ctx.ids.call_id(), ctx.ids.tag());
         let id = self.new_session(ctx, DeferredMode::Retrieval, cid.clone(), tag.clone());
-        let sid = self.sessions.get(&id).map(|s| s.msrp_sid.clone()).unwrap_or_default();
+        let sid = self
+            .sessions
+            .get(&id)
+            .map(|s| s.msrp_sid.clone())
+            .unwrap_or_default();
         let l = self.local.msrp_local;
         // Step 4.a: recvonly; RFC 6135: we listen (passive), the store connects.
         let mut media = MsrpMedia::offer(
@@ -382,13 +414,20 @@ impl Deferred {
             vec![self.our_path(&sid)],
             DEFERRED_ACCEPT_TYPES,
         );
-        media.accept_wrapped_types = DEFERRED_WRAPPED_TYPES.iter().map(|s| s.to_string()).collect();
+        media.accept_wrapped_types = DEFERRED_WRAPPED_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         media.direction = Direction::RecvOnly;
         media.setup = Some(Setup::Passive);
-        let sdp = Sdp::new("isc", u64::from(id as u32).wrapping_add(1), ConnectionAddress::Ip(l.ip()))
-            .with_media(media)
-            .to_string()
-            .into_bytes();
+        let sdp = Sdp::new(
+            "isc",
+            u64::from(id as u32).wrapping_add(1),
+            ConnectionAddress::Ip(l.ip()),
+        )
+        .with_media(media)
+        .to_string()
+        .into_bytes();
         // Step 1.b/c: the URI list names the messages (7.1.1.3's body); step 2: none = all.
         let body = if ids.is_empty() {
             ("application/sdp".to_string(), sdp)
@@ -504,7 +543,11 @@ impl Deferred {
 
     /// Ends the message-summary subscription (on shutdown).
     pub fn unwatch(&mut self, ctx: &mut ChatCtx<'_>) {
-        if self.summary.as_ref().is_some_and(|w| !w.ended && w.to_tag.is_some()) {
+        if self
+            .summary
+            .as_ref()
+            .is_some_and(|w| !w.ended && w.to_tag.is_some())
+        {
             self.subscribe(ctx, 0);
         }
     }
@@ -512,19 +555,26 @@ impl Deferred {
     // ---- SIP in --------------------------------------------------------
 
     /// Offers a transaction-layer event; gives it back when it is not ours.
-    pub fn handle_layer_event(&mut self, ctx: &mut ChatCtx<'_>, now: Instant, ev: LayerEvent) -> Option<LayerEvent> {
+    pub fn handle_layer_event(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        ev: LayerEvent,
+    ) -> Option<LayerEvent> {
         match ev {
             LayerEvent::NewRequest {
                 key,
                 request,
                 source,
                 transport,
-            } => self.handle_request(ctx, now, key, request).map(|(key, request)| LayerEvent::NewRequest {
-                key,
-                request,
-                source,
-                transport,
-            }),
+            } => self
+                .handle_request(ctx, now, key, request)
+                .map(|(key, request)| LayerEvent::NewRequest {
+                    key,
+                    request,
+                    source,
+                    transport,
+                }),
             LayerEvent::Response { key, response } => match self.keys.get(&key).copied() {
                 Some(t) => {
                     if response.status_code.code() >= 200 {
@@ -541,7 +591,11 @@ impl Deferred {
                 transport,
             } => {
                 let cid = call_id(&request.headers).unwrap_or_default();
-                match self.sessions.values_mut().find(|s| s.call_id == cid && s.mode == DeferredMode::Push) {
+                match self
+                    .sessions
+                    .values_mut()
+                    .find(|s| s.call_id == cid && s.mode == DeferredMode::Push)
+                {
                     Some(s) => {
                         s.ok = None;
                         None
@@ -570,7 +624,9 @@ impl Deferred {
                     None => Some(LayerEvent::StrayResponse { response, source }),
                 }
             }
-            LayerEvent::Timeout { key } | LayerEvent::TransportError { key } if self.keys.contains_key(&key) => {
+            LayerEvent::Timeout { key } | LayerEvent::TransportError { key }
+                if self.keys.contains_key(&key) =>
+            {
                 match self.keys.remove(&key) {
                     Some(Tracked::Invite(id)) => {
                         self.sessions.remove(&id);
@@ -596,7 +652,14 @@ impl Deferred {
         }
     }
 
-    fn respond(&mut self, key: &TsxKey, req: &Request, code: u16, tag: Option<&str>, extra: Vec<rsip::Header>) {
+    fn respond(
+        &mut self,
+        key: &TsxKey,
+        req: &Request,
+        code: u16,
+        tag: Option<&str>,
+        extra: Vec<rsip::Header>,
+    ) {
         let resp = response_with(req, code, tag, None, extra);
         self.sip_out.push_back(SipOut::Response {
             key: key.clone(),
@@ -604,7 +667,13 @@ impl Deferred {
         });
     }
 
-    fn handle_request(&mut self, ctx: &mut ChatCtx<'_>, now: Instant, key: TsxKey, req: Request) -> Option<(TsxKey, Request)> {
+    fn handle_request(
+        &mut self,
+        ctx: &mut ChatCtx<'_>,
+        now: Instant,
+        key: TsxKey,
+        req: Request,
+    ) -> Option<(TsxKey, Request)> {
         let cid = call_id(&req.headers).unwrap_or_default();
         if req.method == Method::Notify && self.summary.as_ref().is_some_and(|w| w.call_id == cid) {
             self.on_summary_notify(ctx, now, &key, &req);
@@ -626,9 +695,21 @@ impl Deferred {
                     self.respond(&key, &req, 200, None, vec![]);
                     self.end(id);
                 }
-                Method::Update | Method::Options => self.respond(&key, &req, 200, None, vec![make_header("Allow", DEFERRED_ALLOW)]),
+                Method::Update | Method::Options => self.respond(
+                    &key,
+                    &req,
+                    200,
+                    None,
+                    vec![make_header("Allow", DEFERRED_ALLOW)],
+                ),
                 // RFC 3261 §8.2.1
-                _ => self.respond(&key, &req, 405, None, vec![make_header("Allow", DEFERRED_ALLOW)]),
+                _ => self.respond(
+                    &key,
+                    &req,
+                    405,
+                    None,
+                    vec![make_header("Allow", DEFERRED_ALLOW)],
+                ),
             }
             return None;
         }
@@ -645,15 +726,25 @@ impl Deferred {
         let tag = ctx.ids.tag();
         let cid = call_id(&req.headers).unwrap_or_default();
         let id = self.new_session(ctx, DeferredMode::Push, cid, tag.clone());
-        let sid = self.sessions.get(&id).map(|s| s.msrp_sid.clone()).unwrap_or_default();
+        let sid = self
+            .sessions
+            .get(&id)
+            .map(|s| s.msrp_sid.clone())
+            .unwrap_or_default();
         let l = self.local.msrp_local;
         let offer = sdp_of(&req.headers, &req.body);
         let params = MsrpAnswerParams {
             port: l.port(),
             connection: ConnectionAddress::Ip(l.ip()),
             path: vec![self.our_path(&sid)],
-            accept_types: DEFERRED_ACCEPT_TYPES.iter().map(|s| s.to_string()).collect(),
-            accept_wrapped_types: DEFERRED_WRAPPED_TYPES.iter().map(|s| s.to_string()).collect(),
+            accept_types: DEFERRED_ACCEPT_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            accept_wrapped_types: DEFERRED_WRAPPED_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             setup_preference: SetupPreference::Passive,
             direction: Direction::RecvOnly,
             max_size: None,
@@ -670,15 +761,25 @@ impl Deferred {
             Err(why) => {
                 self.sessions.remove(&id);
                 let w = format!("399 {} \"{why}\"", self.local.sip_local.ip());
-                self.respond(&key, &req, 488, Some(&tag), vec![make_header("Warning", &w)]);
+                self.respond(
+                    &key,
+                    &req,
+                    488,
+                    Some(&tag),
+                    vec![make_header("Warning", &w)],
+                );
                 tracing::info!(%why, "deferred push refused");
                 return;
             }
         };
-        let body = Sdp::new("isc", u64::from(id as u32).wrapping_add(1), ConnectionAddress::Ip(l.ip()))
-            .with_media(media)
-            .to_string()
-            .into_bytes();
+        let body = Sdp::new(
+            "isc",
+            u64::from(id as u32).wrapping_add(1),
+            ConnectionAddress::Ip(l.ip()),
+        )
+        .with_media(media)
+        .to_string()
+        .into_bytes();
         let mut extra = vec![
             make_header("Contact", &self.contact()),
             make_header("Allow", DEFERRED_ALLOW),
@@ -688,13 +789,18 @@ impl Deferred {
         // RFC 4028 §9: the 2xx carries the interval; the store refreshes (uac).
         if let Some(se) = req.headers.get_raw("Session-Expires") {
             let secs = se.split(';').next().unwrap_or("1800").trim().to_string();
-            extra.push(make_header("Session-Expires", &format!("{secs};refresher=uac")));
+            extra.push(make_header(
+                "Session-Expires",
+                &format!("{secs};refresher=uac"),
+            ));
             extra.push(make_header("Require", "timer"));
         }
         let mut resp = response_with(&req, 200, Some(&tag), None, extra);
         resp.headers.remove_named("Content-Length");
-        resp.headers.push(make_header("Content-Type", "application/sdp"));
-        resp.headers.push(make_header("Content-Length", &body.len().to_string()));
+        resp.headers
+            .push(make_header("Content-Type", "application/sdp"));
+        resp.headers
+            .push(make_header("Content-Length", &body.len().to_string()));
         resp.body = body;
         if let Some(s) = self.sessions.get_mut(&id) {
             s.ok = Some(OkRetx {
@@ -705,7 +811,10 @@ impl Deferred {
             });
             s.peer_allow = req.headers.get_raw("Allow");
         }
-        self.sip_out.push_back(SipOut::Response { key, response: resp });
+        self.sip_out.push_back(SipOut::Response {
+            key,
+            response: resp,
+        });
         self.events.push_back(DeferredEvent::Started {
             session: id,
             mode: DeferredMode::Push,
@@ -802,14 +911,20 @@ impl Deferred {
         }
         if (200..300).contains(&code) {
             w.to_tag = to_tag(&resp.headers);
-            w.remote_target = resp.headers.get_raw("Contact").map(|c| super::outgoing::uri_of(&c));
+            w.remote_target = resp
+                .headers
+                .get_raw("Contact")
+                .map(|c| super::outgoing::uri_of(&c));
             let expires = resp
                 .headers
                 .get_raw("Expires")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(u64::from(SUMMARY_EXPIRES));
             // refresh before it runs out (RFC 6665 §4.1.2.1)
-            w.refresh_at = Some(now + Duration::from_secs(expires.saturating_mul(9) / 10).max(Duration::from_secs(1)));
+            w.refresh_at = Some(
+                now + Duration::from_secs(expires.saturating_mul(9) / 10)
+                    .max(Duration::from_secs(1)),
+            );
         } else {
             w.ended = true;
             self.events.push_back(DeferredEvent::WaitingUnavailable {
@@ -819,11 +934,18 @@ impl Deferred {
     }
 
     /// RFC 3842 §3.4 / RFC 6665 §4.1.3: 200, then the count.
-    fn on_summary_notify(&mut self, _ctx: &mut ChatCtx<'_>, _now: Instant, key: &TsxKey, req: &Request) {
-        let is_summary = req
-            .headers
-            .get_raw("Event")
-            .is_some_and(|e| e.split(';').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("message-summary")));
+    fn on_summary_notify(
+        &mut self,
+        _ctx: &mut ChatCtx<'_>,
+        _now: Instant,
+        key: &TsxKey,
+        req: &Request,
+    ) {
+        let is_summary = req.headers.get_raw("Event").is_some_and(|e| {
+            e.split(';')
+                .next()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("message-summary"))
+        });
         if !is_summary {
             self.respond(key, req, 489, None, vec![]);
             return;
@@ -915,7 +1037,7 @@ impl Deferred {
             .collect();
         self.sessions
             .iter()
-            .find(|(_, s)| sids.iter().any(|x| *x == s.msrp_sid))
+            .find(|(_, s)| sids.contains(&s.msrp_sid))
             .map(|(id, _)| *id)
     }
 
@@ -930,7 +1052,8 @@ impl Deferred {
             let Some(id) = id else {
                 return;
             };
-            self.conns.insert(conn, (id, MsrpParser::new(ParserConfig::default())));
+            self.conns
+                .insert(conn, (id, MsrpParser::new(ParserConfig::default())));
         }
         let mut frames = Vec::new();
         let mut fatal = false;
@@ -997,10 +1120,9 @@ impl Deferred {
         };
         let whole = match f.flag {
             ContinuationFlag::Continuation => {
-                let e = s
-                    .partial
-                    .entry(mid)
-                    .or_insert_with(|| (f.content_type().unwrap_or_default().to_string(), Vec::new()));
+                let e = s.partial.entry(mid).or_insert_with(|| {
+                    (f.content_type().unwrap_or_default().to_string(), Vec::new())
+                });
                 e.1.extend_from_slice(&body);
                 None
             }
@@ -1032,7 +1154,10 @@ impl Deferred {
                     if let Some(s) = self.sessions.get_mut(&id) {
                         s.received += 1;
                     }
-                    self.events.push_back(DeferredEvent::Message { session: id, message });
+                    self.events.push_back(DeferredEvent::Message {
+                        session: id,
+                        message,
+                    });
                 } else {
                     tracing::info!(key = %message.key, "deferred message already shown: dropped");
                     self.events.push_back(DeferredEvent::Duplicate {
@@ -1043,7 +1168,11 @@ impl Deferred {
             }
             Err(e) => {
                 // RFC 4975 §7.3.1: 415 for a type we do not take; the store keeps it
-                let code = if matches!(e, UnwrapError::UnsupportedType(_)) { 415 } else { 400 };
+                let code = if matches!(e, UnwrapError::UnsupportedType(_)) {
+                    415
+                } else {
+                    400
+                };
                 self.answer_frame(conn, &f, code, None);
                 self.events.push_back(DeferredEvent::Unreadable {
                     session: id,
@@ -1109,7 +1238,13 @@ impl Deferred {
 
     /// Hands our SIP to `layer`: requests as client transactions to
     /// `server`, responses through their transactions, ACKs as they are.
-    pub fn flush_sip(&mut self, layer: &mut TransactionLayer, now: Instant, server: SocketAddr, transport: Transport) {
+    pub fn flush_sip(
+        &mut self,
+        layer: &mut TransactionLayer,
+        now: Instant,
+        server: SocketAddr,
+        transport: Transport,
+    ) {
         self.server = Some(server);
         while let Some((t, req)) = self.requests.pop_front() {
             match layer.send_request(now, req, server, transport) {
@@ -1207,11 +1342,19 @@ mod tests {
                     };
                     let rest = self.d.handle_layer_event(&mut ctx, self.now, ev);
                     assert!(
-                        !matches!(rest, Some(LayerEvent::NewRequest { .. } | LayerEvent::Response { .. })),
+                        !matches!(
+                            rest,
+                            Some(LayerEvent::NewRequest { .. } | LayerEvent::Response { .. })
+                        ),
                         "not taken: {rest:?}"
                     );
                 }
-                self.d.flush_sip(&mut self.layer, self.now, SERVER.parse().unwrap(), Transport::Udp);
+                self.d.flush_sip(
+                    &mut self.layer,
+                    self.now,
+                    SERVER.parse().unwrap(),
+                    Transport::Udp,
+                );
                 while let Some(t) = self.layer.poll_transmit() {
                     any = true;
                     self.sip.push(t.message);
@@ -1228,7 +1371,7 @@ mod tests {
             }
         }
 
-        fn from_server(&mut self, text: &str) {
+        fn server_sends(&mut self, text: &str) {
             let msg = parse_message(text.as_bytes()).unwrap();
             self.layer
                 .handle_message(self.now, msg, SERVER.parse().unwrap(), Transport::Udp)
@@ -1268,7 +1411,9 @@ mod tests {
             self.msrp
                 .iter()
                 .filter_map(|o| match o {
-                    MsrpOut::Send { bytes, .. } => crate::proto::msrp::parse_message(bytes).ok()?.code(),
+                    MsrpOut::Send { bytes, .. } => {
+                        crate::proto::msrp::parse_message(bytes).ok()?.code()
+                    }
                     _ => None,
                 })
                 .collect()
@@ -1319,24 +1464,42 @@ mod tests {
     /// Our path's session id, from the SDP answer we sent.
     fn our_sid(r: &Response) -> String {
         let m = parse_sdp(&r.body).unwrap().msrp().next().cloned().unwrap();
-        MsrpUri::parse(m.path.last().unwrap()).unwrap().session_id.unwrap()
+        MsrpUri::parse(m.path.last().unwrap())
+            .unwrap()
+            .session_id
+            .unwrap()
     }
 
     fn to(sid: &str, bytes: Vec<u8>) -> Vec<u8> {
-        String::from_utf8(bytes).unwrap().replace("/SID;", &format!("/{sid};")).into_bytes()
+        String::from_utf8(bytes)
+            .unwrap()
+            .replace("/SID;", &format!("/{sid};"))
+            .into_bytes()
     }
 
     #[test]
     fn push_answered_recvonly_passive_and_each_message_once() {
         let mut t = T::new();
-        t.from_server(&push_invite("p1", "sendonly"));
+        t.server_sends(&push_invite("p1", "sendonly"));
         let ok = t.last_response();
         assert_eq!(ok.status_code.code(), 200);
         let sdp = String::from_utf8_lossy(&ok.body).to_string();
-        assert!(sdp.contains("a=recvonly") && sdp.contains("a=setup:passive"), "{sdp}");
+        assert!(
+            sdp.contains("a=recvonly") && sdp.contains("a=setup:passive"),
+            "{sdp}"
+        );
         assert!(sdp.contains("a=path:msrp://127.0.0.1:7000/"), "{sdp}");
-        assert_eq!(ok.headers.get_raw("Session-Expires").as_deref(), Some("1800;refresher=uac"));
-        assert!(matches!(t.events[..], [DeferredEvent::Started { mode: DeferredMode::Push, .. }]));
+        assert_eq!(
+            ok.headers.get_raw("Session-Expires").as_deref(),
+            Some("1800;refresher=uac")
+        );
+        assert!(matches!(
+            t.events[..],
+            [DeferredEvent::Started {
+                mode: DeferredMode::Push,
+                ..
+            }]
+        ));
         let sid = our_sid(&ok);
         // Not ours: another session id on a fresh connection.
         assert!(!t.d.claims_conn(9, &stored_pager(0)));
@@ -1356,14 +1519,28 @@ mod tests {
             .collect();
         assert_eq!(
             shown,
-            [("hi #1".to_string(), Some(1_000_000_001)), ("hi #2".to_string(), Some(1_000_000_002))]
+            [
+                ("hi #1".to_string(), Some(1_000_000_001)),
+                ("hi #2".to_string(), Some(1_000_000_002))
+            ]
         );
-        assert!(matches!(t.events.last(), Some(DeferredEvent::Duplicate { key, .. }) if key == "sip:c1 1"));
+        assert!(
+            matches!(t.events.last(), Some(DeferredEvent::Duplicate { key, .. }) if key == "sip:c1 1")
+        );
 
         // A type we do not take: 415, the store keeps it.
-        t.msrp_in(1, &to(&sid, send_bytes("tx", "mx", "application/pdf", b"%PDF", '$')));
+        t.msrp_in(
+            1,
+            &to(
+                &sid,
+                send_bytes("tx", "mx", "application/pdf", b"%PDF", '$'),
+            ),
+        );
         assert_eq!(t.msrp_responses().last(), Some(&415));
-        assert!(matches!(t.events.last(), Some(DeferredEvent::Unreadable { .. })));
+        assert!(matches!(
+            t.events.last(),
+            Some(DeferredEvent::Unreadable { .. })
+        ));
 
         // A chunked message: 200 per chunk, one message.
         let whole = stored_pager(3);
@@ -1373,12 +1550,17 @@ mod tests {
         let ct = "message/sip";
         t.msrp_in(1, &to(&sid, send_bytes("c1", "m3", ct, a, '+')));
         t.msrp_in(1, &to(&sid, send_bytes("c2", "m3", ct, b, '$')));
-        assert!(matches!(t.events.last(), Some(DeferredEvent::Message { message, .. }) if message.text() == "hi #3"));
+        assert!(
+            matches!(t.events.last(), Some(DeferredEvent::Message { message, .. }) if message.text() == "hi #3")
+        );
 
         // Seed 002 D.2 steps 11–12: the BYE.
-        t.from_server("BYE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbye\r\nFrom: <sip:Deferred@isc.local>;tag=st\r\nTo: <sip:bob@isc.local>;tag=TAG\r\nCall-ID: p1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n".replace("TAG", &crate::proto::sip::build::to_tag(&ok.headers).unwrap()).as_str());
+        t.server_sends("BYE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbye\r\nFrom: <sip:Deferred@isc.local>;tag=st\r\nTo: <sip:bob@isc.local>;tag=TAG\r\nCall-ID: p1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n".replace("TAG", &crate::proto::sip::build::to_tag(&ok.headers).unwrap()).as_str());
         assert_eq!(t.last_response().status_code.code(), 200);
-        assert!(matches!(t.events.last(), Some(DeferredEvent::Ended { received: 3, .. })));
+        assert!(matches!(
+            t.events.last(),
+            Some(DeferredEvent::Ended { received: 3, .. })
+        ));
         assert_eq!(t.d.active_sessions(), 0);
         assert_eq!(t.d.shown(), 3);
     }
@@ -1387,53 +1569,79 @@ mod tests {
     fn the_200_is_repeated_until_the_ack_and_a_silent_store_ends_it() {
         let mut t = T::new();
         let t0 = t.now;
-        t.from_server(&push_invite("p2", "sendonly"));
-        let oks = |t: &T| t.sip.iter().filter(|m| matches!(m, SipMessage::Response(r) if r.status_code.code() == 200)).count();
+        t.server_sends(&push_invite("p2", "sendonly"));
+        let oks = |t: &T| {
+            t.sip
+                .iter()
+                .filter(|m| matches!(m, SipMessage::Response(r) if r.status_code.code() == 200))
+                .count()
+        };
         assert_eq!(oks(&t), 1);
         t.timeout(t0 + T1);
         assert_eq!(oks(&t), 2, "RFC 3261 §13.3.1.4: again after T1");
         t.timeout(t0 + 64 * T1);
-        assert!(matches!(t.events.last(), Some(DeferredEvent::Ended { received: 0, .. })), "{:?}", t.events);
+        assert!(
+            matches!(
+                t.events.last(),
+                Some(DeferredEvent::Ended { received: 0, .. })
+            ),
+            "{:?}",
+            t.events
+        );
 
         // A store that dies after connecting: the session ends after the grace.
         let mut t = T::new();
-        t.from_server(&push_invite("p3", "sendonly"));
+        t.server_sends(&push_invite("p3", "sendonly"));
         let sid = our_sid(&t.last_response());
         let ack = "ACK sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKack\r\nFrom: <sip:Deferred@isc.local>;tag=st\r\nTo: <sip:bob@isc.local>;tag=x\r\nCall-ID: p3\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
-        t.from_server(ack);
+        t.server_sends(ack);
         assert_eq!(t.d.poll_timeout(), None, "ACKed: nothing to repeat");
         t.msrp_in(4, &to(&sid, stored_pager(1)));
         assert!(t.d.msrp_closed(t.now, 4));
         let at = t.d.poll_timeout().unwrap();
         t.timeout(at);
-        assert!(matches!(t.events.last(), Some(DeferredEvent::Ended { received: 1, .. })));
+        assert!(matches!(
+            t.events.last(),
+            Some(DeferredEvent::Ended { received: 1, .. })
+        ));
     }
 
     #[test]
     fn requests_of_other_dialogs_go_back_to_the_user_agent() {
         let mut t = T::new();
-        t.from_server(&push_invite("p5", "sendonly"));
+        t.server_sends(&push_invite("p5", "sendonly"));
         for text in [
             "NOTIFY sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKr1\r\nFrom: <sip:bob@isc.local>;tag=a\r\nTo: <sip:bob@isc.local>;tag=b\r\nCall-ID: reg-watch\r\nCSeq: 1 NOTIFY\r\nEvent: reg\r\nContent-Length: 0\r\n\r\n",
             "BYE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKr2\r\nFrom: <sip:carol@isc.local>;tag=a\r\nTo: <sip:bob@isc.local>;tag=b\r\nCall-ID: p5\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
             "MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKr3\r\nFrom: <sip:carol@isc.local>;tag=a\r\nTo: <sip:bob@isc.local>\r\nCall-ID: m\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
         ] {
             let msg = parse_message(text.as_bytes()).unwrap();
-            t.layer.handle_message(t.now, msg, SERVER.parse().unwrap(), Transport::Udp).unwrap();
+            t.layer
+                .handle_message(t.now, msg, SERVER.parse().unwrap(), Transport::Udp)
+                .unwrap();
             let ev = t.layer.poll_event().unwrap();
             let mut ctx = ChatCtx {
                 ids: &mut t.ids,
                 digest: &mut t.digest,
             };
             let back = t.d.handle_layer_event(&mut ctx, t.now, ev);
-            assert!(matches!(back, Some(LayerEvent::NewRequest { .. })), "{text}");
+            assert!(
+                matches!(back, Some(LayerEvent::NewRequest { .. })),
+                "{text}"
+            );
         }
-        assert_eq!(t.d.active_sessions(), 1, "the push is untouched by a BYE of another tag");
+        assert_eq!(
+            t.d.active_sessions(),
+            1,
+            "the push is untouched by a BYE of another tag"
+        );
     }
 
     #[test]
     fn a_chat_invite_is_not_a_push_and_a_bad_offer_gets_488() {
-        let chat = push_invite("c9", "sendrecv").replace("<sip:Deferred@isc.local>", "<sip:carol@isc.local>").replace(";automata", "");
+        let chat = push_invite("c9", "sendrecv")
+            .replace("<sip:Deferred@isc.local>", "<sip:carol@isc.local>")
+            .replace(";automata", "");
         let req = match parse_message(chat.as_bytes()).unwrap() {
             SipMessage::Request(r) => r,
             _ => unreachable!(),
@@ -1446,10 +1654,15 @@ mod tests {
         assert!(is_push_invite(&push, "sip:Deferred@isc.local"));
         // RFC 6135: a store that wants us to connect (passive) is refused.
         let mut t = T::new();
-        t.from_server(&push_invite("p4", "sendonly").replace("a=setup:active", "a=setup:passive"));
+        t.server_sends(&push_invite("p4", "sendonly").replace("a=setup:active", "a=setup:passive"));
         let r = t.last_response();
         assert_eq!(r.status_code.code(), 488);
-        assert!(r.headers.get_raw("Warning").unwrap().contains("must connect"));
+        assert!(
+            r.headers
+                .get_raw("Warning")
+                .unwrap()
+                .contains("must connect")
+        );
         assert!(t.events.is_empty());
     }
 
@@ -1465,8 +1678,19 @@ mod tests {
     }
 
     fn answer(req: &Request, code: u16, extra: &str, body: &str) -> String {
-        let mut text = String::from_utf8(to_bytes(&SipMessage::Response(response_with(req, code, Some("srv"), None, vec![])))).unwrap();
-        text = text.replacen("Content-Length: 0\r\n\r\n", &format!("{extra}Content-Length: {}\r\n\r\n{body}", body.len()), 1);
+        let mut text = String::from_utf8(to_bytes(&SipMessage::Response(response_with(
+            req,
+            code,
+            Some("srv"),
+            None,
+            vec![],
+        ))))
+        .unwrap();
+        text = text.replacen(
+            "Content-Length: 0\r\n\r\n",
+            &format!("{extra}Content-Length: {}\r\n\r\n{body}", body.len()),
+            1,
+        );
         text
     }
 
@@ -1477,28 +1701,68 @@ mod tests {
             ids: &mut t.ids,
             digest: &mut t.digest,
         };
-        t.d.command(&mut ctx, DeferredCommand::Retrieve { ids: vec!["m1".into(), "deferred:7".into()], service: None });
+        t.d.command(
+            &mut ctx,
+            DeferredCommand::Retrieve {
+                ids: vec!["m1".into(), "deferred:7".into()],
+                service: None,
+            },
+        );
         t.pump();
         let inv = invite_sent(&t);
         assert_eq!(inv.uri.to_string(), "sip:Deferred@isc.local");
         let body = String::from_utf8_lossy(&inv.body).to_string();
-        assert!(body.contains("a=recvonly") && body.contains("a=setup:passive"), "{body}");
-        assert!(body.contains("<entry uri=\"m1\"") && body.contains("deferred:7"), "{body}");
+        assert!(
+            body.contains("a=recvonly") && body.contains("a=setup:passive"),
+            "{body}"
+        );
+        assert!(
+            body.contains("<entry uri=\"m1\"") && body.contains("deferred:7"),
+            "{body}"
+        );
         let sdp = "v=0\r\no=s 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 6000 TCP/MSRP *\r\na=path:msrp://127.0.0.1:6000/st;tcp\r\na=sendonly\r\na=setup:active\r\n";
-        t.from_server(&answer(&inv, 200, "Contact: <sip:127.0.0.1:5060>;automata\r\nAllow: INVITE, ACK, BYE\r\nContent-Type: application/sdp\r\n", sdp));
-        assert!(t.sip.iter().any(|m| matches!(m, SipMessage::Request(r) if r.method == Method::Ack)), "ACKed");
-        assert!(matches!(t.events.last(), Some(DeferredEvent::Started { mode: DeferredMode::Retrieval, .. })));
+        t.server_sends(&answer(&inv, 200, "Contact: <sip:127.0.0.1:5060>;automata\r\nAllow: INVITE, ACK, BYE\r\nContent-Type: application/sdp\r\n", sdp));
+        assert!(
+            t.sip
+                .iter()
+                .any(|m| matches!(m, SipMessage::Request(r) if r.method == Method::Ack)),
+            "ACKed"
+        );
+        assert!(matches!(
+            t.events.last(),
+            Some(DeferredEvent::Started {
+                mode: DeferredMode::Retrieval,
+                ..
+            })
+        ));
 
         // A refusal: status, reason and the Warning's text for the user.
         let mut ctx = ChatCtx {
             ids: &mut t.ids,
             digest: &mut t.digest,
         };
-        t.d.command(&mut ctx, DeferredCommand::Retrieve { ids: vec![], service: None });
+        t.d.command(
+            &mut ctx,
+            DeferredCommand::Retrieve {
+                ids: vec![],
+                service: None,
+            },
+        );
         t.pump();
         let inv = invite_sent(&t);
-        assert!(inv.headers.get_raw("Content-Type").unwrap().starts_with("application/sdp"), "none listed: all");
-        t.from_server(&answer(&inv, 403, "Warning: 399 isc.local \"the SDP must be recvonly\"\r\n", ""));
+        assert!(
+            inv.headers
+                .get_raw("Content-Type")
+                .unwrap()
+                .starts_with("application/sdp"),
+            "none listed: all"
+        );
+        t.server_sends(&answer(
+            &inv,
+            403,
+            "Warning: 399 isc.local \"the SDP must be recvonly\"\r\n",
+            "",
+        ));
         assert_eq!(
             t.events.last(),
             Some(&DeferredEvent::RetrievalFailed {
@@ -1522,27 +1786,49 @@ mod tests {
             Some(SipMessage::Request(r)) if r.method == Method::Subscribe => r.clone(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(sub.headers.get_raw("Event").as_deref(), Some("message-summary"));
-        assert_eq!(sub.headers.get_raw("Accept").as_deref(), Some(summary::CONTENT_TYPE));
-        t.from_server(&answer(&sub, 200, "Expires: 600\r\nContact: <sip:127.0.0.1:5060>\r\n", ""));
+        assert_eq!(
+            sub.headers.get_raw("Event").as_deref(),
+            Some("message-summary")
+        );
+        assert_eq!(
+            sub.headers.get_raw("Accept").as_deref(),
+            Some(summary::CONTENT_TYPE)
+        );
+        t.server_sends(&answer(
+            &sub,
+            200,
+            "Expires: 600\r\nContact: <sip:127.0.0.1:5060>\r\n",
+            "",
+        ));
         let cid = sub.headers.get_raw("Call-ID").unwrap();
         let tag = crate::proto::sip::build::from_tag(&sub.headers).unwrap();
         let body = "Messages-Waiting: yes\r\nMessage-Account: sip:Deferred@isc.local\r\nText-Message: 4/0\r\n";
-        t.from_server(&format!("NOTIFY sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKn1\r\nFrom: <sip:bob@isc.local>;tag=srv\r\nTo: <sip:bob@isc.local>;tag={tag}\r\nCall-ID: {cid}\r\nCSeq: 1 NOTIFY\r\nEvent: message-summary\r\nSubscription-State: active;expires=600\r\nContent-Type: application/simple-message-summary\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        t.server_sends(&format!("NOTIFY sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKn1\r\nFrom: <sip:bob@isc.local>;tag=srv\r\nTo: <sip:bob@isc.local>;tag={tag}\r\nCall-ID: {cid}\r\nCSeq: 1 NOTIFY\r\nEvent: message-summary\r\nSubscription-State: active;expires=600\r\nContent-Type: application/simple-message-summary\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
         assert_eq!(t.last_response().status_code.code(), 200);
         assert_eq!(
             t.events.last(),
-            Some(&DeferredEvent::Waiting { count: 4, account: Some("sip:Deferred@isc.local".into()) })
+            Some(&DeferredEvent::Waiting {
+                count: 4,
+                account: Some("sip:Deferred@isc.local".into())
+            })
         );
         // Refreshed in the dialog before it runs out (RFC 6665 §4.1.2.1).
         let at = t.d.poll_timeout().unwrap();
         assert!(at > t.now + Duration::from_secs(500));
         t.timeout(at);
-        let refresh = t.sip.iter().rev().find_map(|m| match m {
-            SipMessage::Request(r) if r.method == Method::Subscribe => Some(r.clone()),
-            _ => None,
-        }).unwrap();
+        let refresh = t
+            .sip
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                SipMessage::Request(r) if r.method == Method::Subscribe => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
         assert_eq!(refresh.headers.get_raw("Call-ID"), Some(cid));
-        assert_eq!(crate::proto::sip::build::to_tag(&refresh.headers).as_deref(), Some("srv"));
+        assert_eq!(
+            crate::proto::sip::build::to_tag(&refresh.headers).as_deref(),
+            Some("srv")
+        );
     }
 }

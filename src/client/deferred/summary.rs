@@ -67,8 +67,11 @@ impl MessageSummary {
                 });
             } else if name.eq_ignore_ascii_case("Message-Account") {
                 account = Some(value.to_string());
-            } else if name.to_ascii_lowercase().ends_with("-message") || name.eq_ignore_ascii_case("none") {
-                lines.push(counts(name, value).ok_or_else(|| SummaryError::BadCounts(line.into()))?);
+            } else if name.to_ascii_lowercase().ends_with("-message")
+                || name.eq_ignore_ascii_case("none")
+            {
+                lines
+                    .push(counts(name, value).ok_or_else(|| SummaryError::BadCounts(line.into()))?);
             }
         }
         Ok(MessageSummary {
@@ -161,7 +164,12 @@ mod tests {
             any::<u32>(),
             proptest::option::of((any::<u32>(), any::<u32>())),
         )
-            .prop_map(|(class, new, old, urgent)| SummaryLine { class, new, old, urgent })
+            .prop_map(|(class, new, old, urgent)| SummaryLine {
+                class,
+                new,
+                old,
+                urgent,
+            })
     }
 
     proptest! {

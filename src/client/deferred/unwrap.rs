@@ -78,13 +78,20 @@ impl LateMessage {
 }
 
 fn media_type(ct: &str) -> String {
-    ct.split(';').next().unwrap_or(ct).trim().to_ascii_lowercase()
+    ct.split(';')
+        .next()
+        .unwrap_or(ct)
+        .trim()
+        .to_ascii_lowercase()
 }
 
 fn bare(v: &str) -> String {
-    NameAddr::parse(v)
-        .map(|n| n.uri)
-        .unwrap_or_else(|_| v.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    NameAddr::parse(v).map(|n| n.uri).unwrap_or_else(|_| {
+        v.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string()
+    })
 }
 
 /// Reads the payload of one deferred SEND (`content_type` is its MSRP Content-Type).
@@ -142,7 +149,10 @@ fn from_pager(body: &[u8]) -> Result<LateMessage, UnwrapError> {
     let (from, to) = parties(&req)?;
     let cid = call_id(&req.headers).ok_or(UnwrapError::MissingHeader("Call-ID"))?;
     let seq = cseq(&req.headers).map(|c| c.0).unwrap_or(0);
-    let message_id = req.headers.get_raw("Message-ID").map(|m| m.trim().to_string());
+    let message_id = req
+        .headers
+        .get_raw("Message-ID")
+        .map(|m| m.trim().to_string());
     // The store's key (server deferred_message_store::pager_key): a resend
     // keeps its Message-ID, or its Call-ID and CSeq (RFC 3261 §8.1.1.4-5).
     let key = match &message_id {
@@ -276,7 +286,11 @@ fn hms(s: &str) -> Option<(i64, i64, i64)> {
     let h: i64 = it.next()?.trim().parse().ok()?;
     let m: i64 = it.next()?.trim().parse().ok()?;
     let sec: i64 = it.next()?.trim().parse().ok()?;
-    if it.next().is_some() || !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..61).contains(&sec) {
+    if it.next().is_some()
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..61).contains(&sec)
+    {
         return None;
     }
     Some((h, m, sec))
@@ -314,7 +328,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let y: i64 = dp.next()?.parse().ok()?;
     let m: i64 = dp.next()?.parse().ok()?;
     let d: i64 = dp.next()?.parse().ok()?;
-    if dp.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0..=9999).contains(&y) {
+    if dp.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(0..=9999).contains(&y)
+    {
         return None;
     }
     let (clock, offset) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
@@ -342,9 +360,15 @@ mod tests {
 
     #[test]
     fn dates_read_back_what_the_server_writes() {
-        assert_eq!(parse_http_date("Thu, 21 Feb 2002 13:02:03 GMT"), Some(1_014_296_523));
+        assert_eq!(
+            parse_http_date("Thu, 21 Feb 2002 13:02:03 GMT"),
+            Some(1_014_296_523)
+        );
         assert_eq!(parse_rfc3339("2002-02-21T13:02:03Z"), Some(1_014_296_523));
-        assert_eq!(parse_rfc3339("2002-02-21T14:02:03.5+01:00"), Some(1_014_296_523));
+        assert_eq!(
+            parse_rfc3339("2002-02-21T14:02:03.5+01:00"),
+            Some(1_014_296_523)
+        );
         assert_eq!(parse_http_date("yesterday"), None);
         assert_eq!(parse_http_date("Thu, 21 Feb 2002 25:02:03 GMT"), None);
         for ms in [0_i64, 951_782_400_000, 1_795_446_000_000] {
@@ -444,7 +468,10 @@ mod tests {
             Err(UnwrapError::NotARequest)
         ));
         assert!(matches!(
-            unwrap_deferred("multipart/mixed; boundary=b", b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n"),
+            unwrap_deferred(
+                "multipart/mixed; boundary=b",
+                b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n"
+            ),
             Err(UnwrapError::MissingPart(_))
         ));
     }

@@ -105,9 +105,7 @@ impl UserAgent {
 
     /// MSRP work for the driver: connect, send, close.
     pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
-        self.chats
-            .poll_msrp()
-            .or_else(|| self.deferred_poll_msrp())
+        self.chats.poll_msrp().or_else(|| self.deferred_poll_msrp())
     }
 
     /// Our connection for `chat` is up.

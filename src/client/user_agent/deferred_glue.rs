@@ -26,7 +26,11 @@ pub(crate) fn new_deferred(cfg: &UaConfig, contact_uri: String) -> Deferred {
 
 impl UserAgent {
     /// Offers a transaction-layer event to the deferred sessions.
-    pub(crate) fn deferred_layer_event(&mut self, now: Instant, ev: LayerEvent) -> Option<LayerEvent> {
+    pub(crate) fn deferred_layer_event(
+        &mut self,
+        now: Instant,
+        ev: LayerEvent,
+    ) -> Option<LayerEvent> {
         let mut ctx = ChatCtx {
             ids: self.ids.as_mut(),
             digest: &mut self.proxy_digest,
@@ -83,7 +87,12 @@ impl UserAgent {
     }
 
     /// MSRP bytes: the store's connections go to the deferred sessions.
-    pub(crate) fn deferred_msrp_data(&mut self, now: Instant, conn: MsrpConn, bytes: &[u8]) -> bool {
+    pub(crate) fn deferred_msrp_data(
+        &mut self,
+        now: Instant,
+        conn: MsrpConn,
+        bytes: &[u8],
+    ) -> bool {
         if !self.deferred.claims_conn(conn, bytes) {
             return false;
         }
