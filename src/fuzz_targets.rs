@@ -40,7 +40,11 @@ pub fn message_summary(data: &[u8]) {
 /// A deferred SEND's payload (seed 002 D.2), under each type it may have.
 pub fn deferred_payload(data: &[u8]) {
     use crate::client::deferred::unwrap::unwrap_deferred;
-    for ct in ["message/sip", "message/cpim", "multipart/mixed; boundary=deferred-boundary"] {
+    for ct in [
+        "message/sip",
+        "message/cpim",
+        "multipart/mixed; boundary=deferred-boundary",
+    ] {
         let _ = unwrap_deferred(ct, data);
     }
 }

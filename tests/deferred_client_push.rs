@@ -40,7 +40,9 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
     store_reaches(dir.path(), 10).await;
     let t1 = unix_now();
 
-    // Steps 1–13: bob's client registers and takes the push.
+    // Steps 1–13: bob's client registers and takes the push. The server's
+    // wire tap records the MSRP of it.
+    let mut server_wire = server.wire();
     let mut bob = isc::client::runner::spawn_client(
         config(addr, "bob", "phone"),
         "127.0.0.1:0".parse().unwrap(),
@@ -99,6 +101,57 @@ async fn ten_messages_pushed_in_order_shown_once_marked_late() {
         );
     }
     store_reaches(dir.path(), 0).await;
+
+    // The MSRP of the push (seed 002 D.2 steps 8–9): one SEND at a time,
+    // each answered 200 by bob before the next; each SEND carries the
+    // original Call-ID (and Message-ID for the chat's) and a Date.
+    let mut frames = Vec::new();
+    while let Ok(ev) = server_wire.try_recv() {
+        let text = String::from_utf8_lossy(&ev.bytes).to_string();
+        if text.starts_with("MSRP ") {
+            frames.push((ev.direction, text));
+        }
+    }
+    let sends: Vec<&String> = frames
+        .iter()
+        .filter(|(d, t)| {
+            *d == isc::server::runner::Direction::Out
+                && t.lines().next().is_some_and(|l| l.ends_with(" SEND"))
+        })
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(sends.len(), 10, "one SEND per message");
+    for (send, s) in sends.iter().zip(&sent) {
+        assert!(
+            send.contains(&format!("Call-ID: {}\r\n", s.call_id)),
+            "{send}"
+        );
+        assert!(send.contains("\r\nDate: "), "{send}");
+        match &s.message_id {
+            Some(mid) => {
+                assert!(send.contains("Content-Type: multipart/mixed"), "{send}");
+                assert!(send.contains(&format!("Message-ID: {mid}\r\n")), "{send}");
+            }
+            None => assert!(send.contains("Content-Type: message/sip"), "{send}"),
+        }
+    }
+    let order: Vec<&str> = frames
+        .iter()
+        .map(|(d, t)| match (d, t.lines().next().unwrap_or_default()) {
+            (isc::server::runner::Direction::Out, l) if l.ends_with(" SEND") => "SEND",
+            (isc::server::runner::Direction::In, l)
+                if l.contains(" 200 ") || l.ends_with(" 200") =>
+            {
+                "200"
+            }
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["SEND", "200"].repeat(10),
+        "the next SEND only after the 200"
+    );
 
     // The SIP of the push on bob's wire: the INVITE, our answer, the BYE and its 200.
     let mut records = Vec::new();
