@@ -122,9 +122,17 @@ async fn chat(st: &mut Stage, carol: &Device, bob: &str) -> Result<(), super::De
             chat,
             text: (*text).to_string(),
         }))?;
+        let sent = st
+            .expect("0", carol, move |e| {
+                matches!(e, ClientEvent::Chat(ChatEvent::Sent { chat: c, text: t, .. }) if *c == chat && t == text)
+            })
+            .await?;
+        let ClientEvent::Chat(ChatEvent::Sent { message_id, .. }) = sent else {
+            return Ok(());
+        };
         // the store's MSRP 200 comes only once the message is stored
         st.expect("0", carol, move |e| {
-            matches!(e, ClientEvent::Chat(ChatEvent::Delivered { chat: c, .. }) if *c == chat)
+            matches!(e, ClientEvent::Chat(ChatEvent::Delivered { message_id: m, .. }) if *m == message_id)
         })
         .await?;
     }

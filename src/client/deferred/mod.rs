@@ -226,6 +226,8 @@ pub struct Deferred {
     events: VecDeque<DeferredEvent>,
     /// The outbound proxy, once known (2xx retransmissions go there).
     server: Option<SocketAddr>,
+    /// Connections made to us, not yet claimed: their first bytes.
+    fresh: HashMap<MsrpConn, Vec<u8>>,
 }
 
 impl std::fmt::Debug for Deferred {
@@ -258,6 +260,26 @@ fn typed_via(local: SocketAddr, transport: Transport, branch: &str) -> Option<rs
         _ => None,
     }
 }
+
+/// An MSRP `To-Path:` header line (RFC 4975 §7.1)?
+fn is_to_path(line: &str) -> bool {
+    line.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("to-path:"))
+}
+
+/// Where the bytes of an MSRP connection go ([`Deferred::route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MsrpRoute {
+    /// Taken by the deferred sessions.
+    Ours,
+    /// Not ours: these bytes (or, `None`, the bytes given) go to the chats.
+    NotOurs(Option<Vec<u8>>),
+    /// A new connection whose first To-Path is not complete yet: held.
+    Undecided,
+}
+
+/// How much of a new connection's start is held while its To-Path is read.
+const MAX_HELD: usize = 8192;
 
 fn user_part(uri: &str) -> &str {
     uri.trim()
@@ -324,6 +346,7 @@ impl Deferred {
             msrp_out: VecDeque::new(),
             events: VecDeque::new(),
             server: None,
+            fresh: HashMap::new(),
         }
     }
 
@@ -1019,10 +1042,7 @@ impl Deferred {
         }
         let head = &bytes[..bytes.len().min(2048)];
         let text = String::from_utf8_lossy(head);
-        let Some(to_path) = text
-            .lines()
-            .find(|l| l.len() > 8 && l[..8].eq_ignore_ascii_case("to-path:"))
-        else {
+        let Some(to_path) = text.lines().find(|l| is_to_path(l)) else {
             return false;
         };
         self.session_by_path(to_path).is_some()
@@ -1041,13 +1061,47 @@ impl Deferred {
             .map(|(id, _)| *id)
     }
 
+    /// A peer connected to our MSRP listener: its first bytes decide whose it is.
+    pub fn msrp_accepted(&mut self, conn: MsrpConn) {
+        self.fresh.insert(conn, Vec::new());
+    }
+
+    /// Routes bytes of `conn`: ours (taken here), not ours (for the chats),
+    /// or held — a connection made to us is decided by the To-Path of its
+    /// first request (RFC 4975 §7.3 / RFC 6135), which may come in pieces.
+    pub fn route(&mut self, conn: MsrpConn, bytes: &[u8]) -> MsrpRoute {
+        if self.conns.contains_key(&conn) {
+            self.msrp_data(conn, bytes);
+            return MsrpRoute::Ours;
+        }
+        let Some(held) = self.fresh.get_mut(&conn) else {
+            return MsrpRoute::NotOurs(None);
+        };
+        held.extend_from_slice(bytes);
+        let text = String::from_utf8_lossy(&held[..held.len().min(MAX_HELD)]).into_owned();
+        // the To-Path line is complete when a line break follows it
+        let complete = text
+            .rsplit_once("\r\n")
+            .is_some_and(|(lines, _)| lines.split("\r\n").any(is_to_path));
+        if !complete && held.len() < MAX_HELD && !text.contains("\r\n\r\n") {
+            return MsrpRoute::Undecided;
+        }
+        let held = self.fresh.remove(&conn).unwrap_or_default();
+        if self.claims_conn(conn, &held) {
+            self.msrp_data(conn, &held);
+            MsrpRoute::Ours
+        } else {
+            MsrpRoute::NotOurs(Some(held))
+        }
+    }
+
     /// Bytes from a connection [`Self::claims_conn`] accepted.
     pub fn msrp_data(&mut self, conn: MsrpConn, bytes: &[u8]) {
         if !self.conns.contains_key(&conn) {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).into_owned();
             let id = text
                 .lines()
-                .find(|l| l.len() > 8 && l[..8].eq_ignore_ascii_case("to-path:"))
+                .find(|l| is_to_path(l))
                 .and_then(|l| self.session_by_path(l));
             let Some(id) = id else {
                 return;
@@ -1084,6 +1138,7 @@ impl Deferred {
     /// (seed 002 D.2 step 10); a store that died sends none, so the session
     /// ends after [`CLOSE_GRACE`] without one.
     pub fn msrp_closed(&mut self, now: Instant, conn: MsrpConn) -> bool {
+        self.fresh.remove(&conn);
         let Some((id, _)) = self.conns.remove(&conn) else {
             return false;
         };
@@ -1307,6 +1362,7 @@ mod tests {
         sip: Vec<SipMessage>,
         msrp: Vec<MsrpOut>,
         events: Vec<DeferredEvent>,
+        conns: HashSet<MsrpConn>,
     }
 
     impl T {
@@ -1328,6 +1384,7 @@ mod tests {
                 sip: Vec::new(),
                 msrp: Vec::new(),
                 events: Vec::new(),
+                conns: HashSet::new(),
             }
         }
 
@@ -1380,8 +1437,10 @@ mod tests {
         }
 
         fn msrp_in(&mut self, conn: MsrpConn, bytes: &[u8]) {
-            assert!(self.d.claims_conn(conn, bytes), "ours");
-            self.d.msrp_data(conn, bytes);
+            if self.conns.insert(conn) {
+                self.d.msrp_accepted(conn);
+            }
+            assert_eq!(self.d.route(conn, bytes), MsrpRoute::Ours);
             self.pump();
         }
 
@@ -1501,17 +1560,35 @@ mod tests {
             }]
         ));
         let sid = our_sid(&ok);
-        // Not ours: another session id on a fresh connection.
-        assert!(!t.d.claims_conn(9, &stored_pager(0)));
+        // Not ours: another session id on a fresh connection; the bytes
+        // held while its To-Path came in pieces go back whole.
+        let other = stored_pager(0);
+        t.d.msrp_accepted(9);
+        assert_eq!(t.d.route(9, &other[..12]), MsrpRoute::Undecided);
+        assert_eq!(
+            t.d.route(9, &other[12..]),
+            MsrpRoute::NotOurs(Some(other.clone()))
+        );
+        assert_eq!(t.d.route(9, b"more"), MsrpRoute::NotOurs(None));
+        // Ours, its first SEND cut inside the To-Path line.
+        let first = to(&sid, stored_pager(4));
+        t.d.msrp_accepted(2);
+        assert_eq!(t.d.route(2, &first[..30]), MsrpRoute::Undecided);
+        assert_eq!(t.d.route(2, &first[30..]), MsrpRoute::Ours);
+        t.pump();
+        assert!(
+            matches!(t.events.last(), Some(DeferredEvent::Message { message, .. }) if message.text() == "hi #4")
+        );
 
         t.msrp_in(1, &to(&sid, stored_pager(1)));
         t.msrp_in(1, &to(&sid, stored_pager(2)));
         // The store resends message 1 (its delete was lost): 200, not shown.
         t.msrp_in(1, &to(&sid, stored_pager(1)));
-        assert_eq!(t.msrp_responses(), [200, 200, 200]);
+        assert_eq!(t.msrp_responses(), [200, 200, 200, 200]);
         let shown: Vec<(String, Option<i64>)> = t
             .events
             .iter()
+            .skip(2)
             .filter_map(|e| match e {
                 DeferredEvent::Message { message, .. } => Some((message.text(), message.sent_unix)),
                 _ => None,
@@ -1559,10 +1636,10 @@ mod tests {
         assert_eq!(t.last_response().status_code.code(), 200);
         assert!(matches!(
             t.events.last(),
-            Some(DeferredEvent::Ended { received: 3, .. })
+            Some(DeferredEvent::Ended { received: 4, .. })
         ));
         assert_eq!(t.d.active_sessions(), 0);
-        assert_eq!(t.d.shown(), 3);
+        assert_eq!(t.d.shown(), 4);
     }
 
     #[test]
@@ -1598,6 +1675,7 @@ mod tests {
         assert_eq!(t.d.poll_timeout(), None, "ACKed: nothing to repeat");
         t.msrp_in(4, &to(&sid, stored_pager(1)));
         assert!(t.d.msrp_closed(t.now, 4));
+        assert!(!t.d.msrp_closed(t.now, 5), "not ours");
         let at = t.d.poll_timeout().unwrap();
         t.timeout(at);
         assert!(matches!(

@@ -126,15 +126,17 @@ impl UserAgent {
 
     /// A peer connected to our MSRP listener.
     pub fn msrp_accepted(&mut self, conn: MsrpConn) {
+        self.deferred_msrp_accepted(conn);
         self.chats.msrp_accepted(conn);
     }
 
     /// Bytes from an MSRP connection.
     pub fn msrp_data(&mut self, now: Instant, conn: MsrpConn, bytes: &[u8]) {
-        if self.deferred_msrp_data(now, conn, bytes) {
-            return;
+        match self.deferred_msrp_data(now, conn, bytes) {
+            None => return,
+            Some(Some(held)) => self.chats.msrp_data(now, conn, &held),
+            Some(None) => self.chats.msrp_data(now, conn, bytes),
         }
-        self.chats.msrp_data(now, conn, bytes);
         self.chat_flush(now);
     }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::UserAgent;
 use crate::client::chat::{ChatCtx, MsrpConn, MsrpOut};
-use crate::client::deferred::{Deferred, DeferredCommand, DeferredLocal};
+use crate::client::deferred::{Deferred, DeferredCommand, DeferredLocal, MsrpRoute};
 use crate::client::{ClientEvent, USER_AGENT, UaConfig};
 use crate::proto::sip::transaction::LayerEvent;
 
@@ -86,19 +86,26 @@ impl UserAgent {
         &self.deferred
     }
 
-    /// MSRP bytes: the store's connections go to the deferred sessions.
+    /// MSRP bytes: the store's connections go to the deferred sessions;
+    /// what is not theirs comes back for the chats (`None`: nothing now).
     pub(crate) fn deferred_msrp_data(
         &mut self,
         now: Instant,
         conn: MsrpConn,
         bytes: &[u8],
-    ) -> bool {
-        if !self.deferred.claims_conn(conn, bytes) {
-            return false;
+    ) -> Option<Option<Vec<u8>>> {
+        match self.deferred.route(conn, bytes) {
+            MsrpRoute::Ours => {
+                self.deferred_flush(now);
+                None
+            }
+            MsrpRoute::Undecided => None,
+            MsrpRoute::NotOurs(held) => Some(held),
         }
-        self.deferred.msrp_data(conn, bytes);
-        self.deferred_flush(now);
-        true
+    }
+
+    pub(crate) fn deferred_msrp_accepted(&mut self, conn: MsrpConn) {
+        self.deferred.msrp_accepted(conn);
     }
 
     pub(crate) fn deferred_msrp_closed(&mut self, now: Instant, conn: MsrpConn) -> bool {
