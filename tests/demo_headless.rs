@@ -263,7 +263,8 @@ fn deferred_push() {
             ("2-3", "INVITE"),
             ("4-5", "200 OK (INVITE)"),
             ("6-7", "ACK"),
-            ("8", "SEND (message/sip)"),
+            ("8a", "SEND (message/sip)"),
+            ("8b", "SEND (multipart/mixed"),
             ("10-11", "BYE"),
             ("12-13", "200 OK (BYE)"),
         ],
@@ -274,8 +275,8 @@ fn deferred_push() {
         assert!(head.contains(name), "{head}");
     }
     // MSRP arrows run store → bob and back.
-    assert!(arrow(ladder, "8").contains("==>"));
-    assert!(arrow(ladder, "9").contains("<=="));
+    assert!(arrow(ladder, "8a").contains("==>"));
+    assert!(arrow(ladder, "9a").contains("<=="));
     // The messages in full: the push INVITE and bob's answer (seed 003 12.4.2.2 b).
     assert!(out.contains("From: <sip:Deferred@isc.local>"), "{out}");
     assert!(out.contains(";automata"));
