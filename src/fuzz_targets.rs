@@ -26,7 +26,29 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("digest", digest),
     ("rtp", rtp_packets),
     ("content_disposition", content_disposition),
+    ("message_summary", message_summary),
+    ("deferred_payload", deferred_payload),
 ];
+
+/// RFC 3842 message-summary, and a round trip of whatever parses.
+pub fn message_summary(data: &[u8]) {
+    use crate::client::deferred::summary;
+    if let Ok(s) = summary::parse(data) {
+        let _ = summary::parse(&s.to_bytes());
+    }
+}
+
+/// A deferred SEND's payload (seed 002 D.2), under each type it may have.
+pub fn deferred_payload(data: &[u8]) {
+    use crate::client::deferred::unwrap::unwrap_deferred;
+    for ct in [
+        "message/sip",
+        "message/cpim",
+        "multipart/mixed; boundary=deferred-boundary",
+    ] {
+        let _ = unwrap_deferred(ct, data);
+    }
+}
 
 /// A SIP datagram, and a round trip of whatever parses.
 pub fn sip_message(data: &[u8]) {

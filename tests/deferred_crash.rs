@@ -2,14 +2,16 @@
 //! own `--config` with a temp `data_dir`, `--listen 127.0.0.1:0`) is killed
 //! with SIGKILL again and again while a raw sender sends N pager messages
 //! to offline bob, resending every one not yet acknowledged. Then:
-//! the store holds each Message-ID exactly once; bob registers and every
-//! message reaches him over MSRP at least once, even though the server is
-//! killed once more in the middle of the push.
+//! the store holds each Message-ID exactly once; bob's real client
+//! (`spawn_client`) registers and every message reaches it over MSRP at
+//! least once, though the server is killed at random moments of the push
+//! (also between the client's MSRP 200 and the delete), and the client's
+//! view shows each exactly once (it drops a message id it already has).
 //!
-//! `DEFERRED_CRASH_N` overrides N (default 2000). Bounded: 240 s.
+//! N is the 10,000 (`DEFERRED_CRASH_N` overrides it): about 90 s
+//! on a shared 2-core machine, ~45 server lives. Bounded: 600 s.
 
 mod common;
-mod cpm_common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -18,7 +20,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Peer, bump_cseq, new_branch};
-use cpm_common::{Device, MsrpConn, answer, msrp_sdp, recv_request};
+use isc::client::deferred::DeferredEvent;
+use isc::client::runner::spawn_client;
+use isc::client::{ClientEvent, Command as ClientCommand, UaConfig};
 use isc::proto::sip::headers::HeadersExt;
 use isc::server::deferred_message_store::{DeferredStore, SqliteDeferred};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -39,14 +43,30 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// A port free for UDP and TCP now (the server's fixed address over its lives).
+fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Starts the binary; returns it and its SIP address.
 async fn spawn_server(dir: &Path, config: &Path) -> (Child, SocketAddr) {
+    spawn_server_on(dir, config, 0).await
+}
+
+/// Starts the binary on `port` (0: any).
+async fn spawn_server_on(dir: &Path, config: &Path, port: u16) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_isc"))
         .arg("server")
         .arg("--config")
         .arg(config)
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(format!("127.0.0.1:{port}"))
         // Its log goes under the temp dir.
         .env("HOME", dir)
         .env("XDG_STATE_HOME", dir.join("state"))
@@ -127,7 +147,7 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
     let n: usize = std::env::var("DEFERRED_CRASH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let run = async {
@@ -185,52 +205,83 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
         assert_eq!(ids.len(), n, "every acknowledged message stored");
         drop(store);
 
-        // Phase 2: push to bob, killed once in the middle.
-        let mut received: BTreeSet<String> = BTreeSet::new();
-        let mut deliveries = 0usize;
+        // Phase 2: bob's real client takes the push while the server is
+        // killed at random moments of it (also between an MSRP 200 and the
+        // delete); after each restart the client registers again.
+        let port = free_port();
+        let mut cfg = UaConfig::new(
+            "bob",
+            "isc.local",
+            "bob",
+            "phone",
+            "urn:uuid:00000000-0000-4000-8000-0000000000b0",
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        cfg.retry_base = Duration::from_millis(100);
+        cfg.retry_max = Duration::from_millis(500);
+        let mut bob = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bob's client binds");
+        let mut shown: Vec<String> = Vec::new();
+        let mut on_wire: BTreeSet<String> = BTreeSet::new();
+        let mut duplicates = 0usize;
         let mut lives = 0;
-        while received.len() < n {
+        let mut done = false;
+        while !done {
             lives += 1;
-            assert!(lives < 20, "push does not finish");
-            let (mut child, addr) = spawn_server(dir.path(), &config).await;
-            let bob = Device::register(addr, "bob", "bob-phone", "phone").await;
-            let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
-            answer(
-                &bob.sip,
-                &inv,
-                200,
-                "bobpush",
-                Some(&msrp_sdp(&bob.uri, "passive", "")),
-            )
-            .await;
-            let mut conn = MsrpConn::accept(&bob.listener).await;
-            let kill_after = if lives == 1 { n / 3 } else { usize::MAX };
-            let mut this_life = 0;
-            while let Some(send) = conn.recv_within(5.0).await {
-                let Some(body) = send.body.as_deref() else {
-                    continue;
-                };
-                let mid = message_id_of(body).expect("pushed message/sip keeps Message-ID");
-                received.insert(mid);
-                deliveries += 1;
-                conn.send(&send.ok_response().unwrap()).await;
-                this_life += 1;
-                if this_life == kill_after {
-                    let _ = child.start_kill();
-                    break;
+            assert!(lives < 40, "push does not finish");
+            let (mut child, _) = spawn_server_on(dir.path(), &config, port).await;
+            let _ = bob.send(ClientCommand::Register).await;
+            // The first lives die during the push; the last runs to its BYE.
+            let life = (lives <= 4).then(|| Duration::from_millis(rand::random_range(50..600)));
+            let until = tokio::time::Instant::now() + life.unwrap_or(Duration::from_secs(120));
+            while let Ok(Some(ev)) = tokio::time::timeout_at(until, bob.events.recv()).await {
+                match ev {
+                    ClientEvent::Deferred(DeferredEvent::Message { message, .. }) => {
+                        let mid = message.message_id.clone().expect("the pager's Message-ID");
+                        on_wire.insert(mid.clone());
+                        shown.push(mid);
+                    }
+                    ClientEvent::Deferred(DeferredEvent::Duplicate { key, .. }) => {
+                        duplicates += 1;
+                        on_wire.insert(key.trim_start_matches("mid:").to_string());
+                    }
+                    ClientEvent::Deferred(DeferredEvent::Ended { .. })
+                        if life.is_none() && on_wire.len() == n =>
+                    {
+                        done = true;
+                        break;
+                    }
+                    _ => {}
                 }
             }
             let _ = child.start_kill();
             let _ = child.wait().await;
+            if life.is_none() && !done {
+                // the last life ended without everything: one more
+                assert!(lives < 40, "push does not finish");
+            }
         }
-        eprintln!("{deliveries} deliveries for {n} messages over {lives} server lives");
+        bob.abort();
+        eprintln!(
+            "bob's client: {} shown, {duplicates} duplicates dropped, over {lives} server lives",
+            shown.len()
+        );
         let expected: BTreeSet<String> = (0..n).map(|i| format!("crash-{i}")).collect();
-        assert_eq!(received, expected, "every acknowledged message reached bob");
+        assert_eq!(on_wire, expected, "every acknowledged message reached bob");
+        let unique: BTreeSet<&String> = shown.iter().collect();
+        assert_eq!(unique.len(), shown.len(), "bob's view shows none twice");
+        assert_eq!(
+            shown.len(),
+            n,
+            "bob's view shows each acknowledged message once"
+        );
         let store = SqliteDeferred::open_in(&dir.path().join("data")).unwrap();
         // The last push ran to its end: everything confirmed is gone.
         assert_eq!(store.count(BOB).unwrap(), 0);
     };
-    tokio::time::timeout(Duration::from_secs(240), run)
+    tokio::time::timeout(Duration::from_secs(600), run)
         .await
-        .expect("the crash test finishes within 240 s");
+        .expect("the crash test finishes within 600 s");
 }

@@ -252,3 +252,35 @@ fn c15_2() {
     );
     assert!(out.contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""));
 }
+
+#[test]
+fn deferred_push() {
+    let out = check_scenario(
+        "deferred-push",
+        18,
+        &[
+            ("1", "REGISTER"),
+            ("2-3", "INVITE"),
+            ("4-5", "200 OK (INVITE)"),
+            ("6-7", "ACK"),
+            ("8a", "SEND (message/sip)"),
+            ("8b", "SEND (multipart/mixed"),
+            ("10-11", "BYE"),
+            ("12-13", "200 OK (BYE)"),
+        ],
+    );
+    let ladder = ladder(&out);
+    let head = ladder.lines().nth(1).expect("column heads");
+    for name in ["carol/phone", "server:store", "bob/phone"] {
+        assert!(head.contains(name), "{head}");
+    }
+    // MSRP arrows run store → bob and back.
+    assert!(arrow(ladder, "8a").contains("==>"));
+    assert!(arrow(ladder, "9a").contains("<=="));
+    // The messages in full: the push INVITE and bob's answer (seed 003 12.4.2.2 b).
+    assert!(out.contains("From: <sip:Deferred@isc.local>"), "{out}");
+    assert!(out.contains(";automata"));
+    assert!(out.contains("a=sendonly"));
+    assert!(out.contains("a=setup:passive"));
+    assert!(out.contains("Content-Type: message/msrp"));
+}

@@ -47,6 +47,8 @@
 //! | `{"cmd":"history","with":URI,"refs":[REF,...]}` (`refs` optional: Message-IDs or AORs; none = the whole conversation with `with`) | `history URI [REF...]` | retrieve stored history (INVITE `history@domain`, seed 003 13.1.3) |
 //! | `{"cmd":"send_file","to":URI or [URI,...],"path":P,"disposition":D,"description":T}` (`disposition` `attachment` (default) or `render`, `description` optional) | `send_file URI PATH` | a file as a Large Message (seed 003 9.1.1.2): INVITE sendonly with `a=file-size`, chunked MSRP, BYE when acknowledged; several recipients go through the conference factory |
 //! | `{"cmd":"send_large","to":URI or [URI,...],"text":T}` | | a long text as a Large Message, rendered by the receiver |
+//! | `{"cmd":"deferred","ids":[ID,...],"service":URI}` (both optional) | `deferred [ID...]` | retrieve deferred messages (INVITE `Deferred@domain` recvonly; no ids = all; ids are Message-IDs, `deferred:N` or pager Call-IDs) |
+//! | `{"cmd":"deferred_watch"}` | `deferred_watch` | subscribe to `message-summary` (RFC 3842): `deferred_waiting` events |
 //!
 //! **Events**, one JSON object per line on stdout:
 //!
@@ -100,6 +102,14 @@
 //! | `large_received` | `chat`, `from`, `content_type`, `disposition`, `filename`, `description`, `size` (an attachment the runner did not save) |
 //! | `large_failed` | `chat` (or null), `reason` (a file that cannot be read or saved) |
 //! | a rendered text Large Message | arrives as `chat_message` |
+//! | `deferred_started` | `session`, `mode` (`push`: the server INVITEd us on registration; `retrieval`: we asked) |
+//! | `deferred_message` | `session`, `from`, `to`, `text`, `content_type`, `date` (the original `Date`), `sent_unix` (seconds or null), `call_id`, `message_id` (or null), `kind` (`pager`/`session`), `late` (true: delivered late) |
+//! | `deferred_duplicate` | `session`, `key` (a message already shown came again: not shown twice) |
+//! | `deferred_unreadable` | `session`, `reason` (answered 415/400, left in the store) |
+//! | `deferred_ended` | `session`, `mode`, `received` (new messages in it) |
+//! | `deferred_failed` | `status` (or null), `reason`, `warning`, `text` (retrieval refused: 403, 404, 488, ...) |
+//! | `deferred_waiting` | `count`, `account`, `text` (`N messages waiting`, RFC 3842 NOTIFY) |
+//! | `deferred_waiting_unavailable` | `reason` |
 //! | `stopped` | (last line) |
 
 use std::io;
@@ -421,6 +431,9 @@ pub fn parse_command_line(line: &str, domain: &str) -> Result<Option<HeadlessCom
     if let Some(h) = super::history_headless::parse_command(line, domain) {
         return h.map(|c| Some(HeadlessCommand::Ua(c)));
     }
+    if let Some(d) = super::deferred_headless::parse_command(line) {
+        return d.map(|c| Some(HeadlessCommand::Ua(c)));
+    }
     let cmd = if line.starts_with('{') {
         match serde_json::from_str::<JsonCommand>(line).map_err(|e| e.to_string())? {
             JsonCommand::Send { to, text, id } => Command::SendMessage {
@@ -538,6 +551,7 @@ pub fn event_json(ev: &ClientEvent) -> Value {
         ClientEvent::Chat(e) => super::chat_headless::event_json(e),
         ClientEvent::Viewing(e) => super::cv_headless::event_json(e),
         ClientEvent::History(e) => super::history_headless::event_json(e),
+        ClientEvent::Deferred(e) => super::deferred_headless::event_json(e),
     }
 }
 

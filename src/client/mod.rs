@@ -9,6 +9,8 @@ pub mod chats;
 pub mod composing;
 pub mod content_viewing;
 pub mod cv_headless;
+pub mod deferred;
+pub mod deferred_headless;
 pub mod group;
 pub mod headless;
 pub mod history;
@@ -88,6 +90,9 @@ pub struct UaConfig {
     /// Where received attachments are saved (None: the platform's
     /// downloads dir, [`large_message::default_downloads_dir`]).
     pub downloads_dir: Option<std::path::PathBuf>,
+    /// Subscribe to `message-summary` (RFC 3842) once registered: the
+    /// count of deferred messages waiting for retrieval (seed 003 12.4.2.6).
+    pub watch_deferred: bool,
 }
 
 impl UaConfig {
@@ -124,6 +129,7 @@ impl UaConfig {
             blocklist: Vec::new(),
             large: large_message::LargeSettings::default(),
             downloads_dir: None,
+            watch_deferred: false,
         }
     }
 
@@ -157,6 +163,8 @@ pub enum Command {
     Viewing(content_viewing::ViewingCommand),
     /// Retrieve conversation history from the server ([`history`], seed 003 13.1.3).
     History(history::HistoryQuery),
+    /// Deferred messages: retrieval, message-summary ([`deferred::DeferredCommand`]).
+    Deferred(deferred::DeferredCommand),
 }
 
 /// One registered device of our AOR, from the reg-event state.
@@ -232,4 +240,6 @@ pub enum ClientEvent {
     Viewing(content_viewing::ViewingEvent),
     /// A history retrieval progressed ([`history::HistoryEvent`]).
     History(history::HistoryEvent),
+    /// Deferred messages: pushed, retrieved, waiting ([`deferred::DeferredEvent`]).
+    Deferred(deferred::DeferredEvent),
 }

@@ -35,6 +35,7 @@ use crate::proto::sip::transaction::{LayerEvent, TransactionLayer, Transport, Ts
 
 mod chat_glue;
 mod cv_glue;
+mod deferred_glue;
 mod history_glue;
 
 /// Methods we answer (Allow).
@@ -74,6 +75,8 @@ struct Pending {
 pub struct UserAgent {
     /// 1-1 chats over MSRP ([`super::chats::Chats`], hooks in `chat_glue`).
     chats: super::chats::Chats,
+    /// Deferred messages ([`super::deferred::Deferred`], hooks in `deferred_glue`).
+    deferred: super::deferred::Deferred,
     /// Content viewing ([`super::content_viewing::ContentViewing`], hooks in `cv_glue`).
     viewing: super::content_viewing::ContentViewing,
     /// Player work for the driver.
@@ -124,6 +127,7 @@ impl UserAgent {
         let chats = Self::default_chats(&cfg, String::new());
         let mut ua = UserAgent {
             chats,
+            deferred: deferred_glue::new_deferred(&cfg, String::new()),
             viewing: super::content_viewing::ContentViewing::new(super::content_viewing::CvLocal {
                 aor: cfg.aor(),
                 domain: cfg.domain.clone(),
@@ -153,6 +157,7 @@ impl UserAgent {
             cfg,
         };
         ua.chats.local_mut().contact_uri = ua.contact_uri();
+        ua.deferred.local_mut().contact_uri = ua.contact_uri();
         ua.viewing = ua.new_viewing();
         ua
     }
@@ -301,6 +306,7 @@ impl UserAgent {
             Command::Chat(c) => self.chat_command(now, c),
             Command::Viewing(c) => self.viewing_command(now, c),
             Command::History(q) => self.history_command(now, q),
+            Command::Deferred(c) => self.deferred_command(now, c),
         }
         self.drain(now);
     }
@@ -312,6 +318,7 @@ impl UserAgent {
         self.chat_timeout(now);
         self.cv_timeout(now);
         self.history_timeout(now);
+        self.deferred_timeout(now);
         if self.shutdown.is_none() && self.started {
             if self.reg.due(now) {
                 self.send_register(now);
@@ -367,6 +374,7 @@ impl UserAgent {
             .chain([
                 self.layer.poll_timeout(),
                 self.chats.poll_timeout(),
+                self.deferred.poll_timeout(),
                 self.viewing.poll_timeout(),
                 self.history.poll_timeout(),
                 self.sender.poll_timeout(),
@@ -554,6 +562,7 @@ impl UserAgent {
             return;
         }
         self.shutdown = Some(now + self.cfg.shutdown_grace);
+        self.deferred_shutdown(now);
         if self.watch.in_dialog() {
             self.watch.ending();
             self.subscribe_with(now, 0, Purpose::Unsubscribe);
@@ -598,6 +607,9 @@ impl UserAgent {
             let Some(ev) = self.history_layer_event(now, ev) else {
                 continue;
             };
+            let Some(ev) = self.deferred_layer_event(now, ev) else {
+                continue;
+            };
             let Some(ev) = self.chat_layer_event(now, ev) else {
                 continue;
             };
@@ -627,6 +639,7 @@ impl UserAgent {
         self.chat_flush(now);
         self.cv_flush(now);
         self.history_flush(now);
+        self.deferred_flush(now);
     }
 
     fn respond(
@@ -938,6 +951,7 @@ impl UserAgent {
                     gruu,
                     expires: granted,
                 });
+                self.deferred_registered(now);
                 // a new or recovered registration: (re)subscribe, the server may have lost it
                 if self.cfg.watch_registrations && self.watch.state != WatchState::Subscribing {
                     self.send_subscribe(now, true);

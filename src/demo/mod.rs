@@ -30,6 +30,7 @@ pub mod c15_1;
 pub mod c15_2;
 pub mod conference_state;
 pub mod cpm_multidevice;
+pub mod deferred_push;
 pub mod device;
 pub mod extend_to_conference;
 pub mod free_play;
@@ -59,6 +60,7 @@ pub const SCENARIOS: &[Scenario] = &[
     cpm_multidevice::SCENARIO,
     conference_state::SCENARIO,
     extend_to_conference::SCENARIO,
+    deferred_push::SCENARIO,
     free_play::SCENARIO,
 ];
 

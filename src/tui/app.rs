@@ -1278,6 +1278,9 @@ impl App {
                     }
                 }
             }
+            Cmd::Deferred(ids) => vec![Command::Client(client::Command::Deferred(
+                client::deferred::DeferredCommand::Retrieve { ids, service: None },
+            ))],
             Cmd::ExportFlow { path, mermaid } => vec![Command::ExportFlow { path, mermaid }],
             Cmd::Quit => self.update(Action::Quit),
         }
@@ -1449,6 +1452,7 @@ impl App {
                 self.notify(format!("device list no longer updated: {reason}"))
             }
             ClientEvent::Stopped => self.stopped = true,
+            ClientEvent::Deferred(ev) => self.deferred_event(ev),
             ClientEvent::Viewing(ev) => {
                 for s in super::viewing_link::session_events(ev) {
                     self.session_event(s);
@@ -1538,6 +1542,57 @@ impl App {
         };
         if self.current != Some(id) && !auto {
             self.notify(format!("{title}: {line}"));
+        }
+    }
+
+    /// Seed 002 D.2: a deferred message goes to the 1-1 conversation with
+    /// its sender, at its original date, marked "delivered late".
+    fn deferred_event(&mut self, ev: client::deferred::DeferredEvent) {
+        use client::deferred::DeferredEvent as D;
+        use client::deferred_headless::{failure_text, waiting_text};
+        match ev {
+            D::Message { message, .. } => {
+                let peer = bare_uri(&message.from).to_string();
+                let title = self.short_name(&peer);
+                let id = self.conversation_for(
+                    &peer,
+                    ConvKind::OneToOne { peer: peer.clone() },
+                    &title,
+                    false,
+                );
+                let at = message
+                    .sent_unix
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+                    .unwrap_or(self.wall);
+                let entry = Entry {
+                    at,
+                    kind: EntryKind::Message {
+                        from: Sender::Peer(title),
+                        text: message.text(),
+                        private: None,
+                        delivery: None,
+                        late: true,
+                    },
+                    id: None,
+                };
+                self.push_entry(id, entry, true);
+            }
+            D::Waiting { count, .. } if count > 0 => {
+                self.notify(format!("{} (:deferred to fetch)", waiting_text(count)))
+            }
+            D::RetrievalFailed {
+                status,
+                reason,
+                warning,
+            } => self.notify(failure_text(status, &reason, warning.as_deref())),
+            D::Unreadable { reason, .. } => {
+                self.notify(format!("a deferred message could not be read: {reason}"))
+            }
+            D::Ended { received, .. } if received > 0 => {
+                self.notify(format!("{received} deferred message(s) delivered"))
+            }
+            _ => {}
         }
     }
 

@@ -30,6 +30,8 @@ pub enum Cmd {
         path: PathBuf,
         to: Option<String>,
     },
+    /// Retrieve deferred messages (seed 003 12.1.1): these ids, or all.
+    Deferred(Vec<String>),
     ExportFlow {
         path: PathBuf,
         mermaid: bool,
@@ -142,6 +144,7 @@ pub fn parse(line: &str) -> Result<Cmd, String> {
                 to: None,
             },
         },
+        "deferred" => Cmd::Deferred(users(args)),
         "export-flow" => match args {
             [p] => Cmd::ExportFlow {
                 path: p.into(),

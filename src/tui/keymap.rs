@@ -521,6 +521,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         help: "send a file in this conversation",
     },
     CommandHelp {
+        name: "deferred",
+        usage: ":deferred [<message-id>...]",
+        help: "retrieve deferred messages (none named: all)",
+    },
+    CommandHelp {
         name: "export-flow",
         usage: ":export-flow <path> [mermaid]",
         help: "write the flow as text or Mermaid",

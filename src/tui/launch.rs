@@ -218,6 +218,8 @@ pub async fn run_client_tui(args: &ClientArgs) -> Result<(), LaunchError> {
     let mut resolved = HeadlessOptions::resolve(&args, &config)?;
     resolved.ua.server = server.addr;
     resolved.ua.audio = crate::media::audio_out::AudioOut::from_option(args.audio_out.as_deref());
+    // seed 003 12.4.2.6: the user is told when messages wait for retrieval
+    resolved.ua.watch_deferred = true;
     let mut app = app_config(&resolved.ua, &args, &config, &server.label());
     app.picture = detect_picture(picture_choice(&args, &config)).await;
     tracing::info!(picture = app.picture.protocol.name(), "player pictures");

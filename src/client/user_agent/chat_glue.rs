@@ -138,6 +138,7 @@ impl UserAgent {
     /// Where our MSRP listener is bound (the runner calls this once).
     pub fn set_msrp_local(&mut self, addr: SocketAddr) {
         self.chats.set_msrp_local(addr);
+        self.deferred.local_mut().msrp_local = addr;
     }
 
     /// Replaces the CPIM DateTime clock (tests).
@@ -152,7 +153,10 @@ impl UserAgent {
 
     /// MSRP work for the driver: connect, send, close.
     pub fn poll_msrp(&mut self) -> Option<MsrpOut> {
-        self.chats.poll_msrp().or_else(|| self.history.poll_msrp())
+        self.chats
+            .poll_msrp()
+            .or_else(|| self.history.poll_msrp())
+            .or_else(|| self.deferred_poll_msrp())
     }
 
     /// Our connection for `chat` is up.
@@ -173,18 +177,25 @@ impl UserAgent {
 
     /// A peer connected to our MSRP listener.
     pub fn msrp_accepted(&mut self, conn: MsrpConn) {
+        self.deferred_msrp_accepted(conn);
         self.chats.msrp_accepted(conn);
     }
 
     /// Bytes from an MSRP connection.
     pub fn msrp_data(&mut self, now: Instant, conn: MsrpConn, bytes: &[u8]) {
-        self.chats.msrp_data(now, conn, bytes);
+        match self.deferred_msrp_data(now, conn, bytes) {
+            None => return,
+            Some(Some(held)) => self.chats.msrp_data(now, conn, &held),
+            Some(None) => self.chats.msrp_data(now, conn, bytes),
+        }
         self.history_unclaimed(now);
         self.chat_flush(now);
     }
 
     /// An MSRP connection closed.
     pub fn msrp_closed(&mut self, now: Instant, conn: MsrpConn) {
+        // an unbound entry the chats keep since the accept goes too
+        self.deferred_msrp_closed(now, conn);
         self.chats.msrp_closed(now, conn);
         self.history.msrp_closed(conn);
         self.chat_flush(now);

@@ -128,6 +128,16 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
+/// `2026-11-23 12:00` (UTC, as the time column).
+fn sent_on(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let iso = crate::client::chats::rfc3339(secs);
+    iso.get(..16).unwrap_or(&iso).replace('T', " ")
+}
+
 /// The lines one entry takes at `width`.
 fn entry_lines<'a>(c: &Conversation, idx: usize, e: &'a Entry, width: usize) -> Vec<Line<'a>> {
     let time = clock(e.at);
@@ -184,7 +194,8 @@ fn entry_lines<'a>(c: &Conversation, idx: usize, e: &'a Entry, width: usize) -> 
                 };
             }
             let suffix = match (delivery, late) {
-                (_, true) => " (delivered late)".to_string(),
+                // seed 002 D.2: stored by the server, shown with when it was sent
+                (_, true) => format!(" (delivered late, sent {})", sent_on(e.at)),
                 (Some(Delivery::Sending), _) => " …".to_string(),
                 (Some(Delivery::Delivered), _) => " ✓".to_string(),
                 (Some(Delivery::Failed(why)), _) => format!(" ✗ not delivered: {why}"),
