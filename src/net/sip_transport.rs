@@ -29,6 +29,16 @@ pub struct Incoming {
     pub transport: Transport,
 }
 
+impl Incoming {
+    /// Empty `bytes` mark a TCP stream from `source` that cannot be framed
+    /// any further (RFC 3261 §18.3): it carries no message, and the driver
+    /// closes the connection with [`SipTransport::close`] once it has
+    /// answered what came before (the queue keeps the order).
+    pub fn is_unframeable(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
 type ConnMap = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
 /// A bound SIP transport: UDP and TCP on the same address and port.
@@ -90,6 +100,14 @@ impl SipTransport {
                     .await
                     .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "TCP connection closed"))
             }
+        }
+    }
+
+    /// Forgets the connection to `peer`: its writer sends what is queued,
+    /// then the connection closes.
+    pub fn close(&self, peer: SocketAddr) {
+        if let Ok(mut map) = self.conns.lock() {
+            map.remove(&peer);
         }
     }
 
@@ -189,10 +207,19 @@ impl SipTransport {
                             }
                         }
                         // A stream that cannot be framed cannot be resynchronised:
-                        // close this connection only (RFC 3261 §18.3).
+                        // close this connection only (RFC 3261 §18.3), after the
+                        // answers to the messages before the fault (the driver
+                        // closes it when this marker comes out of the queue).
                         Err(e) => {
                             tracing::warn!(error = %e, %peer, "closing unframeable SIP stream");
-                            break 'read;
+                            let _ = tx
+                                .send(Incoming {
+                                    bytes: Vec::new(),
+                                    source: peer,
+                                    transport: Transport::Tcp,
+                                })
+                                .await;
+                            return;
                         }
                     }
                 }

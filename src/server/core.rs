@@ -50,6 +50,7 @@ use super::isc_media_function::{self, IscMediaFunction};
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
+use super::request_checks;
 use super::rtp_streamer::RtpTransmit;
 use super::sip_util::{
     UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
@@ -319,6 +320,29 @@ impl ServerCore {
         match parse_message(bytes) {
             Ok(mut message) => {
                 if let rsip::SipMessage::Request(req) = &mut message {
+                    // A request no transaction can be keyed on (a Via that does
+                    // not parse, no Call-ID): 400 naming the fault (RFC 4475 §3.1.2.1).
+                    if let Err(e) = TsxKey::server(req) {
+                        tracing::info!(error = %e, %source, "400 for a request without a transaction key");
+                        let warning = format!(
+                            "399 {} \"{}\"",
+                            self.settings.domain,
+                            e.to_string().replace('"', "'")
+                        );
+                        let resp = response_with(
+                            req,
+                            400,
+                            Some(&self.ids.token()),
+                            Some("Bad Request"),
+                            vec![
+                                make_header("Warning", &warning),
+                                make_header("Server", SERVER_AGENT),
+                            ],
+                        );
+                        self.send_stateless_response(resp, source, transport);
+                        self.drain(now);
+                        return;
+                    }
                     // RFC 3581 §4 / RFC 3261 §18.2.1: note where it came from.
                     crate::proto::sip::build::add_received_rport(
                         &mut req.headers,
@@ -346,7 +370,7 @@ impl ServerCore {
                 self.send_stateless_response(resp, source, transport);
             }
             Err(e) => {
-                tracing::info!(error = %e, %source, "unparseable SIP message dropped");
+                tracing::info!(error = %e, %source, "unparseable SIP message refused");
                 self.answer_malformed(bytes, &e, source, transport);
             }
         }
@@ -558,6 +582,28 @@ impl ServerCore {
         transport: Transport,
     ) {
         let has_to_tag = crate::proto::sip::build::to_tag(&req.headers).is_some();
+        // RFC 3261 §16.3 steps 1-5 / §8.2.2: refused before authentication.
+        let role = if req.method == rsip::Method::Register
+            || (req.method == rsip::Method::Options && self.addresses_server(&req))
+        {
+            request_checks::Role::Uas
+        } else {
+            request_checks::Role::Proxy
+        };
+        if let Some(r) = request_checks::check(&req, role) {
+            tracing::info!(code = r.code, warning = %r.warning, %source, "request refused");
+            let warning = format!(
+                "399 {} \"{}\"",
+                self.settings.domain,
+                r.warning.replace('"', "'")
+            );
+            let mut extra = vec![make_header("Warning", &warning)];
+            if !r.unsupported.is_empty() {
+                extra.push(make_header("Unsupported", &r.unsupported.join(", ")));
+            }
+            self.respond(now, &key, &req, r.code, Some(r.reason), extra);
+            return;
+        }
         match req.method {
             rsip::Method::Register => self.on_register(now, key, req, source, transport),
             _ if has_to_tag => self.on_in_dialog(now, key, req, source, transport),
@@ -1392,14 +1438,11 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
-        let dest = top_via(&response.headers)
-            .as_ref()
-            .and_then(response_destination);
-        let (to, transport) = dest
-            .map(|(a, _)| (a, transport))
-            .unwrap_or((source, transport));
+        // Back where it came from, like the transaction layer's responses
+        // (RFC 3261 §18.2.2 received, RFC 3581 §4): the Via of a request we
+        // could not process is not trusted to name another host.
         self.tsx.send_stateless(Transmit {
-            to,
+            to: source,
             transport,
             message: response.into(),
         });
@@ -1418,16 +1461,18 @@ impl ServerCore {
         let Some(req) = salvage_request(bytes) else {
             return;
         };
+        // 505 for another SIP version (RFC 3261 §8.2.2, RFC 4475 §3.1.2.16), else 400.
+        let (code, text) = error.status();
         let warning = format!(
             "399 {} \"{}\"",
             self.settings.domain,
-            error.to_string().replace('"', "'")
+            text.replace('"', "'")
         );
         let resp = response_with(
             &req,
-            400,
+            code,
             Some(&self.ids.token()),
-            Some("Bad Request"),
+            None,
             vec![
                 make_header("Warning", &warning),
                 make_header("Server", SERVER_AGENT),
@@ -1530,10 +1575,17 @@ fn rsip_transport(t: Transport) -> rsip::Transport {
 /// Reads just enough of a request our parser refused to answer it: the
 /// start line's method plus Via, From, To, Call-ID and CSeq as raw lines.
 fn salvage_request(bytes: &[u8]) -> Option<rsip::Request> {
-    let text = std::str::from_utf8(bytes).ok()?;
+    // The header section only: a body need not be text.
+    let head = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .and_then(|end| bytes.get(..end))
+        .unwrap_or(bytes);
+    let text = String::from_utf8_lossy(head);
     let mut lines = text.lines();
     let start = lines.next()?;
-    if start.starts_with("SIP/") || !start.trim_end().ends_with("SIP/2.0") {
+    // A request line: a method, a URI and a version (any version: 505).
+    if start.starts_with("SIP/") || !start.split_whitespace().last()?.starts_with("SIP/") {
         return None;
     }
     let mut headers = rsip::Headers::default();
@@ -1555,7 +1607,9 @@ fn salvage_request(bytes: &[u8]) -> Option<rsip::Request> {
             }
         }
     }
-    if !seen.iter().all(|s| *s) {
+    // Via routes the answer and CSeq matches it; the rest is copied when
+    // present (RFC 4475 §3.3.1 wants a 400 even without From, To, Call-ID).
+    if !(seen[0] && seen[4]) {
         return None;
     }
     Some(rsip::Request {

@@ -14,6 +14,7 @@ pub mod msrp_relay;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;
+pub mod request_checks;
 pub mod rtp_sender;
 pub mod rtp_streamer;
 pub mod runner;

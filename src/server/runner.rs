@@ -285,6 +285,11 @@ impl Server {
                     tokio::select! {
                         msg = incoming.recv() => {
                             let Some(msg) = msg else { break };
+                            if msg.is_unframeable() {
+                                // Its earlier messages are answered: close it (RFC 3261 §18.3).
+                                transport.close(msg.source);
+                                continue;
+                            }
                             let _ = wire.send(WireEvent {
                                 at: Instant::now(),
                                 direction: Direction::In,
