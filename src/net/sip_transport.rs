@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::proto::sip::framing::StreamFramer;
+use crate::proto::sip::framing::{FramerConfig, StreamFramer};
 use crate::proto::sip::transaction::Transport;
 
 /// Largest UDP datagram we accept (RFC 3261 §18.1.1 leaves the bound to us).
@@ -39,6 +39,35 @@ impl Incoming {
     }
 }
 
+/// Bounds on what one TCP peer can make the transport hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// Largest header section and Content-Length (RFC 3261 §18.3 framing).
+    pub framer: FramerConfig,
+    /// How long a peer may take to finish a message it started (slowloris).
+    pub partial_message_timeout: std::time::Duration,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self::from(&crate::config::LimitsConfig::default())
+    }
+}
+
+impl From<&crate::config::LimitsConfig> for TransportLimits {
+    fn from(c: &crate::config::LimitsConfig) -> Self {
+        TransportLimits {
+            framer: FramerConfig {
+                max_header_size: c.max_sip_header_bytes,
+                max_body_size: c.max_sip_body_bytes,
+            },
+            partial_message_timeout: std::time::Duration::from_secs(
+                c.sip_partial_message_timeout_secs,
+            ),
+        }
+    }
+}
+
 type ConnMap = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
 /// A bound SIP transport: UDP and TCP on the same address and port.
@@ -48,11 +77,20 @@ pub struct SipTransport {
     local: SocketAddr,
     conns: ConnMap,
     incoming: mpsc::Sender<Incoming>,
+    limits: TransportLimits,
 }
 
 impl SipTransport {
     /// Binds UDP and TCP on `addr`. Port 0 picks one free port for both.
     pub async fn bind(addr: SocketAddr) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
+        Self::bind_with(addr, TransportLimits::default()).await
+    }
+
+    /// [`Self::bind`] with explicit limits (`[server.limits]`).
+    pub async fn bind_with(
+        addr: SocketAddr,
+        limits: TransportLimits,
+    ) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
         let (udp, tcp) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
         let (tx, rx) = mpsc::channel(1024);
@@ -61,6 +99,7 @@ impl SipTransport {
             local,
             conns: Arc::new(Mutex::new(HashMap::new())),
             incoming: tx,
+            limits,
         };
         transport.spawn_udp_reader();
         transport.spawn_tcp_acceptor(tcp);
@@ -185,18 +224,42 @@ impl SipTransport {
         });
         let conns = self.conns.clone();
         let tx = self.incoming.clone();
+        let limits = self.limits;
         tokio::spawn(async move {
-            let mut framer = StreamFramer::new(Default::default());
+            let mut framer = StreamFramer::new(limits.framer);
             let mut buf = vec![0u8; 16 * 1024];
+            // When the message now buffered in part was begun.
+            let mut started: Option<tokio::time::Instant> = None;
             'read: loop {
-                let n = match reader.read(&mut buf).await {
+                let read = match started {
+                    // A started message must be finished in time (slowloris).
+                    Some(at) => {
+                        let deadline = at + limits.partial_message_timeout;
+                        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                tracing::warn!(
+                                    %peer,
+                                    buffered = framer.buffered(),
+                                    timeout = ?limits.partial_message_timeout,
+                                    "closing SIP stream: message unfinished in time"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    None => reader.read(&mut buf).await,
+                };
+                let n = match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
                 framer.push(&buf[..n]);
+                let mut completed = false;
                 while let Some(next) = framer.next_message() {
                     match next {
                         Ok(bytes) => {
+                            completed = true;
                             let msg = Incoming {
                                 bytes,
                                 source: peer,
@@ -223,6 +286,11 @@ impl SipTransport {
                         }
                     }
                 }
+                started = match (framer.buffered(), started) {
+                    (0, _) => None,
+                    (_, Some(at)) if !completed => Some(at),
+                    _ => Some(tokio::time::Instant::now()),
+                };
             }
             if let Ok(mut map) = conns.lock() {
                 map.remove(&peer);

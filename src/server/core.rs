@@ -47,6 +47,7 @@ use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session
 use super::deferred_message_store::function::{DeferredFunction, ServiceUri};
 use super::im_controlling_function::{ImControllingFunction, is_focus_msrp};
 use super::isc_media_function::{self, IscMediaFunction};
+use super::limits::SourceLimits;
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
@@ -125,6 +126,8 @@ pub struct ServerCore {
     unclaimed_conns: std::collections::HashSet<u64>,
     /// The Deferred Messaging Function, when enabled ([`Self::enable_deferred`]).
     deferred: Option<DeferredFunction>,
+    /// Per-source rate limits ([`Self::set_limits`]).
+    limits: SourceLimits,
     ids: Box<dyn IdGen>,
 }
 
@@ -159,9 +162,15 @@ impl ServerCore {
             focus_conns: Default::default(),
             unclaimed_conns: Default::default(),
             deferred: None,
+            limits: SourceLimits::new(&crate::config::LimitsConfig::default(), now),
             ids,
             settings,
         }
+    }
+
+    /// Replaces the per-source rate limits (`[server.limits]`).
+    pub fn set_limits(&mut self, limits: SourceLimits) {
+        self.limits = limits;
     }
 
     pub fn settings(&self) -> &CoreSettings {
@@ -317,6 +326,10 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
+        // A flood is cut before any parsing (logged by the limiter).
+        if !self.limits.admit_message(now, source.ip()) {
+            return;
+        }
         match parse_message(bytes) {
             Ok(mut message) => {
                 if let rsip::SipMessage::Request(req) = &mut message {
@@ -602,6 +615,31 @@ impl ServerCore {
                 extra.push(make_header("Unsupported", &r.unsupported.join(", ")));
             }
             self.respond(now, &key, &req, r.code, Some(r.reason), extra);
+            return;
+        }
+        // A storm of new subscriptions from one source: 503 with
+        // Retry-After (RFC 3261 §21.5.4, RFC 6665 §4.1.2.5 rate control).
+        if req.method == rsip::Method::Subscribe
+            && !has_to_tag
+            && !self.limits.admit_subscribe(now, source.ip())
+        {
+            let retry = self.limits.retry_after().to_string();
+            let warning = format!(
+                "399 {} \"too many SUBSCRIBEs from {}\"",
+                self.settings.domain,
+                source.ip()
+            );
+            self.respond(
+                now,
+                &key,
+                &req,
+                503,
+                Some("Service Unavailable"),
+                vec![
+                    make_header("Retry-After", &retry),
+                    make_header("Warning", &warning),
+                ],
+            );
             return;
         }
         match req.method {

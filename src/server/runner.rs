@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::ServerConfig;
 use crate::ids::RandomIds;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
-use crate::net::sip_transport::SipTransport;
+use crate::net::sip_transport::{SipTransport, TransportLimits};
 use crate::proto::sip::digest::DigestServerConfig;
 use crate::proto::sip::transaction::Transport;
 
@@ -130,7 +130,8 @@ impl Server {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let (transport, mut incoming) = SipTransport::bind(config.listen).await?;
+        let (transport, mut incoming) =
+            SipTransport::bind_with(config.listen, TransportLimits::from(&config.limits)).await?;
         let local = transport.local_addr();
         let settings = CoreSettings {
             domain: config.domain.clone(),
@@ -146,6 +147,10 @@ impl Server {
             nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs),
         };
         let mut core = ServerCore::new(settings, Box::new(RandomIds::new()), Instant::now());
+        core.set_limits(super::limits::SourceLimits::new(
+            &config.limits,
+            Instant::now(),
+        ));
         if let Some(change) = options.digest {
             core.configure_digest(Instant::now(), change);
         }
@@ -172,7 +177,11 @@ impl Server {
             }),
         ));
         // The MSRP side of the B2BUA roles (seed 001 8.3.2.1.1).
-        let (msrp, mut msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
+        let (msrp, mut msrp_events) = MsrpTransport::bind_with(
+            SocketAddr::new(local.ip(), 0),
+            Duration::from_secs(config.limits.msrp_partial_chunk_timeout_secs),
+        )
+        .await?;
         let msrp_local = msrp.local_addr();
         let opened = if options.history_in_memory && config.data_dir.is_none() {
             SqliteHistory::in_memory()
