@@ -8,6 +8,7 @@
 
 mod common;
 mod cpm_common;
+mod focus_common;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -321,7 +322,56 @@ async fn malformed_sdp_from_a_registered_device_is_refused_and_leaves_no_session
     let good = cpm_invite(&mut alice2, "sip:bob@isc.local", &sdp, &[]);
     let good = send_invite(&mut alice2, good).await;
     let inv = recv_request(&bob.sip, rsip::Method::Invite).await;
-    assert!(inv.body.windows(3).any(|w| w == b"m=m"), "bob gets an offer");
-    assert_ne!(good.headers.get_raw("Call-ID"), req.headers.get_raw("Call-ID"));
+    assert!(
+        inv.body.windows(3).any(|w| w == b"m=m"),
+        "bob gets an offer"
+    );
+    assert_ne!(
+        good.headers.get_raw("Call-ID"),
+        req.headers.get_raw("Call-ID")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_resource_list_xml_is_refused_and_invites_nobody() {
+    let server = start(|_| {}).await;
+    let addr = server.local_addr();
+    let mut alice = Peer::new(addr, "alice", "alice").await;
+    let bob = Device::register(addr, "bob", "bob-phone", "phone").await;
+    let sdp = msrp_sdp(&MsrpUri::new("127.0.0.1", 7, "alicesess"), "actpass", "");
+    let (ct, body) = focus_common::factory_body(
+        &sdp,
+        vec![isc::proto::bodies::resource_lists::Entry::new(
+            "sip:bob@isc.local",
+        )],
+    );
+    // The list part loses its closing tags: not well-formed XML.
+    let body = String::from_utf8(body)
+        .unwrap()
+        .replace("</list>", "<list>");
+    let lines = vec![
+        focus_common::IM_ACCEPT_CONTACT.to_string(),
+        format!("Contact: <sip:alice@{};transport=udp>", alice.addr()),
+        "Require: recipient-list-invite".into(),
+        format!("Content-Type: {ct}"),
+    ];
+    let req = alice.request(
+        "INVITE",
+        focus_common::FACTORY,
+        focus_common::FACTORY,
+        &lines,
+        &body,
+    );
+    let req = send_invite(&mut alice, req).await;
+    let resp = final_for(&alice, &req).await;
+    assert_eq!(resp.status_code.code(), 400);
+    let w = resp.headers.get_raw("Warning").expect("a Warning");
+    assert!(w.starts_with("399 isc.local \""), "{w}");
+    alice.send(ack_non_2xx(&req, &resp)).await;
+    // No conference was created: bob was invited to nothing.
+    let mut buf = vec![0u8; 65_535];
+    assert!(bob.sip.sock.try_recv_from(&mut buf).is_err());
+    assert!(served_from(addr, [127, 0, 0, 1], 1).await);
     server.shutdown().await;
 }
