@@ -137,6 +137,10 @@ impl ServerCore {
         ids.fill(&mut key);
         let mut digest_config = DigestServerConfig::new(settings.domain.clone());
         digest_config.nonce_lifetime = settings.nonce_lifetime;
+        // qop=auth required: RFC 2069 answers carry no nonce-count, so they
+        // could be replayed for the nonce's lifetime (RFC 7616 §5.9).
+        // `ServerOptions::digest` may allow them for old clients.
+        digest_config.allow_rfc2069 = false;
         let mut reg_config = RegistrarConfig::new(settings.domain.clone());
         reg_config.local_hosts.push(host_of(settings.local));
         reg_config.local_hosts.push(format!(
@@ -739,6 +743,49 @@ impl ServerCore {
                 );
                 return;
             }
+        }
+        // RFC 3325 §9.1: a preferred identity must be one of the user's own;
+        // RFC 3892 §3: so must the referrer a REFER names. Another user's
+        // is refused, not silently replaced.
+        let foreign = |value: &str| {
+            value.split(',').any(|v| {
+                // name-addr (`"Bob" <sip:..>;p`) or addr-spec (`sip:..;p`)
+                let uri = match (v.find('<'), v.find('>')) {
+                    (Some(a), Some(b)) if a < b => v.get(a + 1..b).unwrap_or_default(),
+                    _ => v.split(';').next().unwrap_or_default(),
+                };
+                UriView::parse(uri).is_none_or(|u| {
+                    u.user.as_deref() != Some(user.as_str()) || !self.is_our_domain(&u.host)
+                })
+            })
+        };
+        let claimed = req
+            .headers
+            .get_all_raw("P-Preferred-Identity")
+            .into_iter()
+            .map(|v| ("P-Preferred-Identity", v))
+            .chain(
+                req.headers
+                    .get_all_raw("Referred-By")
+                    .into_iter()
+                    .map(|v| ("Referred-By", v)),
+            )
+            .find(|(_, v)| foreign(v));
+        if let Some((name, value)) = claimed {
+            let warning = format!(
+                "399 {} \"{name} {} is not an identity of {own}\"",
+                self.settings.domain,
+                value.replace('"', "'")
+            );
+            self.respond(
+                now,
+                &key,
+                &req,
+                403,
+                Some("Forbidden"),
+                vec![make_header("Warning", &warning)],
+            );
+            return;
         }
         req.headers.remove_named("P-Asserted-Identity");
         req.headers.remove_named("P-Preferred-Identity");
