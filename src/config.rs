@@ -214,8 +214,19 @@ pub struct LimitsConfig {
     pub subscribes_per_sec: u32,
     /// Burst allowance for `subscribes_per_sec`.
     pub subscribe_burst: u32,
-    /// The Retry-After of a rate-limit 503, in seconds.
+    /// Apply the per-source rates to loopback sources too. Off by default:
+    /// on loopback sit trusted peers (a local proxy such as Kamailio sends
+    /// every user's traffic from one address) and the test harnesses.
+    pub limit_loopback_sources: bool,
+    /// The Retry-After of a rate-limit or overload 503, in seconds.
     pub retry_after_secs: u32,
+    /// Messages waiting for the server's one worker beyond which new
+    /// requests are answered 503 + Retry-After without being processed
+    /// (the queue itself holds at most `work_queue_capacity`).
+    pub overload_queue_high: usize,
+    /// Messages the transports may queue for the worker; when it is full
+    /// they wait (TCP) or the kernel drops datagrams (UDP).
+    pub work_queue_capacity: usize,
 }
 
 impl Default for LimitsConfig {
@@ -229,7 +240,10 @@ impl Default for LimitsConfig {
             source_burst: 1000,
             subscribes_per_sec: 20,
             subscribe_burst: 40,
+            limit_loopback_sources: false,
             retry_after_secs: 5,
+            overload_queue_high: 256,
+            work_queue_capacity: 1024,
         }
     }
 }

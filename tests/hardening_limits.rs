@@ -203,6 +203,7 @@ async fn udp_flood_from_one_source_is_cut_and_logged_others_served() {
     let server = start_with(|l| {
         l.source_messages_per_sec = 20;
         l.source_burst = 20;
+        l.limit_loopback_sources = true;
     })
     .await;
     let addr = server.local_addr();
@@ -243,6 +244,7 @@ async fn subscribe_storm_gets_503_retry_after_others_served() {
         l.subscribes_per_sec = 1;
         l.subscribe_burst = 5;
         l.retry_after_secs = 7;
+        l.limit_loopback_sources = true;
     })
     .await;
     let addr = server.local_addr();

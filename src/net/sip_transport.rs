@@ -46,6 +46,8 @@ pub struct TransportLimits {
     pub framer: FramerConfig,
     /// How long a peer may take to finish a message it started (slowloris).
     pub partial_message_timeout: std::time::Duration,
+    /// Messages queued for the receiver at most (then readers wait).
+    pub queue_capacity: usize,
 }
 
 impl Default for TransportLimits {
@@ -64,6 +66,7 @@ impl From<&crate::config::LimitsConfig> for TransportLimits {
             partial_message_timeout: std::time::Duration::from_secs(
                 c.sip_partial_message_timeout_secs,
             ),
+            queue_capacity: c.work_queue_capacity.max(1),
         }
     }
 }
@@ -93,7 +96,7 @@ impl SipTransport {
     ) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
         let (udp, tcp) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(limits.queue_capacity);
         let transport = SipTransport {
             udp: Arc::new(udp),
             local,

@@ -394,6 +394,44 @@ impl ServerCore {
         self.drain(now);
     }
 
+    /// Bytes from the network while the server is past capacity: a new
+    /// request is answered 503 with Retry-After and not processed (RFC 3261
+    /// §21.5.4); responses, ACKs and in-dialog requests, which finish work
+    /// already admitted, go through [`Self::handle_input`].
+    pub fn handle_input_overloaded(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let req = match parse_message(bytes) {
+            Ok(rsip::SipMessage::Request(req))
+                if req.method != rsip::Method::Ack
+                    && crate::proto::sip::build::to_tag(&req.headers).is_none() =>
+            {
+                req
+            }
+            _ => return self.handle_input(now, bytes, source, transport),
+        };
+        let retry = self.limits.retry_after().to_string();
+        let resp = response_with(
+            &req,
+            503,
+            Some(&self.ids.token()),
+            Some("Service Unavailable"),
+            vec![
+                make_header("Retry-After", &retry),
+                make_header(
+                    "Warning",
+                    &format!("399 {} \"server overloaded\"", self.settings.domain),
+                ),
+                make_header("Server", SERVER_AGENT),
+            ],
+        );
+        self.send_stateless_response(resp, source, transport);
+    }
+
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tsx.handle_timeout(now);

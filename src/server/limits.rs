@@ -96,6 +96,7 @@ pub struct SourceLimits {
     subscribes: Limiter,
     retry_after: u32,
     next_sweep: Instant,
+    limit_loopback: bool,
 }
 
 impl SourceLimits {
@@ -113,18 +114,22 @@ impl SourceLimits {
             ),
             retry_after: config.retry_after_secs,
             next_sweep: now + SWEEP_EVERY,
+            limit_loopback: config.limit_loopback_sources,
         }
     }
 
     /// Whether a SIP message from `ip` is processed (else dropped unread).
     pub fn admit_message(&mut self, now: Instant, ip: IpAddr) -> bool {
+        if self.exempt(ip) {
+            return true;
+        }
         self.sweep(now);
         self.messages.admit(now, ip)
     }
 
     /// Whether an out-of-dialog SUBSCRIBE from `ip` is processed (else 503).
     pub fn admit_subscribe(&mut self, now: Instant, ip: IpAddr) -> bool {
-        self.subscribes.admit(now, ip)
+        self.exempt(ip) || self.subscribes.admit(now, ip)
     }
 
     /// The Retry-After of a rate-limit 503 (RFC 3261 §20.33), in seconds.
@@ -135,6 +140,10 @@ impl SourceLimits {
     /// Sources currently tracked (for tests and metrics).
     pub fn tracked_sources(&self) -> usize {
         self.messages.buckets.len() + self.subscribes.buckets.len()
+    }
+
+    fn exempt(&self, ip: IpAddr) -> bool {
+        !self.limit_loopback && crate::config::is_loopback(ip)
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -157,6 +166,7 @@ mod tests {
             source_burst: burst,
             subscribes_per_sec: 1,
             subscribe_burst: 2,
+            limit_loopback_sources: true,
             ..LimitsConfig::default()
         }
     }
@@ -175,6 +185,18 @@ mod tests {
         assert!(l.admit_message(t1, a));
         assert!(!l.admit_message(t1, a));
         assert_eq!((0..3).filter(|_| l.admit_subscribe(t0, a)).count(), 2);
+        // Loopback is exempt unless asked for.
+        let mut open = SourceLimits::new(
+            &LimitsConfig {
+                source_burst: 1,
+                ..config(1, 1)
+            },
+            t0,
+        );
+        open.limit_loopback = false;
+        assert!((0..10).all(|_| open.admit_message(t0, a)));
+        assert!(open.admit_message(t0, [192, 0, 2, 1].into()));
+        assert!(!open.admit_message(t0, [192, 0, 2, 1].into()));
     }
 
     #[test]

@@ -275,6 +275,7 @@ impl Server {
                 deferred_store,
             ));
         }
+        let overload_high = config.limits.overload_queue_high.max(1);
         let (connect_tx, mut connect_rx) =
             tokio::sync::mpsc::channel::<(u64, SocketAddr, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());
@@ -284,6 +285,7 @@ impl Server {
             let wire = wire.clone();
             tokio::spawn(async move {
                 let mut msrp_trace = MsrpTrace::default();
+                let mut overloaded = false;
                 loop {
                     let media_wake = core.poll_media_timeout();
                     let wake = [core.poll_timeout(), media_wake]
@@ -306,7 +308,21 @@ impl Server {
                                 transport: msg.transport,
                                 bytes: msg.bytes.clone().into(),
                             });
-                            core.handle_input(Instant::now(), &msg.bytes, msg.source, msg.transport);
+                            // Past capacity new work is refused, not queued (RFC 3261 §21.5.4).
+                            let backlog = incoming.len();
+                            if backlog >= overload_high {
+                                if !overloaded {
+                                    overloaded = true;
+                                    tracing::warn!(backlog, "overloaded: new requests get 503");
+                                }
+                                core.handle_input_overloaded(Instant::now(), &msg.bytes, msg.source, msg.transport);
+                            } else {
+                                if overloaded && backlog < overload_high / 2 {
+                                    overloaded = false;
+                                    tracing::info!(backlog, "load back under capacity");
+                                }
+                                core.handle_input(Instant::now(), &msg.bytes, msg.source, msg.transport);
+                            }
                         }
                         ev = msrp_events.recv() => {
                             let input = match ev {
