@@ -178,7 +178,7 @@ async fn digest_challenge_requires_qop_auth_and_nonce_count_replay_is_refused() 
         "REGISTER",
         "sip:isc.local",
         "sip:alice@isc.local",
-        &[contact.clone()],
+        &[contact],
         "",
     );
     alice.send(req.clone()).await;
