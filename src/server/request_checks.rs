@@ -252,4 +252,28 @@ mod tests {
         assert_eq!(check(&r, Role::Proxy).unwrap().code, 483);
         assert_eq!(check(&r, Role::Uas), None);
     }
+
+    proptest::proptest! {
+        /// Whatever the headers hold, the checks answer and never panic.
+        #[test]
+        fn never_panics(
+            from in "[ -~]{0,40}",
+            to in "[ -~]{0,40}",
+            contact in "[ -~]{0,40}",
+            tags in "[ -~]{0,30}",
+            mf in "[0-9a-z ]{0,4}",
+        ) {
+            let extra = format!(
+                "To: {to}\r\nContact: {contact}\r\nProxy-Require: {tags}\r\nRequire: {tags}\r\nMax-Forwards: {mf}\r\n"
+            );
+            let text = format!(
+                "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 From: {from}\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
+            );
+            if let Ok(rsip::SipMessage::Request(r)) = parse_message(text.as_bytes()) {
+                let _ = check(&r, Role::Uas);
+                let _ = check(&r, Role::Proxy);
+            }
+        }
+    }
 }
