@@ -184,6 +184,7 @@ pub struct ServerConfig {
     pub history: Option<String>,
     pub nonce_lifetime_secs: u64,
     pub registration_max_expires: u32,
+    pub limits: LimitsConfig,
     pub users: Vec<UserConfig>,
     pub groups: Vec<GroupConfig>,
     /// Standalone (own registrar and proxy) or application server behind a
@@ -210,6 +211,65 @@ pub enum ServerMode {
     As,
 }
 
+/// `[server.limits]`: bounds on what one peer can make the server hold or do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest SIP header section on TCP, in bytes.
+    pub max_sip_header_bytes: usize,
+    /// Largest SIP Content-Length accepted on TCP (larger: connection closed
+    /// before the body is read).
+    pub max_sip_body_bytes: usize,
+    /// Seconds a TCP peer may take to complete a SIP message it started
+    /// (slowloris bound); then the connection is closed.
+    pub sip_partial_message_timeout_secs: u64,
+    /// Seconds an MSRP peer may leave a chunk unfinished; then the
+    /// connection is closed.
+    pub msrp_partial_chunk_timeout_secs: u64,
+    /// SIP messages per second from one source IP (sustained); above it they
+    /// are dropped and the source logged.
+    pub source_messages_per_sec: u32,
+    /// Burst allowance for `source_messages_per_sec`.
+    pub source_burst: u32,
+    /// Out-of-dialog SUBSCRIBEs per second from one source IP; above it 503
+    /// with Retry-After.
+    pub subscribes_per_sec: u32,
+    /// Burst allowance for `subscribes_per_sec`.
+    pub subscribe_burst: u32,
+    /// Apply the per-source rates to loopback sources too. Off by default:
+    /// on loopback sit trusted peers (a local proxy such as Kamailio sends
+    /// every user's traffic from one address) and the test harnesses.
+    pub limit_loopback_sources: bool,
+    /// The Retry-After of a rate-limit or overload 503, in seconds.
+    pub retry_after_secs: u32,
+    /// Messages waiting for the server's one worker beyond which new
+    /// requests are answered 503 + Retry-After without being processed
+    /// (the queue itself holds at most `work_queue_capacity`).
+    pub overload_queue_high: usize,
+    /// Messages the transports may queue for the worker; when it is full
+    /// they wait (TCP) or the kernel drops datagrams (UDP).
+    pub work_queue_capacity: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sip_header_bytes: 16 * 1024,
+            max_sip_body_bytes: 1024 * 1024,
+            sip_partial_message_timeout_secs: 32,
+            msrp_partial_chunk_timeout_secs: 30,
+            source_messages_per_sec: 500,
+            source_burst: 1000,
+            subscribes_per_sec: 20,
+            subscribe_burst: 40,
+            limit_loopback_sources: false,
+            retry_after_secs: 5,
+            overload_queue_high: 256,
+            work_queue_capacity: 1024,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -225,6 +285,7 @@ impl Default for ServerConfig {
             history: None,
             nonce_lifetime_secs: 300,
             registration_max_expires: 3600,
+            limits: LimitsConfig::default(),
             users: Vec::new(),
             groups: Vec::new(),
             mode: ServerMode::Standalone,

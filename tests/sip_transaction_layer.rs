@@ -384,7 +384,7 @@ fn transport_error_reaches_the_core() {
 }
 
 #[test]
-fn requests_without_branch_are_refused() {
+fn requests_without_branch_use_rfc2543_matching() {
     let clock = Clock::new();
     let mut layer = TransactionLayer::new();
     let text = crlf(
@@ -398,8 +398,19 @@ Content-Length: 0
 
 ",
     );
+    // RFC 3261 §17.2.3 / RFC 4475 §3.4.1: matched the RFC 2543 way, not refused.
     assert_eq!(
         layer.handle_message(clock.now, parse(&text), peer(), Transport::Udp),
-        Err(TransactionError::MissingBranch)
+        Ok(())
     );
+    assert!(matches!(
+        layer.poll_event(),
+        Some(LayerEvent::NewRequest { key, .. }) if !key.is_rfc3261()
+    ));
+    // the retransmission is absorbed by the same transaction
+    assert_eq!(
+        layer.handle_message(clock.now, parse(&text), peer(), Transport::Udp),
+        Ok(())
+    );
+    assert!(layer.poll_event().is_none());
 }

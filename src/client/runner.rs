@@ -224,6 +224,8 @@ impl Driver {
             let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next));
             tokio::select! {
                 input = self.incoming.recv() => match input {
+                    // A stream that cannot be framed: close it (RFC 3261 §18.3).
+                    Some(input) if input.is_unframeable() => self.transport.close(input.source),
                     Some(input) => {
                         let _ = self.wire.send(WireRecord {
                             at: Instant::now(),

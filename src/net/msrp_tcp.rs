@@ -18,6 +18,62 @@ pub type ConnId = u64;
 
 /// Bytes queued towards one connection before `send` waits.
 const WRITE_QUEUE: usize = 1024;
+/// The default bound on a half-sent chunk (`msrp_partial_chunk_timeout_secs`).
+pub const DEFAULT_PARTIAL_CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last bytes read, to tell whether the stream rests between frames
+/// (its last bytes are an end-line `-------<tid>[$+#]` CRLF, RFC 4975 §7)
+/// and since when it has not.
+#[derive(Debug, Default)]
+struct FrameTail {
+    last: Vec<u8>,
+    started: Option<tokio::time::Instant>,
+}
+
+impl FrameTail {
+    const KEEP: usize = 128;
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.last.extend_from_slice(bytes);
+        let excess = self.last.len().saturating_sub(Self::KEEP);
+        self.last.drain(..excess);
+        if ends_with_end_line(&self.last) {
+            self.started = None;
+        } else if self.started.is_none() {
+            self.started = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+/// `...\r\n-------<transaction-id><flag>\r\n` at the very end (RFC 4975 §9:
+/// transact-id is 4-32 alphanumerics and `.`, `-`, `+`, `%`, `=`).
+fn ends_with_end_line(b: &[u8]) -> bool {
+    let Some(rest) = b.strip_suffix(b"\r\n") else {
+        return false;
+    };
+    let Some((flag, rest)) = rest.split_last() else {
+        return false;
+    };
+    if !matches!(flag, b'$' | b'+' | b'#') {
+        return false;
+    }
+    let tid_len = rest
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || b".-+%=".contains(c))
+        .count();
+    // '-' is in the tid's alphabet too: take the run greedily and ask that
+    // it start with the seven dashes and follow a line end.
+    let tid_and_dashes = rest
+        .get(rest.len().saturating_sub(tid_len)..)
+        .unwrap_or_default();
+    let body = rest
+        .get(..rest.len().saturating_sub(tid_len))
+        .unwrap_or_default();
+    (body.is_empty() || body.ends_with(b"\n"))
+        && tid_and_dashes.starts_with(b"-------")
+        && tid_and_dashes.len() > 7
+}
 
 /// What happened on the MSRP transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +93,8 @@ type Writers = Arc<Mutex<HashMap<ConnId, mpsc::Sender<Vec<u8>>>>>;
 /// A bound MSRP transport. Cheap to clone.
 #[derive(Clone)]
 pub struct MsrpTransport {
+    /// How long a peer may leave a chunk unfinished before it is dropped.
+    partial_chunk_timeout: std::time::Duration,
     local: SocketAddr,
     writers: Writers,
     next_id: Arc<AtomicU64>,
@@ -46,10 +104,19 @@ pub struct MsrpTransport {
 impl MsrpTransport {
     /// Listens on `addr` (port 0 picks one).
     pub async fn bind(addr: SocketAddr) -> io::Result<(Self, mpsc::Receiver<MsrpNetEvent>)> {
+        Self::bind_with(addr, DEFAULT_PARTIAL_CHUNK_TIMEOUT).await
+    }
+
+    /// [`Self::bind`] with the half-sent chunk bound (`[server.limits]`).
+    pub async fn bind_with(
+        addr: SocketAddr,
+        partial_chunk_timeout: std::time::Duration,
+    ) -> io::Result<(Self, mpsc::Receiver<MsrpNetEvent>)> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let (events, rx) = mpsc::channel(4096);
         let transport = MsrpTransport {
+            partial_chunk_timeout,
             local,
             writers: Arc::new(Mutex::new(HashMap::new())),
             next_id: Arc::new(AtomicU64::new(1)),
@@ -141,12 +208,33 @@ impl MsrpTransport {
         });
         let events = self.events.clone();
         let writers = self.writers.clone();
+        let timeout = self.partial_chunk_timeout;
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
+            let mut tail = FrameTail::default();
             loop {
-                match reader.read(&mut buf).await {
+                let read = match tail.started {
+                    // RFC 4975 §7: a frame ends with its end-line; one left
+                    // half-sent holds the relay's buffer, so it has a deadline.
+                    Some(at) => {
+                        match tokio::time::timeout_at(at + timeout, reader.read(&mut buf)).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                tracing::warn!(
+                                    conn,
+                                    ?timeout,
+                                    "closing MSRP connection: chunk unfinished in time"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    None => reader.read(&mut buf).await,
+                };
+                match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        tail.push(buf.get(..n).unwrap_or_default());
                         if events
                             .send(MsrpNetEvent::Data {
                                 conn,
@@ -176,6 +264,19 @@ fn poisoned() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_lines_are_recognised() {
+        assert!(super::ends_with_end_line(
+            b"SEND\r\n\r\nhi\r\n-------a1b2$\r\n"
+        ));
+        assert!(super::ends_with_end_line(b"\r\n-------a.1+\r\n"));
+        assert!(!super::ends_with_end_line(b"SEND\r\n\r\nhi\r\n-------a1b2"));
+        assert!(!super::ends_with_end_line(
+            b"MSRP a1 SEND\r\nTo-Path: x\r\n"
+        ));
+        assert!(!super::ends_with_end_line(b"hi -------a1$\r\n"));
+    }
 
     #[tokio::test]
     async fn connect_send_receive_close() {

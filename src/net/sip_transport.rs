@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::proto::sip::framing::StreamFramer;
+use crate::proto::sip::framing::{FramerConfig, StreamFramer};
 use crate::proto::sip::transaction::Transport;
 
 /// Largest UDP datagram we accept (RFC 3261 §18.1.1 leaves the bound to us).
@@ -29,6 +29,48 @@ pub struct Incoming {
     pub transport: Transport,
 }
 
+impl Incoming {
+    /// Empty `bytes` mark a TCP stream from `source` that cannot be framed
+    /// any further (RFC 3261 §18.3): it carries no message, and the driver
+    /// closes the connection with [`SipTransport::close`] once it has
+    /// answered what came before (the queue keeps the order).
+    pub fn is_unframeable(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Bounds on what one TCP peer can make the transport hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// Largest header section and Content-Length (RFC 3261 §18.3 framing).
+    pub framer: FramerConfig,
+    /// How long a peer may take to finish a message it started (slowloris).
+    pub partial_message_timeout: std::time::Duration,
+    /// Messages queued for the receiver at most (then readers wait).
+    pub queue_capacity: usize,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self::from(&crate::config::LimitsConfig::default())
+    }
+}
+
+impl From<&crate::config::LimitsConfig> for TransportLimits {
+    fn from(c: &crate::config::LimitsConfig) -> Self {
+        TransportLimits {
+            framer: FramerConfig {
+                max_header_size: c.max_sip_header_bytes,
+                max_body_size: c.max_sip_body_bytes,
+            },
+            partial_message_timeout: std::time::Duration::from_secs(
+                c.sip_partial_message_timeout_secs,
+            ),
+            queue_capacity: c.work_queue_capacity.max(1),
+        }
+    }
+}
+
 type ConnMap = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
 /// A bound SIP transport: UDP and TCP on the same address and port.
@@ -38,19 +80,29 @@ pub struct SipTransport {
     local: SocketAddr,
     conns: ConnMap,
     incoming: mpsc::Sender<Incoming>,
+    limits: TransportLimits,
 }
 
 impl SipTransport {
     /// Binds UDP and TCP on `addr`. Port 0 picks one free port for both.
     pub async fn bind(addr: SocketAddr) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
+        Self::bind_with(addr, TransportLimits::default()).await
+    }
+
+    /// [`Self::bind`] with explicit limits (`[server.limits]`).
+    pub async fn bind_with(
+        addr: SocketAddr,
+        limits: TransportLimits,
+    ) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
         let (udp, tcp) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(limits.queue_capacity);
         let transport = SipTransport {
             udp: Arc::new(udp),
             local,
             conns: Arc::new(Mutex::new(HashMap::new())),
             incoming: tx,
+            limits,
         };
         transport.spawn_udp_reader();
         transport.spawn_tcp_acceptor(tcp);
@@ -90,6 +142,14 @@ impl SipTransport {
                     .await
                     .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "TCP connection closed"))
             }
+        }
+    }
+
+    /// Forgets the connection to `peer`: its writer sends what is queued,
+    /// then the connection closes.
+    pub fn close(&self, peer: SocketAddr) {
+        if let Ok(mut map) = self.conns.lock() {
+            map.remove(&peer);
         }
     }
 
@@ -167,18 +227,42 @@ impl SipTransport {
         });
         let conns = self.conns.clone();
         let tx = self.incoming.clone();
+        let limits = self.limits;
         tokio::spawn(async move {
-            let mut framer = StreamFramer::new(Default::default());
+            let mut framer = StreamFramer::new(limits.framer);
             let mut buf = vec![0u8; 16 * 1024];
+            // When the message now buffered in part was begun.
+            let mut started: Option<tokio::time::Instant> = None;
             'read: loop {
-                let n = match reader.read(&mut buf).await {
+                let read = match started {
+                    // A started message must be finished in time (slowloris).
+                    Some(at) => {
+                        let deadline = at + limits.partial_message_timeout;
+                        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                tracing::warn!(
+                                    %peer,
+                                    buffered = framer.buffered(),
+                                    timeout = ?limits.partial_message_timeout,
+                                    "closing SIP stream: message unfinished in time"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    None => reader.read(&mut buf).await,
+                };
+                let n = match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
                 framer.push(&buf[..n]);
+                let mut completed = false;
                 while let Some(next) = framer.next_message() {
                     match next {
                         Ok(bytes) => {
+                            completed = true;
                             let msg = Incoming {
                                 bytes,
                                 source: peer,
@@ -189,13 +273,27 @@ impl SipTransport {
                             }
                         }
                         // A stream that cannot be framed cannot be resynchronised:
-                        // close this connection only (RFC 3261 §18.3).
+                        // close this connection only (RFC 3261 §18.3), after the
+                        // answers to the messages before the fault (the driver
+                        // closes it when this marker comes out of the queue).
                         Err(e) => {
                             tracing::warn!(error = %e, %peer, "closing unframeable SIP stream");
-                            break 'read;
+                            let _ = tx
+                                .send(Incoming {
+                                    bytes: Vec::new(),
+                                    source: peer,
+                                    transport: Transport::Tcp,
+                                })
+                                .await;
+                            return;
                         }
                     }
                 }
+                started = match (framer.buffered(), started) {
+                    (0, _) => None,
+                    (_, Some(at)) if !completed => Some(at),
+                    _ => Some(tokio::time::Instant::now()),
+                };
             }
             if let Ok(mut map) = conns.lock() {
                 map.remove(&peer);

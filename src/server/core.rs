@@ -47,9 +47,11 @@ use super::cpm_participating_function::{CpmParticipatingFunction, is_cpm_session
 use super::deferred_message_store::function::{DeferredFunction, ServiceUri};
 use super::im_controlling_function::{ImControllingFunction, is_focus_msrp};
 use super::isc_media_function::{self, IscMediaFunction};
+use super::limits::SourceLimits;
 use super::msrp_relay::{RelayInput, RelayOutput};
 use super::proxy_core::{ProxyCore, Target};
 use super::reg_notifier::{self, RegNotifier, RegSubscription};
+use super::request_checks;
 use super::rtp_streamer::RtpTransmit;
 use super::sip_util::{
     UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
@@ -139,6 +141,8 @@ pub struct ServerCore {
     unclaimed_conns: std::collections::HashSet<u64>,
     /// The Deferred Messaging Function, when enabled ([`Self::enable_deferred`]).
     deferred: Option<DeferredFunction>,
+    /// Per-source rate limits ([`Self::set_limits`]).
+    limits: SourceLimits,
     ids: Box<dyn IdGen>,
 }
 
@@ -148,6 +152,10 @@ impl ServerCore {
         ids.fill(&mut key);
         let mut digest_config = DigestServerConfig::new(settings.domain.clone());
         digest_config.nonce_lifetime = settings.nonce_lifetime;
+        // qop=auth required: RFC 2069 answers carry no nonce-count, so they
+        // could be replayed for the nonce's lifetime (RFC 7616 §5.9).
+        // `ServerOptions::digest` may allow them for old clients.
+        digest_config.allow_rfc2069 = false;
         let mut reg_config = RegistrarConfig::new(settings.domain.clone());
         reg_config.local_hosts.push(host_of(settings.local));
         reg_config.local_hosts.push(format!(
@@ -173,9 +181,15 @@ impl ServerCore {
             focus_conns: Default::default(),
             unclaimed_conns: Default::default(),
             deferred: None,
+            limits: SourceLimits::new(&crate::config::LimitsConfig::default(), now),
             ids,
             settings,
         }
+    }
+
+    /// Replaces the per-source rate limits (`[server.limits]`).
+    pub fn set_limits(&mut self, limits: SourceLimits) {
+        self.limits = limits;
     }
 
     pub fn settings(&self) -> &CoreSettings {
@@ -331,9 +345,36 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
+        // A flood is cut before any parsing (logged by the limiter).
+        if !self.limits.admit_message(now, source.ip()) {
+            return;
+        }
         match parse_message(bytes) {
             Ok(mut message) => {
                 if let rsip::SipMessage::Request(req) = &mut message {
+                    // A request no transaction can be keyed on (a Via that does
+                    // not parse, no Call-ID): 400 naming the fault (RFC 4475 §3.1.2.1).
+                    if let Err(e) = TsxKey::server(req) {
+                        tracing::info!(error = %e, %source, "400 for a request without a transaction key");
+                        let warning = format!(
+                            "399 {} \"{}\"",
+                            self.settings.domain,
+                            e.to_string().replace('"', "'")
+                        );
+                        let resp = response_with(
+                            req,
+                            400,
+                            Some(&self.ids.token()),
+                            Some("Bad Request"),
+                            vec![
+                                make_header("Warning", &warning),
+                                make_header("Server", SERVER_AGENT),
+                            ],
+                        );
+                        self.send_stateless_response(resp, source, transport);
+                        self.drain(now);
+                        return;
+                    }
                     // RFC 3581 §4 / RFC 3261 §18.2.1: note where it came from.
                     crate::proto::sip::build::add_received_rport(
                         &mut req.headers,
@@ -361,11 +402,49 @@ impl ServerCore {
                 self.send_stateless_response(resp, source, transport);
             }
             Err(e) => {
-                tracing::info!(error = %e, %source, "unparseable SIP message dropped");
+                tracing::info!(error = %e, %source, "unparseable SIP message refused");
                 self.answer_malformed(bytes, &e, source, transport);
             }
         }
         self.drain(now);
+    }
+
+    /// Bytes from the network while the server is past capacity: a new
+    /// request is answered 503 with Retry-After and not processed (RFC 3261
+    /// §21.5.4); responses, ACKs and in-dialog requests, which finish work
+    /// already admitted, go through [`Self::handle_input`].
+    pub fn handle_input_overloaded(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let req = match parse_message(bytes) {
+            Ok(rsip::SipMessage::Request(req))
+                if req.method != rsip::Method::Ack
+                    && crate::proto::sip::build::to_tag(&req.headers).is_none() =>
+            {
+                req
+            }
+            _ => return self.handle_input(now, bytes, source, transport),
+        };
+        let retry = self.limits.retry_after().to_string();
+        let resp = response_with(
+            &req,
+            503,
+            Some(&self.ids.token()),
+            Some("Service Unavailable"),
+            vec![
+                make_header("Retry-After", &retry),
+                make_header(
+                    "Warning",
+                    &format!("399 {} \"server overloaded\"", self.settings.domain),
+                ),
+                make_header("Server", SERVER_AGENT),
+            ],
+        );
+        self.send_stateless_response(resp, source, transport);
     }
 
     /// Fires every timer due at `now`.
@@ -573,6 +652,53 @@ impl ServerCore {
         transport: Transport,
     ) {
         let has_to_tag = crate::proto::sip::build::to_tag(&req.headers).is_some();
+        // RFC 3261 §16.3 steps 1-5 / §8.2.2: refused before authentication.
+        let role = if req.method == rsip::Method::Register
+            || (req.method == rsip::Method::Options && self.addresses_server(&req))
+        {
+            request_checks::Role::Uas
+        } else {
+            request_checks::Role::Proxy
+        };
+        if let Some(r) = request_checks::check(&req, role) {
+            tracing::info!(code = r.code, warning = %r.warning, %source, "request refused");
+            let warning = format!(
+                "399 {} \"{}\"",
+                self.settings.domain,
+                r.warning.replace('"', "'")
+            );
+            let mut extra = vec![make_header("Warning", &warning)];
+            if !r.unsupported.is_empty() {
+                extra.push(make_header("Unsupported", &r.unsupported.join(", ")));
+            }
+            self.respond(now, &key, &req, r.code, Some(r.reason), extra);
+            return;
+        }
+        // A storm of new subscriptions from one source: 503 with
+        // Retry-After (RFC 3261 §21.5.4, RFC 6665 §4.1.2.5 rate control).
+        if req.method == rsip::Method::Subscribe
+            && !has_to_tag
+            && !self.limits.admit_subscribe(now, source.ip())
+        {
+            let retry = self.limits.retry_after().to_string();
+            let warning = format!(
+                "399 {} \"too many SUBSCRIBEs from {}\"",
+                self.settings.domain,
+                source.ip()
+            );
+            self.respond(
+                now,
+                &key,
+                &req,
+                503,
+                Some("Service Unavailable"),
+                vec![
+                    make_header("Retry-After", &retry),
+                    make_header("Warning", &warning),
+                ],
+            );
+            return;
+        }
         match req.method {
             rsip::Method::Register => self.on_register(now, key, req, source, transport),
             _ if has_to_tag => self.on_in_dialog(now, key, req, source, transport),
@@ -685,6 +811,49 @@ impl ServerCore {
                 );
                 return;
             }
+        }
+        // RFC 3325 §9.1: a preferred identity must be one of the user's own;
+        // RFC 3892 §3: so must the referrer a REFER names. Another user's
+        // is refused, not silently replaced.
+        let foreign = |value: &str| {
+            value.split(',').any(|v| {
+                // name-addr (`"Bob" <sip:..>;p`) or addr-spec (`sip:..;p`)
+                let uri = match (v.find('<'), v.find('>')) {
+                    (Some(a), Some(b)) if a < b => v.get(a + 1..b).unwrap_or_default(),
+                    _ => v.split(';').next().unwrap_or_default(),
+                };
+                UriView::parse(uri).is_none_or(|u| {
+                    u.user.as_deref() != Some(user.as_str()) || !self.is_our_domain(&u.host)
+                })
+            })
+        };
+        let claimed = req
+            .headers
+            .get_all_raw("P-Preferred-Identity")
+            .into_iter()
+            .map(|v| ("P-Preferred-Identity", v))
+            .chain(
+                req.headers
+                    .get_all_raw("Referred-By")
+                    .into_iter()
+                    .map(|v| ("Referred-By", v)),
+            )
+            .find(|(_, v)| foreign(v));
+        if let Some((name, value)) = claimed {
+            let warning = format!(
+                "399 {} \"{name} {} is not an identity of {own}\"",
+                self.settings.domain,
+                value.replace('"', "'")
+            );
+            self.respond(
+                now,
+                &key,
+                &req,
+                403,
+                Some("Forbidden"),
+                vec![make_header("Warning", &warning)],
+            );
+            return;
         }
         req.headers.remove_named("P-Asserted-Identity");
         req.headers.remove_named("P-Preferred-Identity");
@@ -1479,14 +1648,11 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
-        let dest = top_via(&response.headers)
-            .as_ref()
-            .and_then(response_destination);
-        let (to, transport) = dest
-            .map(|(a, _)| (a, transport))
-            .unwrap_or((source, transport));
+        // Back where it came from, like the transaction layer's responses
+        // (RFC 3261 §18.2.2 received, RFC 3581 §4): the Via of a request we
+        // could not process is not trusted to name another host.
         self.tsx.send_stateless(Transmit {
-            to,
+            to: source,
             transport,
             message: response.into(),
         });
@@ -1505,16 +1671,18 @@ impl ServerCore {
         let Some(req) = salvage_request(bytes) else {
             return;
         };
+        // 505 for another SIP version (RFC 3261 §8.2.2, RFC 4475 §3.1.2.16), else 400.
+        let (code, text) = error.status();
         let warning = format!(
             "399 {} \"{}\"",
             self.settings.domain,
-            error.to_string().replace('"', "'")
+            text.replace('"', "'")
         );
         let resp = response_with(
             &req,
-            400,
+            code,
             Some(&self.ids.token()),
-            Some("Bad Request"),
+            None,
             vec![
                 make_header("Warning", &warning),
                 make_header("Server", SERVER_AGENT),
@@ -1617,10 +1785,17 @@ fn rsip_transport(t: Transport) -> rsip::Transport {
 /// Reads just enough of a request our parser refused to answer it: the
 /// start line's method plus Via, From, To, Call-ID and CSeq as raw lines.
 fn salvage_request(bytes: &[u8]) -> Option<rsip::Request> {
-    let text = std::str::from_utf8(bytes).ok()?;
+    // The header section only: a body need not be text.
+    let head = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .and_then(|end| bytes.get(..end))
+        .unwrap_or(bytes);
+    let text = String::from_utf8_lossy(head);
     let mut lines = text.lines();
     let start = lines.next()?;
-    if start.starts_with("SIP/") || !start.trim_end().ends_with("SIP/2.0") {
+    // A request line: a method, a URI and a version (any version: 505).
+    if start.starts_with("SIP/") || !start.split_whitespace().last()?.starts_with("SIP/") {
         return None;
     }
     let mut headers = rsip::Headers::default();
@@ -1642,7 +1817,9 @@ fn salvage_request(bytes: &[u8]) -> Option<rsip::Request> {
             }
         }
     }
-    if !seen.iter().all(|s| *s) {
+    // Via routes the answer and CSeq matches it; the rest is copied when
+    // present (RFC 4475 §3.3.1 wants a 400 even without From, To, Call-ID).
+    if !(seen[0] && seen[4]) {
         return None;
     }
     Some(rsip::Request {

@@ -446,13 +446,20 @@ impl CpmParticipatingFunction {
 
     fn reject(&mut self, ctx: &mut SipCtx<'_>, call: CallRef, rejection: &CpmRejection) {
         let (code, reason, warning) = rejection.status();
-        let extra = warning
-            .map(|(w, text)| {
-                vec![make_header(
-                    "Warning",
-                    &format!("{w} {} \"{text}\"", self.config.domain),
-                )]
-            })
+        // The seed's warn-code where it names one; for an SDP refused, 399
+        // (RFC 3261 §20.43) with the parser's or the policy's words.
+        let text = match (warning, rejection) {
+            (Some((w, text)), _) => Some(format!("{w} {} \"{text}\"", self.config.domain)),
+            (None, CpmRejection::SdpPolicy(_)) => Some(format!(
+                "399 {} \"{}\"",
+                self.config.domain,
+                rejection.to_string().replace('"', "'")
+            )),
+            // 480 and 404 say no more (a do-not-disturb is not disclosed).
+            (None, _) => None,
+        };
+        let extra = text
+            .map(|t| vec![make_header("Warning", &t)])
             .unwrap_or_default();
         self.b2bua
             .answer(ctx, call, code, Some(reason), extra, None);

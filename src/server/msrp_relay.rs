@@ -459,7 +459,23 @@ impl MsrpRelay {
         let bound = self.conns.get(&conn).and_then(|c| c.leg);
         match bound {
             None => {
-                // A passive leg is bound by the first request on it.
+                // A passive leg is bound by the first request on it, and only
+                // by the peer negotiated in SDP: its From-Path must end with
+                // the remote path (RFC 4975 §7.3.1, §14.1: knowing a session
+                // id alone does not let a connection in).
+                let expected = self.legs.get(&leg).and_then(|l| l.remote.last());
+                let from = frame.from_path().and_then(MsrpPath::last);
+                if let Some(expected) = expected
+                    && from != Some(expected)
+                {
+                    tracing::warn!(
+                        conn,
+                        from = ?from.map(ToString::to_string),
+                        "MSRP request for a session from another peer refused"
+                    );
+                    self.respond(conn, &frame, 403);
+                    return;
+                }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.leg = Some(leg);
                 }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::ServerConfig;
 use crate::ids::RandomIds;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
-use crate::net::sip_transport::SipTransport;
+use crate::net::sip_transport::{SipTransport, TransportLimits};
 use crate::proto::sip::digest::DigestServerConfig;
 use crate::proto::sip::transaction::Transport;
 
@@ -130,7 +130,8 @@ impl Server {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let (transport, mut incoming) = SipTransport::bind(config.listen).await?;
+        let (transport, mut incoming) =
+            SipTransport::bind_with(config.listen, TransportLimits::from(&config.limits)).await?;
         let local = transport.local_addr();
         let settings = CoreSettings {
             domain: config.domain.clone(),
@@ -153,6 +154,10 @@ impl Server {
             },
         };
         let mut core = ServerCore::new(settings, Box::new(RandomIds::new()), Instant::now());
+        core.set_limits(super::limits::SourceLimits::new(
+            &config.limits,
+            Instant::now(),
+        ));
         if let Some(change) = options.digest {
             core.configure_digest(Instant::now(), change);
         }
@@ -179,7 +184,11 @@ impl Server {
             }),
         ));
         // The MSRP side of the B2BUA roles (seed 001 8.3.2.1.1).
-        let (msrp, mut msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
+        let (msrp, mut msrp_events) = MsrpTransport::bind_with(
+            SocketAddr::new(local.ip(), 0),
+            Duration::from_secs(config.limits.msrp_partial_chunk_timeout_secs),
+        )
+        .await?;
         let msrp_local = msrp.local_addr();
         let opened = if options.history_in_memory && config.data_dir.is_none() {
             SqliteHistory::in_memory()
@@ -273,6 +282,7 @@ impl Server {
                 deferred_store,
             ));
         }
+        let overload_high = config.limits.overload_queue_high.max(1);
         let (connect_tx, mut connect_rx) =
             tokio::sync::mpsc::channel::<(u64, SocketAddr, io::Result<u64>)>(64);
         let stop = Arc::new(Notify::new());
@@ -282,6 +292,7 @@ impl Server {
             let wire = wire.clone();
             tokio::spawn(async move {
                 let mut msrp_trace = MsrpTrace::default();
+                let mut overloaded = false;
                 loop {
                     let media_wake = core.poll_media_timeout();
                     let wake = [core.poll_timeout(), media_wake]
@@ -292,6 +303,11 @@ impl Server {
                     tokio::select! {
                         msg = incoming.recv() => {
                             let Some(msg) = msg else { break };
+                            if msg.is_unframeable() {
+                                // Its earlier messages are answered: close it (RFC 3261 §18.3).
+                                transport.close(msg.source);
+                                continue;
+                            }
                             let _ = wire.send(WireEvent {
                                 at: Instant::now(),
                                 direction: Direction::In,
@@ -299,7 +315,21 @@ impl Server {
                                 transport: msg.transport,
                                 bytes: msg.bytes.clone().into(),
                             });
-                            core.handle_input(Instant::now(), &msg.bytes, msg.source, msg.transport);
+                            // Past capacity new work is refused, not queued (RFC 3261 §21.5.4).
+                            let backlog = incoming.len();
+                            if backlog >= overload_high {
+                                if !overloaded {
+                                    overloaded = true;
+                                    tracing::warn!(backlog, "overloaded: new requests get 503");
+                                }
+                                core.handle_input_overloaded(Instant::now(), &msg.bytes, msg.source, msg.transport);
+                            } else {
+                                if overloaded && backlog < overload_high / 2 {
+                                    overloaded = false;
+                                    tracing::info!(backlog, "load back under capacity");
+                                }
+                                core.handle_input(Instant::now(), &msg.bytes, msg.source, msg.transport);
+                            }
                         }
                         ev = msrp_events.recv() => {
                             let input = match ev {

@@ -44,6 +44,9 @@ pub enum SipParseError {
     BadVersion(String),
     #[error("bad Request-URI: {0:?}")]
     BadRequestUri(String),
+    /// RFC 3261 §19.1.1: headers are not allowed in a Request-URI.
+    #[error("Request-URI carries headers: {0:?}")]
+    RequestUriHeaders(String),
     #[error("malformed header line: {0:?}")]
     BadHeaderLine(String),
     #[error("missing header {0}")]
@@ -315,7 +318,20 @@ fn parse_request_line(line: &str) -> Result<(String, rsip::Uri), SipParseError> 
         return Err(bad());
     }
     check_version(version)?;
-    Ok((method.to_owned(), parse_uri(uri)?))
+    let parsed = parse_uri(uri)?;
+    // RFC 3261 §19.1.1 (RFC 4475 §3.1.2.11): the `?headers` part of a
+    // SIP URI is not allowed in a Request-URI; parse_uri drops it elsewhere.
+    if !matches!(parsed.scheme, Some(rsip::Scheme::Other(_)))
+        && uri
+            .rsplit('@')
+            .next()
+            .is_some_and(|host| host.contains('?'))
+    {
+        return Err(SipParseError::RequestUriHeaders(
+            uri.chars().take(120).collect(),
+        ));
+    }
+    Ok((method.to_owned(), parsed))
 }
 
 fn check_version(v: &str) -> Result<(), SipParseError> {

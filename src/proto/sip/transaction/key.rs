@@ -78,10 +78,10 @@ impl TsxKey {
     /// (§17.2.3): branch, sent-by, method with ACK matching INVITE.
     pub fn server(request: &rsip::Request) -> Result<Self, TransactionError> {
         let via = top_via(request)?;
-        let branch = via
-            .branch()
-            .map(|b| b.to_string())
-            .ok_or(TransactionError::MissingBranch)?;
+        let branch = match via.branch() {
+            Some(b) => b.to_string(),
+            None => rfc2543_branch(request)?,
+        };
         Ok(Self {
             role: TsxRole::Server,
             branch,
@@ -103,6 +103,27 @@ impl TsxKey {
     pub fn is_rfc3261(&self) -> bool {
         self.branch.starts_with(MAGIC_COOKIE)
     }
+}
+
+/// RFC 3261 §17.2.3: a request from an RFC 2543 element (no branch) is
+/// matched on its Request-URI, From tag, Call-ID and CSeq number (the top
+/// Via goes into `sent_by`); the key folds them into one pseudo-branch that
+/// can never carry the magic cookie. The To tag is left out so the ACK of a
+/// non-2xx, which carries our To tag, still matches its INVITE.
+fn rfc2543_branch(request: &rsip::Request) -> Result<String, TransactionError> {
+    use crate::proto::sip::headers::HeadersExt as _;
+    let call_id = request
+        .headers
+        .get_raw("Call-ID")
+        .ok_or(TransactionError::MissingHeader("Call-ID"))?;
+    let from_tag = crate::proto::sip::build::from_tag(&request.headers).unwrap_or_default();
+    Ok(format!(
+        "rfc2543|{}|{}|{}|{}",
+        request.uri,
+        from_tag,
+        call_id.trim(),
+        cseq(request)?.seq
+    ))
 }
 
 #[cfg(test)]
@@ -143,8 +164,29 @@ mod tests {
     }
 
     #[test]
-    fn missing_branch_is_an_error() {
-        let r = request("OPTIONS", "SIP/2.0/UDP host.example.com");
-        assert_eq!(TsxKey::server(&r), Err(TransactionError::MissingBranch));
+    fn missing_branch_and_call_id_is_an_error() {
+        let text = "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h.example.com\r\n\
+                    CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let r = rsip::Request::try_from(text).unwrap();
+        assert_eq!(
+            TsxKey::server(&r),
+            Err(TransactionError::MissingHeader("Call-ID"))
+        );
+    }
+
+    #[test]
+    fn branchless_request_gets_an_rfc2543_key() {
+        let invite = request("INVITE", "SIP/2.0/UDP host.example.com");
+        let key = TsxKey::server(&invite).unwrap();
+        assert!(!key.is_rfc3261());
+        assert_eq!(key.sent_by.as_deref(), Some("host.example.com:5060"));
+        // its ACK matches it; another CSeq does not
+        let ack = request("ACK", "SIP/2.0/UDP host.example.com");
+        assert_eq!(TsxKey::server(&ack).unwrap(), key);
+        let text = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP host.example.com\r\n\
+                    To: <sip:bob@example.com>\r\nFrom: <sip:alice@example.com>;tag=1\r\n\
+                    Call-ID: c\r\nCSeq: 2 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let other = rsip::Request::try_from(text).unwrap();
+        assert_ne!(TsxKey::server(&other).unwrap(), key);
     }
 }
