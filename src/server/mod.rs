@@ -11,6 +11,8 @@ pub mod isc_media_function;
 pub mod isc_playback;
 pub mod location_service;
 pub mod msrp_relay;
+#[cfg(feature = "postgres")]
+pub mod pg_store;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;
