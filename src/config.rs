@@ -186,6 +186,43 @@ pub struct ServerConfig {
     pub registration_max_expires: u32,
     pub users: Vec<UserConfig>,
     pub groups: Vec<GroupConfig>,
+    /// `[server.store]`: where deferred messages and history live.
+    pub store: StoreConfig,
+}
+
+/// `[server.store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user@host:port/database`: deferred messages and history
+    /// in PostgreSQL, shared by every instance given the same URL
+    /// (scale-out). `None` = SQLite under `data_dir` (one machine).
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.url else { return Ok(()) };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "server.store.url",
+                "expected postgres://user@host:port/database",
+            ));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            crate::server::pg_store::parse_url(url)
+                .map(|_| ())
+                .map_err(|e| invalid("server.store.url", &e.to_string()))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err(invalid(
+                "server.store.url",
+                "this build has no PostgreSQL support (cargo feature `postgres`)",
+            ))
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -205,6 +242,7 @@ impl Default for ServerConfig {
             registration_max_expires: 3600,
             users: Vec::new(),
             groups: Vec::new(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -315,7 +353,7 @@ impl ServerConfig {
         if self.max_adhoc_group_size < 2 {
             return Err(invalid("server.max_adhoc_group_size", "must be at least 2"));
         }
-        Ok(())
+        self.store.validate()
     }
 }
 
@@ -589,5 +627,23 @@ mod tests {
         assert_eq!(c.server.conference_factory_uri(), "sip:conf-factory@ex.org");
         assert_eq!(c.server.deferred_uri(), "sip:Deferred@ex.org");
         assert_eq!(c.server.history_uri(), "sip:h@x");
+    }
+
+    #[test]
+    fn store_url_selects_postgres_and_is_checked() {
+        assert_eq!(parse("").unwrap().server.store.url, None, "SQLite by default");
+        let c = parse("[server.store]\nurl = \"postgres://isc@127.0.0.1:5432/isc\"\n").unwrap();
+        assert_eq!(
+            c.server.store.url.as_deref(),
+            Some("postgres://isc@127.0.0.1:5432/isc")
+        );
+        #[cfg(feature = "postgres")]
+        c.validate().unwrap();
+        for bad in ["mysql://x@y/z", "postgres://isc@127.0.0.1:port/isc"] {
+            let c = parse(&format!("[server.store]\nurl = \"{bad}\"\n")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.starts_with("server.store.url:"), "{bad}: {e}");
+        }
+        assert!(parse("[server.store]\nuri = \"x\"\n").is_err(), "unknown key");
     }
 }
