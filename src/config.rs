@@ -631,7 +631,11 @@ mod tests {
 
     #[test]
     fn store_url_selects_postgres_and_is_checked() {
-        assert_eq!(parse("").unwrap().server.store.url, None, "SQLite by default");
+        assert_eq!(
+            parse("").unwrap().server.store.url,
+            None,
+            "SQLite by default"
+        );
         let c = parse("[server.store]\nurl = \"postgres://isc@127.0.0.1:5432/isc\"\n").unwrap();
         assert_eq!(
             c.server.store.url.as_deref(),
@@ -644,6 +648,9 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.starts_with("server.store.url:"), "{bad}: {e}");
         }
-        assert!(parse("[server.store]\nuri = \"x\"\n").is_err(), "unknown key");
+        assert!(
+            parse("[server.store]\nuri = \"x\"\n").is_err(),
+            "unknown key"
+        );
     }
 }

@@ -32,7 +32,7 @@ pub enum DeferredError {
     UnknownKind(i64),
     /// The shared PostgreSQL store ([`super::pg_store::PgDeferred`]).
     #[cfg(feature = "postgres")]
-    #[error("deferred {0}")]
+    #[error("deferred store: {0}")]
     Postgres(#[from] super::pg_store::PgError),
 }
 

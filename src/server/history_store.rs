@@ -20,7 +20,7 @@ pub enum HistoryError {
     Io(#[from] std::io::Error),
     /// The shared PostgreSQL store ([`super::pg_store::PgHistory`]).
     #[cfg(feature = "postgres")]
-    #[error("history {0}")]
+    #[error("history store: {0}")]
     Postgres(#[from] super::pg_store::PgError),
 }
 

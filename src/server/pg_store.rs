@@ -38,14 +38,29 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum PgError {
     #[error("store url: {0}")]
     BadUrl(String),
-    #[error("cannot connect to the store: {0}")]
+    #[error("cannot connect to the store: {}", with_causes(.0))]
     Connect(postgres::Error),
-    #[error("store query: {0}")]
+    #[error("store query: {}", with_causes(.0))]
     Query(#[from] postgres::Error),
     #[error("the store's connection thread is gone")]
     WorkerGone,
     #[error("store thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// An error and its sources, `a: b: c`.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Checks a `postgres://` / `postgresql://` URL (or key=value string)
@@ -478,6 +493,6 @@ mod tests {
         let s = PgDeferred::connect(&url).unwrap();
         drop(pg);
         let e = s.count("sip:bob@isc.local").unwrap_err();
-        assert!(e.to_string().starts_with("deferred "), "{e}");
+        assert!(e.to_string().starts_with("deferred store: "), "{e}");
     }
 }
