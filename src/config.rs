@@ -188,6 +188,28 @@ pub struct ServerConfig {
     pub groups: Vec<GroupConfig>,
     /// `[server.store]`: where deferred messages and history live.
     pub store: StoreConfig,
+    /// Standalone (own registrar and proxy) or application server behind a
+    /// SIP/IP core such as Kamailio.
+    pub mode: ServerMode,
+    /// `mode = "as"`: the SIP/IP core's address; requests to devices go there.
+    pub core: Option<SocketAddr>,
+    /// `mode = "as"`: the addresses whose P-Asserted-Identity (and
+    /// third-party REGISTERs) are trusted; empty = `core` only.
+    pub trusted_core: Vec<SocketAddr>,
+}
+
+/// How `isc server` is deployed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerMode {
+    /// Its own registrar (digest), proxy and the service functions.
+    #[default]
+    Standalone,
+    /// Application server behind a SIP/IP core: no registrar of its own; it
+    /// learns devices from the core's third-party REGISTERs, takes the
+    /// originator from the core's P-Asserted-Identity and reaches each
+    /// device through the core at its GRUU.
+    As,
 }
 
 /// `[server.store]`.
@@ -243,6 +265,9 @@ impl Default for ServerConfig {
             users: Vec::new(),
             groups: Vec::new(),
             store: StoreConfig::default(),
+            mode: ServerMode::Standalone,
+            core: None,
+            trusted_core: Vec::new(),
         }
     }
 }
@@ -281,6 +306,16 @@ impl ServerConfig {
         self.history
             .clone()
             .unwrap_or_else(|| format!("sip:history@{}", self.domain))
+    }
+
+    /// The addresses trusted to assert identities in AS mode: `trusted_core`,
+    /// else `core`.
+    pub fn trusted_core(&self) -> Vec<SocketAddr> {
+        if self.trusted_core.is_empty() {
+            self.core.into_iter().collect()
+        } else {
+            self.trusted_core.clone()
+        }
     }
 
     /// `sip:<name>@<domain>`.
@@ -353,7 +388,20 @@ impl ServerConfig {
         if self.max_adhoc_group_size < 2 {
             return Err(invalid("server.max_adhoc_group_size", "must be at least 2"));
         }
-        self.store.validate()
+        self.store.validate()?;
+        if self.mode == ServerMode::As && self.core.is_none() {
+            return Err(invalid(
+                "server.core",
+                "mode = \"as\" needs the SIP/IP core's address (e.g. \"127.0.0.1:5060\")",
+            ));
+        }
+        if self.mode == ServerMode::As && self.core == Some(self.listen) {
+            return Err(invalid(
+                "server.core",
+                "the SIP/IP core and this server cannot share one address (set server.listen)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -652,5 +700,34 @@ mod tests {
             parse("[server.store]\nuri = \"x\"\n").is_err(),
             "unknown key"
         );
+    }
+
+    #[test]
+    fn as_mode_needs_the_core_and_trusts_it_by_default() {
+        let c = parse(
+            "[server]\nlisten = \"127.0.0.1:5070\"\nmode = \"as\"\ncore = \"127.0.0.1:5060\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.mode, ServerMode::As);
+        assert_eq!(
+            c.server.trusted_core(),
+            vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
+        );
+        let e = parse("[server]\nmode = \"as\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.core"), "{e}");
+        let e = parse("[server]\nmode = \"as\"\ncore = \"127.0.0.1:5060\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot share one address"), "{e}");
+        let e = parse("[server]\nmode = \"proxy\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode"), "{e}");
     }
 }

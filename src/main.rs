@@ -64,6 +64,15 @@ struct ServerArgs {
     /// else built-in loopback defaults with the demo cast).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Run as the application server behind a SIP/IP core (Kamailio) at
+    /// this address: `server.mode = "as"` with `server.core` = ADDR:PORT.
+    #[arg(long, value_name = "ADDR:PORT")]
+    behind: Option<SocketAddr>,
+    /// Write the Kamailio deployment for this config into DIR
+    /// (`kamailio.cfg` with the core and AS addresses, `isc-users.cfg` with
+    /// the users) and exit; see README "Behind Kamailio".
+    #[arg(long, value_name = "DIR")]
+    write_kamailio: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +97,37 @@ fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = isc::config::Config::load(args.config.as_deref())?.server;
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(core) = args.behind {
+        config.mode = isc::config::ServerMode::As;
+        config.core = Some(core);
+    }
+    if let Some(dir) = args.write_kamailio {
+        let site = isc::server::kamailio::KamailioSite {
+            core: config
+                .core
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060))),
+            app_server: config.listen,
+            domain: config.domain.clone(),
+        };
+        if site.core == site.app_server {
+            return Err(format!(
+                "Kamailio and isc server cannot both listen on {}: pass --listen for isc server",
+                site.core
+            )
+            .into());
+        }
+        isc::server::kamailio::write_site(&dir, &site, &config)
+            .map_err(|e| format!("cannot write the Kamailio deployment: {e}"))?;
+        println!(
+            "wrote {} and {} (Kamailio at {}, isc server at {}); run: kamailio -f {} -DD -E",
+            dir.join("kamailio.cfg").display(),
+            dir.join(isc::server::kamailio::USERS_FILE).display(),
+            site.core,
+            site.app_server,
+            dir.join("kamailio.cfg").display()
+        );
+        return Ok(());
     }
     let options = isc::server::runner::ServerOptions::new(config);
     let rt = tokio::runtime::Runtime::new()?;

@@ -93,6 +93,21 @@ pub struct CoreSettings {
     pub local: SocketAddr,
     pub users: Vec<UserAccount>,
     pub nonce_lifetime: Duration,
+    /// `Some` in AS mode (`[server] mode = "as"`): behind a SIP/IP core.
+    pub app_server: Option<AppServer>,
+}
+
+/// Application-server mode: devices register at the SIP/IP core (Kamailio,
+/// `assets/deploy/kamailio`), which authenticates them, asserts their
+/// identity and hands requests for the services to this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppServer {
+    /// Where every request to a device goes, its Request-URI the device's
+    /// GRUU (one leg per device; the core does not fork it).
+    pub core: SocketAddr,
+    /// Sources whose P-Asserted-Identity (RFC 3325 §5: a trust domain) and
+    /// third-party REGISTERs are believed; anything else gets 403.
+    pub trusted: Vec<SocketAddr>,
 }
 
 /// A message to put on the wire, serialised.
@@ -586,9 +601,19 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
-        let Some(user) = self.authenticate(now, &key, &req, AuthKind::for_method(&req.method))
-        else {
-            return;
+        let user = if self.settings.app_server.is_some() {
+            // AS mode: our registrar is off; the core's copy of a REGISTER it
+            // accepted (third-party registration, RFC 3261 §10) feeds the
+            // location service, so the roles find every device and its GRUU.
+            match self.asserted_identity(now, &key, &req, source) {
+                Some(user) => user,
+                None => return,
+            }
+        } else {
+            match self.authenticate(now, &key, &req, AuthKind::for_method(&req.method)) {
+                Some(user) => user,
+                None => return,
+            }
         };
         let source = Source {
             addr: source,
@@ -628,7 +653,12 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
-        let Some(user) = self.authenticate(now, &key, &req, AuthKind::Proxy) else {
+        let user = if self.settings.app_server.is_some() {
+            self.asserted_identity(now, &key, &req, source)
+        } else {
+            self.authenticate(now, &key, &req, AuthKind::Proxy)
+        };
+        let Some(user) = user else {
             return;
         };
         // The authenticated identity is the originator, never a From the
@@ -839,7 +869,10 @@ impl ServerCore {
         if bindings.is_empty() {
             return Err((480, "Temporarily Unavailable"));
         }
-        Ok(bindings.into_iter().filter_map(target_of).collect())
+        Ok(bindings
+            .into_iter()
+            .filter_map(|b| self.binding_target(b))
+            .collect())
     }
 
     /// Forks `req` to `targets` (RFC 3261 §16.6) and opens its response context.
@@ -998,7 +1031,7 @@ impl ServerCore {
                 .location()
                 .lookup(now, &uri_text)
                 .into_iter()
-                .find_map(target_of);
+                .find_map(|b| self.binding_target(b));
         }
         let addr = hop.socket_addr()?;
         if addr == self.settings.local {
@@ -1327,6 +1360,57 @@ impl ServerCore {
     }
 
     // --- helpers -------------------------------------------------------------
+
+    /// AS mode: the originator is the core's P-Asserted-Identity (RFC 3325
+    /// §9.1), believed only from a trusted core address; otherwise 403 with a
+    /// Warning naming why.
+    fn asserted_identity(
+        &mut self,
+        now: Instant,
+        key: &TsxKey,
+        req: &rsip::Request,
+        source: SocketAddr,
+    ) -> Option<String> {
+        let trusted = self
+            .settings
+            .app_server
+            .as_ref()
+            .is_some_and(|a| a.trusted.contains(&source));
+        let asserted = name_addr_uri(&req.headers, "P-Asserted-Identity")
+            .and_then(|(_, v)| v.user.filter(|_| self.is_our_domain(&v.host)))
+            .filter(|u| self.passwords.contains_key(u));
+        let fault = match (trusted, asserted) {
+            (true, Some(user)) => return Some(user),
+            (false, _) => format!(
+                "P-Asserted-Identity is trusted only from the SIP/IP core, not from {source}"
+            ),
+            (true, None) => "no P-Asserted-Identity of a known user".to_owned(),
+        };
+        let warning = format!("399 {} \"{fault}\"", self.settings.domain);
+        self.respond(
+            now,
+            key,
+            req,
+            403,
+            Some("Forbidden"),
+            vec![make_header("Warning", &warning)],
+        );
+        None
+    }
+
+    /// How a binding is reached: in AS mode through the core, at the
+    /// device's GRUU (RFC 5627 §5.1), else directly ([`target_of`]).
+    fn binding_target(&self, b: &Binding) -> Option<Target> {
+        let Some(app) = &self.settings.app_server else {
+            return target_of(b);
+        };
+        let uri_text = b.gruu.as_deref().unwrap_or(&b.contact);
+        Some(Target {
+            uri: crate::proto::sip::message::parse_uri(uri_text).ok()?,
+            addr: app.core,
+            transport: Transport::Udp,
+        })
+    }
 
     /// Checks the request's credentials; on failure answers the challenge
     /// (401/407) or 403 itself and returns None.

@@ -9,6 +9,7 @@ pub mod history_store;
 pub mod im_controlling_function;
 pub mod isc_media_function;
 pub mod isc_playback;
+pub mod kamailio;
 pub mod location_service;
 pub mod msrp_relay;
 #[cfg(feature = "postgres")]

@@ -19,7 +19,7 @@ use crate::proto::sip::digest::DigestServerConfig;
 use crate::proto::sip::transaction::Transport;
 
 use super::content_list::ContentLibrary;
-use super::core::{CoreSettings, ServerCore, UserAccount};
+use super::core::{AppServer, CoreSettings, ServerCore, UserAccount};
 use super::cpm_participating_function::{
     CpmConfig, CpmParticipatingFunction, system_wall_clock_ms,
 };
@@ -193,6 +193,13 @@ impl Server {
                 })
                 .collect(),
             nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs),
+            app_server: match (config.mode, config.core) {
+                (crate::config::ServerMode::As, Some(core)) => Some(AppServer {
+                    core,
+                    trusted: config.trusted_core(),
+                }),
+                _ => None,
+            },
         };
         let mut core = ServerCore::new(settings, Box::new(RandomIds::new()), Instant::now());
         if let Some(change) = options.digest {
