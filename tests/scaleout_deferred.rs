@@ -5,6 +5,7 @@
 //! there; each leaves the shared store only after its MSRP 200, and
 //! instance 1 — which bob never registers at until the end — neither pushes
 //! nor, when he then registers there too, pushes again.
+#![cfg(all(unix, feature = "postgres"))]
 
 mod common;
 mod cpm_common;
