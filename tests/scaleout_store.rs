@@ -1,10 +1,13 @@
 //! Scale-out (issue #10 part 2) over real sockets: two `isc server`
 //! instances share one PostgreSQL store (started by the test on loopback,
-//! data in a temp dir). Messages to offline bob stored via instance 1 and
-//! via instance 2 are pushed, in order, by instance 2 when bob registers
-//! there; each leaves the shared store only after its MSRP 200, and
-//! instance 1 — which bob never registers at until the end — neither pushes
-//! nor, when he then registers there too, pushes again.
+//! data in a temp dir).
+//! - Deferred: messages to offline bob stored via instance 1 and via
+//!   instance 2 are pushed, in order, by instance 2 when bob registers
+//!   there; each leaves the shared store only after its MSRP 200, and
+//!   instance 1 — which bob never registers at until the end — neither
+//!   pushes nor, when he then registers there too, pushes again.
+//! - History: a chat relayed by instance 1 is retrieved from
+//!   `history@isc.local` through instance 2.
 #![cfg(all(unix, feature = "postgres"))]
 
 mod common;
@@ -15,11 +18,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::Peer;
-use cpm_common::{Device, MsrpConn, answer, msrp_sdp, recv_request};
+use cpm_common::{
+    Device, MsrpConn, ack_2xx, answer, final_for, msrp_sdp, one_device_session, recv_request,
+    send_invite,
+};
 use headless_support::Session;
-use isc::proto::msrp::MsrpMethod;
+use isc::proto::bodies::resource_lists::{Entry, ResourceLists};
+use isc::proto::msrp::{ByteRange, MsrpHeader, MsrpMessage, MsrpMethod, MsrpPath, MsrpUri};
 use isc::server::pg_store::cluster::{ClusterError, LocalCluster};
 use isc::server::runner::{Direction, Server, ServerHandle, ServerOptions};
+use tokio::net::TcpListener;
 
 const BOB: &str = "sip:bob@isc.local";
 const DB: &str = "scaleout";
@@ -192,4 +200,101 @@ async fn an_unreachable_store_stops_the_instance_from_starting() {
     assert!(e.starts_with("server.store.url: "), "{e}");
     assert!(e.contains("cannot connect to the store"), "{e}");
     assert!(e.contains("refused"), "the cause is named: {e}");
+}
+
+/// Alice's INVITE to `history@` (recvonly) listing what she wants.
+fn history_invite(peer: &mut Peer, uri: &MsrpUri, list: &[&str]) -> rsip::Request {
+    let sdp = format!(
+        "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {} TCP/MSRP *\r\na=accept-types:message/cpim\r\na=accept-wrapped-types:*\r\na=path:{uri}\r\na=setup:actpass\r\na=recvonly\r\n",
+        uri.port.unwrap()
+    );
+    let xml = ResourceLists::of(list.iter().map(|i| Entry::new(*i)).collect()).to_xml();
+    let body = format!(
+        "--b1\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--b1\r\nContent-Type: application/resource-lists+xml\r\nContent-Disposition: recipient-list\r\n\r\n{xml}\r\n--b1--\r\n"
+    );
+    let contact = format!("Contact: <sip:alice@{};transport=udp>", peer.addr());
+    peer.request(
+        "INVITE",
+        "sip:history@isc.local",
+        "sip:history@isc.local",
+        &[contact, "Content-Type: multipart/mixed;boundary=b1".into()],
+        &body,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_relayed_by_instance_1_is_retrieved_through_instance_2() {
+    let Some(pg) = cluster() else { return };
+    let url = pg.create_database("history").unwrap();
+    let (data1, data2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = instance(&url, data1.path()).await;
+    let two = instance(&url, data2.path()).await;
+
+    // Alice chats with bob through instance 1's CPM function.
+    let mut s = one_device_session(&one).await;
+    for (i, text) in ["first", "second"].iter().enumerate() {
+        let body = format!(
+            "From: <sip:alice@isc.local>\r\nTo: <sip:bob@isc.local>\r\nDateTime: 2026-11-23T15:0{i}:00Z\r\n\r\nContent-Type: text/plain\r\n\r\n{text}"
+        )
+        .into_bytes();
+        let n = body.len() as u64;
+        let send = MsrpMessage::request(
+            MsrpMethod::Send,
+            format!("h{i}"),
+            s.to_server.clone(),
+            MsrpPath::single(s.alice_uri.clone()),
+        )
+        .with_header(MsrpHeader::MessageId(format!("alice-h-{i}")))
+        .with_header(MsrpHeader::ByteRange(ByteRange {
+            start: 1,
+            end: Some(n),
+            total: Some(n),
+        }))
+        .with_body("message/cpim", body);
+        s.a.send(&send).await;
+        let relayed = s.b.recv_request().await;
+        s.b.send(&relayed.ok_response().unwrap()).await;
+    }
+    let mut stored = 0;
+    for _ in 0..100 {
+        stored = pg
+            .query_i64("history", "SELECT COUNT(*) FROM history")
+            .unwrap();
+        if stored == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored, 2, "instance 1 wrote the chat to the shared history");
+
+    // Alice asks instance 2 for the conversation and for one message by id.
+    for (list, expect) in [
+        (vec![BOB], vec!["first", "second"]),
+        (vec!["alice-h-1"], vec!["second"]),
+    ] {
+        let mut alice = Peer::new(two.local_addr(), "alice", "alice").await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = MsrpUri::new("127.0.0.1", listener.local_addr().unwrap().port(), "alh");
+        let req = history_invite(&mut alice, &uri, &list);
+        let sent = send_invite(&mut alice, req).await;
+        let ok = final_for(&alice, &sent).await;
+        assert_eq!(ok.status_code.code(), 200, "instance 2 serves history@");
+        let ack = ack_2xx(&mut alice, &sent, &ok);
+        alice.send(ack).await;
+        let mut conn = MsrpConn::accept(&listener).await;
+        let mut texts = Vec::new();
+        while let Some(m) = conn.recv_within(3.0).await {
+            if m.is_request() {
+                conn.send(&m.ok_response().unwrap()).await;
+                assert_eq!(m.content_type(), Some("message/cpim"));
+                let b = String::from_utf8_lossy(m.body.as_deref().unwrap()).to_string();
+                assert!(b.contains("From: <sip:alice@isc.local>"), "{b}");
+                texts.push(b.rsplit("\r\n\r\n").next().unwrap().to_string());
+            }
+        }
+        assert_eq!(texts, expect, "list {list:?}");
+    }
+    drop(s);
+    one.shutdown().await;
+    two.shutdown().await;
 }
