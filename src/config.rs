@@ -188,6 +188,10 @@ pub struct ServerConfig {
     pub groups: Vec<GroupConfig>,
     /// `[server.store]`: where deferred messages and history live.
     pub store: StoreConfig,
+    /// This instance's number among several sharing one store behind a
+    /// dispatcher (1..=899): the session identities it mints are
+    /// `conf-i<N>.<id>`, so the SIP router sends their requests back here.
+    pub instance: Option<u16>,
     /// Standalone (own registrar and proxy) or application server behind a
     /// SIP/IP core such as Kamailio.
     pub mode: ServerMode,
@@ -265,6 +269,7 @@ impl Default for ServerConfig {
             users: Vec::new(),
             groups: Vec::new(),
             store: StoreConfig::default(),
+            instance: None,
             mode: ServerMode::Standalone,
             core: None,
             trusted_core: Vec::new(),
@@ -389,6 +394,9 @@ impl ServerConfig {
             return Err(invalid("server.max_adhoc_group_size", "must be at least 2"));
         }
         self.store.validate()?;
+        if self.instance.is_some_and(|n| !(1..=899).contains(&n)) {
+            return Err(invalid("server.instance", "must be 1 to 899"));
+        }
         if self.mode == ServerMode::As && self.core.is_none() {
             return Err(invalid(
                 "server.core",
@@ -700,6 +708,14 @@ mod tests {
             parse("[server.store]\nuri = \"x\"\n").is_err(),
             "unknown key"
         );
+        let c = parse("[server]\ninstance = 2\n").unwrap();
+        assert_eq!(c.server.instance, Some(2));
+        let e = parse("[server]\ninstance = 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("server.instance:"), "{e}");
     }
 
     #[test]

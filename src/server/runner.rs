@@ -266,6 +266,7 @@ impl Server {
             sdp_policy: config.sdp_policy.clone(),
             notify_interval: NOTIFY_INTERVAL,
             wall_clock_ms: system_wall_clock_ms,
+            instance: config.instance,
         };
         core.enable_focus(ImControllingFunction::new(
             focus_config,
