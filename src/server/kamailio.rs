@@ -199,6 +199,47 @@ mod tests {
     }
 
     #[test]
+    fn dispatcher_site_lists_every_instance() {
+        let dir = std::env::temp_dir().join(format!("isc-kdisp-{}", std::process::id()));
+        let instances = [
+            (1, "127.0.0.1:25071".parse().unwrap()),
+            (2, "127.0.0.1:25072".parse().unwrap()),
+            (3, "127.0.0.1:25073".parse().unwrap()),
+        ];
+        write_dispatcher_site(&dir, &site(), &instances, &ServerConfig::default()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        let cfg = read("kamailio.cfg");
+        assert!(
+            cfg.starts_with("#!KAMAILIO\n#!define WITH_DISPATCHER\n"),
+            "{cfg}"
+        );
+        let list = read("dispatcher.list");
+        for (n, port) in [(1, 25071), (2, 25072), (3, 25073)] {
+            assert!(
+                list.contains(&format!("\n1 sip:127.0.0.1:{port}\n")),
+                "{list}"
+            );
+            assert!(
+                list.contains(&format!("\n{} sip:127.0.0.1:{port}\n", 100 + n)),
+                "{list}"
+            );
+        }
+        let copies = read("isc-instances.cfg");
+        assert_eq!(
+            copies.matches("forward(\"127.0.0.1\", 2507").count(),
+            3,
+            "{copies}"
+        );
+        assert!(read(USERS_FILE).contains("route[ISC_PASSWORD]"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let e = write_dispatcher_site(&dir, &site(), &[], &ServerConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("no application server"), "{e}");
+        let v6 = [(1, "[::1]:5070".parse().unwrap())];
+        assert!(write_dispatcher_site(&dir, &site(), &v6, &ServerConfig::default()).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn render_replaces_every_address() {
         let cfg = site().render(CFG_TEMPLATE).unwrap();
         assert!(cfg.contains("#!substdef \"!CORE_PORT!25060!g\"\n"));
