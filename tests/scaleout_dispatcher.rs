@@ -14,7 +14,10 @@
 //! 4. ted retrieves his deferred messages from `Deferred@isc.local`:
 //!    whichever instance Kamailio balances that to streams them all,
 //!    those the other instance stored included, each once, and the shared
-//!    store is empty after.
+//!    store is empty after;
+//! 5. dan (push on registration) registers at Kamailio: both instances get
+//!    the REGISTER copy, one takes the push lease and pushes his message
+//!    once; the other does not push it again.
 #![cfg(all(unix, feature = "postgres"))]
 
 mod common;
@@ -60,7 +63,7 @@ fn options(url: &str, n: u16, core: SocketAddr, data: &Path) -> ServerOptions {
     o.config.instance = Some(n);
     o.config.mode = ServerMode::As;
     o.config.core = Some(core);
-    o.config.users = ["alice", "bob", "carol", "ted"]
+    o.config.users = ["alice", "bob", "carol", "ted", "dan"]
         .iter()
         .map(|name| {
             let mut u = isc::config::UserConfig::new(name, name);
@@ -421,6 +424,61 @@ async fn conference_routes_back_to_its_instance_and_deferred_cross_instances() {
         pg.query_i64(DB, "SELECT COUNT(*) FROM deferred").unwrap(),
         0,
         "retrieved messages leave the shared store"
+    );
+
+    // 5. A message for offline dan, pushed once when he registers.
+    let msg = carol.request(
+        "MESSAGE",
+        "sip:dan@isc.local",
+        "sip:dan@isc.local",
+        &[
+            "Message-ID: carol-d-1".to_string(),
+            "Content-Type: text/plain".into(),
+        ],
+        "for dan",
+    );
+    assert_eq!(carol.send_authenticated(msg).await.status_code.code(), 202);
+    let (dan, dan_l, dan_uri) = device(core, "dan").await;
+    let inv = recv_request(&dan, rsip::Method::Invite).await;
+    answer(
+        &dan,
+        &inv,
+        200,
+        "danpush",
+        Some(&msrp_sdp(&dan_uri, "passive", "")),
+    )
+    .await;
+    let mut push = MsrpConn::accept(&dan_l).await;
+    let send = push.recv().await;
+    let body = String::from_utf8_lossy(send.body.as_deref().unwrap()).into_owned();
+    assert!(body.contains("Message-ID: carol-d-1\r\n"), "{body}");
+    assert!(body.ends_with("for dan"), "{body}");
+    push.send(&send.ok_response().unwrap()).await;
+    // Nothing but the ACK and the BYE of this one push reaches dan.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        match dan.recv_within(0.2).await {
+            Some(rsip::SipMessage::Request(r)) if r.method == rsip::Method::Invite => {
+                panic!("a second push INVITE:\n{r}")
+            }
+            Some(rsip::SipMessage::Request(r)) if r.method == rsip::Method::Bye => {
+                dan.answer(&r, 200).await;
+            }
+            _ => {}
+        }
+    }
+    let pushers: Vec<usize> = (0..2)
+        .filter(|i| {
+            logs[*i]
+                .texts(Direction::Out)
+                .iter()
+                .any(|(_, t)| t.starts_with("INVITE sip:dan@"))
+        })
+        .collect();
+    assert_eq!(pushers.len(), 1, "one instance pushes: {pushers:?}");
+    assert_eq!(
+        pg.query_i64(DB, "SELECT COUNT(*) FROM deferred").unwrap(),
+        0
     );
 
     drop(router);

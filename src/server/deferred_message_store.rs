@@ -149,6 +149,19 @@ pub trait DeferredStore: Send {
     fn remove(&mut self, id: i64) -> Result<bool, DeferredError>;
     /// How many messages wait for `recipient`.
     fn count(&self, recipient: &str) -> Result<u64, DeferredError>;
+    /// Takes (or renews) the right to push `recipient`'s messages for
+    /// `owner` (a server instance) until `until_ms`; false while another
+    /// owner's lease runs — several instances sharing the store then push
+    /// a user's messages once, not once each (README "Scale-out").
+    fn lease_push(
+        &mut self,
+        recipient: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, DeferredError>;
+    /// Gives `owner`'s lease on `recipient` back (no-op if not its own).
+    fn release_push(&mut self, recipient: &str, owner: &str) -> Result<(), DeferredError>;
 }
 
 /// SQLite deferred store (WAL, the history database file).
@@ -199,6 +212,11 @@ impl SqliteDeferred {
                 recipient TEXT NOT NULL,
                 msg_key TEXT NOT NULL,
                 PRIMARY KEY (recipient, msg_key)
+            );
+            CREATE TABLE IF NOT EXISTS deferred_push_lease (
+                recipient TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                until_ms INTEGER NOT NULL
             );",
         )?;
         Ok(SqliteDeferred { db })
@@ -298,6 +316,32 @@ impl DeferredStore for SqliteDeferred {
         Ok(n == 1)
     }
 
+    fn lease_push(
+        &mut self,
+        recipient: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, DeferredError> {
+        let n = self.db.execute(
+            "INSERT INTO deferred_push_lease (recipient, owner, until_ms) VALUES (?1, ?2, ?4)
+                ON CONFLICT (recipient) DO UPDATE SET owner = excluded.owner,
+                    until_ms = excluded.until_ms
+                WHERE deferred_push_lease.owner = excluded.owner
+                    OR deferred_push_lease.until_ms < ?3",
+            params![recipient, owner, now_ms, until_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn release_push(&mut self, recipient: &str, owner: &str) -> Result<(), DeferredError> {
+        self.db.execute(
+            "DELETE FROM deferred_push_lease WHERE recipient = ?1 AND owner = ?2",
+            params![recipient, owner],
+        )?;
+        Ok(())
+    }
+
     fn count(&self, recipient: &str) -> Result<u64, DeferredError> {
         let n: i64 = self.db.query_row(
             "SELECT COUNT(*) FROM deferred WHERE recipient = ?1",
@@ -377,6 +421,34 @@ pub(crate) mod tests {
             StoreOutcome::Stored(_)
         ));
         assert_eq!(open().count("sip:alice@isc.local").unwrap(), 1);
+        // Push leases: one owner at a time, renewable, taken over once run out.
+        let (mut a, mut b) = (open(), open());
+        let bob = "sip:bob@isc.local";
+        assert!(a.lease_push(bob, "i1", 1_000, 61_000).unwrap());
+        assert!(
+            !b.lease_push(bob, "i2", 2_000, 62_000).unwrap(),
+            "i1 holds it"
+        );
+        assert!(a.lease_push(bob, "i1", 3_000, 63_000).unwrap(), "renewed");
+        assert!(
+            b.lease_push("sip:alice@isc.local", "i2", 3_000, 63_000)
+                .unwrap()
+        );
+        assert!(
+            !b.lease_push(bob, "i2", 62_000, 122_000).unwrap(),
+            "renewal counts"
+        );
+        b.release_push(bob, "i2").unwrap();
+        assert!(
+            !b.lease_push(bob, "i2", 4_000, 64_000).unwrap(),
+            "not i2's to release"
+        );
+        a.release_push(bob, "i1").unwrap();
+        assert!(b.lease_push(bob, "i2", 5_000, 65_000).unwrap(), "released");
+        assert!(
+            a.lease_push(bob, "i1", 65_001, 125_001).unwrap(),
+            "expired: taken over"
+        );
     }
 
     #[test]

@@ -190,6 +190,11 @@ CREATE TABLE IF NOT EXISTS deferred_delivered (
     recipient TEXT NOT NULL,
     msg_key TEXT NOT NULL,
     PRIMARY KEY (recipient, msg_key)
+);
+CREATE TABLE IF NOT EXISTS deferred_push_lease (
+    recipient TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until_ms BIGINT NOT NULL
 );";
 
 /// Deferred messages in PostgreSQL, shared by every instance using `url`.
@@ -299,6 +304,38 @@ impl DeferredStore for PgDeferred {
             tx.commit()?;
             Ok(n == 1)
         })?)
+    }
+
+    fn lease_push(
+        &mut self,
+        recipient: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, DeferredError> {
+        let (recipient, owner) = (recipient.to_string(), owner.to_string());
+        let n = self.worker.run(move |c| {
+            c.execute(
+                "INSERT INTO deferred_push_lease (recipient, owner, until_ms) VALUES ($1, $2, $4)
+                    ON CONFLICT (recipient) DO UPDATE SET owner = EXCLUDED.owner,
+                        until_ms = EXCLUDED.until_ms
+                    WHERE deferred_push_lease.owner = EXCLUDED.owner
+                        OR deferred_push_lease.until_ms < $3",
+                &[&recipient, &owner, &now_ms, &until_ms],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    fn release_push(&mut self, recipient: &str, owner: &str) -> Result<(), DeferredError> {
+        let (recipient, owner) = (recipient.to_string(), owner.to_string());
+        self.worker.run(move |c| {
+            c.execute(
+                "DELETE FROM deferred_push_lease WHERE recipient = $1 AND owner = $2",
+                &[&recipient, &owner],
+            )
+        })?;
+        Ok(())
     }
 
     fn count(&self, recipient: &str) -> Result<u64, DeferredError> {

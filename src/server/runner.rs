@@ -277,21 +277,27 @@ impl Server {
         // (or the history's PostgreSQL database).
         let deferred_store = open_deferred(&options)?;
         if options.deferred_messages {
-            core.enable_deferred(DeferredFunction::new(
-                DeferredConfig {
-                    domain: config.domain.clone(),
-                    msrp_local,
-                    deferred_uri: config.deferred_uri(),
-                    history_uri: config.history_uri(),
-                    offline_delivery: config
-                        .effective_users()
-                        .into_iter()
-                        .map(|u| (u.name, u.offline_delivery))
-                        .collect(),
-                    wall_clock_ms: system_wall_clock_ms,
-                },
-                deferred_store,
-            ));
+            core.enable_deferred(
+                DeferredFunction::new(
+                    DeferredConfig {
+                        domain: config.domain.clone(),
+                        msrp_local,
+                        deferred_uri: config.deferred_uri(),
+                        history_uri: config.history_uri(),
+                        offline_delivery: config
+                            .effective_users()
+                            .into_iter()
+                            .map(|u| (u.name, u.offline_delivery))
+                            .collect(),
+                        wall_clock_ms: system_wall_clock_ms,
+                    },
+                    deferred_store,
+                )
+                .with_lease_owner(match config.instance {
+                    Some(n) => format!("instance-{n}"),
+                    None => "local".into(),
+                }),
+            );
         }
         let (connect_tx, mut connect_rx) =
             tokio::sync::mpsc::channel::<(u64, SocketAddr, io::Result<u64>)>(64);
