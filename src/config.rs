@@ -187,6 +187,12 @@ pub struct ServerConfig {
     pub limits: LimitsConfig,
     pub users: Vec<UserConfig>,
     pub groups: Vec<GroupConfig>,
+    /// `[server.store]`: where deferred messages and history live.
+    pub store: StoreConfig,
+    /// This instance's number among several sharing one store behind a
+    /// dispatcher (1..=899): the session identities it mints are
+    /// `conf-i<N>.<id>`, so the SIP router sends their requests back here.
+    pub instance: Option<u16>,
     /// Standalone (own registrar and proxy) or application server behind a
     /// SIP/IP core such as Kamailio.
     pub mode: ServerMode,
@@ -270,6 +276,41 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[server.store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user@host:port/database`: deferred messages and history
+    /// in PostgreSQL, shared by every instance given the same URL
+    /// (scale-out). `None` = SQLite under `data_dir` (one machine).
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.url else { return Ok(()) };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "server.store.url",
+                "expected postgres://user@host:port/database",
+            ));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            crate::server::pg_store::parse_url(url)
+                .map(|_| ())
+                .map_err(|e| invalid("server.store.url", &e.to_string()))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err(invalid(
+                "server.store.url",
+                "this build has no PostgreSQL support (cargo feature `postgres`)",
+            ))
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -288,6 +329,8 @@ impl Default for ServerConfig {
             limits: LimitsConfig::default(),
             users: Vec::new(),
             groups: Vec::new(),
+            store: StoreConfig::default(),
+            instance: None,
             mode: ServerMode::Standalone,
             core: None,
             trusted_core: Vec::new(),
@@ -410,6 +453,10 @@ impl ServerConfig {
         }
         if self.max_adhoc_group_size < 2 {
             return Err(invalid("server.max_adhoc_group_size", "must be at least 2"));
+        }
+        self.store.validate()?;
+        if self.instance.is_some_and(|n| !(1..=899).contains(&n)) {
+            return Err(invalid("server.instance", "must be 1 to 899"));
         }
         if self.mode == ServerMode::As && self.core.is_none() {
             return Err(invalid(
@@ -708,6 +755,39 @@ mod tests {
         assert_eq!(c.server.conference_factory_uri(), "sip:conf-factory@ex.org");
         assert_eq!(c.server.deferred_uri(), "sip:Deferred@ex.org");
         assert_eq!(c.server.history_uri(), "sip:h@x");
+    }
+
+    #[test]
+    fn store_url_selects_postgres_and_is_checked() {
+        assert_eq!(
+            parse("").unwrap().server.store.url,
+            None,
+            "SQLite by default"
+        );
+        let c = parse("[server.store]\nurl = \"postgres://isc@127.0.0.1:5432/isc\"\n").unwrap();
+        assert_eq!(
+            c.server.store.url.as_deref(),
+            Some("postgres://isc@127.0.0.1:5432/isc")
+        );
+        #[cfg(feature = "postgres")]
+        c.validate().unwrap();
+        for bad in ["mysql://x@y/z", "postgres://isc@127.0.0.1:port/isc"] {
+            let c = parse(&format!("[server.store]\nurl = \"{bad}\"\n")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.starts_with("server.store.url:"), "{bad}: {e}");
+        }
+        assert!(
+            parse("[server.store]\nuri = \"x\"\n").is_err(),
+            "unknown key"
+        );
+        let c = parse("[server]\ninstance = 2\n").unwrap();
+        assert_eq!(c.server.instance, Some(2));
+        let e = parse("[server]\ninstance = 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("server.instance:"), "{e}");
     }
 
     #[test]

@@ -73,6 +73,31 @@ struct ServerArgs {
     /// the users) and exit; see README "Behind Kamailio".
     #[arg(long, value_name = "DIR")]
     write_kamailio: Option<PathBuf>,
+    /// Scale-out: this instance's number among several behind Kamailio's
+    /// dispatcher (`server.instance`; its session identities are
+    /// `conf-i<N>.…`). See README "Scale-out".
+    #[arg(long, value_name = "N")]
+    instance: Option<u16>,
+    /// With --write-kamailio: write the dispatcher variant, one
+    /// `--dispatch N=ADDR:PORT` per `isc server` instance.
+    #[arg(long, value_name = "N=ADDR:PORT", value_parser = parse_dispatch)]
+    dispatch: Vec<(u16, SocketAddr)>,
+}
+
+/// `N=ADDR:PORT` of `--dispatch`.
+fn parse_dispatch(s: &str) -> Result<(u16, SocketAddr), String> {
+    let (n, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected N=ADDR:PORT, got {s:?}"))?;
+    let n: u16 = n
+        .parse()
+        .ok()
+        .filter(|n| (1..=899).contains(n))
+        .ok_or_else(|| format!("instance number {n:?} is not 1 to 899"))?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an ADDR:PORT"))?;
+    Ok((n, addr))
 }
 
 fn main() -> ExitCode {
@@ -102,6 +127,12 @@ fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
         config.mode = isc::config::ServerMode::As;
         config.core = Some(core);
     }
+    if let Some(n) = args.instance {
+        config.instance = Some(n);
+    }
+    if !args.dispatch.is_empty() && args.write_kamailio.is_none() {
+        return Err("--dispatch goes with --write-kamailio DIR".into());
+    }
     if let Some(dir) = args.write_kamailio {
         let site = isc::server::kamailio::KamailioSite {
             core: config
@@ -116,6 +147,16 @@ fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
                 site.core
             )
             .into());
+        }
+        if !args.dispatch.is_empty() {
+            isc::server::kamailio::write_dispatcher_site(&dir, &site, &args.dispatch, &config)
+                .map_err(|e| format!("cannot write the Kamailio deployment: {e}"))?;
+            println!(
+                "wrote {} with WITH_DISPATCHER, dispatcher.list and isc-instances.cfg for {} instances",
+                dir.join("kamailio.cfg").display(),
+                args.dispatch.len()
+            );
+            return Ok(());
         }
         isc::server::kamailio::write_site(&dir, &site, &config)
             .map_err(|e| format!("cannot write the Kamailio deployment: {e}"))?;

@@ -2,9 +2,10 @@
 //! with no registered device, kept until it is pushed on the user's next
 //! registration or retrieved from `Deferred@domain`.
 //!
-//! [`DeferredStore`] is the seam a server-grade database can fill later;
-//! [`SqliteDeferred`] keeps the messages in the same SQLite file as the
-//! chat history (WAL). A message is stored before the sender gets its
+//! [`DeferredStore`] has two implementations: [`SqliteDeferred`] keeps the
+//! messages in the same SQLite file as the chat history (WAL), the
+//! default for one machine; `pg_store::PgDeferred` (feature `postgres`)
+//! keeps them in PostgreSQL, shared by several instances. A message is stored before the sender gets its
 //! 202 / MSRP 200, inside one SQLite transaction, keyed by
 //! (recipient, [`DeferredKey`]) with `INSERT OR IGNORE`: a crash at any
 //! moment loses nothing acknowledged, and a resend is stored once.
@@ -29,6 +30,10 @@ pub enum DeferredError {
     Io(#[from] std::io::Error),
     #[error("unknown deferred kind {0}")]
     UnknownKind(i64),
+    /// The shared PostgreSQL store ([`super::pg_store::PgDeferred`]).
+    #[cfg(feature = "postgres")]
+    #[error("deferred store: {0}")]
+    Postgres(#[from] super::pg_store::PgError),
 }
 
 /// How the message reached the server.
@@ -42,14 +47,14 @@ pub enum DeferredKind {
 }
 
 impl DeferredKind {
-    fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         match self {
             Self::Pager => 1,
             Self::Session => 2,
         }
     }
 
-    fn from_code(c: i64) -> Result<Self, DeferredError> {
+    pub(crate) fn from_code(c: i64) -> Result<Self, DeferredError> {
         match c {
             1 => Ok(Self::Pager),
             2 => Ok(Self::Session),
@@ -144,6 +149,19 @@ pub trait DeferredStore: Send {
     fn remove(&mut self, id: i64) -> Result<bool, DeferredError>;
     /// How many messages wait for `recipient`.
     fn count(&self, recipient: &str) -> Result<u64, DeferredError>;
+    /// Takes (or renews) the right to push `recipient`'s messages for
+    /// `owner` (a server instance) until `until_ms`; false while another
+    /// owner's lease runs — several instances sharing the store then push
+    /// a user's messages once, not once each (README "Scale-out").
+    fn lease_push(
+        &mut self,
+        recipient: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, DeferredError>;
+    /// Gives `owner`'s lease on `recipient` back (no-op if not its own).
+    fn release_push(&mut self, recipient: &str, owner: &str) -> Result<(), DeferredError>;
 }
 
 /// SQLite deferred store (WAL, the history database file).
@@ -194,6 +212,11 @@ impl SqliteDeferred {
                 recipient TEXT NOT NULL,
                 msg_key TEXT NOT NULL,
                 PRIMARY KEY (recipient, msg_key)
+            );
+            CREATE TABLE IF NOT EXISTS deferred_push_lease (
+                recipient TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                until_ms INTEGER NOT NULL
             );",
         )?;
         Ok(SqliteDeferred { db })
@@ -293,6 +316,32 @@ impl DeferredStore for SqliteDeferred {
         Ok(n == 1)
     }
 
+    fn lease_push(
+        &mut self,
+        recipient: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, DeferredError> {
+        let n = self.db.execute(
+            "INSERT INTO deferred_push_lease (recipient, owner, until_ms) VALUES (?1, ?2, ?4)
+                ON CONFLICT (recipient) DO UPDATE SET owner = excluded.owner,
+                    until_ms = excluded.until_ms
+                WHERE deferred_push_lease.owner = excluded.owner
+                    OR deferred_push_lease.until_ms < ?3",
+            params![recipient, owner, now_ms, until_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn release_push(&mut self, recipient: &str, owner: &str) -> Result<(), DeferredError> {
+        self.db.execute(
+            "DELETE FROM deferred_push_lease WHERE recipient = ?1 AND owner = ?2",
+            params![recipient, owner],
+        )?;
+        Ok(())
+    }
+
     fn count(&self, recipient: &str) -> Result<u64, DeferredError> {
         let n: i64 = self.db.query_row(
             "SELECT COUNT(*) FROM deferred WHERE recipient = ?1",
@@ -304,10 +353,10 @@ impl DeferredStore for SqliteDeferred {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn msg(n: u32) -> NewDeferred {
+    pub(crate) fn msg(n: u32) -> NewDeferred {
         NewDeferred {
             recipient: "sip:bob@isc.local".into(),
             sender: "sip:carol@isc.local".into(),
@@ -322,26 +371,90 @@ mod tests {
         }
     }
 
-    #[test]
-    fn stores_once_per_key_in_order_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The store semantics every backend shares; `open` opens the same
+    /// persistent store again (a restart, or another instance).
+    pub(crate) fn check_semantics(open: &mut dyn FnMut() -> Box<dyn DeferredStore>) {
         {
-            let mut s = SqliteDeferred::open_in(dir.path()).unwrap();
+            let mut s = open();
             assert!(matches!(s.store(&msg(1)).unwrap(), StoreOutcome::Stored(_)));
             assert!(matches!(s.store(&msg(2)).unwrap(), StoreOutcome::Stored(_)));
             assert!(matches!(
                 s.store(&msg(1)).unwrap(),
                 StoreOutcome::Duplicate(_)
             ));
+            let mut session = msg(3);
+            session.kind = DeferredKind::Session;
+            session.key = session_key("c3", "mid3");
+            session.message_id = Some("mid3".into());
+            session.response = b"SIP/2.0 200 OK\r\n\r\n".to_vec();
+            session.msrp = vec![0, 159, 255, b'\r', b'\n'];
+            assert!(matches!(
+                s.store(&session).unwrap(),
+                StoreOutcome::Stored(_)
+            ));
         }
-        let s = SqliteDeferred::open_in(dir.path()).unwrap();
+        let mut s = open();
         let got = s.pending("sip:bob@isc.local").unwrap();
+        let mut session = msg(3);
+        session.kind = DeferredKind::Session;
+        session.key = session_key("c3", "mid3");
+        session.message_id = Some("mid3".into());
+        session.response = b"SIP/2.0 200 OK\r\n\r\n".to_vec();
+        session.msrp = vec![0, 159, 255, b'\r', b'\n'];
         assert_eq!(
             got.iter().map(|m| m.message.clone()).collect::<Vec<_>>(),
-            vec![msg(1), msg(2)]
+            vec![msg(1), msg(2), session]
         );
-        assert_eq!(s.count("sip:bob@isc.local").unwrap(), 2);
+        assert_eq!(s.count("sip:bob@isc.local").unwrap(), 3);
         assert_eq!(s.count("sip:alice@isc.local").unwrap(), 0);
+        // Removed only once; a resend of a delivered message is not stored.
+        let id = got[0].id;
+        assert!(s.remove(id).unwrap());
+        assert!(!s.remove(id).unwrap());
+        assert_eq!(s.store(&msg(1)).unwrap(), StoreOutcome::Duplicate(0));
+        assert_eq!(s.count("sip:bob@isc.local").unwrap(), 2);
+        // The same key for another recipient is another message.
+        let mut to_alice = msg(1);
+        to_alice.recipient = "sip:alice@isc.local".into();
+        assert!(matches!(
+            s.store(&to_alice).unwrap(),
+            StoreOutcome::Stored(_)
+        ));
+        assert_eq!(open().count("sip:alice@isc.local").unwrap(), 1);
+        // Push leases: one owner at a time, renewable, taken over once run out.
+        let (mut a, mut b) = (open(), open());
+        let bob = "sip:bob@isc.local";
+        assert!(a.lease_push(bob, "i1", 1_000, 61_000).unwrap());
+        assert!(
+            !b.lease_push(bob, "i2", 2_000, 62_000).unwrap(),
+            "i1 holds it"
+        );
+        assert!(a.lease_push(bob, "i1", 3_000, 63_000).unwrap(), "renewed");
+        assert!(
+            b.lease_push("sip:alice@isc.local", "i2", 3_000, 63_000)
+                .unwrap()
+        );
+        assert!(
+            !b.lease_push(bob, "i2", 62_000, 122_000).unwrap(),
+            "renewal counts"
+        );
+        b.release_push(bob, "i2").unwrap();
+        assert!(
+            !b.lease_push(bob, "i2", 4_000, 64_000).unwrap(),
+            "not i2's to release"
+        );
+        a.release_push(bob, "i1").unwrap();
+        assert!(b.lease_push(bob, "i2", 5_000, 65_000).unwrap(), "released");
+        assert!(
+            a.lease_push(bob, "i1", 65_001, 125_001).unwrap(),
+            "expired: taken over"
+        );
+    }
+
+    #[test]
+    fn sqlite_file_store_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        check_semantics(&mut || Box::new(SqliteDeferred::open_in(dir.path()).unwrap()));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Conversation history (seed 001 8.3.2.1.1 "Upon receiving an MSRP SEND"
 //! step 2, seed 003 13.x): every chat message the CPM function accepts.
 //!
-//! [`HistoryStore`] is the seam a server-grade database can fill later;
-//! [`SqliteHistory`] keeps it in SQLite (WAL) in a file under the server's
-//! data directory, or in memory.
+//! [`HistoryStore`] has two implementations: [`SqliteHistory`] keeps it in
+//! SQLite (WAL) in a file under the server's data directory, or in memory;
+//! `pg_store::PgHistory` (feature `postgres`) in PostgreSQL, shared by
+//! several instances.
 
 use std::path::Path;
 
@@ -17,6 +18,10 @@ pub enum HistoryError {
     Database(#[from] rusqlite::Error),
     #[error("history directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The shared PostgreSQL store ([`super::pg_store::PgHistory`]).
+    #[cfg(feature = "postgres")]
+    #[error("history store: {0}")]
+    Postgres(#[from] super::pg_store::PgError),
 }
 
 /// One stored chat message.
@@ -196,10 +201,10 @@ impl HistoryStore for SqliteHistory {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(n: u8) -> HistoryEntry {
+    pub(crate) fn entry(n: u8) -> HistoryEntry {
         HistoryEntry {
             conversation: conversation_key("sip:bob@isc.local", "sip:alice@isc.local"),
             cpim_from: "<sip:alice@isc.local>".into(),
@@ -212,24 +217,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn key_is_symmetric() {
-        assert_eq!(conversation_key("b", "a"), conversation_key("a", "b"));
-    }
-
-    #[test]
-    fn stores_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The semantics every backend shares; `open` opens the same
+    /// persistent store again (a restart, or another instance).
+    pub(crate) fn check_semantics(open: &mut dyn FnMut() -> Box<dyn HistoryStore>) {
         {
-            let mut s = SqliteHistory::open_in(dir.path()).unwrap();
+            let mut s = open();
             s.store(&entry(1)).unwrap();
             s.store(&entry(2)).unwrap();
         }
-        let s = SqliteHistory::open_in(dir.path()).unwrap();
+        let s = open();
         let got = s
             .conversation("sip:alice@isc.local", "sip:bob@isc.local")
             .unwrap();
         assert_eq!(got, vec![entry(1), entry(2)]);
+        assert_eq!(
+            s.conversation("sip:bob@isc.local", "sip:alice@isc.local")
+                .unwrap(),
+            got,
+            "either order names the conversation"
+        );
         assert_eq!(s.by_message_id("m2").unwrap(), vec![entry(2)]);
         assert!(s.by_message_id("nope").unwrap().is_empty());
         assert!(
@@ -237,6 +243,17 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn key_is_symmetric() {
+        assert_eq!(conversation_key("b", "a"), conversation_key("a", "b"));
+    }
+
+    #[test]
+    fn sqlite_file_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        check_semantics(&mut || Box::new(SqliteHistory::open_in(dir.path()).unwrap()));
     }
 
     #[test]

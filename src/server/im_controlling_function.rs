@@ -148,6 +148,10 @@ pub struct FocusConfig {
     pub sdp_policy: SdpPolicy,
     pub notify_interval: Duration,
     pub wall_clock_ms: fn() -> i64,
+    /// Scale-out: this instance's number, written into the session
+    /// identities it mints (`conf-i<N>.<id>`) so that a dispatcher in front
+    /// routes their requests back to this instance.
+    pub instance: Option<u16>,
 }
 
 /// Where a participant is.
@@ -546,7 +550,14 @@ impl ImControllingFunction {
         ctx.ids.fill(&mut raw);
         let identity = match &group {
             Some(g) => self.aor(g),
-            None => format!("sip:conf-{}{id}@{}", hex::encode(raw), self.config.domain),
+            None => match self.config.instance {
+                Some(n) => format!(
+                    "sip:conf-i{n}.{}{id}@{}",
+                    hex::encode(raw),
+                    self.config.domain
+                ),
+                None => format!("sip:conf-{}{id}@{}", hex::encode(raw), self.config.domain),
+            },
         };
         self.confs.insert(
             id,
@@ -2214,6 +2225,7 @@ mod tests {
             sdp_policy: SdpPolicy::default(),
             notify_interval: NOTIFY_INTERVAL,
             wall_clock_ms: || 1_700_000_000_000,
+            instance: None,
         };
         let mut f = ImControllingFunction::new(config, Box::new(Captured(kept.clone())), "t");
         f.confs.insert(

@@ -13,6 +13,8 @@ pub mod kamailio;
 pub mod limits;
 pub mod location_service;
 pub mod msrp_relay;
+#[cfg(feature = "postgres")]
+pub mod pg_store;
 pub mod proxy_core;
 pub mod reg_notifier;
 pub mod registrar;

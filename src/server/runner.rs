@@ -120,6 +120,55 @@ impl ServerHandle {
     }
 }
 
+/// The history store `[server.store]` names: PostgreSQL when a URL is
+/// given (no fallback: an instance must not silently stop sharing), else
+/// SQLite under `data_dir` (in memory when that fails, or for demos).
+fn open_history(options: &ServerOptions, what: &str) -> io::Result<Box<dyn HistoryStore>> {
+    let config = &options.config;
+    #[cfg(feature = "postgres")]
+    if let Some(url) = &config.store.url {
+        return match super::pg_store::PgHistory::connect(url) {
+            Ok(h) => Ok(Box::new(h)),
+            Err(e) => Err(io::Error::other(format!("server.store.url: {e}"))),
+        };
+    }
+    let opened = if options.history_in_memory && config.data_dir.is_none() {
+        SqliteHistory::in_memory()
+    } else {
+        SqliteHistory::open_in(&config.data_dir())
+    };
+    match opened {
+        Ok(h) => Ok(Box::new(h)),
+        Err(e) => {
+            tracing::warn!(error = %e, "{what} kept in memory only");
+            Ok(Box::new(
+                SqliteHistory::in_memory().map_err(|e| io::Error::other(e.to_string()))?,
+            ))
+        }
+    }
+}
+
+/// The deferred store `[server.store]` names (see [`open_history`]).
+fn open_deferred(options: &ServerOptions) -> io::Result<Box<dyn DeferredStore>> {
+    let config = &options.config;
+    #[cfg(feature = "postgres")]
+    if let Some(url) = &config.store.url {
+        return match super::pg_store::PgDeferred::connect(url) {
+            Ok(s) => Ok(Box::new(s)),
+            Err(e) => Err(io::Error::other(format!("server.store.url: {e}"))),
+        };
+    }
+    let opened = if options.history_in_memory && config.data_dir.is_none() {
+        SqliteDeferred::in_memory()
+    } else {
+        SqliteDeferred::open_in(&config.data_dir())
+    };
+    match opened {
+        Ok(s) => Ok(Box::new(s)),
+        Err(e) => Err(io::Error::other(e.to_string())),
+    }
+}
+
 /// The bundled server.
 pub struct Server;
 
@@ -190,18 +239,7 @@ impl Server {
         )
         .await?;
         let msrp_local = msrp.local_addr();
-        let opened = if options.history_in_memory && config.data_dir.is_none() {
-            SqliteHistory::in_memory()
-        } else {
-            SqliteHistory::open_in(&config.data_dir())
-        };
-        let history: Box<dyn HistoryStore> = match opened {
-            Ok(h) => Box::new(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "history kept in memory only");
-                Box::new(SqliteHistory::in_memory().map_err(|e| io::Error::other(e.to_string()))?)
-            }
-        };
+        let history = open_history(&options, "history")?;
         let cpm_config = CpmConfig {
             domain: config.domain.clone(),
             msrp_local,
@@ -222,19 +260,7 @@ impl Server {
             &format!("r{}", hex::encode(tid_seed)),
         ));
         // The IM Controlling Function (conference focus), seed 003 7.2.x.
-        let focus_history: Box<dyn HistoryStore> = match if options.history_in_memory
-            && config.data_dir.is_none()
-        {
-            SqliteHistory::in_memory()
-        } else {
-            SqliteHistory::open_in(&config.data_dir())
-        } {
-            Ok(h) => Box::new(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "conference history kept in memory only");
-                Box::new(SqliteHistory::in_memory().map_err(|e| io::Error::other(e.to_string()))?)
-            }
-        };
+        let focus_history = open_history(&options, "conference history")?;
         let focus_config = FocusConfig {
             domain: config.domain.clone(),
             msrp_local,
@@ -249,38 +275,38 @@ impl Server {
             sdp_policy: config.sdp_policy.clone(),
             notify_interval: NOTIFY_INTERVAL,
             wall_clock_ms: system_wall_clock_ms,
+            instance: config.instance,
         };
         core.enable_focus(ImControllingFunction::new(
             focus_config,
             focus_history,
             &hex::encode(tid_seed),
         ));
-        // Seed 002 D.2 / seed 003 12.4: the deferred store shares the history file.
-        let deferred_store: Box<dyn DeferredStore> =
-            match if options.history_in_memory && config.data_dir.is_none() {
-                SqliteDeferred::in_memory()
-            } else {
-                SqliteDeferred::open_in(&config.data_dir())
-            } {
-                Ok(s) => Box::new(s),
-                Err(e) => return Err(io::Error::other(e.to_string())),
-            };
+        // Seed 002 D.2 / seed 003 12.4: the deferred store shares the history file
+        // (or the history's PostgreSQL database).
+        let deferred_store = open_deferred(&options)?;
         if options.deferred_messages {
-            core.enable_deferred(DeferredFunction::new(
-                DeferredConfig {
-                    domain: config.domain.clone(),
-                    msrp_local,
-                    deferred_uri: config.deferred_uri(),
-                    history_uri: config.history_uri(),
-                    offline_delivery: config
-                        .effective_users()
-                        .into_iter()
-                        .map(|u| (u.name, u.offline_delivery))
-                        .collect(),
-                    wall_clock_ms: system_wall_clock_ms,
-                },
-                deferred_store,
-            ));
+            core.enable_deferred(
+                DeferredFunction::new(
+                    DeferredConfig {
+                        domain: config.domain.clone(),
+                        msrp_local,
+                        deferred_uri: config.deferred_uri(),
+                        history_uri: config.history_uri(),
+                        offline_delivery: config
+                            .effective_users()
+                            .into_iter()
+                            .map(|u| (u.name, u.offline_delivery))
+                            .collect(),
+                        wall_clock_ms: system_wall_clock_ms,
+                    },
+                    deferred_store,
+                )
+                .with_lease_owner(match config.instance {
+                    Some(n) => format!("instance-{n}"),
+                    None => "local".into(),
+                }),
+            );
         }
         let overload_high = config.limits.overload_queue_high.max(1);
         let (connect_tx, mut connect_rx) =

@@ -46,6 +46,10 @@ pub const LEG_BASE: LegId = 1 << 62;
 pub const IM_RELEASE: &str = "IM-serv/OMA1.0";
 /// Session-Expires asked for on the push INVITE (RFC 4028), seconds.
 pub const PUSH_SESSION_EXPIRES: u32 = 1800;
+/// How long one instance holds the right to push a user's messages
+/// ([`super::DeferredStore::lease_push`]); renewed by each push it starts,
+/// given back when the push ends, run out if the instance died.
+pub const PUSH_LEASE_MS: i64 = 60_000;
 /// What the push session's dialog allows.
 pub const PUSH_ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
 
@@ -224,6 +228,8 @@ pub struct DeferredFunction {
     unacked: Vec<UnackedOk>,
     /// Users whose message count changed since the last [`DeferredFunction::flush`].
     dirty: HashSet<String>,
+    /// This instance's name in push leases ([`Self::with_lease_owner`]).
+    lease_owner: String,
 }
 
 impl std::fmt::Debug for DeferredFunction {
@@ -250,7 +256,16 @@ impl DeferredFunction {
             summaries: Vec::new(),
             unacked: Vec::new(),
             dirty: HashSet::new(),
+            lease_owner: "local".into(),
         }
+    }
+
+    /// Names this instance in push leases (default `local`). Instances
+    /// sharing a store need distinct names; a restarted instance with the
+    /// same name resumes its own lease at once.
+    pub fn with_lease_owner(mut self, owner: String) -> Self {
+        self.lease_owner = owner;
+        self
     }
 
     pub fn store(&self) -> &dyn DeferredStore {
@@ -343,14 +358,36 @@ impl DeferredFunction {
         if self.busy.contains(&binding.aor) {
             return;
         }
+        // Scale-out: every instance behind a dispatcher hears of the
+        // registration; the one holding the lease pushes. Leased before the
+        // queue is read, so nobody pushes what another just delivered.
+        let now_ms = (self.config.wall_clock_ms)();
+        match self.store.lease_push(
+            &binding.aor,
+            &self.lease_owner,
+            now_ms,
+            now_ms + PUSH_LEASE_MS,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(aor = %binding.aor, "another instance pushes these messages");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "deferred store unreachable");
+                return;
+            }
+        }
         let queue: VecDeque<Item> = match self.store.pending(&binding.aor) {
             Ok(q) => q.into_iter().map(Item::Deferred).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "deferred store unreadable");
+                self.release_lease(&binding.aor);
                 return;
             }
         };
         if queue.is_empty() {
+            self.release_lease(&binding.aor);
             return;
         }
         let uri_text = binding
@@ -679,11 +716,18 @@ impl DeferredFunction {
         }
     }
 
+    fn release_lease(&mut self, recipient: &str) {
+        if let Err(e) = self.store.release_push(recipient, &self.lease_owner) {
+            tracing::warn!(error = %e, "push lease not given back (it runs out)");
+        }
+    }
+
     /// Forgets push `id` (what was not confirmed stays stored).
     fn finish(&mut self, id: u64) {
         if let Some(p) = self.pushes.remove(&id) {
             if p.from_registration {
                 self.busy.remove(&p.recipient);
+                self.release_lease(&p.recipient);
             }
             self.by_leg.remove(&p.leg);
             self.by_client.retain(|_, v| *v != id);
