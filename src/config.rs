@@ -11,6 +11,7 @@
 
 mod span;
 
+use crate::proto::sip::digest::Algorithm;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -184,6 +185,10 @@ pub struct ServerConfig {
     pub history: Option<String>,
     pub nonce_lifetime_secs: u64,
     pub registration_max_expires: u32,
+    /// Digest algorithms the server challenges with, one challenge each in
+    /// this order (RFC 8760); empty = SHA-256 then MD5. `["MD5"]` for peers
+    /// that compute MD5 only (SIPp 3.6.1, baresip 1.0).
+    pub digest_algorithms: Vec<String>,
     pub users: Vec<UserConfig>,
     pub groups: Vec<GroupConfig>,
 }
@@ -203,6 +208,7 @@ impl Default for ServerConfig {
             history: None,
             nonce_lifetime_secs: 300,
             registration_max_expires: 3600,
+            digest_algorithms: Vec::new(),
             users: Vec::new(),
             groups: Vec::new(),
         }
@@ -280,6 +286,14 @@ impl ServerConfig {
         }
         if self.domain.is_empty() || self.domain.contains(['@', ':', ' ', '/']) {
             return Err(invalid("server.domain", "not a domain name"));
+        }
+        for a in &self.digest_algorithms {
+            if matches!(Algorithm::from_token(a), Algorithm::Other(_)) {
+                return Err(invalid(
+                    "server.digest_algorithms",
+                    "MD5, MD5-sess, SHA-256, SHA-256-sess, SHA-512-256 or SHA-512-256-sess",
+                ));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for u in &self.users {
