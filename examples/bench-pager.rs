@@ -21,89 +21,11 @@
 #[path = "bench_support/mod.rs"]
 mod bench_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bench_support::{Bounded, free_port, isc_binary, provenance, tree_cpu};
-
-const KAMAILIO_CFG: &str = r#"#!KAMAILIO
-# bench-pager: /work/shared/PEERS.md section 1's registrar + stateful proxy,
-# with Digest (auth module, plain passwords: each user's password is its
-# name, as for isc's demo cast) and without the per-request xlog.
-debug=1
-log_stderror=yes
-children=2
-tcp_children=1
-auto_aliases=no
-listen=udp:127.0.0.1:PORT
-alias="127.0.0.1:PORT"
-alias="isc.local"
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "pv.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "maxfwd.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "auth.so"
-modparam("usrloc", "db_mode", 0)
-modparam("registrar", "append_branches", 1)
-modparam("rr", "append_fromtag", 0)
-request_route {
-    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
-    if (has_totag()) {
-        if (loose_route()) {
-            if (uri==myself) lookup("location");
-            t_relay(); exit;
-        }
-        if (is_method("ACK")) { if (t_check_trans()) t_relay(); exit; }
-        if (uri!=myself) { t_relay(); exit; }
-        sl_send_reply("404", "Not here");
-        exit;
-    }
-    if (is_method("CANCEL")) { if (t_check_trans()) t_relay(); exit; }
-    # Digest, qop=auth, for every initial request (as isc does)
-    if (!pv_auth_check("isc.local", "$au", "0", "1")) {
-        auth_challenge("isc.local", "1");
-        exit;
-    }
-    consume_credentials();
-    if (is_method("REGISTER")) {
-        if (!save("location")) sl_reply_error();
-        exit;
-    }
-    if (is_method("INVITE|SUBSCRIBE|REFER")) record_route();
-    if (uri==myself) {
-        lookup("location");
-        switch ($rc) {
-            case -1: case -3: sl_send_reply("404", "Not Found"); exit;
-            case -2: sl_send_reply("405", "Method Not Allowed"); exit;
-        }
-    }
-    if (!t_relay()) sl_reply_error();
-    exit;
-}
-"#;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Isc,
-    Kamailio,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Isc => "isc server",
-            Kind::Kamailio => "kamailio 5.6",
-        }
-    }
-}
+use bench_support::{Bounded, Kind, free_port, provenance, start_server, tree_cpu};
 
 struct Step {
     rate: u32,
@@ -165,59 +87,6 @@ fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
         .join(name)
-}
-
-/// Starts the server on `port`; returns it once it listens.
-fn start_server(kind: Kind, dir: &Path, port: u16, limit: u64) -> Option<Bounded> {
-    match kind {
-        Kind::Isc => {
-            let cfg = dir.join("isc.toml");
-            let data = dir.join("data");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "[server]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"isc.local\"\ndata_dir = \"{}\"\ncontent_dir = \"{}\"\ndigest_algorithms = [\"MD5\"]\n\n[[server.users]]\nname = \"alice\"\npassword = \"alice\"\n\n[[server.users]]\nname = \"bob\"\npassword = \"bob\"\n",
-                    data.display(),
-                    dir.join("no-content").display()
-                ),
-            )
-            .ok()?;
-            let mut cmd = Bounded::command(limit, isc_binary());
-            cmd.arg("server")
-                .arg("--config")
-                .arg(&cfg)
-                .env("HOME", dir)
-                .env("XDG_STATE_HOME", dir.join("state"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null());
-            let mut s = Bounded::start("isc", cmd).ok()?;
-            let out = s.stdout()?;
-            let mut line = String::new();
-            BufReader::new(out).read_line(&mut line).ok()?;
-            line.contains("listening").then_some(s)
-        }
-        Kind::Kamailio => {
-            let cfg = dir.join("kamailio.cfg");
-            std::fs::write(&cfg, KAMAILIO_CFG.replace("PORT", &port.to_string())).ok()?;
-            let run = dir.join("run");
-            std::fs::create_dir_all(&run).ok()?;
-            let log = std::fs::File::create(dir.join("kamailio.log")).ok()?;
-            let mut cmd = Bounded::command(limit, "kamailio");
-            cmd.arg("-f")
-                .arg(&cfg)
-                .args(["-DD", "-E", "-Y"])
-                .arg(&run)
-                .arg("-P")
-                .arg(run.join("kam.pid"))
-                .arg("-w")
-                .arg(dir)
-                .stdout(Stdio::null())
-                .stderr(log);
-            let s = Bounded::start("kamailio", cmd).ok()?;
-            std::thread::sleep(Duration::from_millis(1500));
-            Some(s)
-        }
-    }
 }
 
 fn sipp(dir: &Path, server_port: u16, limit: u64) -> Command {
@@ -329,7 +198,8 @@ fn bench(kind: Kind, a: &Args) -> Vec<Step> {
     let dir = tmp.path();
     let port = free_port();
     let limit = (a.secs * 3 + 30) * a.rates.len() as u64 + 60;
-    let Some(server) = start_server(kind, dir, port, limit) else {
+    let users = ["alice".to_string(), "bob".to_string()];
+    let Some(server) = start_server(kind, dir, port, &users, limit) else {
         println!("{}: did not start", kind.name());
         return Vec::new();
     };

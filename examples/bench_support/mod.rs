@@ -3,8 +3,9 @@
 //! are stopped (TERM to their `timeout`, then waited for) when dropped.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Clock ticks per second of /proc/PID/stat's utime and stime.
@@ -218,4 +219,172 @@ pub fn provenance() -> String {
             "release"
         }
     )
+}
+
+/// The two servers compared.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Isc,
+    Kamailio,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Isc => "isc server",
+            Kind::Kamailio => "kamailio 5.6",
+        }
+    }
+}
+
+/// Kamailio's configuration for the benchmarks (`PORT` replaced by the port).
+pub const KAMAILIO_CFG: &str = r#"#!KAMAILIO
+# bench-pager: /work/shared/PEERS.md section 1's registrar + stateful proxy,
+# with Digest (auth module, plain passwords: each user's password is its
+# name, as for isc's demo cast) and without the per-request xlog.
+debug=1
+log_stderror=yes
+children=2
+tcp_children=1
+auto_aliases=no
+listen=udp:127.0.0.1:PORT
+alias="127.0.0.1:PORT"
+alias="isc.local"
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "pv.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "auth.so"
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "append_branches", 1)
+modparam("rr", "append_fromtag", 0)
+request_route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (has_totag()) {
+        if (loose_route()) {
+            if (uri==myself) lookup("location");
+            t_relay(); exit;
+        }
+        if (is_method("ACK")) { if (t_check_trans()) t_relay(); exit; }
+        if (uri!=myself) { t_relay(); exit; }
+        sl_send_reply("404", "Not here");
+        exit;
+    }
+    if (is_method("CANCEL")) { if (t_check_trans()) t_relay(); exit; }
+    # Digest, qop=auth, for every initial request (as isc does)
+    if (!pv_auth_check("isc.local", "$au", "0", "1")) {
+        auth_challenge("isc.local", "1");
+        exit;
+    }
+    consume_credentials();
+    if (is_method("REGISTER")) {
+        if (!save("location")) sl_reply_error();
+        exit;
+    }
+    if (is_method("INVITE|SUBSCRIBE|REFER")) record_route();
+    if (uri==myself) {
+        lookup("location");
+        switch ($rc) {
+            case -1: case -3: sl_send_reply("404", "Not Found"); exit;
+            case -2: sl_send_reply("405", "Method Not Allowed"); exit;
+        }
+    }
+    if (!t_relay()) sl_reply_error();
+    exit;
+}
+"#;
+
+/// Starts the server on `port`; returns it once it listens.
+pub fn start_server(
+    kind: Kind,
+    dir: &Path,
+    port: u16,
+    users: &[String],
+    limit: u64,
+) -> Option<Bounded> {
+    match kind {
+        Kind::Isc => {
+            let cfg = dir.join("isc.toml");
+            let data = dir.join("data");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "[server]\nlisten = \"127.0.0.1:{port}\"\ndomain = \"isc.local\"\ndata_dir = \"{}\"\ncontent_dir = \"{}\"\ndigest_algorithms = [\"MD5\"]\n{}",
+                    data.display(),
+                    dir.join("no-content").display(),
+                    users
+                        .iter()
+                        .map(|u| format!("\n[[server.users]]\nname = \"{u}\"\npassword = \"{u}\"\n"))
+                        .collect::<String>()
+                ),
+            )
+            .ok()?;
+            let mut cmd = Bounded::command(limit, isc_binary());
+            cmd.arg("server")
+                .arg("--config")
+                .arg(&cfg)
+                .env("HOME", dir)
+                .env("XDG_STATE_HOME", dir.join("state"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut s = Bounded::start("isc", cmd).ok()?;
+            let out = s.stdout()?;
+            let mut line = String::new();
+            BufReader::new(out).read_line(&mut line).ok()?;
+            line.contains("listening").then_some(s)
+        }
+        Kind::Kamailio => {
+            let cfg = dir.join("kamailio.cfg");
+            std::fs::write(&cfg, KAMAILIO_CFG.replace("PORT", &port.to_string())).ok()?;
+            let run = dir.join("run");
+            std::fs::create_dir_all(&run).ok()?;
+            let log = std::fs::File::create(dir.join("kamailio.log")).ok()?;
+            let mut cmd = Bounded::command(limit, "kamailio");
+            cmd.args(["-m", "1024", "-M", "16", "-f"])
+                .arg(&cfg)
+                .args(["-DD", "-E", "-Y"])
+                .arg(&run)
+                .arg("-P")
+                .arg(run.join("kam.pid"))
+                .arg("-w")
+                .arg(dir)
+                .stdout(Stdio::null())
+                .stderr(log);
+            let s = Bounded::start("kamailio", cmd).ok()?;
+            std::thread::sleep(Duration::from_millis(1500));
+            Some(s)
+        }
+    }
+}
+
+/// The program under a [`Bounded`]'s `timeout` (its first child), if any yet.
+pub fn program_pid(b: &Bounded) -> Option<u32> {
+    process_tree(b.pid()).get(1).copied()
+}
+
+/// Proportional set size (Pss of /proc/PID/smaps_rollup, bytes) of `pid`
+/// and the processes below it: shared pages (Kamailio's shared memory) are
+/// divided among the processes that map them, so the sum counts them once.
+pub fn tree_pss(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("Pss:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|kb| kb.parse::<u64>().ok())
+                })
+                .map(|kb| kb * 1024)
+                .unwrap_or(0)
+        })
+        .sum()
 }
