@@ -49,13 +49,42 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     tree
 }
 
-/// CPU time (user + system) used so far by `pid` and the processes below it.
+/// CPU time used so far by `pid` and the processes below it: the sum of
+/// every thread's run time from /proc/PID/task/TID/schedstat (nanoseconds),
+/// else utime + stime from /proc/PID/stat (clock ticks).
 pub fn tree_cpu(pid: u32) -> Duration {
-    let ticks: u64 = process_tree(pid)
-        .into_iter()
-        .filter_map(|p| stat_of(p).map(|s| s.1))
-        .sum();
+    process_tree(pid).into_iter().map(process_cpu_of).sum()
+}
+
+/// CPU time used so far by one process (all its live threads; see [`tree_cpu`]).
+pub fn process_cpu_of(pid: u32) -> Duration {
+    let mut ns = 0u64;
+    let mut found = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Some(v) = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            {
+                ns += v;
+                found = true;
+            }
+        }
+    }
+    if found {
+        return Duration::from_nanos(ns);
+    }
+    let ticks = stat_of(pid).map(|s| s.1).unwrap_or(0);
     Duration::from_secs_f64(ticks as f64 / ticks_per_sec() as f64)
+}
+
+/// CPU time used so far by one thread of this process (schedstat, ns).
+pub fn own_thread_cpu(tid: i64) -> Duration {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .map(Duration::from_nanos)
+        .unwrap_or_default()
 }
 
 /// Resident set size of `pid` and the processes below it, in bytes
@@ -332,12 +361,20 @@ pub fn start_server(
                 .env("HOME", dir)
                 .env("XDG_STATE_HOME", dir.join("state"))
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null());
+                .stderr(std::fs::File::create(dir.join("isc.stderr")).ok()?);
             let mut s = Bounded::start("isc", cmd).ok()?;
             let out = s.stdout()?;
+            let mut out = BufReader::new(out);
             let mut line = String::new();
-            BufReader::new(out).read_line(&mut line).ok()?;
-            line.contains("listening").then_some(s)
+            out.read_line(&mut line).ok()?;
+            // keep reading what else it prints (a closed pipe would kill it)
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            if !line.contains("listening") {
+                let err = std::fs::read_to_string(dir.join("isc.stderr")).unwrap_or_default();
+                eprintln!("isc server: {line}{err}");
+                return None;
+            }
+            Some(s)
         }
         Kind::Kamailio => {
             let cfg = dir.join("kamailio.cfg");
