@@ -35,8 +35,8 @@ use bench_support::{
 };
 use cpm_common::*;
 use isc::proto::msrp::{
-    ByteRange, Chunker, FailureReport, MsrpHeader, MsrpMessage, MsrpMethod, MsrpParser, MsrpPath, MsrpUri,
-    ParserConfig,
+    ByteRange, Chunker, FailureReport, MsrpHeader, MsrpMessage, MsrpMethod, MsrpParser, MsrpPath,
+    MsrpUri, ParserConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -110,7 +110,9 @@ impl Via {
                 b.next_request().await; // the relay's empty bind SEND
                 let server = to.0.first().expect("a path");
                 let addr = format!("{}:{}", server.host, server.port.unwrap_or(2855));
-                let a = TcpStream::connect(addr).await.expect("connect to the relay");
+                let a = TcpStream::connect(addr)
+                    .await
+                    .expect("connect to the relay");
                 a.set_nodelay(true).ok();
                 Pair {
                     a,
@@ -122,7 +124,9 @@ impl Via {
             Via::Copy { relay, bob, n } => {
                 *n += 1;
                 let i = *n;
-                let a = TcpStream::connect(*relay).await.expect("connect to the copy");
+                let a = TcpStream::connect(*relay)
+                    .await
+                    .expect("connect to the copy");
                 a.set_nodelay(true).ok();
                 let (b, _) = bob.accept().await.expect("the copy connects");
                 b.set_nodelay(true).ok();
@@ -219,7 +223,9 @@ async fn throughput(p: Pair, mib: usize) -> (f64, u64) {
     drain(ar);
     let cpim = b"From: <sip:alice@isc.local>\r\nTo: <sip:bob@isc.local>\r\n\r\nContent-Type: application/octet-stream\r\n\r\n";
     let mut body = cpim.to_vec();
-    body.extend((0..(1usize << 20) - cpim.len()).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    body.extend(
+        (0..(1usize << 20) - cpim.len()).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8),
+    );
     let total = (body.len() * mib) as u64;
     let mut frames = Vec::new();
     let mut tid = 0u64;
@@ -256,7 +262,8 @@ async fn throughput(p: Pair, mib: usize) -> (f64, u64) {
     let mut tail: Vec<u8> = Vec::new();
     let mut wire = 0u64;
     loop {
-        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(30), b.read(&mut buf)).await else {
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(30), b.read(&mut buf)).await
+        else {
             break;
         };
         if n == 0 {
@@ -266,7 +273,9 @@ async fn throughput(p: Pair, mib: usize) -> (f64, u64) {
         // the marker may straddle two reads
         let head = &buf[..n.min(MARK.len())];
         tail.extend_from_slice(head);
-        if tail.windows(MARK.len()).any(|w| w == MARK) || buf[..n].windows(MARK.len()).any(|w| w == MARK) {
+        if tail.windows(MARK.len()).any(|w| w == MARK)
+            || buf[..n].windows(MARK.len()).any(|w| w == MARK)
+        {
             break;
         }
         tail.clear();
@@ -315,7 +324,11 @@ async fn latency(pairs: Vec<Pair>, secs: u64) -> (Vec<Duration>, u64) {
                 let now = t0.elapsed();
                 let Some(body) = m.body else { continue };
                 let text = String::from_utf8_lossy(&body);
-                if let Some(ns) = text.rsplit("\r\n\r\n").next().and_then(|s| s.trim().parse::<u64>().ok()) {
+                if let Some(ns) = text
+                    .rsplit("\r\n\r\n")
+                    .next()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                {
                     lat.push(now.saturating_sub(Duration::from_nanos(ns)));
                 }
             }
@@ -344,7 +357,9 @@ fn copy_relay(to: SocketAddr) -> (SocketAddr, i64) {
             let tid = unsafe { libc::gettid() } as i64;
             let _ = tx.send((l.local_addr().expect("addr"), tid));
             loop {
-                let Ok((mut a, _)) = l.accept().await else { break };
+                let Ok((mut a, _)) = l.accept().await else {
+                    break;
+                };
                 a.set_nodelay(true).ok();
                 tokio::spawn(async move {
                     if let Ok(mut b) = TcpStream::connect(to).await {
@@ -368,7 +383,13 @@ struct Figures {
     setup: Duration,
 }
 
-async fn measure(mut via: Via, cpu: impl Fn() -> Duration, sessions: usize, secs: u64, mib: usize) -> Figures {
+async fn measure(
+    mut via: Via,
+    cpu: impl Fn() -> Duration,
+    sessions: usize,
+    secs: u64,
+    mib: usize,
+) -> Figures {
     let one = via.pair().await;
     let c0 = cpu();
     let (mbps, bytes) = throughput(one, mib).await;

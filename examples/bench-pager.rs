@@ -141,13 +141,7 @@ fn stat_u64(stat: &[(String, String)], col: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn run_step(
-    dir: &Path,
-    server: &Bounded,
-    server_port: u16,
-    rate: u32,
-    secs: u64,
-) -> Step {
+fn run_step(dir: &Path, server: &Bounded, server_port: u16, rate: u32, secs: u64) -> Step {
     let offered = u64::from(rate) * secs;
     let stat = dir.join(format!("uac-{rate}.csv"));
     let _ = std::fs::remove_file(&stat);
@@ -175,10 +169,8 @@ fn run_step(
     let failed = stat_u64(&s, "FailedCall(C)");
     let retrans = stat_u64(&s, "Retransmissions(C)");
     // kept up: all done within a second of the offered schedule plus 5 s
-    let clean = rc == Some(0)
-        && failed == 0
-        && ok == offered
-        && wall <= Duration::from_secs(secs + 5);
+    let clean =
+        rc == Some(0) && failed == 0 && ok == offered && wall <= Duration::from_secs(secs + 5);
     Step {
         rate,
         offered,
@@ -286,7 +278,11 @@ fn main() {
         let common = isc
             .iter()
             .filter(|s| s.clean)
-            .filter_map(|s| kam.iter().find(|k| k.clean && k.rate == s.rate).map(|k| (s, k)))
+            .filter_map(|s| {
+                kam.iter()
+                    .find(|k| k.clean && k.rate == s.rate)
+                    .map(|k| (s, k))
+            })
             .max_by_key(|(s, _)| s.rate);
         if let Some((i, k)) = common
             && let (Some(ci), Some(ck)) = (i.cpu_per_msg(), k.cpu_per_msg())

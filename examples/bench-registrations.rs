@@ -1,16 +1,17 @@
 //! Registered devices: the memory of `isc server` holding 100,000
 //! registrations (one device per user, each with its `+sip.instance`, so
 //! each also gets a GRUU), side by side with Kamailio 5.6 (usrloc in memory)
-//! in one run. A Rust driver floods REGISTERs over UDP with Digest MD5
-//! `qop=auth` (the 401 answered) from one socket, a window of requests in
-//! flight; `isc server` is given the 100,000 users in its config file
+//! in one run. A Rust driver floods REGISTERs with Digest MD5 `qop=auth`
+//! (the 401 answered) over one TCP connection (`--transport udp`: one UDP
+//! socket, resending after 1 s), a window of requests in flight; `isc server` is given the 100,000 users in its config file
 //! (password = name) and `digest_algorithms = ["MD5"]`; Kamailio checks
 //! each password against the user name. Memory is the proportional set
 //! size (Pss, /proc/PID/smaps_rollup) of the server's processes, before the
 //! first REGISTER and after the last 200. Prints figures; asserts nothing.
 //!
 //!     cargo build --release --bin isc --example bench-registrations
-//!     target/release/examples/bench-registrations [--n 100000] [--only isc|kamailio]
+//!     target/release/examples/bench-registrations [--n 100000] [--transport tcp|udp]
+//!         [--budget SECS] [--only isc|kamailio]
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
@@ -37,17 +38,23 @@ fn param<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 
 fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
-        .find(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name) && l[name.len()..].starts_with(':'))
+        .find(|l| {
+            l.len() > name.len()
+                && l[..name.len()].eq_ignore_ascii_case(name)
+                && l[name.len()..].starts_with(':')
+        })
         .map(|l| l[name.len() + 1..].trim())
 }
 
-fn register(i: usize, local: &str, server: &str, cseq: u32, auth: Option<&str>) -> String {
+fn register(i: usize, local: &str, transport: &str, cseq: u32, auth: Option<&str>) -> String {
     let user = format!("u{i}");
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     format!(
-        "REGISTER sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-r{i}-{cseq};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{REALM}>;tag=t{i}\r\nTo: <sip:{user}@{REALM}>\r\nCall-ID: reg-{i}@bench\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{local};transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-4000-8000-{i:012}>\";expires=3600\r\nSupported: gruu\r\nExpires: 3600\r\n{auth}User-Agent: isc-bench\r\nContent-Length: 0\r\n\r\n",
+        "REGISTER sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK-r{i}-{cseq};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{REALM}>;tag=t{i}\r\nTo: <sip:{user}@{REALM}>\r\nCall-ID: reg-{i}@bench\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{local};transport={}>;+sip.instance=\"<urn:uuid:00000000-0000-4000-8000-{i:012}>\";expires=3600\r\nSupported: gruu\r\nExpires: 3600\r\n{auth}User-Agent: isc-bench\r\nContent-Length: 0\r\n\r\n",
+        transport.to_ascii_lowercase()
     )
-    .replace("{server}", server)
 }
 
 /// The Authorization for user `u{i}` (password = name) answering `challenge`.
@@ -67,34 +74,109 @@ fn authorization(i: usize, challenge: &str) -> Option<String> {
     ))
 }
 
+/// The driver's side of the transport: UDP (resends after 1 s) or one TCP
+/// connection (no resends: RFC 3261 §17.1.2.2 leaves them to the transport).
+enum Link {
+    Udp(UdpSocket, std::net::SocketAddr),
+    Tcp(std::net::TcpStream, Vec<u8>),
+}
+
+impl Link {
+    fn connect(server: std::net::SocketAddr, tcp: bool) -> std::io::Result<Link> {
+        if tcp {
+            let s = std::net::TcpStream::connect(server)?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_millis(5)))?;
+            Ok(Link::Tcp(s, Vec::new()))
+        } else {
+            let s = UdpSocket::bind("127.0.0.1:0")?;
+            s.set_read_timeout(Some(Duration::from_millis(5)))?;
+            Ok(Link::Udp(s, server))
+        }
+    }
+
+    fn local(&self) -> String {
+        match self {
+            Link::Udp(s, _) => s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            Link::Tcp(s, _) => s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self {
+            Link::Udp(..) => "UDP",
+            Link::Tcp(..) => "TCP",
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        match self {
+            Link::Udp(s, to) => {
+                let _ = s.send_to(bytes, *to);
+            }
+            Link::Tcp(s, _) => {
+                use std::io::Write;
+                let _ = s.write_all(bytes);
+            }
+        }
+    }
+
+    /// The next whole message, or None after a short wait.
+    fn recv(&mut self, buf: &mut [u8]) -> Option<String> {
+        match self {
+            Link::Udp(s, _) => s
+                .recv_from(buf)
+                .ok()
+                .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Link::Tcp(s, pending) => loop {
+                // RFC 3261 §18.3: a message on a stream ends after Content-Length bytes of body
+                if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                    let body = header(&head, "Content-Length")
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if pending.len() >= end + 4 + body {
+                        pending.drain(..end + 4 + body);
+                        return Some(head);
+                    }
+                }
+                use std::io::Read;
+                match s.read(buf) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                }
+            },
+        }
+    }
+}
+
 struct Outcome {
     registered: usize,
     failed: usize,
     wall: Duration,
 }
 
-/// REGISTERs u0..u{n-1} at `server` (each answering its 401), `WINDOW` in flight.
-fn flood(server: std::net::SocketAddr, n: usize) -> Outcome {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
-    sock.set_read_timeout(Some(Duration::from_millis(5))).ok();
-    let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let srv = server.to_string();
+/// REGISTERs u0..u{n-1} at `server` (each answering its 401), `WINDOW` in
+/// flight, giving up after `budget`.
+fn flood(server: std::net::SocketAddr, n: usize, tcp: bool, budget: Duration) -> Outcome {
+    let mut link = Link::connect(server, tcp).expect("a link to the server");
+    let local = link.local();
+    let tr = link.transport();
     // in flight: user → (cseq, request bytes, sent at, tries)
     let mut pending: HashMap<usize, (u32, String, Instant, u32)> = HashMap::new();
     let (mut next, mut registered, mut failed) = (0usize, 0usize, 0usize);
     let t0 = Instant::now();
     let mut buf = vec![0u8; 65535];
     let mut last_report = Instant::now();
-    while registered + failed < n {
+    while registered + failed < n && t0.elapsed() < budget {
         while pending.len() < WINDOW && next < n {
-            let req = register(next, &local, &srv, 1, None);
-            let _ = sock.send_to(req.as_bytes(), server);
+            let req = register(next, &local, tr, 1, None);
+            link.send(req.as_bytes());
             pending.insert(next, (1, req, Instant::now(), 0));
             next += 1;
         }
-        match sock.recv_from(&mut buf) {
-            Ok((len, _)) => {
-                let text = String::from_utf8_lossy(&buf[..len]);
+        match link.recv(&mut buf) {
+            Some(text) => {
                 let Some(i) = header(&text, "Call-ID")
                     .and_then(|c| c.strip_prefix("reg-"))
                     .and_then(|c| c.split('@').next())
@@ -122,14 +204,15 @@ fn flood(server: std::net::SocketAddr, n: usize) -> Outcome {
                         registered += 1;
                     }
                     401 if cseq == 1 => {
-                        let Some(auth) = header(&text, "WWW-Authenticate").and_then(|c| authorization(i, c))
+                        let Some(auth) =
+                            header(&text, "WWW-Authenticate").and_then(|c| authorization(i, c))
                         else {
                             pending.remove(&i);
                             failed += 1;
                             continue;
                         };
-                        let req = register(i, &local, &srv, 2, Some(&auth));
-                        let _ = sock.send_to(req.as_bytes(), server);
+                        let req = register(i, &local, tr, 2, Some(&auth));
+                        link.send(req.as_bytes());
                         pending.insert(i, (2, req, Instant::now(), 0));
                     }
                     _ => {
@@ -141,16 +224,22 @@ fn flood(server: std::net::SocketAddr, n: usize) -> Outcome {
                     }
                 }
             }
-            Err(_) => {
-                // RFC 3261 §17.1.2.2 in short: resend what has waited 1 s, give up after 7 tries
+            None => {
+                // RFC 3261 §17.1.2.2 in short: over UDP resend what has waited
+                // 1 s, give up after 7 tries; over TCP give up after 32 s
+                let (wait, tries_max) = if tcp {
+                    (Duration::from_secs(32), 0)
+                } else {
+                    (Duration::from_secs(1), 7)
+                };
                 let now = Instant::now();
                 let mut gone = Vec::new();
                 for (i, (_, req, at, tries)) in pending.iter_mut() {
-                    if now.duration_since(*at) > Duration::from_secs(1) {
-                        if *tries >= 7 {
+                    if now.duration_since(*at) > wait {
+                        if *tries >= tries_max {
                             gone.push(*i);
                         } else {
-                            let _ = sock.send_to(req.as_bytes(), server);
+                            link.send(req.as_bytes());
                             *at = now;
                             *tries += 1;
                         }
@@ -163,7 +252,10 @@ fn flood(server: std::net::SocketAddr, n: usize) -> Outcome {
             }
         }
         if last_report.elapsed() > Duration::from_secs(10) {
-            eprintln!("  … {registered} registered, {failed} failed, {:.0} s", t0.elapsed().as_secs_f64());
+            eprintln!(
+                "  … {registered} registered, {failed} failed, {:.0} s",
+                t0.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
     }
@@ -180,7 +272,7 @@ struct Figures {
     registered: usize,
 }
 
-fn bench(kind: Kind, n: usize) -> Option<Figures> {
+fn bench(kind: Kind, n: usize, tcp: bool, budget: Duration) -> Option<Figures> {
     let tmp = tempfile::tempdir().ok()?;
     let dir = tmp.path();
     let port = free_port();
@@ -194,7 +286,7 @@ fn bench(kind: Kind, n: usize) -> Option<Figures> {
     std::thread::sleep(Duration::from_secs(2));
     let before = tree_pss(server.pid());
     let cpu0 = tree_cpu(server.pid());
-    let out = flood(([127, 0, 0, 1], port).into(), n);
+    let out = flood(([127, 0, 0, 1], port).into(), n, tcp, budget);
     let cpu = tree_cpu(server.pid()).saturating_sub(cpu0);
     std::thread::sleep(Duration::from_secs(2));
     let after = tree_pss(server.pid());
@@ -226,24 +318,44 @@ fn bench(kind: Kind, n: usize) -> Option<Figures> {
 fn main() {
     let mut n = 100_000usize;
     let mut only: Option<Kind> = None;
+    let mut tcp = true;
+    let mut budget = Duration::from_secs(600);
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_default();
         match k.as_str() {
             "--n" => n = v.parse().unwrap_or(n),
-            "--only" => only = Some(if v.starts_with('k') { Kind::Kamailio } else { Kind::Isc }),
+            "--transport" => tcp = !v.eq_ignore_ascii_case("udp"),
+            "--budget" => budget = v.parse().map(Duration::from_secs).unwrap_or(budget),
+            "--only" => {
+                only = Some(if v.starts_with('k') {
+                    Kind::Kamailio
+                } else {
+                    Kind::Isc
+                })
+            }
             _ => eprintln!("unknown argument {k}"),
         }
     }
     println!("bench-registrations: {}", provenance());
-    println!("{n} users, one device each, REGISTER with Digest MD5 qop=auth over UDP, {WINDOW} in flight");
-    let isc = only.is_none_or(|o| o == Kind::Isc).then(|| bench(Kind::Isc, n)).flatten();
+    println!(
+        "{n} users, one device each, REGISTER with Digest MD5 qop=auth over {}, {WINDOW} in flight, at most {} s per server",
+        if tcp { "one TCP connection" } else { "UDP" },
+        budget.as_secs()
+    );
+    let isc = only
+        .is_none_or(|o| o == Kind::Isc)
+        .then(|| bench(Kind::Isc, n, tcp, budget))
+        .flatten();
     let kam = only
         .is_none_or(|o| o == Kind::Kamailio)
-        .then(|| bench(Kind::Kamailio, n))
+        .then(|| bench(Kind::Kamailio, n, tcp, budget))
         .flatten();
-    if let (Some(i), Some(k)) = (isc, kam) {
-        let per = |f: &Figures| f.after.saturating_sub(f.before) as f64 / f.registered.max(1) as f64;
+    if let (Some(i), Some(k)) = (isc, kam)
+        && i.registered == k.registered
+    {
+        let per =
+            |f: &Figures| f.after.saturating_sub(f.before) as f64 / f.registered.max(1) as f64;
         println!(
             "at {n} registrations: isc {:.1} MiB, kamailio {:.1} MiB (ratio {:.2}); per registration isc {:.0} B, kamailio {:.0} B (ratio {:.2})",
             i.after as f64 / 1048576.0,

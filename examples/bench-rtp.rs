@@ -132,7 +132,9 @@ async fn run(content: Arc<Content>, viewers: usize, secs: u64) -> Figures {
         rt.block_on(async move {
             // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() } as i64;
-            let sockets = MediaSockets::bind([127, 0, 0, 1].into()).await.expect("media sockets");
+            let sockets = MediaSockets::bind([127, 0, 0, 1].into())
+                .await
+                .expect("media sockets");
             let ids = StreamIds {
                 audio_ssrc: 0x1111,
                 video_ssrc: 0x2222,
@@ -173,7 +175,8 @@ async fn run(content: Arc<Content>, viewers: usize, secs: u64) -> Figures {
         audio.push(a);
         video.push(v); // not read: the kernel drops what overflows
     }
-    let until = tokio::time::Instant::now() + Duration::from_secs(secs) + Duration::from_millis(300);
+    let until =
+        tokio::time::Instant::now() + Duration::from_secs(secs) + Duration::from_millis(300);
     let tasks: Vec<_> = audio
         .into_iter()
         .map(|s| tokio::spawn(receive(s, until)))
@@ -202,7 +205,10 @@ async fn run(content: Arc<Content>, viewers: usize, secs: u64) -> Figures {
             }
         }
         for &(s, at) in &got {
-            first.entry(s).and_modify(|f| *f = (*f).min(at)).or_insert(at);
+            first
+                .entry(s)
+                .and_modify(|f| *f = (*f).min(at))
+                .or_insert(at);
         }
         per_viewer.push(got);
     }

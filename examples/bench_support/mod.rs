@@ -64,7 +64,11 @@ pub fn process_cpu_of(pid: u32) -> Duration {
         for t in tasks.flatten() {
             if let Some(v) = std::fs::read_to_string(t.path().join("schedstat"))
                 .ok()
-                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|s| {
+                    s.split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
             {
                 ns += v;
                 found = true;
@@ -82,7 +86,11 @@ pub fn process_cpu_of(pid: u32) -> Duration {
 pub fn own_thread_cpu(tid: i64) -> Duration {
     std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map(Duration::from_nanos)
         .unwrap_or_default()
 }
@@ -277,6 +285,7 @@ children=2
 tcp_children=1
 auto_aliases=no
 listen=udp:127.0.0.1:PORT
+listen=tcp:127.0.0.1:PORT
 alias="127.0.0.1:PORT"
 alias="isc.local"
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
