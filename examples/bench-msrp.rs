@@ -22,7 +22,7 @@ mod bench_support;
 #[allow(unused_imports)]
 mod common;
 #[path = "../tests/cpm_common/mod.rs"]
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 mod cpm_common;
 
 use std::net::SocketAddr;
@@ -56,7 +56,7 @@ enum Via {
         /// one SIP peer per session (our test digest client answers one
         /// challenge per realm), kept for the session's life
         alices: Vec<common::Peer>,
-        bob: Device,
+        bob: Box<Device>,
         n: usize,
     },
     Copy {
@@ -483,7 +483,7 @@ async fn main() {
         Via::Isc {
             server: addr,
             alices: Vec::new(),
-            bob,
+            bob: Box::new(bob),
             n: 0,
         },
         move || tree_cpu(pid),

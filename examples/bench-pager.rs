@@ -125,7 +125,7 @@ fn read_stat(path: &Path) -> Vec<(String, String)> {
     let Some(head) = lines.next() else {
         return Vec::new();
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return Vec::new();
     };
     head.split(';')
