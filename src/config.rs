@@ -11,6 +11,7 @@
 
 mod span;
 
+use crate::proto::sip::digest::Algorithm;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -185,6 +186,10 @@ pub struct ServerConfig {
     pub nonce_lifetime_secs: u64,
     pub registration_max_expires: u32,
     pub limits: LimitsConfig,
+    /// Digest algorithms the server challenges with, one challenge each in
+    /// this order (RFC 8760); empty = SHA-256 then MD5. `["MD5"]` for peers
+    /// that compute MD5 only (SIPp 3.6.1, baresip 1.0).
+    pub digest_algorithms: Vec<String>,
     pub users: Vec<UserConfig>,
     pub groups: Vec<GroupConfig>,
     /// `[server.store]`: where deferred messages and history live.
@@ -327,6 +332,7 @@ impl Default for ServerConfig {
             nonce_lifetime_secs: 300,
             registration_max_expires: 3600,
             limits: LimitsConfig::default(),
+            digest_algorithms: Vec::new(),
             users: Vec::new(),
             groups: Vec::new(),
             store: StoreConfig::default(),
@@ -419,6 +425,14 @@ impl ServerConfig {
         }
         if self.domain.is_empty() || self.domain.contains(['@', ':', ' ', '/']) {
             return Err(invalid("server.domain", "not a domain name"));
+        }
+        for a in &self.digest_algorithms {
+            if matches!(Algorithm::from_token(a), Algorithm::Other(_)) {
+                return Err(invalid(
+                    "server.digest_algorithms",
+                    "MD5, MD5-sess, SHA-256, SHA-256-sess, SHA-512-256 or SHA-512-256-sess",
+                ));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for u in &self.users {

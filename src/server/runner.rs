@@ -207,6 +207,14 @@ impl Server {
             &config.limits,
             Instant::now(),
         ));
+        if !config.digest_algorithms.is_empty() {
+            let algorithms = config
+                .digest_algorithms
+                .iter()
+                .map(|a| crate::proto::sip::digest::Algorithm::from_token(a))
+                .collect();
+            core.configure_digest(Instant::now(), |d| d.algorithms = algorithms);
+        }
         if let Some(change) = options.digest {
             core.configure_digest(Instant::now(), change);
         }
