@@ -8,7 +8,7 @@
 //! reach the device over its own connection / NAT binding), a device name
 //! and a public GRUU per instance (RFC 5627 §3.1). Sans-IO: `now` is passed in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -231,6 +231,9 @@ pub fn parse_gruu(uri: &str) -> Option<(String, String)> {
 #[derive(Debug, Clone, Default)]
 pub struct LocationService {
     aors: BTreeMap<String, Vec<Binding>>,
+    /// One entry per AOR: its earliest binding expiry, so `expire` and
+    /// `poll_timeout` touch only what is due.
+    due: BTreeSet<(Instant, String)>,
 }
 
 impl LocationService {
@@ -304,42 +307,84 @@ impl LocationService {
     /// Replace all bindings of `aor` (the registrar commits a REGISTER's
     /// changes at once, RFC 3261 §10.3 step 7).
     pub fn set_bindings(&mut self, aor: &str, bindings: Vec<Binding>) {
+        self.unindex(aor);
         if bindings.is_empty() {
             self.aors.remove(aor);
         } else {
+            if let Some(first) = earliest(&bindings) {
+                self.due.insert((first, aor.to_owned()));
+            }
             self.aors.insert(aor.to_owned(), bindings);
         }
     }
 
-    /// Remove and return the bindings expired at `now`, all AORs.
+    /// Remove and return the bindings expired at `now`, all AORs. Only the
+    /// AORs with a binding due are visited.
     pub fn expire(&mut self, now: Instant) -> Vec<Binding> {
         let mut gone = Vec::new();
-        self.aors.retain(|_, v| {
-            let (dead, alive): (Vec<_>, Vec<_>) = v.drain(..).partition(|b| !b.is_active(now));
-            gone.extend(dead);
-            *v = alive;
-            !v.is_empty()
-        });
+        while let Some((at, _)) = self.due.first() {
+            if *at > now {
+                break;
+            }
+            let Some((_, aor)) = self.due.pop_first() else {
+                break;
+            };
+            gone.extend(self.sweep(now, aor));
+        }
         gone
     }
 
     /// Remove and return the bindings of one AOR expired at `now`.
     pub fn expire_aor(&mut self, now: Instant, aor: &str) -> Vec<Binding> {
-        let Some(v) = self.aors.get_mut(aor) else {
+        if !self.aors.contains_key(aor) {
             return Vec::new();
-        };
-        let (dead, alive): (Vec<_>, Vec<_>) = v.drain(..).partition(|b| !b.is_active(now));
-        *v = alive;
-        if v.is_empty() {
-            self.aors.remove(aor);
         }
-        dead
+        self.unindex(aor);
+        self.sweep(now, aor.to_owned())
     }
 
     /// The next instant a binding expires.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.aors.values().flatten().map(|b| b.expires_at).min()
+        self.due.first().map(|(at, _)| *at)
     }
+
+    /// Drop `aor`'s entry from the expiry index.
+    fn unindex(&mut self, aor: &str) {
+        if let Some(first) = self.aors.get(aor).and_then(|v| earliest(v)) {
+            self.due.remove(&(first, aor.to_owned()));
+        }
+    }
+
+    /// Remove `aor`'s bindings expired at `now` (its index entry already
+    /// removed) and index it again if any remain.
+    fn sweep(&mut self, now: Instant, aor: String) -> Vec<Binding> {
+        let Some(v) = self.aors.get_mut(&aor) else {
+            return Vec::new();
+        };
+        let mut dead = Vec::new();
+        let mut i = 0;
+        while i < v.len() {
+            if v.get(i).is_some_and(|b| !b.is_active(now)) {
+                dead.push(v.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        match earliest(v) {
+            Some(first) => {
+                self.due.insert((first, aor));
+            }
+            None => {
+                self.aors.remove(&aor);
+            }
+        }
+        dead
+    }
+}
+
+/// The earliest expiry among `bindings`.
+fn earliest(bindings: &[Binding]) -> Option<Instant> {
+    bindings.iter().map(|b| b.expires_at).min()
 }
 
 /// Seconds as a `Duration`.
