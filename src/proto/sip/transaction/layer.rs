@@ -7,7 +7,7 @@ use super::{
     TsxEvent, TsxKey, timers::earliest,
 };
 use rsip::{Method, Request, Response, SipMessage};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -137,11 +137,54 @@ impl ServerTsx {
     }
 }
 
+/// The next timeout of each transaction of one side, ordered by time, so
+/// the layer finds what is due without visiting every transaction.
+#[derive(Debug, Default)]
+struct Deadlines {
+    by_time: BTreeMap<(Instant, u64), TsxKey>,
+    by_key: HashMap<TsxKey, (Instant, u64)>,
+    seq: u64,
+}
+
+impl Deadlines {
+    /// Record `key`'s next timeout (`None` drops it).
+    fn set(&mut self, key: &TsxKey, at: Option<Instant>) {
+        if let Some(&(old, _)) = self.by_key.get(key)
+            && Some(old) == at
+        {
+            return;
+        }
+        if let Some(old) = self.by_key.remove(key) {
+            self.by_time.remove(&old);
+        }
+        if let Some(at) = at {
+            self.seq += 1;
+            self.by_time.insert((at, self.seq), key.clone());
+            self.by_key.insert(key.clone(), (at, self.seq));
+        }
+    }
+
+    /// The keys due at `now`, earliest first.
+    fn due(&self, now: Instant) -> Vec<TsxKey> {
+        self.by_time
+            .iter()
+            .take_while(|((at, _), _)| *at <= now)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    fn first(&self) -> Option<Instant> {
+        self.by_time.keys().next().map(|(at, _)| *at)
+    }
+}
+
 /// Every transaction of one SIP endpoint, keyed by [`TsxKey`].
 #[derive(Debug, Default)]
 pub struct TransactionLayer {
     clients: HashMap<TsxKey, ClientTsx>,
     servers: HashMap<TsxKey, ServerTsx>,
+    client_due: Deadlines,
+    server_due: Deadlines,
     transmits: VecDeque<Transmit>,
     events: VecDeque<LayerEvent>,
 }
@@ -192,6 +235,7 @@ impl TransactionLayer {
             Method::Invite => {
                 let tsx = ServerInviteTransaction::new(now, request.clone(), source, transport)?;
                 self.servers.insert(key.clone(), ServerTsx::Invite(tsx));
+                self.index_server(&key);
                 self.events.push_back(LayerEvent::NewRequest {
                     key,
                     request,
@@ -202,6 +246,7 @@ impl TransactionLayer {
             Method::Cancel => {
                 let tsx = ServerNonInviteTransaction::new(now, request.clone(), source, transport)?;
                 self.servers.insert(key.clone(), ServerTsx::NonInvite(tsx));
+                self.index_server(&key);
                 // RFC 3261 §9.2: the INVITE with the same branch and sent-by.
                 let invite_key = key.with_method(Method::Invite);
                 let (invite, invite_pending) = match self.servers.get(&invite_key) {
@@ -222,6 +267,7 @@ impl TransactionLayer {
             _ => {
                 let tsx = ServerNonInviteTransaction::new(now, request.clone(), source, transport)?;
                 self.servers.insert(key.clone(), ServerTsx::NonInvite(tsx));
+                self.index_server(&key);
                 self.events.push_back(LayerEvent::NewRequest {
                     key,
                     request,
@@ -324,27 +370,16 @@ impl TransactionLayer {
         }
     }
 
-    /// Fire every transaction timer due at `now`.
+    /// Fire every transaction timer due at `now`; only the due
+    /// transactions are visited.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due_clients: Vec<TsxKey> = self
-            .clients
-            .iter()
-            .filter(|(_, t)| t.timeout().is_some_and(|at| at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due_clients {
+        for key in self.client_due.due(now) {
             if let Some(t) = self.clients.get_mut(&key) {
                 t.machine().handle_timeout(now);
             }
             self.pump_client(&key);
         }
-        let due_servers: Vec<TsxKey> = self
-            .servers
-            .iter()
-            .filter(|(_, t)| t.timeout().is_some_and(|at| at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due_servers {
+        for key in self.server_due.due(now) {
             if let Some(t) = self.servers.get_mut(&key) {
                 t.machine().handle_timeout(now);
             }
@@ -362,12 +397,7 @@ impl TransactionLayer {
 
     /// The soonest timeout of all transactions.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(
-            self.clients
-                .values()
-                .map(ClientTsx::timeout)
-                .chain(self.servers.values().map(ServerTsx::timeout)),
-        )
+        earliest([self.client_due.first(), self.server_due.first()])
     }
 
     /// The state of INVITE server transaction `key`, if it exists.
@@ -404,6 +434,7 @@ impl TransactionLayer {
 
     fn pump_client(&mut self, key: &TsxKey) {
         let Some(tsx) = self.clients.get_mut(key) else {
+            self.client_due.set(key, None);
             return;
         };
         let m = tsx.machine();
@@ -430,10 +461,24 @@ impl TransactionLayer {
         if terminated {
             self.clients.remove(key);
         }
+        self.index_client(key);
+    }
+
+    /// Bring client `key`'s entry in the deadline index up to date.
+    fn index_client(&mut self, key: &TsxKey) {
+        let at = self.clients.get(key).and_then(ClientTsx::timeout);
+        self.client_due.set(key, at);
+    }
+
+    /// Bring server `key`'s entry in the deadline index up to date.
+    fn index_server(&mut self, key: &TsxKey) {
+        let at = self.servers.get(key).and_then(ServerTsx::timeout);
+        self.server_due.set(key, at);
     }
 
     fn pump_server(&mut self, key: &TsxKey) {
         let Some(tsx) = self.servers.get_mut(key) else {
+            self.server_due.set(key, None);
             return;
         };
         let (source, transport) = tsx.source();
@@ -462,5 +507,6 @@ impl TransactionLayer {
         if terminated {
             self.servers.remove(key);
         }
+        self.index_server(key);
     }
 }
