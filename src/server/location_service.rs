@@ -431,6 +431,57 @@ mod tests {
         assert_eq!(parse_gruu("sip:alice@isc.local;gr"), None);
     }
 
+    fn binding(aor: &str, contact: &str, now: Instant, secs_left: u64) -> Binding {
+        Binding {
+            id: contact.to_owned(),
+            aor: aor.to_owned(),
+            contact: contact.to_owned(),
+            display_name: None,
+            instance: None,
+            reg_id: None,
+            expires_at: now + Duration::from_secs(secs_left),
+            registered_at: now,
+            refreshed_at: now,
+            q: None,
+            call_id: "c".to_owned(),
+            cseq: 1,
+            path: Vec::new(),
+            source: Source {
+                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                transport: rsip::Transport::Udp,
+            },
+            device_name: None,
+            user_agent: None,
+            gruu: None,
+            params: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn expiry_index_follows_the_bindings() {
+        let t0 = Instant::now();
+        let (a, b) = ("sip:a@x", "sip:b@x");
+        let mut ls = LocationService::new();
+        ls.set_bindings(
+            a,
+            vec![binding(a, "sip:a@1", t0, 60), binding(a, "sip:a@2", t0, 30)],
+        );
+        ls.set_bindings(b, vec![binding(b, "sip:b@1", t0, 45)]);
+        assert_eq!(ls.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        // a refresh moves a's earliest expiry past b's
+        ls.set_bindings(a, vec![binding(a, "sip:a@1", t0, 60)]);
+        assert_eq!(ls.poll_timeout(), Some(t0 + Duration::from_secs(45)));
+        assert!(ls.expire(t0 + Duration::from_secs(44)).is_empty());
+        let gone = ls.expire(t0 + Duration::from_secs(45));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone.first().map(|g| g.contact.as_str()), Some("sip:b@1"));
+        assert!(ls.bindings(b).is_empty());
+        assert_eq!(ls.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+        assert_eq!(ls.expire_aor(t0 + Duration::from_secs(60), a).len(), 1);
+        assert_eq!(ls.poll_timeout(), None);
+        assert!(ls.is_empty());
+    }
+
     proptest! {
         #[test]
         fn uri_helpers_never_panic(s in "\\PC{0,40}") {
