@@ -40,6 +40,17 @@ use crate::server::history_store::{HistoryEntry, HistoryStore};
 
 use super::{DeferredKind, DeferredMessage, DeferredStore, NewDeferred, StoreOutcome, pager_key};
 
+/// The Contact of the store's own sessions: an automaton (RFC 3840 §9),
+/// with the IM feature tag (seed 003 12.4.2.2 b.ii).
+fn automata_contact(ctx: &SipCtx<'_>, transport: Transport) -> String {
+    format!(
+        "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
+        host_of(ctx.local),
+        ctx.local.port(),
+        uri_transport(transport)
+    )
+}
+
 /// MSRP leg ids of this function start here (the CPM relay's are small).
 pub const LEG_BASE: LegId = 1 << 62;
 /// The IM release in User-Agent / Server (seed 003 Appendix F).
@@ -415,6 +426,37 @@ impl DeferredFunction {
         MsrpUri::new(ip_host(l), l.port(), hex::encode(raw))
     }
 
+    /// A fresh MSRP URI of ours and the SDP carrying it: one `m=message` line
+    /// with `direction`, `a=setup:active` (the store always connects, RFC
+    /// 6135) and the given accept-types / accept-wrapped-types.
+    fn our_sdp(
+        &self,
+        ctx: &mut SipCtx<'_>,
+        direction: Direction,
+        accept_types: Vec<String>,
+        accept_wrapped_types: Vec<String>,
+    ) -> (MsrpUri, Vec<u8>) {
+        let local = self.local_uri(ctx);
+        let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
+        let mut media = MsrpMedia::offer(
+            self.config.msrp_local.port(),
+            connection.clone(),
+            vec![local.to_string()],
+            &[],
+        );
+        media.accept_types = accept_types;
+        media.accept_wrapped_types = accept_wrapped_types;
+        media.direction = direction;
+        media.setup = Some(Setup::Active);
+        let mut sid = [0u8; 4];
+        ctx.ids.fill(&mut sid);
+        let body = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection)
+            .with_media(media)
+            .to_string()
+            .into_bytes();
+        (local, body)
+    }
+
     fn start_push(
         &mut self,
         ctx: &mut SipCtx<'_>,
@@ -422,29 +464,19 @@ impl DeferredFunction {
         target: Target,
         queue: VecDeque<Item>,
     ) {
-        let local = self.local_uri(ctx);
-        let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
         // Seed 003 12.4.2.2 b.viii: sendonly; RFC 6135: we connect.
-        let mut media = MsrpMedia::offer(
-            self.config.msrp_local.port(),
-            connection.clone(),
-            vec![local.to_string()],
-            &["message/sip", "message/cpim", "multipart/mixed"],
+        let (local, body) = self.our_sdp(
+            ctx,
+            Direction::SendOnly,
+            vec![
+                "message/sip".into(),
+                "message/cpim".into(),
+                "multipart/mixed".into(),
+            ],
+            vec!["message/msrp".into(), "*".into()],
         );
-        media.direction = Direction::SendOnly;
-        media.setup = Some(Setup::Active);
-        media.accept_wrapped_types = vec!["message/msrp".into(), "*".into()];
-        let mut sid = [0u8; 4];
-        ctx.ids.fill(&mut sid);
-        let sdp = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection).with_media(media);
-        let body = sdp.to_string().into_bytes();
         let t = target.transport;
-        let contact = format!(
-            "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
-            host_of(ctx.local),
-            ctx.local.port(),
-            uri_transport(t)
-        );
+        let contact = automata_contact(ctx, t);
         let mut h = rsip::Headers::default();
         let branch = format!("z9hG4bK{}", ctx.ids.token());
         h.push(make_header("Max-Forwards", "70"));
@@ -1143,31 +1175,14 @@ impl DeferredFunction {
             self.refuse(ctx, &key, req, &RetrievalRejection::BadOffer);
             return;
         };
-        let local = self.local_uri(ctx);
-        let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
-        let mut media = MsrpMedia::offer(
-            self.config.msrp_local.port(),
-            connection.clone(),
-            vec![local.to_string()],
-            &[],
-        );
-        media.accept_types = offer.accept_types.clone();
-        media.accept_wrapped_types = offer.accept_wrapped_types.clone();
         // Seed 003 13.2.1.1 step 5.a: sendonly.
-        media.direction = Direction::SendOnly;
-        media.setup = Some(Setup::Active);
-        let mut sid = [0u8; 4];
-        ctx.ids.fill(&mut sid);
-        let body = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection)
-            .with_media(media)
-            .to_string()
-            .into_bytes();
-        let contact = format!(
-            "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
-            host_of(ctx.local),
-            ctx.local.port(),
-            uri_transport(transport)
+        let (local, body) = self.our_sdp(
+            ctx,
+            Direction::SendOnly,
+            offer.accept_types.clone(),
+            offer.accept_wrapped_types.clone(),
         );
+        let contact = automata_contact(ctx, transport);
         let mut resp = crate::proto::sip::build::response_with(
             req,
             200,
@@ -1505,30 +1520,13 @@ impl DeferredFunction {
             let _ = ctx.tsx.send_response(ctx.now, &key, resp);
             return;
         };
-        let local = self.local_uri(ctx);
-        let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
-        let mut media = MsrpMedia::offer(
-            self.config.msrp_local.port(),
-            connection.clone(),
-            vec![local.to_string()],
-            &[],
+        let (local, body) = self.our_sdp(
+            ctx,
+            Direction::RecvOnly,
+            offer.accept_types.clone(),
+            offer.accept_wrapped_types.clone(),
         );
-        media.accept_types = offer.accept_types.clone();
-        media.accept_wrapped_types = offer.accept_wrapped_types.clone();
-        media.direction = Direction::RecvOnly;
-        media.setup = Some(Setup::Active);
-        let mut sid = [0u8; 4];
-        ctx.ids.fill(&mut sid);
-        let body = Sdp::new("isc", u64::from(u32::from_be_bytes(sid)), connection)
-            .with_media(media)
-            .to_string()
-            .into_bytes();
-        let contact = format!(
-            "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
-            host_of(ctx.local),
-            ctx.local.port(),
-            uri_transport(transport)
-        );
+        let contact = automata_contact(ctx, transport);
         let mut resp = crate::proto::sip::build::response_with(
             req,
             200,
