@@ -194,6 +194,8 @@ pub struct ServerConfig {
     pub groups: Vec<GroupConfig>,
     /// `[server.store]`: where deferred messages and history live.
     pub store: StoreConfig,
+    /// `[server.tls]`: SIP over TLS and MSRP over TLS, off by default.
+    pub tls: TlsConfig,
     /// This instance's number among several sharing one store behind a
     /// dispatcher (1..=899): the session identities it mints are
     /// `conf-i<N>.<id>`, so the SIP router sends their requests back here.
@@ -281,6 +283,46 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[server.tls]`: SIP over TLS (RFC 3261 §26.2, `transport=tls`) and MSRP
+/// over TLS (RFC 4975 §14.1, `msrps:`) beside the plain listeners, for use
+/// across a network (loopback needs neither).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// SIP over TLS port on the `listen` address (5061, RFC 3261 §19.1.2);
+    /// 0 = any free port.
+    pub sip_port: u16,
+    /// PEM certificate chain (leaf first) and its PEM private key. Without
+    /// them the server makes a self-signed certificate once, keeps it in
+    /// `<data_dir>/tls/` and logs where it is, for clients' `--tls-ca`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sip_port: 5061,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+impl TlsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(invalid(
+                "server.tls",
+                "give both cert and key, or neither (a self-signed certificate is made)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[server.store]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -336,6 +378,7 @@ impl Default for ServerConfig {
             users: Vec::new(),
             groups: Vec::new(),
             store: StoreConfig::default(),
+            tls: TlsConfig::default(),
             instance: None,
             mode: ServerMode::Standalone,
             core: None,
@@ -469,6 +512,7 @@ impl ServerConfig {
             return Err(invalid("server.max_adhoc_group_size", "must be at least 2"));
         }
         self.store.validate()?;
+        self.tls.validate()?;
         if self.instance.is_some_and(|n| !(1..=899).contains(&n)) {
             return Err(invalid("server.instance", "must be 1 to 899"));
         }
