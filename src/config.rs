@@ -689,6 +689,9 @@ pub struct ClientConfig {
     /// How the TUI's player draws pictures: `auto` (ask the terminal, the
     /// default), `halfblocks`, `sixel`, `kitty` or `iterm2`.
     pub picture: Option<String>,
+    /// PEM certificate(s) a client trusts for SIP/MSRP over TLS
+    /// (`--transport tls`): the server's self-signed certificate or its CA.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ClientConfig {

@@ -637,7 +637,7 @@ fn a_refused_connection_fails_the_register_at_once() {
     h.start();
     let r = h.next_request();
     let bytes = isc::proto::sip::message::to_bytes(&rsip::SipMessage::Request(r));
-    h.ua.handle_send_error(h.now, &bytes);
+    h.ua.handle_send_error(h.now, &bytes, "Connection refused (os error 111)");
     h.pump();
     let ev = h.take_events();
     assert!(
@@ -646,8 +646,8 @@ fn a_refused_connection_fails_the_register_at_once() {
             [ClientEvent::RegistrationFailed {
                 status: None,
                 retry_in: Some(_),
-                ..
-            }]
+                reason,
+            }] if reason == "cannot reach the server: Connection refused (os error 111)"
         ),
         "{ev:?}"
     );

@@ -28,6 +28,7 @@ fn as_core() -> ServerCore {
     let settings = CoreSettings {
         domain: "isc.local".into(),
         local: addr(AS),
+        tls_local: None,
         users,
         nonce_lifetime: Duration::from_secs(300),
         app_server: Some(AppServer {

@@ -27,7 +27,7 @@ use super::large_message::{
     DRAIN_GRACE, LARGE_CHUNK_SIZE, LargeIn, LargeLeg, LargeMessage, LargeOut, LargeSettings,
     SessionKind, session_kind,
 };
-use super::outgoing::{transport_token, uri_of};
+use super::outgoing::uri_of;
 use crate::proto::bodies::cpim::{self, CpimAddress, CpimMessage};
 use crate::proto::bodies::is_composing::{self, IsComposing};
 use crate::proto::ids::IdGen;
@@ -357,7 +357,7 @@ impl std::fmt::Debug for ChatSession {
 
 pub(crate) fn via(local: SocketAddr, transport: Transport, branch: &str) -> ViaValue {
     ViaValue::new(
-        transport_token(transport),
+        transport.via_token(),
         &local.ip().to_string(),
         Some(local.port()),
         branch,

@@ -24,7 +24,7 @@ use std::time::Instant;
 use rsip::prelude::ToTypedHeader;
 use rsip::{Method, Request, Response, SipMessage};
 
-use super::outgoing::{OutRequest, transport_token, uri_of};
+use super::outgoing::{OutRequest, uri_of};
 use super::{Device, USER_AGENT};
 use crate::proto::bodies::cm_recommendation::{self, CmRecommendation};
 use crate::proto::bodies::cv_cancellation;
@@ -393,7 +393,7 @@ impl ContentViewing {
 
     fn via(&self, ids: &mut dyn IdGen) -> ViaValue {
         ViaValue::new(
-            transport_token(self.local.transport),
+            self.local.transport.via_token(),
             &self.local.sip_local.ip().to_string(),
             Some(self.local.sip_local.port()),
             &ids.branch(),

@@ -151,9 +151,20 @@ pub struct ClientArgs {
     /// SIP domain when the user is a bare name (default: `[server].domain`).
     #[arg(long)]
     pub domain: Option<String>,
-    /// Transport to the server.
+    /// Transport to the server. `tls` (RFC 3261 §26.2) checks the server's
+    /// certificate against `--tls-ca`; its server defaults to `[server.tls]`'s
+    /// port on `[server].listen`.
     #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
     pub transport: TransportArg,
+    /// PEM certificate(s) to trust for TLS: the server's own (a self-signed
+    /// server says where it keeps it) or its CA (default: `[client].tls_ca`,
+    /// else the local server's `[server.tls]` certificate).
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the host of
+    /// `--server`).
+    #[arg(long, value_name = "NAME")]
+    pub tls_name: Option<String>,
     /// Local address to bind (port 0: ephemeral).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
     pub bind: SocketAddr,
@@ -196,6 +207,8 @@ impl Default for ClientArgs {
             device: None,
             domain: None,
             transport: TransportArg::Udp,
+            tls_ca: None,
+            tls_name: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             instance: None,
             state_dir: None,
@@ -213,6 +226,7 @@ pub enum TransportArg {
     #[default]
     Udp,
     Tcp,
+    Tls,
 }
 
 impl From<TransportArg> for Transport {
@@ -220,6 +234,7 @@ impl From<TransportArg> for Transport {
         match t {
             TransportArg::Udp => Transport::Udp,
             TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Tls => Transport::Tls,
         }
     }
 }
@@ -238,6 +253,8 @@ pub enum HeadlessError {
     Config(String),
     #[error("state: {0}")]
     State(io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -291,12 +308,23 @@ impl HeadlessOptions {
             .clone()
             .unwrap_or_else(|| config.server.domain.clone());
         let (user, domain) = split_user(&user, &default_domain);
+        let tls = args.transport == TransportArg::Tls;
         let server_text = args
             .server
             .clone()
             .or_else(|| config.client.server.clone())
-            .unwrap_or_else(|| config.server.listen.to_string());
+            .unwrap_or_else(|| match tls {
+                // The local server's TLS port (RFC 3261 §26.2: 5061 by default).
+                true => SocketAddr::new(config.server.listen.ip(), config.server.tls.sip_port)
+                    .to_string(),
+                false => config.server.listen.to_string(),
+            });
         let server = resolve_addr(&server_text)?;
+        let client_tls = if tls {
+            Some(client_tls(args, config, &server_text)?)
+        } else {
+            None
+        };
         let profile_name = args
             .profile
             .clone()
@@ -320,6 +348,7 @@ impl HeadlessOptions {
             &user, &domain, &password, &device, &instance, server, args.bind,
         );
         ua.transport = args.transport.into();
+        ua.tls = client_tls;
         ua.downloads_dir = args
             .downloads_dir
             .clone()
@@ -364,6 +393,41 @@ pub fn split_user(user: &str, default_domain: &str) -> (String, String) {
         Some((name, domain)) => (name.to_owned(), domain.to_owned()),
         None => (u.to_owned(), default_domain.to_owned()),
     }
+}
+
+/// Whom a TLS client trusts (`--tls-ca`, `[client].tls_ca`, else the local
+/// server's certificate) and for which name (`--tls-name`, else the host of
+/// the server address).
+fn client_tls(
+    args: &ClientArgs,
+    config: &Config,
+    server_text: &str,
+) -> Result<crate::net::tls::ClientTls, HeadlessError> {
+    let ca = args
+        .tls_ca
+        .clone()
+        .or_else(|| config.client.tls_ca.clone())
+        .or_else(|| {
+            let s = &config.server;
+            s.tls.enabled.then(|| {
+                s.tls
+                    .cert
+                    .clone()
+                    .unwrap_or_else(|| s.data_dir().join("tls").join("cert.pem"))
+            })
+        })
+        .ok_or_else(|| {
+            HeadlessError::Tls(
+                "give the server's certificate to trust with --tls-ca (or [client].tls_ca)".into(),
+            )
+        })?;
+    let host = match server_text.rsplit_once(':') {
+        Some((h, port)) if port.parse::<u16>().is_ok() => h,
+        _ => server_text,
+    };
+    let name = args.tls_name.as_deref().unwrap_or(host);
+    crate::net::tls::ClientTls::from_ca_file(&ca, name)
+        .map_err(|e| HeadlessError::Tls(e.to_string()))
 }
 
 fn resolve_addr(s: &str) -> Result<SocketAddr, HeadlessError> {

@@ -63,6 +63,9 @@ pub struct UaConfig {
     /// Our own address, as put in Via and Contact.
     pub local: SocketAddr,
     pub transport: Transport,
+    /// With `transport` TLS: whom to trust and which name the server's
+    /// certificate must carry (RFC 3261 §26.3.1).
+    pub tls: Option<crate::net::tls::ClientTls>,
     /// Registration lifetime asked for (seconds).
     pub register_expires: u32,
     /// Reg-event subscription lifetime asked for (seconds).
@@ -117,6 +120,7 @@ impl UaConfig {
             server,
             local,
             transport: Transport::Udp,
+            tls: None,
             register_expires: 3600,
             subscribe_expires: 3600,
             watch_registrations: true,

@@ -41,7 +41,7 @@ impl OutRequest {
         branch: &str,
     ) -> Result<rsip::Request, SipParseError> {
         let via = ViaValue::new(
-            transport_token(transport),
+            transport.via_token(),
             &local.ip().to_string(),
             Some(local.port()),
             branch,
@@ -67,22 +67,6 @@ impl OutRequest {
             b = b.body(ct, body.clone());
         }
         Ok(b.build())
-    }
-}
-
-/// `UDP` / `TCP` as written in Via.
-pub fn transport_token(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "UDP",
-        Transport::Tcp => "TCP",
-    }
-}
-
-/// `udp` / `tcp` as written in a URI `transport` parameter.
-pub fn transport_param(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
     }
 }
 

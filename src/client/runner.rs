@@ -23,6 +23,7 @@ use crate::media::player::{Player, PlayerConfig, PlayerEvent};
 use crate::net::SipTransport;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
 use crate::net::rtp_socket::{PlayerSockets, spawn_player};
+use crate::net::sip_transport::{TlsOptions, TransportLimits};
 use crate::proto::ids::IdGen;
 use crate::proto::sip::transaction::Transport;
 use std::collections::HashMap;
@@ -154,7 +155,26 @@ pub async fn spawn_client_with(
     bind: SocketAddr,
     ids: Box<dyn IdGen>,
 ) -> io::Result<ClientHandle> {
-    let (transport, incoming) = SipTransport::bind(bind).await?;
+    // RFC 3261 §26.2: over TLS the server's certificate is checked against
+    // the anchors we were given; without them there is no TLS.
+    let tls = match (&cfg.tls, cfg.transport) {
+        (Some(t), _) => TlsOptions {
+            listen: None,
+            connect: Some(
+                t.connector()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+            ),
+        },
+        (None, Transport::Tls) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "SIP over TLS needs the server's certificate to trust (--tls-ca)",
+            ));
+        }
+        (None, _) => TlsOptions::default(),
+    };
+    let (transport, incoming) =
+        SipTransport::bind_tls(bind, TransportLimits::default(), tls).await?;
     let local = transport.local_addr();
     cfg.local = local;
     // MSRP for chats: one listener per client on the same address, any port
@@ -452,7 +472,8 @@ impl Driver {
             });
             if let Err(e) = self.transport.send(to, transport, bytes.clone()).await {
                 tracing::debug!(error = %e, %to, "send failed");
-                self.ua.handle_send_error(Instant::now(), &bytes);
+                self.ua
+                    .handle_send_error(Instant::now(), &bytes, &e.to_string());
             }
         }
         while let Some(ev) = self.ua.poll_event() {

@@ -17,7 +17,7 @@ use rsip::{Method, Request, Response};
 
 use super::composing::{ComposingAction, ComposingReceiver, ComposingSender};
 use super::ids::UaIds;
-use super::outgoing::{OutRequest, transport_param, uri_of};
+use super::outgoing::{OutRequest, uri_of};
 use super::reg_watch::{ReceivedNotify, RegWatch, WatchState};
 use super::registration::{RegState, Registration, granted_expires, our_binding};
 use super::{ClientEvent, Command, DEVICE_PARAM, Device, USER_AGENT, UaConfig};
@@ -103,6 +103,9 @@ pub struct UserAgent {
     /// The `opaque` of the server's last Digest challenge.
     server_opaque: Option<String>,
     stopped: bool,
+    /// Why the last request could not be sent (a refused connection, a
+    /// server certificate we do not trust), told with the failure.
+    send_error: Option<String>,
 }
 
 impl std::fmt::Debug for UserAgent {
@@ -152,6 +155,7 @@ impl UserAgent {
             shutdown: None,
             server_opaque: None,
             stopped: false,
+            send_error: None,
             reg,
             ids,
             cfg,
@@ -209,7 +213,7 @@ impl UserAgent {
             "sip:{}@{host}:{};transport={}",
             self.cfg.user,
             l.port(),
-            transport_param(self.cfg.transport)
+            self.cfg.transport.uri_param()
         )
     }
 
@@ -255,10 +259,11 @@ impl UserAgent {
     /// The driver could not send `bytes` (e.g. TCP connection refused): the
     /// request's client transaction fails now instead of at Timer F/B
     /// (RFC 3261 §17.1.4).
-    pub fn handle_send_error(&mut self, now: Instant, bytes: &[u8]) {
+    pub fn handle_send_error(&mut self, now: Instant, bytes: &[u8], error: &str) {
         if let Ok(rsip::SipMessage::Request(req)) = parse_message(bytes)
             && let Ok(key) = TsxKey::client(&req)
         {
+            self.send_error = Some(error.to_owned());
             self.layer.handle_transport_error(now, &key);
             self.drain(now);
         }
@@ -1035,7 +1040,11 @@ impl UserAgent {
         }
         match p.purpose {
             Purpose::Register => {
-                self.registration_failed(now, None, "no response from server".into(), true)
+                let reason = match self.send_error.take() {
+                    Some(e) => format!("cannot reach the server: {e}"),
+                    None => "no response from server".into(),
+                };
+                self.registration_failed(now, None, reason, true)
             }
             Purpose::Unregister => {
                 self.reg.unregistered();

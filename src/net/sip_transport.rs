@@ -1,5 +1,5 @@
-//! SIP over UDP and TCP on one local address (RFC 3261 §18): a thin tokio
-//! driver. It frames TCP streams with the sans-IO [`StreamFramer`], reuses
+//! SIP over UDP and TCP on one local address (RFC 3261 §18), and over TLS
+//! on a port of its own when asked (RFC 3261 §26.2): a thin tokio driver. It frames TCP streams with the sans-IO [`StreamFramer`], reuses
 //! connections in both directions (a device registered over TCP is reached
 //! over the connection it opened) and hands every datagram or framed message
 //! to the core unparsed: no protocol decision is taken here.
@@ -9,10 +9,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use super::tls::{TlsAcceptor, TlsConnector};
 use crate::proto::sip::framing::{FramerConfig, StreamFramer};
 use crate::proto::sip::transaction::Transport;
 
@@ -73,11 +74,26 @@ impl From<&crate::config::LimitsConfig> for TransportLimits {
 
 type ConnMap = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
-/// A bound SIP transport: UDP and TCP on the same address and port.
+/// SIP over TLS (RFC 3261 §26.2): a listening side (a server), a connecting
+/// side (a client, which checks the server's certificate against `name`),
+/// or both.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    /// Where to accept TLS (port 0: any) and with which certificate.
+    pub listen: Option<(SocketAddr, TlsAcceptor)>,
+    /// How to open TLS connections: the connector and the name the peer's
+    /// certificate must carry.
+    pub connect: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
+}
+
+/// A bound SIP transport: UDP and TCP on the same address and port, and TLS
+/// when [`TlsOptions`] ask for it.
 #[derive(Clone)]
 pub struct SipTransport {
     udp: Arc<UdpSocket>,
     local: SocketAddr,
+    tls_local: Option<SocketAddr>,
+    connector: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
     conns: ConnMap,
     incoming: mpsc::Sender<Incoming>,
     limits: TransportLimits,
@@ -94,23 +110,52 @@ impl SipTransport {
         addr: SocketAddr,
         limits: TransportLimits,
     ) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
+        Self::bind_tls(addr, limits, TlsOptions::default()).await
+    }
+
+    /// [`Self::bind_with`] plus SIP over TLS as `tls` asks.
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        limits: TransportLimits,
+        tls: TlsOptions,
+    ) -> io::Result<(Self, mpsc::Receiver<Incoming>)> {
         let (udp, tcp) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
+        let tls_listener = match &tls.listen {
+            Some((at, acceptor)) => {
+                let l = TcpListener::bind(at).await?;
+                Some((l, acceptor.clone()))
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(limits.queue_capacity);
         let transport = SipTransport {
             udp: Arc::new(udp),
             local,
+            tls_local: match &tls_listener {
+                Some((l, _)) => Some(l.local_addr()?),
+                None => None,
+            },
+            connector: tls.connect,
             conns: Arc::new(Mutex::new(HashMap::new())),
             incoming: tx,
             limits,
         };
         transport.spawn_udp_reader();
         transport.spawn_tcp_acceptor(tcp);
+        if let Some((listener, acceptor)) = tls_listener {
+            transport.spawn_tls_acceptor(listener, acceptor);
+        }
         Ok((transport, rx))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The SIP-over-TLS listening address, when there is one.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
     }
 
     /// Sends bytes to `dest`. Over TCP an existing connection to `dest` is
@@ -123,7 +168,7 @@ impl SipTransport {
     ) -> io::Result<()> {
         match transport {
             Transport::Udp => self.udp.send_to(&bytes, dest).await.map(|_| ()),
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let existing = self
                     .conns
                     .lock()
@@ -132,9 +177,26 @@ impl SipTransport {
                     .cloned();
                 let sender = match existing {
                     Some(s) if !s.is_closed() => s,
-                    _ => {
+                    _ if transport == Transport::Tcp => {
                         let stream = TcpStream::connect(dest).await?;
-                        self.adopt_stream(stream, dest)?
+                        let _ = stream.set_nodelay(true);
+                        self.adopt_stream(stream, dest, Transport::Tcp)?
+                    }
+                    // RFC 3261 §26.3.1: a TLS connection is opened only to a
+                    // peer whose certificate we can check (the server); the
+                    // server reaches a TLS device over the connection the
+                    // device opened (RFC 5923 reuse), never a new one.
+                    _ => {
+                        let Some((connector, name)) = &self.connector else {
+                            return Err(io::Error::new(
+                                io::ErrorKind::NotConnected,
+                                format!("no TLS connection from {dest}"),
+                            ));
+                        };
+                        let stream = TcpStream::connect(dest).await?;
+                        let _ = stream.set_nodelay(true);
+                        let tls = connector.connect(name.clone(), stream).await?;
+                        self.adopt_stream(tls, dest, Transport::Tls)?
                     }
                 };
                 sender
@@ -191,7 +253,8 @@ impl SipTransport {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        if let Err(e) = this.adopt_stream(stream, peer) {
+                        let _ = stream.set_nodelay(true);
+                        if let Err(e) = this.adopt_stream(stream, peer, Transport::Tcp) {
                             tracing::warn!(error = %e, %peer, "TCP connection not adopted");
                         }
                     }
@@ -204,14 +267,55 @@ impl SipTransport {
         });
     }
 
+    /// Accepts TLS connections; each handshake runs on its own and must
+    /// end within the partial-message bound (a peer stalling its handshake
+    /// holds no more than one stalling mid-message would).
+    fn spawn_tls_acceptor(&self, listener: TcpListener, acceptor: TlsAcceptor) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let this = this.clone();
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            let bound = this.limits.partial_message_timeout;
+                            match tokio::time::timeout(bound, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => {
+                                    if let Err(e) = this.adopt_stream(tls, peer, Transport::Tls) {
+                                        tracing::warn!(error = %e, %peer, "TLS connection not adopted");
+                                    }
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::info!(error = %e, %peer, "SIP TLS handshake failed")
+                                }
+                                Err(_) => {
+                                    tracing::info!(%peer, ?bound, "SIP TLS handshake unfinished in time")
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+
     /// Registers a connection in the map and starts its reader and writer.
-    fn adopt_stream(
+    fn adopt_stream<S>(
         &self,
-        stream: TcpStream,
+        stream: S,
         peer: SocketAddr,
-    ) -> io::Result<mpsc::Sender<Vec<u8>>> {
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        transport: Transport,
+    ) -> io::Result<mpsc::Sender<Vec<u8>>>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
         self.conns
             .lock()
@@ -223,7 +327,12 @@ impl SipTransport {
                     tracing::debug!(error = %e, %peer, "TCP write failed");
                     return;
                 }
+                // TLS buffers what it encrypts: push each message out.
+                if writer.flush().await.is_err() {
+                    return;
+                }
             }
+            let _ = writer.shutdown().await;
         });
         let conns = self.conns.clone();
         let tx = self.incoming.clone();
@@ -266,7 +375,7 @@ impl SipTransport {
                             let msg = Incoming {
                                 bytes,
                                 source: peer,
-                                transport: Transport::Tcp,
+                                transport,
                             };
                             if tx.send(msg).await.is_err() {
                                 break 'read;
@@ -282,7 +391,7 @@ impl SipTransport {
                                 .send(Incoming {
                                     bytes: Vec::new(),
                                     source: peer,
-                                    transport: Transport::Tcp,
+                                    transport,
                                 })
                                 .await;
                             return;

@@ -116,6 +116,31 @@ impl Identity {
     }
 }
 
+/// What a client needs to reach a server over TLS: the certificates it
+/// trusts (`--tls-ca`) and the name the server's certificate must carry
+/// (the host of `--server`, or `--tls-name`). Plain data, so that it can sit
+/// in the client's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub anchors: Vec<CertificateDer<'static>>,
+    pub server_name: String,
+}
+
+impl ClientTls {
+    /// Reads the anchors from a PEM file.
+    pub fn from_ca_file(ca: &Path, server_name: &str) -> Result<Self, TlsError> {
+        Ok(ClientTls {
+            anchors: load_anchors(ca)?,
+            server_name: server_name.to_owned(),
+        })
+    }
+
+    /// The rustls connector and checked name.
+    pub fn connector(&self) -> Result<(TlsConnector, ServerName<'static>), TlsError> {
+        Ok((connector(&self.anchors)?, server_name(&self.server_name)?))
+    }
+}
+
 /// The client side, trusting exactly the certificates in `anchors` (a
 /// self-signed server certificate, or a private CA).
 pub fn connector(anchors: &[CertificateDer<'static>]) -> Result<TlsConnector, TlsError> {

@@ -38,7 +38,7 @@ use crate::proto::sip::transaction::{TransactionLayer, Transmit, Transport, TsxK
 
 use super::core::SERVER_AGENT;
 use super::proxy_core::Target;
-use super::sip_util::{host_of, push_via, uri_transport, via_transport};
+use super::sip_util::{contact_uri, local_for, push_via, via_text};
 
 /// A call of the B2BUA.
 pub type CallRef = u64;
@@ -48,30 +48,28 @@ pub struct SipCtx<'a> {
     pub now: Instant,
     pub tsx: &'a mut TransactionLayer,
     pub ids: &'a mut dyn IdGen,
-    /// The server's SIP address (Via, Contact).
+    /// The server's SIP address (Via, Contact) for UDP and TCP.
     pub local: SocketAddr,
+    /// Its SIP-over-TLS address, when it listens for TLS.
+    pub tls_local: Option<SocketAddr>,
     pub domain: &'a str,
 }
 
 impl SipCtx<'_> {
-    /// Our Contact for `transport` (RFC 3261 §8.1.1.8): the server, never a device.
-    pub fn contact(&self, transport: Transport) -> String {
-        format!(
-            "<sip:{}:{};transport={}>",
-            host_of(self.local),
-            self.local.port(),
-            uri_transport(transport)
-        )
+    /// Our address on a leg over `transport`.
+    pub fn local_for(&self, transport: Transport) -> SocketAddr {
+        local_for(self.local, self.tls_local, transport)
     }
 
-    fn via(&mut self, transport: Transport) -> Option<rsip::typed::Via> {
-        let text = format!(
-            "SIP/2.0/{} {}:{};branch=z9hG4bK{};rport",
-            via_transport(transport),
-            host_of(self.local),
-            self.local.port(),
-            self.ids.token()
-        );
+    /// Our Contact for `transport` (RFC 3261 §8.1.1.8): the server, never a device.
+    pub fn contact(&self, transport: Transport) -> String {
+        contact_uri(self.local_for(transport), transport)
+    }
+
+    /// A fresh Via of ours for a request over `transport`.
+    pub fn via(&mut self, transport: Transport) -> Option<rsip::typed::Via> {
+        let branch = format!("z9hG4bK{}", self.ids.token());
+        let text = via_text(self.local_for(transport), transport, &branch);
         rsip::typed::Via::try_from(rsip::headers::Via::from(text)).ok()
     }
 }
@@ -264,7 +262,12 @@ impl B2bua {
     ) -> Option<usize> {
         let c = self.calls.get_mut(&call)?;
         let branch = format!("z9hG4bK{}", ctx.ids.token());
-        push_via(&mut request.headers, ctx.local, target.transport, &branch);
+        push_via(
+            &mut request.headers,
+            ctx.local_for(target.transport),
+            target.transport,
+            &branch,
+        );
         // RFC 4028 §7.1: we support timers and ask for an interval.
         let mut timer = SessionTimer::new(self.timer_config);
         request.headers.remove_named("Session-Expires");
@@ -919,6 +922,7 @@ mod tests {
                 tsx: &mut self.tsx,
                 ids: &mut self.ids,
                 local: "127.0.0.1:5060".parse().unwrap(),
+                tls_local: None,
                 domain: "isc.local",
             }
         }

@@ -54,8 +54,8 @@ use super::reg_notifier::{self, RegNotifier, RegSubscription};
 use super::request_checks;
 use super::rtp_streamer::RtpTransmit;
 use super::sip_util::{
-    UriView, decrement_max_forwards, host_of, insert_first, name_addr_uri, pop_own_route, push_via,
-    record_route_value, response_destination, top_via, uri_transport,
+    UriView, contact_uri, decrement_max_forwards, host_of, insert_first, local_for, name_addr_uri,
+    pop_own_route, push_via, record_route_value, response_destination, top_via, via_text,
 };
 
 /// The context a B2BUA role acts through: `now`, the transaction layer,
@@ -67,6 +67,7 @@ macro_rules! role_ctx {
             tsx: &mut $self.tsx,
             ids: &mut *$self.ids,
             local: $self.settings.local,
+            tls_local: $self.settings.tls_local,
             domain: &$self.settings.domain,
         }
     };
@@ -93,10 +94,24 @@ pub struct CoreSettings {
     pub domain: String,
     /// The bound address, used in our Via, Record-Route and Contact.
     pub local: SocketAddr,
+    /// The SIP-over-TLS address, used instead on TLS legs.
+    pub tls_local: Option<SocketAddr>,
     pub users: Vec<UserAccount>,
     pub nonce_lifetime: Duration,
     /// `Some` in AS mode (`[server] mode = "as"`): behind a SIP/IP core.
     pub app_server: Option<AppServer>,
+}
+
+impl CoreSettings {
+    /// Our address on a leg over `t` (TLS has its own port).
+    pub fn local_for(&self, t: Transport) -> SocketAddr {
+        local_for(self.local, self.tls_local, t)
+    }
+
+    /// Every address that is this server (a Route naming one is ours).
+    pub fn locals(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.local).chain(self.tls_local).collect()
+    }
 }
 
 /// Application-server mode: devices register at the SIP/IP core (Kamailio,
@@ -743,7 +758,7 @@ impl ServerCore {
         };
         let source = Source {
             addr: source,
-            transport: rsip_transport(transport),
+            transport: transport.to_rsip(),
         };
         let outcome = self
             .registrar
@@ -862,7 +877,11 @@ impl ServerCore {
             .push(make_header("P-Asserted-Identity", &format!("<{own}>")));
         // RFC 3261 §16.4: a preloaded Route naming us (outbound proxy set by
         // baresip/linphone) is ours to remove, never forwarded to the target.
-        pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
+        pop_own_route(
+            &mut req.headers,
+            &self.settings.locals(),
+            &self.settings.domain,
+        );
 
         if req.method == rsip::Method::Subscribe && is_reg_event(&req) {
             self.on_reg_subscribe(now, key, req, &user, source, transport);
@@ -1022,7 +1041,7 @@ impl ServerCore {
         let view = UriView::of(uri);
         if !self.is_our_domain(&view.host) {
             return match view.socket_addr() {
-                Some(addr) if addr != self.settings.local => Ok(vec![Target {
+                Some(addr) if !self.settings.locals().contains(&addr) => Ok(vec![Target {
                     uri: uri.clone(),
                     addr,
                     transport: view.transport.unwrap_or(Transport::Udp),
@@ -1068,14 +1087,17 @@ impl ServerCore {
                     &mut out.headers,
                     make_header(
                         "Record-Route",
-                        &record_route_value(self.settings.local, target.transport),
+                        &record_route_value(
+                            self.settings.local_for(target.transport),
+                            target.transport,
+                        ),
                     ),
                 );
             }
             let branch = format!("z9hG4bK{}", self.ids.token());
             push_via(
                 &mut out.headers,
-                self.settings.local,
+                self.settings.local_for(target.transport),
                 target.transport,
                 &branch,
             );
@@ -1153,7 +1175,11 @@ impl ServerCore {
             return;
         }
         // RFC 3261 §16.4: a loose-routed request names us in its top Route.
-        pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
+        pop_own_route(
+            &mut req.headers,
+            &self.settings.locals(),
+            &self.settings.domain,
+        );
         match self.resolve_next_hop(now, &req) {
             Some(target) => self.forward_in_dialog(now, key, req, target),
             None => self.respond(
@@ -1176,7 +1202,7 @@ impl ServerCore {
         let branch = format!("z9hG4bK{}", self.ids.token());
         push_via(
             &mut req.headers,
-            self.settings.local,
+            self.settings.local_for(target.transport),
             target.transport,
             &branch,
         );
@@ -1206,7 +1232,7 @@ impl ServerCore {
                 .find_map(|b| self.binding_target(b));
         }
         let addr = hop.socket_addr()?;
-        if addr == self.settings.local {
+        if self.settings.locals().contains(&addr) {
             return None;
         }
         // A contact registered over a connection is reached over it.
@@ -1221,7 +1247,7 @@ impl ServerCore {
             Some(b) => Some(Target {
                 uri: req.uri.clone(),
                 addr: b.source.addr,
-                transport: tsx_transport(b.source.transport),
+                transport: Transport::from_rsip(b.source.transport),
             }),
             None => Some(Target {
                 uri: req.uri.clone(),
@@ -1237,7 +1263,11 @@ impl ServerCore {
         if self.mf.on_ack(now, &req) {
             return;
         }
-        pop_own_route(&mut req.headers, self.settings.local, &self.settings.domain);
+        pop_own_route(
+            &mut req.headers,
+            &self.settings.locals(),
+            &self.settings.domain,
+        );
         let Some(target) = self.resolve_next_hop(now, &req) else {
             return;
         };
@@ -1247,7 +1277,7 @@ impl ServerCore {
         let branch = format!("z9hG4bK{}", self.ids.token());
         push_via(
             &mut req.headers,
-            self.settings.local,
+            self.settings.local_for(target.transport),
             target.transport,
             &branch,
         );
@@ -1312,7 +1342,10 @@ impl ServerCore {
     /// forwarded statelessly along the Via (RFC 3261 §16.7 step 3 onwards).
     fn forward_stray_response(&mut self, mut response: rsip::Response) {
         let ours = top_via(&response.headers).is_some_and(|v| {
-            v.port == Some(self.settings.local.port()) && v.host == host_of(self.settings.local)
+            self.settings
+                .locals()
+                .iter()
+                .any(|l| v.port == Some(l.port()) && v.host == host_of(*l))
         });
         if !ours || response.status_code.code() / 100 != 2 {
             return;
@@ -1364,12 +1397,7 @@ impl ServerCore {
                 .and_then(|v| v.trim().parse().ok()),
         );
         let tag = self.ids.token();
-        let contact = format!(
-            "<sip:{}:{};transport={}>",
-            host_of(self.settings.local),
-            self.settings.local.port(),
-            uri_transport(transport)
-        );
+        let contact = contact_uri(self.settings.local_for(transport), transport);
         let response = response_with(
             &req,
             200,
@@ -1488,11 +1516,10 @@ impl ServerCore {
             reg_notifier::full_state(now, &sub.aor, &bindings, sub.next_version, false).to_bytes();
         sub.next_version += 1;
         let branch = format!("z9hG4bK{}", self.ids.token());
-        let via_text = format!(
-            "SIP/2.0/{} {}:{};branch={branch};rport",
-            super::sip_util::via_transport(sub.transport),
-            host_of(self.settings.local),
-            self.settings.local.port()
+        let via_text = via_text(
+            self.settings.local_for(sub.transport),
+            sub.transport,
+            &branch,
         );
         let Ok(via) = rsip::typed::Via::try_from(rsip::headers::Via::from(via_text)) else {
             return;
@@ -1512,12 +1539,7 @@ impl ServerCore {
         h.push(make_header("Subscription-State", &state));
         h.push(make_header(
             "Contact",
-            &format!(
-                "<sip:{}:{};transport={}>",
-                host_of(self.settings.local),
-                self.settings.local.port(),
-                uri_transport(sub.transport)
-            ),
+            &contact_uri(self.settings.local_for(sub.transport), sub.transport),
         ));
         h.push(make_header(
             "Content-Type",
@@ -1764,22 +1786,8 @@ fn target_of(b: &Binding) -> Option<Target> {
     Some(Target {
         uri,
         addr,
-        transport: tsx_transport(b.source.transport),
+        transport: Transport::from_rsip(b.source.transport),
     })
-}
-
-fn tsx_transport(t: rsip::Transport) -> Transport {
-    match t {
-        rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
-        _ => Transport::Udp,
-    }
-}
-
-fn rsip_transport(t: Transport) -> rsip::Transport {
-    match t {
-        Transport::Udp => rsip::Transport::Udp,
-        Transport::Tcp => rsip::Transport::Tcp,
-    }
 }
 
 /// Reads just enough of a request our parser refused to answer it: the

@@ -125,10 +125,7 @@ pub fn device_target(b: &Binding) -> Option<(Target, Option<String>)> {
     let target = Target {
         uri,
         addr: b.source.addr,
-        transport: match b.source.transport {
-            rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
-            _ => Transport::Udp,
-        },
+        transport: Transport::from_rsip(b.source.transport),
     };
     Some((target, accept_instance))
 }

@@ -55,7 +55,7 @@ use super::cpm_participating_function::{
 use super::history_store::{HistoryEntry, HistoryStore};
 use super::msrp_relay::{LegId, LegRole, MsrpRelay, RelayEvent, RelayInput, RelayOutput};
 use super::proxy_core::Target;
-use super::sip_util::{UriView, host_of, uri_transport, via_transport};
+use super::sip_util::{UriView, host_of};
 
 /// Our relay's first leg id (the CPM function's start at 1).
 pub const FOCUS_LEG_BASE: LegId = 1 << 40;
@@ -1770,14 +1770,7 @@ impl ImControllingFunction {
         sub.version = body_info.version;
         sub.sent = mine;
         let body = body_info.to_bytes();
-        let via_text = format!(
-            "SIP/2.0/{} {}:{};branch=z9hG4bK{};rport",
-            via_transport(sub.transport),
-            host_of(ctx.local),
-            ctx.local.port(),
-            ctx.ids.token()
-        );
-        let Ok(via) = rsip::typed::Via::try_from(rsip::headers::Via::from(via_text)) else {
+        let Some(via) = ctx.via(sub.transport) else {
             return;
         };
         let Ok(mut notify) = sub.dialog.create_request(rsip::Method::Notify, via) else {
@@ -1794,15 +1787,7 @@ impl ImControllingFunction {
         h.remove_named("Content-Length");
         h.push(make_header("Event", "conference"));
         h.push(make_header("Subscription-State", &state_value));
-        h.push(make_header(
-            "Contact",
-            &format!(
-                "<sip:{}:{};transport={}>",
-                host_of(ctx.local),
-                ctx.local.port(),
-                uri_transport(sub.transport)
-            ),
-        ));
+        h.push(make_header("Contact", &ctx.contact(sub.transport)));
         h.push(make_header(
             "Content-Type",
             crate::proto::bodies::conference_info::CONTENT_TYPE,

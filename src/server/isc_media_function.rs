@@ -70,7 +70,7 @@ use super::proxy_core::Target;
 use super::rtp_streamer::{
     MediaDest, RtpStreamer, RtpTransmit, StreamIds, StreamerConfig, ViewerDest, ViewerId,
 };
-use super::sip_util::{host_of, via_transport};
+use super::sip_util::{host_of, local_for, via_text};
 
 /// Methods the function answers in its dialogs.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, INFO, OPTIONS";
@@ -631,10 +631,7 @@ impl IscMediaFunction {
                     Target {
                         uri,
                         addr: b.source.addr,
-                        transport: match b.source.transport {
-                            rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
-                            _ => Transport::Udp,
-                        },
+                        transport: Transport::from_rsip(b.source.transport),
                     },
                 ));
             }
@@ -931,10 +928,7 @@ impl IscMediaFunction {
             tracing::info!(%cca, "communication device not registered: no recommendation");
             return;
         };
-        let transport = match b.source.transport {
-            rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
-            _ => Transport::Udp,
-        };
+        let transport = Transport::from_rsip(b.source.transport);
         let addr = b.source.addr;
         let Ok(uri) = parse_uri(cca) else { return };
         let cvca = request
@@ -949,12 +943,7 @@ impl IscMediaFunction {
         let mut push = |n: &str, v: &str| h.push(make_header(n, v));
         push(
             "Via",
-            &format!(
-                "SIP/2.0/{} {}:{};branch={branch};rport",
-                via_transport(transport),
-                host_of(ctx.local),
-                ctx.local.port()
-            ),
+            &via_text(ctx.local_for(transport), transport, &branch),
         );
         push("Max-Forwards", "70");
         // 2: the authenticated originator
@@ -1501,18 +1490,13 @@ impl IscMediaFunction {
     }
 
     fn send_info(&mut self, ctx: &mut SipCtx<'_>, call: CallRef, side: Side, c: &PlaybackControl) {
-        let local = ctx.local;
+        let (local, tls_local) = (ctx.local, ctx.tls_local);
         let branch = format!("z9hG4bK{}", ctx.ids.token());
         let Some((dialog, to, transport)) = self.b2bua.dialog_mut(call, side) else {
             return;
         };
-        let via_text = format!(
-            "SIP/2.0/{} {}:{};branch={branch};rport",
-            via_transport(transport),
-            host_of(local),
-            local.port()
-        );
-        let Ok(via) = rsip::typed::Via::try_from(rsip::headers::Via::from(via_text)) else {
+        let via = via_text(local_for(local, tls_local, transport), transport, &branch);
+        let Ok(via) = rsip::typed::Via::try_from(rsip::headers::Via::from(via)) else {
             return;
         };
         let Ok(mut info) = dialog.create_request(rsip::Method::Info, via) else {

@@ -23,3 +23,4 @@ pub mod rtp_sender;
 pub mod rtp_streamer;
 pub mod runner;
 pub mod sip_util;
+pub mod tls_setup;

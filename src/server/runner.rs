@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::ServerConfig;
 use crate::ids::RandomIds;
 use crate::net::msrp_tcp::{MsrpNetEvent, MsrpTransport};
-use crate::net::sip_transport::{SipTransport, TransportLimits};
+use crate::net::sip_transport::{SipTransport, TlsOptions, TransportLimits};
 use crate::proto::sip::digest::DigestServerConfig;
 use crate::proto::sip::transaction::Transport;
 
@@ -91,6 +91,8 @@ impl ServerOptions {
 /// A running server. Dropping it does not stop it: call [`Self::shutdown`].
 pub struct ServerHandle {
     local: SocketAddr,
+    tls_local: Option<SocketAddr>,
+    tls_cert: Option<std::path::PathBuf>,
     msrp: SocketAddr,
     stop: Arc<Notify>,
     wire: broadcast::Sender<WireEvent>,
@@ -101,6 +103,17 @@ impl ServerHandle {
     /// The bound address (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The SIP-over-TLS listener, when `[server.tls]` is on.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
+    }
+
+    /// The certificate file clients should trust (`--tls-ca`), when
+    /// `[server.tls]` is on.
+    pub fn tls_cert(&self) -> Option<&std::path::Path> {
+        self.tls_cert.as_deref()
     }
 
     /// The MSRP listener of the B2BUA roles (TCP, same IP, own port).
@@ -179,12 +192,34 @@ impl Server {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let (transport, mut incoming) =
-            SipTransport::bind_with(config.listen, TransportLimits::from(&config.limits)).await?;
+        // RFC 3261 §26.2: SIP over TLS on a port of its own, when configured.
+        let tls = super::tls_setup::tls_identity(&config)?;
+        let tls_options = match &tls {
+            Some((id, _)) => TlsOptions {
+                listen: Some((
+                    SocketAddr::new(config.listen.ip(), config.tls.sip_port),
+                    id.acceptor()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+                )),
+                connect: None,
+            },
+            None => TlsOptions::default(),
+        };
+        let (transport, mut incoming) = SipTransport::bind_tls(
+            config.listen,
+            TransportLimits::from(&config.limits),
+            tls_options,
+        )
+        .await?;
         let local = transport.local_addr();
+        let tls_local = transport.tls_local_addr();
+        if let (Some(at), Some((_, cert))) = (tls_local, &tls) {
+            tracing::info!(%at, cert = %cert.display(), "SIP over TLS listening; clients trust the certificate with --tls-ca");
+        }
         let settings = CoreSettings {
             domain: config.domain.clone(),
             local,
+            tls_local,
             users: config
                 .effective_users()
                 .into_iter()
@@ -455,6 +490,8 @@ impl Server {
         tracing::info!(%local, "server started");
         Ok(ServerHandle {
             local,
+            tls_local,
+            tls_cert: tls.map(|(_, cert)| cert),
             msrp: msrp_local,
             stop,
             wire,

@@ -29,12 +29,7 @@ impl UriView {
         let mut lr = false;
         for p in &uri.params {
             match p {
-                rsip::Param::Transport(t) => {
-                    transport = Some(match t {
-                        rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
-                        _ => Transport::Udp,
-                    })
-                }
+                rsip::Param::Transport(t) => transport = Some(Transport::from_rsip(t.clone())),
                 rsip::Param::Lr => lr = true,
                 rsip::Param::Other(name, value) if name.to_string().eq_ignore_ascii_case("gr") => {
                     gr = Some(value.as_ref().map(|v| v.to_string()).unwrap_or_default())
@@ -45,11 +40,8 @@ impl UriView {
                 rsip::Param::Other(name, Some(v))
                     if name.to_string().eq_ignore_ascii_case("transport") =>
                 {
-                    transport = Some(if v.to_string().eq_ignore_ascii_case("tcp") {
-                        Transport::Tcp
-                    } else {
-                        Transport::Udp
-                    })
+                    transport =
+                        Some(Transport::from_token(&v.to_string()).unwrap_or(Transport::Udp))
                 }
                 _ => {}
             }
@@ -83,28 +75,42 @@ impl UriView {
     }
 }
 
-/// The transport name in a Via (`UDP`, `TCP`).
-pub fn via_transport(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "UDP",
-        Transport::Tcp => "TCP",
-    }
-}
-
-/// The `;transport=` URI parameter for `t`.
-pub fn uri_transport(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    }
-}
-
 /// Host part for our own URIs: IPv6 in brackets.
 pub fn host_of(addr: SocketAddr) -> String {
     match addr.ip() {
         IpAddr::V6(ip) => format!("[{ip}]"),
         IpAddr::V4(ip) => ip.to_string(),
     }
+}
+
+/// Our address on a leg over `t`: SIP over TLS listens on a port of its own
+/// (RFC 3261 §26.2.2, 5061), UDP and TCP share `local`.
+pub fn local_for(local: SocketAddr, tls_local: Option<SocketAddr>, t: Transport) -> SocketAddr {
+    match (t, tls_local) {
+        (Transport::Tls, Some(tls)) => tls,
+        _ => local,
+    }
+}
+
+/// The server's own Contact on a leg over `t` (RFC 3261 §8.1.1.8):
+/// `<sip:host:port;transport=t>`.
+pub fn contact_uri(local: SocketAddr, t: Transport) -> String {
+    format!(
+        "<sip:{}:{};transport={}>",
+        host_of(local),
+        local.port(),
+        t.uri_param()
+    )
+}
+
+/// A Via value of ours (RFC 3261 §8.1.1.7, with `rport`, RFC 3581).
+pub fn via_text(local: SocketAddr, t: Transport, branch: &str) -> String {
+    format!(
+        "SIP/2.0/{} {}:{};branch={branch};rport",
+        t.via_token(),
+        host_of(local),
+        local.port()
+    )
 }
 
 /// Our Via for a request we send or forward, on top of all others.
@@ -115,7 +121,7 @@ pub fn push_via(
     branch: &str,
 ) {
     let via = ViaValue::new(
-        via_transport(transport),
+        transport.via_token(),
         &host_of(local),
         Some(local.port()),
         branch,
@@ -182,11 +188,7 @@ pub fn response_destination(via: &ViaValue) -> Option<(SocketAddr, Transport)> {
         .trim_end_matches(']')
         .parse()
         .ok()?;
-    let transport = if via.transport.eq_ignore_ascii_case("TCP") {
-        Transport::Tcp
-    } else {
-        Transport::Udp
-    };
+    let transport = Transport::from_token(&via.transport).unwrap_or(Transport::Udp);
     Some((SocketAddr::new(ip, port), transport))
 }
 
@@ -197,20 +199,21 @@ pub fn record_route_value(local: SocketAddr, transport: Transport) -> String {
         "<sip:{}:{};transport={};lr>",
         host_of(local),
         local.port(),
-        uri_transport(transport)
+        transport.uri_param()
     )
 }
 
-/// True if a Route/Record-Route URI names this server.
-pub fn is_us(uri: &UriView, local: SocketAddr, domain: &str) -> bool {
+/// True if a Route/Record-Route URI names this server (any of its `locals`:
+/// the UDP/TCP address and the TLS one).
+pub fn is_us(uri: &UriView, locals: &[SocketAddr], domain: &str) -> bool {
     if uri.host.eq_ignore_ascii_case(domain) && uri.user.is_none() {
         return true;
     }
-    uri.socket_addr() == Some(local)
+    uri.socket_addr().is_some_and(|a| locals.contains(&a))
 }
 
 /// Removes the top Route if it names us (loose routing, RFC 3261 §16.4).
-pub fn pop_own_route(headers: &mut rsip::Headers, local: SocketAddr, domain: &str) {
+pub fn pop_own_route(headers: &mut rsip::Headers, locals: &[SocketAddr], domain: &str) {
     let mut all: Vec<rsip::Header> = std::mem::take(headers).into();
     if let Some(i) = all
         .iter()
@@ -222,7 +225,7 @@ pub fn pop_own_route(headers: &mut rsip::Headers, local: SocketAddr, domain: &st
             .first()
             .and_then(|v| NameAddr::parse(v.trim()).ok())
             .and_then(|na| UriView::parse(&na.uri))
-            .is_some_and(|u| is_us(&u, local, domain));
+            .is_some_and(|u| is_us(&u, locals, domain));
         if first_is_us {
             if values.len() > 1 {
                 let rest = values[1..]
@@ -328,7 +331,7 @@ mod tests {
             "Route",
             "<sip:127.0.0.1:5060;transport=tcp;lr>, <sip:10.1.1.1;lr>",
         ));
-        pop_own_route(&mut h, local, "isc.local");
+        pop_own_route(&mut h, &[local], "isc.local");
         assert_eq!(first_route(&h).unwrap().host, "10.1.1.1");
         h.push(make_header("Max-Forwards", "1"));
         assert!(decrement_max_forwards(&mut h));

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::client::UaConfig;
-use crate::client::headless::{ClientArgs, HeadlessError, HeadlessOptions};
+use crate::client::headless::{ClientArgs, HeadlessError, HeadlessOptions, TransportArg};
 use crate::client::runner::spawn_client;
 use crate::config::{Config, is_loopback};
 use crate::demo::{DeviceName, Scenario};
@@ -125,9 +125,15 @@ pub async fn choose_server(
         });
     }
     let addr = config.server.listen;
+    // `--transport tls` reaches the local server on its TLS port.
+    let tls = args.transport == TransportArg::Tls;
+    let client_addr = |plain: SocketAddr| match tls {
+        true => SocketAddr::new(plain.ip(), config.server.tls.sip_port),
+        false => plain,
+    };
     if probe(addr, PROBE_TIMEOUT).await {
         return Ok(ServerChoice {
-            addr,
+            addr: client_addr(addr),
             embedded: None,
         });
     }
@@ -138,13 +144,16 @@ pub async fn choose_server(
         Ok(server) => {
             tracing::info!("embedded server on {}", server.local_addr());
             Ok(ServerChoice {
-                addr: server.local_addr(),
+                addr: match tls {
+                    true => server.tls_local_addr().unwrap_or(client_addr(addr)),
+                    false => server.local_addr(),
+                },
                 embedded: Some(server),
             })
         }
         // Another `isc` started it meanwhile.
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(ServerChoice {
-            addr,
+            addr: client_addr(addr),
             embedded: None,
         }),
         Err(source) => Err(LaunchError::Embedded { addr, source }),
@@ -212,7 +221,15 @@ pub async fn detect_picture(how: Detect) -> PictureSupport {
 /// `isc` without `--headless`: the whole start, the TUI, and the way out
 /// (un-REGISTER, then the embedded server stops).
 pub async fn run_client_tui(args: &ClientArgs) -> Result<(), LaunchError> {
-    let config = Config::load(args.config.as_deref())?;
+    let mut config = Config::load(args.config.as_deref())?;
+    // `--transport tls` on the local server: it listens for TLS too, and the
+    // client trusts the certificate it keeps (unless told otherwise).
+    if args.transport == TransportArg::Tls
+        && args.server.is_none()
+        && config.client.server.is_none()
+    {
+        config.server.tls.enabled = true;
+    }
     let args = with_profile(args, &config);
     let server = choose_server(&args, &config).await?;
     let mut resolved = HeadlessOptions::resolve(&args, &config)?;

@@ -33,12 +33,57 @@ use std::net::SocketAddr;
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP with TLS on it (RFC 3261 §26.2.1, Via `SIP/2.0/TLS`).
+    Tls,
 }
 
 impl Transport {
-    /// TCP is reliable, UDP is not (RFC 3261 §17.1.1.2).
+    /// TCP (and TLS over it) is reliable, UDP is not (RFC 3261 §17.1.1.2).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    /// The Via sent-protocol transport (RFC 3261 §20.42): `UDP`, `TCP`, `TLS`.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The `;transport=` URI parameter (RFC 3261 §19.1.1).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// A Via transport or `transport=` value, any case; others (SCTP, WS)
+    /// are not ours and read as `None`.
+    pub fn from_token(t: &str) -> Option<Self> {
+        [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .find(|k| t.eq_ignore_ascii_case(k.via_token()))
+    }
+
+    /// From rsip's enum; transports we do not run are taken as UDP.
+    pub fn from_rsip(t: rsip::Transport) -> Self {
+        match t {
+            rsip::Transport::Tcp => Transport::Tcp,
+            rsip::Transport::Tls => Transport::Tls,
+            _ => Transport::Udp,
+        }
+    }
+
+    pub fn to_rsip(self) -> rsip::Transport {
+        match self {
+            Transport::Udp => rsip::Transport::Udp,
+            Transport::Tcp => rsip::Transport::Tcp,
+            Transport::Tls => rsip::Transport::Tls,
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use crate::server::core::SERVER_AGENT;
 use crate::server::location_service::Binding;
 use crate::server::msrp_relay::{ConnRef, LegId, RelayInput, RelayOutput};
 use crate::server::proxy_core::Target;
-use crate::server::sip_util::{host_of, push_via, uri_transport, via_transport};
+use crate::server::sip_util::push_via;
 
 use crate::server::history_store::{HistoryEntry, HistoryStore};
 
@@ -43,12 +43,7 @@ use super::{DeferredKind, DeferredMessage, DeferredStore, NewDeferred, StoreOutc
 /// The Contact of the store's own sessions: an automaton (RFC 3840 §9),
 /// with the IM feature tag (seed 003 12.4.2.2 b.ii).
 fn automata_contact(ctx: &SipCtx<'_>, transport: Transport) -> String {
-    format!(
-        "<sip:{}:{};transport={}>;+g.oma.sip-im;automata",
-        host_of(ctx.local),
-        ctx.local.port(),
-        uri_transport(transport)
-    )
+    format!("{};+g.oma.sip-im;automata", ctx.contact(transport))
 }
 
 /// MSRP leg ids of this function start here (the CPM relay's are small).
@@ -411,10 +406,7 @@ impl DeferredFunction {
         let target = Target {
             uri,
             addr: binding.source.addr,
-            transport: match binding.source.transport {
-                rsip::Transport::Tcp | rsip::Transport::Tls => Transport::Tcp,
-                _ => Transport::Udp,
-            },
+            transport: Transport::from_rsip(binding.source.transport),
         };
         self.start_push(ctx, binding.aor.clone(), target, queue);
     }
@@ -516,7 +508,7 @@ impl DeferredFunction {
             headers: h,
             body,
         };
-        push_via(&mut invite.headers, ctx.local, t, &branch);
+        push_via(&mut invite.headers, ctx.local_for(t), t, &branch);
         let key = match ctx
             .tsx
             .send_request(ctx.now, invite.clone(), target.addr, t)
@@ -653,7 +645,7 @@ impl DeferredFunction {
             self.finish(id);
             return;
         };
-        if let Some(via) = ctx_via(ctx, p.target.transport)
+        if let Some(via) = ctx.via(p.target.transport)
             && let Ok(ack) = dialog.create_ack_for_invite(&p.invite, via)
         {
             ctx.tsx.send_stateless(Transmit {
@@ -727,7 +719,7 @@ impl DeferredFunction {
             self.by_conn.remove(&conn);
             self.msrp_out.push_back(RelayOutput::Close { conn });
         }
-        let via = ctx_via(ctx, p.target.transport);
+        let via = ctx.via(p.target.transport);
         let bye = match (p.dialog.as_mut(), via) {
             (Some(d), Some(via)) => d.create_request(rsip::Method::Bye, via).ok(),
             _ => None,
@@ -1438,7 +1430,7 @@ impl DeferredFunction {
     fn send_summary(&mut self, ctx: &mut SipCtx<'_>, sub: &mut SummarySub, terminated: bool) {
         let waiting = self.store.count(&sub.aor).unwrap_or(0);
         let body = summary_body(&self.config.deferred_uri, waiting).into_bytes();
-        let Some(via) = ctx_via(ctx, sub.transport) else {
+        let Some(via) = ctx.via(sub.transport) else {
             return;
         };
         let Ok(mut notify) = sub.dialog.create_request(rsip::Method::Notify, via) else {
@@ -1770,17 +1762,6 @@ fn drain_frames(parser: &mut MsrpParser, bytes: &[u8]) -> Vec<MsrpMessage> {
     frames
 }
 
-fn ctx_via(ctx: &mut SipCtx<'_>, transport: Transport) -> Option<rsip::typed::Via> {
-    let text = format!(
-        "SIP/2.0/{} {}:{};branch=z9hG4bK{};rport",
-        via_transport(transport),
-        host_of(ctx.local),
-        ctx.local.port(),
-        ctx.ids.token()
-    );
-    rsip::typed::Via::try_from(rsip::headers::Via::from(text)).ok()
-}
-
 fn ip_host(a: SocketAddr) -> String {
     match a.ip() {
         std::net::IpAddr::V4(v4) => v4.to_string(),
@@ -2034,6 +2015,7 @@ mod tests {
                     tsx: &mut tsx,
                     ids: &mut ids,
                     local,
+                    tls_local: None,
                     domain: "isc.local",
                 }
             };
