@@ -178,6 +178,12 @@ fn run_server(args: ServerArgs) -> Result<(), Box<dyn std::error::Error>> {
             "isc server listening on {} (UDP and TCP)",
             server.local_addr()
         );
+        if let (Some(at), Some(cert)) = (server.tls_local_addr(), server.tls_cert()) {
+            println!(
+                "SIP over TLS on {at}; clients trust {} (--tls-ca)",
+                cert.display()
+            );
+        }
         if let Some(path) = log {
             println!("log: {}", path.display());
         }

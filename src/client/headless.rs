@@ -866,4 +866,41 @@ mod tests {
             Err(HeadlessError::NoSuchProfile(_))
         ));
     }
+
+    /// `--transport tls`: the local server's TLS port and certificate by
+    /// default, the host of `--server` as the name, a clear error without
+    /// anything to trust.
+    #[test]
+    fn tls_defaults_and_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["127.0.0.1".to_owned()];
+        let (_, cert) =
+            crate::net::tls::Identity::self_signed_in(&dir.path().join("tls"), &names).unwrap();
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:5999\"\ndata_dir = {:?}\n[server.tls]\nenabled = true\nsip_port = 5998\n",
+            dir.path()
+        );
+        let config = Config::from_str_with_path(&text, std::path::Path::new("t.toml")).unwrap();
+        let args = ClientArgs {
+            user: Some("alice".into()),
+            instance: Some("urn:uuid:x".into()),
+            transport: TransportArg::Tls,
+            ..Default::default()
+        };
+        let o = HeadlessOptions::resolve(&args, &config).unwrap();
+        assert_eq!(o.ua.transport, Transport::Tls);
+        assert_eq!(o.ua.server, "127.0.0.1:5998".parse().unwrap());
+        let tls = o.ua.tls.unwrap();
+        assert_eq!(tls.server_name, "127.0.0.1");
+        assert_eq!(tls.anchors, crate::net::tls::load_anchors(&cert).unwrap());
+        let named = ClientArgs {
+            server: Some("localhost:5061".into()),
+            tls_ca: Some(cert.clone()),
+            ..args.clone()
+        };
+        let o = HeadlessOptions::resolve(&named, &config).unwrap();
+        assert_eq!(o.ua.tls.unwrap().server_name, "localhost");
+        let nothing = HeadlessOptions::resolve(&args, &Config::default()).unwrap_err();
+        assert!(nothing.to_string().contains("--tls-ca"), "{nothing}");
+    }
 }
