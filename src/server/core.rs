@@ -1140,7 +1140,7 @@ impl ServerCore {
         }
         if req.method == rsip::Method::Subscribe
             && let Ok(id) = DialogId::for_received_request(&req)
-            && self.notifier.get_mut(&id).is_some()
+            && self.notifier.contains(&id)
         {
             self.on_reg_resubscribe(now, key, req, id, source, transport);
             return;
@@ -1489,12 +1489,7 @@ impl ServerCore {
         let mut aors: Vec<String> = changes.iter().map(|c| c.binding.aor.clone()).collect();
         aors.dedup();
         for aor in aors {
-            let ids: Vec<DialogId> = self
-                .notifier
-                .for_aor(&aor)
-                .map(|s| s.dialog.id().clone())
-                .collect();
-            for id in ids {
+            for id in self.notifier.ids_for_aor(&aor) {
                 if let Some(mut sub) = self.notifier.remove(&id) {
                     self.send_reg_notify(now, &mut sub, None);
                     self.notifier.add(sub);

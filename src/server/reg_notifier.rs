@@ -5,6 +5,7 @@
 //! Each NOTIFY carries the full state (RFC 3680 §5.3 allows full documents
 //! at any time); the version counts per subscription from 0.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -38,10 +39,20 @@ pub struct RegSubscription {
     pub next_version: u32,
 }
 
-/// Every reg-event subscription of the server.
+/// Every reg-event subscription of the server, indexed so that nothing
+/// scans them all: by dialog, by AOR (in order of subscription) and by
+/// expiry. Every device subscribes to its own AOR, so with many registered
+/// devices a scan per message would be the server's main cost (as the
+/// transaction and binding timers were, README "Performance").
 #[derive(Debug, Default)]
 pub struct RegNotifier {
-    subs: Vec<RegSubscription>,
+    subs: HashMap<DialogId, RegSubscription>,
+    by_aor: HashMap<String, Vec<DialogId>>,
+    /// (expiry, sequence) → dialog; the sequence tells equal instants apart.
+    expiry: BTreeMap<(Instant, u64), DialogId>,
+    /// Where each subscription sits in `expiry`.
+    expiry_key: HashMap<DialogId, (Instant, u64)>,
+    seq: u64,
 }
 
 impl RegNotifier {
@@ -49,40 +60,61 @@ impl RegNotifier {
         Self::default()
     }
 
-    pub fn add(&mut self, sub: RegSubscription) -> &mut RegSubscription {
-        self.subs.push(sub);
-        let last = self.subs.len() - 1;
-        &mut self.subs[last]
+    /// Keeps `sub` (replacing one of the same dialog), indexed by its
+    /// current `expires_at`: change a subscription by `remove`, edit, `add`.
+    pub fn add(&mut self, sub: RegSubscription) {
+        let id = sub.dialog.id().clone();
+        self.remove(&id);
+        self.seq += 1;
+        let key = (sub.expires_at, self.seq);
+        self.expiry.insert(key, id.clone());
+        self.expiry_key.insert(id.clone(), key);
+        self.by_aor
+            .entry(sub.aor.clone())
+            .or_default()
+            .push(id.clone());
+        self.subs.insert(id, sub);
     }
 
-    pub fn get_mut(&mut self, id: &DialogId) -> Option<&mut RegSubscription> {
-        self.subs.iter_mut().find(|s| s.dialog.id() == id)
+    /// Whether `id` is a subscription of ours.
+    pub fn contains(&self, id: &DialogId) -> bool {
+        self.subs.contains_key(id)
     }
 
     pub fn remove(&mut self, id: &DialogId) -> Option<RegSubscription> {
-        let i = self.subs.iter().position(|s| s.dialog.id() == id)?;
-        Some(self.subs.remove(i))
+        let sub = self.subs.remove(id)?;
+        if let Some(key) = self.expiry_key.remove(id) {
+            self.expiry.remove(&key);
+        }
+        if let Some(ids) = self.by_aor.get_mut(&sub.aor) {
+            ids.retain(|d| d != id);
+            if ids.is_empty() {
+                self.by_aor.remove(&sub.aor);
+            }
+        }
+        Some(sub)
     }
 
-    /// The subscriptions watching `aor`.
-    pub fn for_aor<'a>(
-        &'a mut self,
-        aor: &'a str,
-    ) -> impl Iterator<Item = &'a mut RegSubscription> + 'a {
-        self.subs.iter_mut().filter(move |s| s.aor == aor)
+    /// The subscriptions watching `aor`, oldest first.
+    pub fn ids_for_aor(&self, aor: &str) -> Vec<DialogId> {
+        self.by_aor.get(aor).cloned().unwrap_or_default()
     }
 
-    /// Removes and returns the subscriptions expired at `now`.
+    /// Removes and returns the subscriptions expired at `now`, soonest first.
     pub fn take_expired(&mut self, now: Instant) -> Vec<RegSubscription> {
-        let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.subs)
-            .into_iter()
-            .partition(|s| s.expires_at <= now);
-        self.subs = keep;
+        let mut gone = Vec::new();
+        while let Some(entry) = self.expiry.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.get().clone();
+            gone.extend(self.remove(&id));
+        }
         gone
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.subs.iter().map(|s| s.expires_at).min()
+        self.expiry.keys().next().map(|(at, _)| *at)
     }
 
     pub fn len(&self) -> usize {
@@ -164,4 +196,62 @@ fn registration_id(aor: &str) -> String {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     });
     format!("reg{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::sip::message::parse_message;
+    use std::time::Duration;
+
+    fn sub(n: u32, aor: &str, expires_at: Instant) -> RegSubscription {
+        let text = format!(
+            "SUBSCRIBE sip:{aor} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{n}\r\nFrom: <sip:{aor}>;tag=f{n}\r\nTo: <sip:{aor}>\r\nCall-ID: c{n}\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:127.0.0.1:5070>\r\nEvent: reg\r\nContent-Length: 0\r\n\r\n"
+        );
+        let Ok(rsip::SipMessage::Request(req)) = parse_message(text.as_bytes()) else {
+            panic!("request parses")
+        };
+        let ok = crate::proto::sip::build::response_with(&req, 200, Some("n"), None, vec![]);
+        RegSubscription {
+            dialog: Dialog::new_uas(&req, &ok, 1).unwrap(),
+            aor: aor.into(),
+            expires_at,
+            dest: "127.0.0.1:5070".parse().unwrap(),
+            transport: Transport::Udp,
+            next_version: 0,
+        }
+    }
+
+    #[test]
+    fn indexes_follow_add_remove_and_expiry() {
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        let mut n = RegNotifier::new();
+        n.add(sub(1, "alice@isc.local", s(30)));
+        n.add(sub(2, "bob@isc.local", s(10)));
+        n.add(sub(3, "alice@isc.local", s(10)));
+        assert_eq!(n.poll_timeout(), Some(s(10)));
+        let alice: Vec<_> = n
+            .ids_for_aor("alice@isc.local")
+            .into_iter()
+            .map(|d| d.call_id)
+            .collect();
+        assert_eq!(alice, ["c1", "c3"], "oldest first");
+        // A refresh: remove, change, add; the index follows.
+        let id3 = n.ids_for_aor("alice@isc.local")[1].clone();
+        let mut three = n.remove(&id3).unwrap();
+        three.expires_at = s(60);
+        n.add(three);
+        assert!(n.contains(&id3));
+        let gone: Vec<_> = n
+            .take_expired(s(30))
+            .into_iter()
+            .map(|x| x.dialog.id().call_id.clone())
+            .collect();
+        assert_eq!(gone, ["c2", "c1"], "soonest first, equal-or-past only");
+        assert_eq!(n.len(), 1);
+        assert_eq!(n.poll_timeout(), Some(s(60)));
+        assert!(n.ids_for_aor("bob@isc.local").is_empty());
+        assert!(n.remove(&id3).is_some() && n.is_empty() && n.poll_timeout().is_none());
+    }
 }
