@@ -292,3 +292,50 @@ async fn info_of_an_unknown_package_gets_469() {
     );
     server.shutdown().await;
 }
+
+/// Issue 11 part 3: a content request whose XML is not well-formed gets 400
+/// with a Warning naming the fault, before any device is rung; the service
+/// goes on for the next request.
+#[tokio::test]
+async fn malformed_content_request_xml_gets_400_and_rings_nobody() {
+    let server = start(|_| {}).await;
+    let addr = server.local_addr();
+    let mut alice = Viewer::register(addr, "alice", "al", "laptop").await;
+    let bob = Viewer::register(addr, "bob", "b1", "phone").await;
+    let request = content_request("melody", None, None, "sip:bob@isc.local");
+    let sdp = alice.sdp();
+    let mut inv = cv_invite(
+        &mut alice.sip,
+        "sip:bob@isc.local",
+        ICSI_1_1,
+        &sdp,
+        &request,
+        vec![],
+        &[],
+    );
+    // Same length, so Content-Length still holds: the element never closes.
+    let body = String::from_utf8(inv.body.clone()).unwrap();
+    assert!(body.contains("</ContentRef>"));
+    inv.body = body.replace("</ContentRef>", "<ContentRef> ").into_bytes();
+    let r = invite_final(&mut alice.sip, inv).await;
+    assert_eq!(r.status_code.code(), 400);
+    let w = warning(&r);
+    assert!(w.starts_with("399 isc.local \""), "{w}");
+    // Refused before forking: bob's device got nothing.
+    let mut buf = vec![0u8; 65_535];
+    assert!(bob.sip.sock.try_recv_from(&mut buf).is_err());
+    // The next, well-formed request rings bob.
+    let good = cv_invite(
+        &mut alice.sip,
+        "sip:bob@isc.local",
+        ICSI_1_1,
+        &sdp,
+        &request,
+        vec![],
+        &[],
+    );
+    let _ = send_invite(&mut alice.sip, good).await;
+    let ring = recv_request(&bob.sip, rsip::Method::Invite).await;
+    assert!(String::from_utf8_lossy(&ring.body).contains("m=audio"));
+    server.shutdown().await;
+}
