@@ -273,3 +273,78 @@ async fn expired_nonce_gets_stale_true_and_a_fresh_one_works() {
     assert_eq!(alice.final_response().await.status_code.code(), 200);
     server.shutdown().await;
 }
+
+/// An in-dialog request (it carries a To tag, so it is never challenged)
+/// outside any dialog set up through the proxy is refused 481 + Warning and
+/// reaches nobody: otherwise a made-up To tag would carry an unauthenticated
+/// MESSAGE "from alice" to bob. Inside a real dialog (alice INVITEd bob
+/// through us) the ACK and BYE go through.
+#[tokio::test]
+async fn in_dialog_request_outside_any_proxied_dialog_is_refused() {
+    let server = start(|_| {}).await;
+    let addr = server.local_addr();
+    let mut bob = Peer::new(addr, "bob", "bob").await;
+    assert_eq!(bob.register("b1", "phone").await.status_code.code(), 200);
+    // Mallory does not know alice's password and sends no credentials.
+    let mut mallory = Peer::new(addr, "alice", "not-her-password").await;
+    let mut forged = message(&mut mallory, &[]);
+    forged.headers.remove_named("To");
+    forged
+        .headers
+        .push(make_header("To", "<sip:bob@isc.local>;tag=made-up"));
+    mallory.send(forged).await;
+    let resp = mallory.final_response().await;
+    assert_eq!(resp.status_code.code(), 481);
+    assert!(warning(&resp).contains("no dialog"), "{}", warning(&resp));
+    assert!(bob.recv_within(0.5).await.is_none(), "bob got nothing");
+
+    // A real dialog through the proxy: INVITE, 200, ACK, BYE.
+    let mut alice = Peer::new(addr, "alice", "alice").await;
+    let sdp = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let invite = alice.request(
+        "INVITE",
+        "sip:bob@isc.local",
+        "sip:bob@isc.local",
+        &[
+            format!("Contact: <sip:alice@{}>", alice.addr()),
+            "Content-Type: application/sdp".into(),
+        ],
+        sdp,
+    );
+    let call = tokio::spawn(async move {
+        let ok = alice.send_authenticated(invite.clone()).await;
+        (alice, ok)
+    });
+    let got = loop {
+        let r = common::request(bob.recv().await);
+        if r.method == rsip::Method::Invite {
+            break r;
+        }
+    };
+    bob.answer(&got, 200).await;
+    let (alice, ok) = call.await.unwrap();
+    assert_eq!(ok.status_code.code(), 200);
+    let from = ok.headers.get_raw("From").unwrap();
+    let to = ok.headers.get_raw("To").unwrap();
+    let call_id = ok.headers.get_raw("Call-ID").unwrap();
+    for (method, seq) in [("ACK", 1), ("BYE", 9)] {
+        let text = format!(
+            "{method} sip:bob@isc.local SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK{method}x;rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n",
+            a = alice.addr()
+        );
+        let Ok(rsip::SipMessage::Request(req)) =
+            isc::proto::sip::message::parse_message(text.as_bytes())
+        else {
+            panic!("parses")
+        };
+        alice.send(req).await;
+        let at_bob = loop {
+            let r = common::request(bob.recv().await);
+            if r.method.to_string() == method {
+                break r;
+            }
+        };
+        assert_eq!(at_bob.headers.get_raw("Call-ID").unwrap(), call_id);
+    }
+    server.shutdown().await;
+}

@@ -143,6 +143,9 @@ pub struct ServerCore {
     digest: DigestServer,
     registrar: Registrar,
     notifier: RegNotifier,
+    /// Dialogs set up through the proxy: only their in-dialog requests are
+    /// relayed.
+    dialogs: super::proxy_dialogs::ProxiedDialogs,
     proxy: ProxyCore,
     /// The CPM Participating Function, when enabled ([`Self::enable_cpm`]).
     cpm: Option<CpmParticipatingFunction>,
@@ -189,6 +192,7 @@ impl ServerCore {
             digest: DigestServer::new(digest_config, key, now),
             registrar: Registrar::new(reg_config),
             notifier: RegNotifier::new(),
+            dialogs: Default::default(),
             proxy: ProxyCore::new(),
             cpm: None,
             mf: IscMediaFunction::disabled(&settings.domain),
@@ -555,13 +559,15 @@ impl ServerCore {
                     invite_pending,
                     ..
                 } => self.on_cancel(now, key, request, invite, invite_pending),
-                LayerEvent::Ack { request, .. } => {
+                LayerEvent::Ack {
+                    request, source, ..
+                } => {
                     // The ACK for a B2BUA's 2xx ends at the B2BUA.
                     if !self.deferred.as_mut().is_some_and(|d| d.on_ack(&request))
                         && !self.cpm.as_mut().is_some_and(|c| c.on_ack(now, &request))
                         && !self.focus.as_mut().is_some_and(|f| f.on_ack(now, &request))
                     {
-                        self.on_ack(now, request)
+                        self.on_ack(now, request, source)
                     }
                 }
                 LayerEvent::Response { key, response } => {
@@ -581,6 +587,7 @@ impl ServerCore {
                         let mut ctx = role_ctx!(self, now);
                         f.on_response(&mut ctx, &key, response);
                     } else if self.proxy.owns_branch(&key) {
+                        self.admit_dialog(now, &response);
                         let actions = self.proxy.on_response(now, &mut self.tsx, &key, response);
                         for branch in actions.cancel {
                             let _ = self.tsx.cancel(now, &branch);
@@ -1174,6 +1181,23 @@ impl ServerCore {
             d.on_in_dialog(&mut ctx, key, req);
             return;
         }
+        // Only inside a dialog set up through us (see `proxy_dialogs`).
+        if !self.dialog_known(now, &req, source) {
+            let warning = format!(
+                "399 {} \"no dialog with this Call-ID and tags was set up through this proxy\"",
+                self.settings.domain
+            );
+            self.respond(
+                now,
+                &key,
+                &req,
+                481,
+                Some("Call/Transaction Does Not Exist"),
+                vec![make_header("Warning", &warning)],
+            );
+            return;
+        }
+        self.end_dialog_if_over(&req);
         // RFC 3261 §16.4: a loose-routed request names us in its top Route.
         pop_own_route(
             &mut req.headers,
@@ -1190,6 +1214,75 @@ impl ServerCore {
                 Some("Call/Transaction Does Not Exist"),
                 vec![],
             ),
+        }
+    }
+
+    /// A dialog-creating request answered 2xx, or a tagged 1xx to an INVITE
+    /// (an early dialog), on its way back through us: its in-dialog requests
+    /// may pass from now on.
+    fn admit_dialog(&mut self, now: Instant, response: &rsip::Response) {
+        use crate::proto::sip::build::{call_id, cseq, from_tag, to_tag};
+        let code = response.status_code.code();
+        let Some((_, method)) = cseq(&response.headers) else {
+            return;
+        };
+        let creates = match method.as_str() {
+            "INVITE" => (101..300).contains(&code),
+            "SUBSCRIBE" | "REFER" => (200..300).contains(&code),
+            _ => false,
+        };
+        if let (true, Some(c), Some(f), Some(t)) = (
+            creates,
+            call_id(&response.headers),
+            from_tag(&response.headers),
+            to_tag(&response.headers),
+        ) {
+            self.dialogs.admit(now, &c, &f, &t);
+        }
+    }
+
+    /// Whether an in-dialog request belongs to a dialog set up through us.
+    /// The SIP/IP core in front of an application server is trusted with
+    /// its own dialogs.
+    fn dialog_known(&mut self, now: Instant, req: &rsip::Request, source: SocketAddr) -> bool {
+        use crate::proto::sip::build::{call_id, from_tag, to_tag};
+        if self
+            .settings
+            .app_server
+            .as_ref()
+            .is_some_and(|a| a.trusted.contains(&source))
+        {
+            return true;
+        }
+        match (
+            call_id(&req.headers),
+            from_tag(&req.headers),
+            to_tag(&req.headers),
+        ) {
+            (Some(c), Some(f), Some(t)) => self.dialogs.touch(now, &c, &f, &t),
+            _ => false,
+        }
+    }
+
+    /// RFC 3261 §15.1.1: a BYE ends the dialog as it is sent; RFC 6665
+    /// §4.4.1: so does a NOTIFY saying the subscription is terminated.
+    fn end_dialog_if_over(&mut self, req: &rsip::Request) {
+        use crate::proto::sip::build::{call_id, from_tag, to_tag};
+        let over = match req.method {
+            rsip::Method::Bye => true,
+            rsip::Method::Notify => req
+                .headers
+                .get_raw("Subscription-State")
+                .is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("terminated")),
+            _ => false,
+        };
+        if let (true, Some(c), Some(f), Some(t)) = (
+            over,
+            call_id(&req.headers),
+            from_tag(&req.headers),
+            to_tag(&req.headers),
+        ) {
+            self.dialogs.end(&c, &f, &t);
         }
     }
 
@@ -1259,8 +1352,12 @@ impl ServerCore {
 
     /// The ACK for a 2xx is its own end-to-end request (RFC 3261 §13.2.2.4):
     /// routed like any in-dialog request, without a transaction.
-    fn on_ack(&mut self, now: Instant, mut req: rsip::Request) {
+    fn on_ack(&mut self, now: Instant, mut req: rsip::Request, source: SocketAddr) {
         if self.mf.on_ack(now, &req) {
+            return;
+        }
+        // An ACK outside any dialog of ours is dropped (nothing answers an ACK).
+        if !self.dialog_known(now, &req, source) {
             return;
         }
         pop_own_route(

@@ -16,6 +16,7 @@ pub mod msrp_relay;
 #[cfg(feature = "postgres")]
 pub mod pg_store;
 pub mod proxy_core;
+pub mod proxy_dialogs;
 pub mod reg_notifier;
 pub mod registrar;
 pub mod request_checks;
