@@ -509,17 +509,23 @@ impl ImControllingFunction {
             }
         }
         if started == 0 {
-            self.b2bua.answer(
-                ctx,
-                call,
-                480,
-                Some("Temporarily Unavailable"),
-                vec![],
-                None,
-            );
-            self.end_conference(ctx, conf);
+            self.nobody_reached(ctx, conf, call);
         }
         Ok(())
+    }
+
+    /// Not one invitee could be tried (none registered, or only the
+    /// creator): the creator gets 480 and the conference ends.
+    fn nobody_reached(&mut self, ctx: &mut SipCtx<'_>, conf: u64, call: CallRef) {
+        self.b2bua.answer(
+            ctx,
+            call,
+            480,
+            Some("Temporarily Unavailable"),
+            vec![],
+            None,
+        );
+        self.end_conference(ctx, conf);
     }
 
     fn check_sdp(&self, body: &[u8]) -> Result<MsrpMedia, FocusRejection> {
@@ -698,15 +704,7 @@ impl ImControllingFunction {
             }
         }
         if started == 0 {
-            self.b2bua.answer(
-                ctx,
-                call,
-                480,
-                Some("Temporarily Unavailable"),
-                vec![],
-                None,
-            );
-            self.end_conference(ctx, conf);
+            self.nobody_reached(ctx, conf, call);
         }
         Ok(())
     }
