@@ -98,14 +98,17 @@ pub struct ServerChoice {
     pub addr: SocketAddr,
     /// Some when the bundled server runs in this process.
     pub embedded: Option<ServerHandle>,
+    /// The client reaches it over TLS (`--transport tls`).
+    pub tls: bool,
 }
 
 impl ServerChoice {
     /// The title bar's words: `embedded server 127.0.0.1:5060` / `server ...`.
     pub fn label(&self) -> String {
+        let over = if self.tls { " over TLS" } else { "" };
         match self.embedded {
-            Some(_) => format!("embedded server {}", self.addr),
-            None => format!("server {}", self.addr),
+            Some(_) => format!("embedded server {}{over}", self.addr),
+            None => format!("server {}{over}", self.addr),
         }
     }
 }
@@ -122,6 +125,7 @@ pub async fn choose_server(
         return Ok(ServerChoice {
             addr,
             embedded: None,
+            tls: args.transport == TransportArg::Tls,
         });
     }
     let addr = config.server.listen;
@@ -135,6 +139,7 @@ pub async fn choose_server(
         return Ok(ServerChoice {
             addr: client_addr(addr),
             embedded: None,
+            tls: args.transport == TransportArg::Tls,
         });
     }
     if !is_loopback(addr.ip()) {
@@ -149,12 +154,14 @@ pub async fn choose_server(
                     false => server.local_addr(),
                 },
                 embedded: Some(server),
+                tls: args.transport == TransportArg::Tls,
             })
         }
         // Another `isc` started it meanwhile.
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(ServerChoice {
             addr: client_addr(addr),
             embedded: None,
+            tls: args.transport == TransportArg::Tls,
         }),
         Err(source) => Err(LaunchError::Embedded { addr, source }),
     }
@@ -421,5 +428,17 @@ mod tests {
         assert!(Cli::try_parse_from(["isc", "--picture", "ascii"]).is_err());
         let auto = Cli::try_parse_from(["isc", "--picture", "auto"]).unwrap();
         assert_eq!(auto.args.picture, Some(Detect::Query));
+    }
+
+    #[test]
+    fn the_title_says_when_the_server_is_reached_over_tls() {
+        let mut choice = ServerChoice {
+            addr: "127.0.0.1:5061".parse().unwrap(),
+            embedded: None,
+            tls: true,
+        };
+        assert_eq!(choice.label(), "server 127.0.0.1:5061 over TLS");
+        choice.tls = false;
+        assert_eq!(choice.label(), "server 127.0.0.1:5061");
     }
 }
