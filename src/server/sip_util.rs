@@ -29,7 +29,7 @@ impl UriView {
         let mut lr = false;
         for p in &uri.params {
             match p {
-                rsip::Param::Transport(t) => transport = Some(Transport::from_rsip(t.clone())),
+                rsip::Param::Transport(t) => transport = Some(Transport::from_rsip(*t)),
                 rsip::Param::Lr => lr = true,
                 rsip::Param::Other(name, value) if name.to_string().eq_ignore_ascii_case("gr") => {
                     gr = Some(value.as_ref().map(|v| v.to_string()).unwrap_or_default())
