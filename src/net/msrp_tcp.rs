@@ -192,22 +192,20 @@ impl MsrpTransport {
                 let this = this.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(
-                        TLS_HANDSHAKE_TIMEOUT,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "MSRP TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(%peer, "MSRP TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "MSRP TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(%peer, "MSRP TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let conn = this.adopt(tls);
                     let _ = this
                         .events
@@ -456,12 +454,9 @@ mod tests {
             .await
             .unwrap();
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            raw.read_to_end(&mut buf),
-        )
-        .await
-        .expect("closed by the server");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut buf))
+            .await
+            .expect("closed by the server");
         assert!(!buf.starts_with(b"MSRP"), "no MSRP answer: {buf:?}");
         assert!(
             tokio::time::timeout(std::time::Duration::from_millis(200), a_rx.recv())

@@ -23,3 +23,5 @@ pub mod rtp_sender;
 pub mod rtp_streamer;
 pub mod runner;
 pub mod sip_util;
+pub mod tls_setup;
+pub use tls_setup::tls_identity;

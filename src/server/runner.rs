@@ -92,6 +92,8 @@ impl ServerOptions {
 pub struct ServerHandle {
     local: SocketAddr,
     msrp: SocketAddr,
+    msrps: Option<SocketAddr>,
+    tls_cert: Option<std::path::PathBuf>,
     stop: Arc<Notify>,
     wire: broadcast::Sender<WireEvent>,
     task: JoinHandle<()>,
@@ -106,6 +108,18 @@ impl ServerHandle {
     /// The MSRP listener of the B2BUA roles (TCP, same IP, own port).
     pub fn msrp_addr(&self) -> SocketAddr {
         self.msrp
+    }
+
+    /// The `msrps:` listener (MSRP over TLS, RFC 4975 §14.1), when
+    /// `[server.tls]` is on.
+    pub fn msrps_addr(&self) -> Option<SocketAddr> {
+        self.msrps
+    }
+
+    /// The self-signed certificate the server made (the file clients are
+    /// told to trust); `None` without TLS or with a configured certificate.
+    pub fn tls_cert(&self) -> Option<&std::path::Path> {
+        self.tls_cert.as_deref()
     }
 
     /// Every message from now on, in and out.
@@ -247,10 +261,24 @@ impl Server {
         )
         .await?;
         let msrp_local = msrp.local_addr();
+        // `[server.tls]`: MSRP over TLS on its own port (RFC 4975 §14.1).
+        let tls = super::tls_setup::tls_identity(&config).map_err(io::Error::other)?;
+        let (msrps_local, tls_cert) = match &tls {
+            Some((identity, cert)) => {
+                let acceptor = identity.acceptor().map_err(io::Error::other)?;
+                let addr = msrp
+                    .listen_tls(SocketAddr::new(local.ip(), 0), acceptor)
+                    .await?;
+                tracing::info!(%addr, "msrps listener");
+                (Some(addr), cert.clone())
+            }
+            None => (None, None),
+        };
         let history = open_history(&options, "history")?;
         let cpm_config = CpmConfig {
             domain: config.domain.clone(),
             msrp_local,
+            msrps_local,
             required_user_agent_version: config.required_user_agent_version.clone(),
             sdp_policy: config.sdp_policy.clone(),
             users: config
@@ -272,6 +300,7 @@ impl Server {
         let focus_config = FocusConfig {
             domain: config.domain.clone(),
             msrp_local,
+            msrps_local,
             factory_uri: config.conference_factory_uri(),
             max_adhoc_group_size: config.max_adhoc_group_size,
             groups: config.groups.clone(),
@@ -456,6 +485,8 @@ impl Server {
         Ok(ServerHandle {
             local,
             msrp: msrp_local,
+            msrps: msrps_local,
+            tls_cert,
             stop,
             wire,
             task,

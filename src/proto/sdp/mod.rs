@@ -21,8 +21,8 @@ mod parse;
 mod rtp;
 
 pub use msrp::{
-    AcceptTypes, CHAT_ACCEPT_TYPES, CHAT_ACCEPT_WRAPPED_TYPES, FileSelector, MsrpAnswerParams,
-    MSRP_TCP, MSRP_TLS, MsrpMedia, Setup, SetupPreference, TcpActiveSide, tcp_active_side,
+    AcceptTypes, CHAT_ACCEPT_TYPES, CHAT_ACCEPT_WRAPPED_TYPES, FileSelector, MSRP_TCP, MSRP_TLS,
+    MsrpAnswerParams, MsrpMedia, Setup, SetupPreference, TcpActiveSide, tcp_active_side,
 };
 pub use parse::parse_sdp;
 pub use rtp::{MediaKind, RtpMap, RtpMedia, codecs};

@@ -654,7 +654,10 @@ mod tests {
         let sdp = Sdp::new("alice", 1, lo()).with_media(tls_chat());
         let text = sdp.to_string();
         assert!(text.contains("m=message 7655 TCP/TLS/MSRP *\r\n"), "{text}");
-        assert!(text.contains("a=path:msrps://127.0.0.1:7655/abc;tcp\r\n"), "{text}");
+        assert!(
+            text.contains("a=path:msrps://127.0.0.1:7655/abc;tcp\r\n"),
+            "{text}"
+        );
         let back = parse_sdp(text.as_bytes()).unwrap();
         let m = back.msrp().next().unwrap();
         assert!(m.is_tls());
@@ -687,7 +690,12 @@ mod tests {
                 "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                  m=message 9 {proto} *\r\na=accept-types:text/plain\r\na=path:{path}\r\n"
             );
-            let m = parse_sdp(body.as_bytes()).unwrap().msrp().next().unwrap().clone();
+            let m = parse_sdp(body.as_bytes())
+                .unwrap()
+                .msrp()
+                .next()
+                .unwrap()
+                .clone();
             let err = m.check_transport().unwrap_err();
             assert!(err.is_not_acceptable(), "488");
             assert!(err.to_string().contains(path), "{err}");
