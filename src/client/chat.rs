@@ -80,6 +80,10 @@ pub struct ChatLocal {
     pub composing: ComposingConfig,
     /// Chunk size of outgoing MSRP messages.
     pub msrp_chunk_size: usize,
+    /// MSRP over TLS (RFC 4975 §14.1): our offers are `TCP/TLS/MSRP` with
+    /// an `msrps:` path and `a=setup:active` (we connect, as TLS client,
+    /// and never accept TLS: the port in our path is nominal).
+    pub msrp_tls: bool,
 }
 
 impl ChatLocal {
@@ -253,6 +257,8 @@ pub enum MsrpOut {
     Connect {
         chat: ChatId,
         peer: SocketAddr,
+        /// The peer's URI is `msrps:`: connect with TLS (RFC 4975 §14.1).
+        tls: bool,
     },
     Send {
         conn: MsrpConn,
@@ -469,6 +475,46 @@ pub fn is_completed_elsewhere(headers: &rsip::Headers) -> bool {
         })
 }
 
+/// Our chat line for `msrp_session_id`: `TCP/MSRP` + `msrp:` path, or over
+/// TLS `TCP/TLS/MSRP` + `msrps:` path with `a=setup:active` (RFC 4975 §8.1,
+/// §14.1; we are always the TLS client).
+fn chat_media(local: &ChatLocal, msrp_session_id: &str, tls: bool) -> MsrpMedia {
+    let path = MsrpUri::new(
+        local.msrp_local.ip().to_string(),
+        local.msrp_local.port(),
+        msrp_session_id,
+    )
+    .with_secure(tls);
+    let mut media = MsrpMedia::chat_offer(
+        local.msrp_local.port(),
+        ConnectionAddress::Ip(local.msrp_local.ip()),
+        vec![path.to_string()],
+    )
+    .with_tls(tls);
+    if tls {
+        media.setup = Some(Setup::Active);
+    }
+    media
+}
+
+/// Can we answer `offer`'s transport? Its proto and path agree (RFC 4975
+/// §8.1), and over TLS we are set up for it and may connect (we accept no
+/// TLS connection, so an `a=setup:active` msrps offer cannot be met).
+fn offer_transport_usable(offer: &MsrpMedia, tls_configured: bool) -> Result<(), String> {
+    offer.check_transport().map_err(|e| e.to_string())?;
+    if offer.is_tls() {
+        if !tls_configured {
+            return Err("MSRP over TLS (msrps:) is not set up on this device".into());
+        }
+        if offer.setup == Some(Setup::Active) {
+            return Err(
+                "over TCP/TLS/MSRP this device connects: a=setup:active cannot be answered".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Does this INVITE ask for a chat (an MSRP media line)?
 pub fn is_chat_invite(req: &Request) -> bool {
     req.method == Method::Invite && is_sdp(&req.headers) && msrp_line(&req.body).is_some()
@@ -483,16 +529,7 @@ impl ChatSession {
         peer: String,
     ) -> Self {
         let msrp_session_id = format!("s{}", alnum(&ctx.ids.tag()));
-        let path = MsrpUri::new(
-            local.msrp_local.ip().to_string(),
-            local.msrp_local.port(),
-            msrp_session_id.clone(),
-        );
-        let local_media = MsrpMedia::chat_offer(
-            local.msrp_local.port(),
-            ConnectionAddress::Ip(local.msrp_local.ip()),
-            vec![path.to_string()],
-        );
+        let local_media = chat_media(&local, &msrp_session_id, local.msrp_tls);
         let sdp_session_id = u64::from(
             u32::from_str_radix(
                 &alnum(&ctx.ids.tag())
@@ -786,6 +823,26 @@ impl ChatSession {
             );
             return s;
         };
+        // RFC 4975 §8.1, §14.1: we answer in the offer's transport, when we can.
+        if let Err(why) = offer_transport_usable(&offer, s.local.msrp_tls) {
+            let w = Warning::new(399, "isc", &why);
+            s.respond(
+                &key,
+                &invite,
+                488,
+                vec![make_header("Warning", &w.to_string())],
+            );
+            s.end(
+                now,
+                EndReason::Error {
+                    status: Some(488),
+                    reason: why,
+                    warning: None,
+                },
+            );
+            return s;
+        }
+        s.local_media = chat_media(&s.local, &s.msrp_session_id, offer.is_tls());
         // seed 003 9.2.2 step 2: Large Message, file transfer or chat
         let kind = session_kind(&offer);
         if kind != SessionKind::Chat {
@@ -1778,6 +1835,7 @@ impl ChatSession {
             self.msrp_out.push_back(MsrpOut::Connect {
                 chat: self.id,
                 peer,
+                tls: remote_path.first().is_some_and(|u| u.secure),
             });
         }
         let _ = now;
@@ -2429,6 +2487,7 @@ mod tests {
             sip_local: "127.0.0.1:5080".parse().unwrap(),
             transport: Transport::Udp,
             msrp_local: "127.0.0.1:6080".parse().unwrap(),
+            msrp_tls: false,
             timer: SessionTimerConfig::default(),
             composing: ComposingConfig::default(),
             msrp_chunk_size: 2048,

@@ -93,6 +93,33 @@ pub struct UaConfig {
     /// Subscribe to `message-summary` (RFC 3842) once registered: the
     /// count of deferred messages waiting for retrieval (seed 003 12.4.2.6).
     pub watch_deferred: bool,
+    /// MSRP over TLS for chats (RFC 4975 §14.1, `msrps:`); `None` = plain
+    /// `msrp:` over TCP.
+    pub msrp_tls: Option<MsrpTls>,
+}
+
+/// How a client does MSRP over TLS: its chat offers are `TCP/TLS/MSRP` with
+/// `msrps:` paths, and it connects to the server as a TLS client, checking
+/// the server's certificate. (It never accepts TLS itself: over msrps the
+/// device always connects.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MsrpTls {
+    /// The certificates trusted for the server: its self-signed certificate
+    /// or a CA ([`crate::net::tls::load_anchors`] reads a PEM file).
+    pub anchors: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The name the server's certificate must carry; `None` = the IP
+    /// address of the `msrps:` URI we connect to.
+    pub server_name: Option<String>,
+}
+
+impl MsrpTls {
+    /// Trusting the certificates of the PEM file `ca` (`--tls-ca`).
+    pub fn from_ca_file(ca: &std::path::Path) -> Result<Self, crate::net::tls::TlsError> {
+        Ok(MsrpTls {
+            anchors: crate::net::tls::load_anchors(ca)?,
+            server_name: None,
+        })
+    }
 }
 
 impl UaConfig {
@@ -130,6 +157,7 @@ impl UaConfig {
             large: large_message::LargeSettings::default(),
             downloads_dir: None,
             watch_deferred: false,
+            msrp_tls: None,
         }
     }
 
