@@ -1211,7 +1211,12 @@ impl ChatSession {
             response: resp,
         });
         self.state = State::Accepted;
-        self.start_msrp(now);
+        // When we are the active side we connect once the ACK shows the
+        // offerer has our answer: a B2BUA binds our connection to the leg
+        // that answer creates, and a bind SEND ahead of it gets 481.
+        if !self.active {
+            self.start_msrp(now);
+        }
     }
 
     /// Declines an incoming chat (603 Decline, RFC 3261 §21.6.2).
@@ -1744,6 +1749,9 @@ impl ChatSession {
         }
         if self.state == State::Accepted {
             self.state = State::Established;
+            if self.active && self.msrp.is_none() {
+                self.start_msrp(now);
+            }
             self.events.push_back(ChatEvent::Started {
                 chat: self.id,
                 peer: self.peer.clone(),
