@@ -230,7 +230,30 @@ async fn chat_goes_over_msrps_through_the_cpm_function() {
         !back.windows(4).any(|w| w == b"MSRP"),
         "no MSRP reply in clear: {back:?}"
     );
-    let late = alice
+
+    // Nor does the plain MSRP port let anyone into the msrps: session, even
+    // with alice's From-Path (RFC 4975 §14.1): 403, nothing relayed.
+    let alice_own = sdps
+        .iter()
+        .find(|(d, t)| *d == Direction::In && t.starts_with("INVITE "))
+        .and_then(|(_, t)| {
+            let at = t.find("a=path:")?;
+            Some(t[at + "a=path:".len()..].lines().next()?.to_owned())
+        })
+        .unwrap();
+    let mut plain = tokio::net::TcpStream::connect(server.msrp_addr())
+        .await
+        .unwrap();
+    let spoof = send.replace("msrp://127.0.0.1:9/x;tcp", &alice_own);
+    plain.write_all(spoof.as_bytes()).await.unwrap();
+    let mut reply = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), plain.read(&mut reply))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("MSRP inj1 403"), "{reply}");
+    let late = bob
         .wait_for(Duration::from_millis(500), |e| {
             matches!(e, ClientEvent::Chat(ChatEvent::Message { .. }))
         })

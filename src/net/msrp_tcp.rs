@@ -88,8 +88,14 @@ fn ends_with_end_line(b: &[u8]) -> bool {
 /// What happened on the MSRP transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsrpNetEvent {
-    /// A peer connected to our listening port (we are the passive side).
-    Accepted { conn: ConnId, peer: SocketAddr },
+    /// A peer connected to our listening port (we are the passive side);
+    /// `tls`: to the `msrps:` one ([`MsrpTransport::listen_tls`]), its
+    /// handshake done.
+    Accepted {
+        conn: ConnId,
+        peer: SocketAddr,
+        tls: bool,
+    },
     /// A connection we opened is up (we are the active side).
     Connected { conn: ConnId, peer: SocketAddr },
     /// Bytes from the peer, in order.
@@ -141,7 +147,11 @@ impl MsrpTransport {
                         let conn = this.adopt(stream);
                         if this
                             .events
-                            .send(MsrpNetEvent::Accepted { conn, peer })
+                            .send(MsrpNetEvent::Accepted {
+                                conn,
+                                peer,
+                                tls: false,
+                            })
                             .await
                             .is_err()
                         {
@@ -209,7 +219,11 @@ impl MsrpTransport {
                     let conn = this.adopt(tls);
                     let _ = this
                         .events
-                        .send(MsrpNetEvent::Accepted { conn, peer })
+                        .send(MsrpNetEvent::Accepted {
+                            conn,
+                            peer,
+                            tls: true,
+                        })
                         .await;
                 });
             }

@@ -396,9 +396,9 @@ impl Server {
                         }
                         ev = msrp_events.recv() => {
                             let input = match ev {
-                                Some(MsrpNetEvent::Accepted { conn, peer }) => {
+                                Some(MsrpNetEvent::Accepted { conn, peer, tls }) => {
                                     msrp_trace.peers.insert(conn, peer);
-                                    Some(RelayInput::Accepted { conn })
+                                    Some(RelayInput::Accepted { conn, tls })
                                 }
                                 // Our own connects are reported through `connect_rx`.
                                 Some(MsrpNetEvent::Connected { .. }) => None,
