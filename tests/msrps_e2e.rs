@@ -2,8 +2,10 @@
 //! server with `[server.tls]` on (self-signed certificate made in its data
 //! dir), clients trusting that certificate. A 1-1 chat goes alice → bob
 //! through the CPM Participating Function with `TCP/TLS/MSRP` lines and
-//! `msrps:` paths; the msrps port speaks only TLS; a client that does not
-//! trust the server's certificate cannot connect and is told why.
+//! `msrps:` paths; the msrps port speaks only TLS and the plain port does
+//! not let anyone into an msrps: session; a group chat's creator reaches
+//! the focus over msrps; a client that does not trust the server's
+//! certificate cannot connect and is told why.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -292,5 +294,84 @@ async fn a_client_that_does_not_trust_the_server_is_told_why() {
     assert_eq!(chat, a);
     assert!(reason.contains("MSRP connect failed"), "{reason}");
     assert!(reason.contains("certificate"), "{reason}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_chat_creator_reaches_the_focus_over_msrps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = tls_server(dir.path()).await;
+    let msrps = server.msrps_addr().unwrap();
+    let trust = MsrpTls::from_ca_file(server.tls_cert().unwrap()).unwrap();
+    let mut wire = server.wire();
+    let addr = server.local_addr();
+    let mut alice = client(addr, "alice", Some(trust.clone())).await;
+    // bob over msrps too, carol plain: the focus invites both with msrp:
+    let mut bob = client(addr, "bob", Some(trust)).await;
+    let mut carol = client(addr, "carol", None).await;
+    chat(
+        &alice,
+        ChatCommand::CreateGroup {
+            invitees: vec!["sip:bob@isc.local".into(), "sip:carol@isc.local".into()],
+        },
+    )
+    .await;
+    let mut legs = Vec::new();
+    for c in [&mut bob, &mut carol] {
+        let ev = chat_event(c, "invitation", |e| {
+            matches!(e, ChatEvent::Invited { .. } | ChatEvent::Ended { .. })
+        })
+        .await;
+        let ChatEvent::Invited { chat: id, .. } = ev else {
+            panic!("{ev:?}")
+        };
+        chat(c, ChatCommand::Accept { chat: id }).await;
+        legs.push(id);
+    }
+    let ev = chat_event(&mut alice, "group started", |e| {
+        matches!(e, ChatEvent::GroupStarted { .. } | ChatEvent::Ended { .. })
+    })
+    .await;
+    let ChatEvent::GroupStarted { chat: a, .. } = ev else {
+        panic!("{ev:?}")
+    };
+    for c in [&mut bob, &mut carol] {
+        chat_event(c, "group started", |e| {
+            matches!(e, ChatEvent::GroupStarted { .. })
+        })
+        .await;
+    }
+    chat(
+        &alice,
+        ChatCommand::Send {
+            chat: a,
+            text: "hello group".into(),
+        },
+    )
+    .await;
+    for c in [&mut bob, &mut carol] {
+        let ev = chat_event(c, "message", |e| matches!(e, ChatEvent::Message { .. })).await;
+        let ChatEvent::Message { text, .. } = ev else {
+            unreachable!()
+        };
+        assert_eq!(text, "hello group");
+    }
+    // alice's offer to the factory and the focus's answer: TCP/TLS/MSRP,
+    // the answer's path on the msrps listener
+    let sip = sip_texts(&mut wire);
+    let offer = sip
+        .iter()
+        .find(|(d, t)| *d == Direction::In && t.starts_with("INVITE sip:conf-factory"))
+        .map(|(_, t)| t)
+        .expect("alice's INVITE to the factory");
+    assert!(offer.contains(" TCP/TLS/MSRP *\r\n"), "{offer}");
+    let ours = format!("a=path:msrps://{}:{}/", msrps.ip(), msrps.port());
+    assert!(
+        sip.iter().any(|(d, t)| *d == Direction::Out
+            && t.starts_with("SIP/2.0 200")
+            && t.contains(" TCP/TLS/MSRP *\r\n")
+            && t.contains(&ours)),
+        "the focus answers over msrps"
+    );
     server.shutdown().await;
 }
