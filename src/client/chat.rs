@@ -2483,6 +2483,54 @@ pub fn wants_timer(req: &Request) -> bool {
 mod tests {
     use super::*;
 
+    fn local(tls: bool) -> ChatLocal {
+        ChatLocal {
+            aor: "sip:bob@isc.local".into(),
+            display_name: None,
+            contact_uri: "sip:bob@127.0.0.1:5080;transport=udp".into(),
+            instance_id: None,
+            sip_local: "127.0.0.1:5080".parse().unwrap(),
+            transport: Transport::Udp,
+            msrp_local: "127.0.0.1:6080".parse().unwrap(),
+            msrp_tls: tls,
+            timer: SessionTimerConfig::default(),
+            composing: ComposingConfig::default(),
+            msrp_chunk_size: 2048,
+        }
+    }
+
+    #[test]
+    fn our_line_over_tls_is_msrps_and_active() {
+        // RFC 4975 §8.1, §14.1: TCP/TLS/MSRP with an msrps: path; we connect.
+        let m = chat_media(&local(true), "s1", true);
+        assert_eq!(m.transport, "TCP/TLS/MSRP");
+        assert_eq!(m.path, ["msrps://127.0.0.1:6080/s1;tcp"]);
+        assert_eq!(m.setup, Some(Setup::Active));
+        assert_eq!(m.check_transport(), Ok(()));
+        let m = chat_media(&local(false), "s1", false);
+        assert_eq!(m.transport, "TCP/MSRP");
+        assert_eq!(m.path, ["msrp://127.0.0.1:6080/s1;tcp"]);
+        assert_eq!(m.setup, Some(Setup::ActPass));
+    }
+
+    #[test]
+    fn msrps_offers_we_cannot_meet_are_named() {
+        let mut offer = chat_media(&local(true), "peer", true);
+        offer.setup = Some(Setup::Passive);
+        assert_eq!(offer_transport_usable(&offer, true), Ok(()));
+        let why = offer_transport_usable(&offer, false).unwrap_err();
+        assert!(why.contains("not set up on this device"), "{why}");
+        offer.setup = Some(Setup::Active);
+        let why = offer_transport_usable(&offer, true).unwrap_err();
+        assert!(why.contains("a=setup:active"), "{why}");
+        // a plain offer is fine either way; a mixed one is not
+        let mut plain = chat_media(&local(false), "peer", false);
+        assert_eq!(offer_transport_usable(&plain, true), Ok(()));
+        plain.transport = "TCP/TLS/MSRP".into();
+        let why = offer_transport_usable(&plain, true).unwrap_err();
+        assert!(why.contains("does not match"), "{why}");
+    }
+
     /// Our Contact must survive rsip's typed Contact: peers (the server's
     /// B2BUA among them) build dialogs from it.
     #[test]
