@@ -80,6 +80,10 @@ pub struct ChatLocal {
     pub composing: ComposingConfig,
     /// Chunk size of outgoing MSRP messages.
     pub msrp_chunk_size: usize,
+    /// MSRP over TLS (RFC 4975 §14.1): our offers are `TCP/TLS/MSRP` with
+    /// an `msrps:` path and `a=setup:active` (we connect, as TLS client,
+    /// and never accept TLS: the port in our path is nominal).
+    pub msrp_tls: bool,
 }
 
 impl ChatLocal {
@@ -253,6 +257,8 @@ pub enum MsrpOut {
     Connect {
         chat: ChatId,
         peer: SocketAddr,
+        /// The peer's URI is `msrps:`: connect with TLS (RFC 4975 §14.1).
+        tls: bool,
     },
     Send {
         conn: MsrpConn,
@@ -469,6 +475,46 @@ pub fn is_completed_elsewhere(headers: &rsip::Headers) -> bool {
         })
 }
 
+/// Our chat line for `msrp_session_id`: `TCP/MSRP` + `msrp:` path, or over
+/// TLS `TCP/TLS/MSRP` + `msrps:` path with `a=setup:active` (RFC 4975 §8.1,
+/// §14.1; we are always the TLS client).
+fn chat_media(local: &ChatLocal, msrp_session_id: &str, tls: bool) -> MsrpMedia {
+    let path = MsrpUri::new(
+        local.msrp_local.ip().to_string(),
+        local.msrp_local.port(),
+        msrp_session_id,
+    )
+    .with_secure(tls);
+    let mut media = MsrpMedia::chat_offer(
+        local.msrp_local.port(),
+        ConnectionAddress::Ip(local.msrp_local.ip()),
+        vec![path.to_string()],
+    )
+    .with_tls(tls);
+    if tls {
+        media.setup = Some(Setup::Active);
+    }
+    media
+}
+
+/// Can we answer `offer`'s transport? Its proto and path agree (RFC 4975
+/// §8.1), and over TLS we are set up for it and may connect (we accept no
+/// TLS connection, so an `a=setup:active` msrps offer cannot be met).
+fn offer_transport_usable(offer: &MsrpMedia, tls_configured: bool) -> Result<(), String> {
+    offer.check_transport().map_err(|e| e.to_string())?;
+    if offer.is_tls() {
+        if !tls_configured {
+            return Err("MSRP over TLS (msrps:) is not set up on this device".into());
+        }
+        if offer.setup == Some(Setup::Active) {
+            return Err(
+                "over TCP/TLS/MSRP this device connects: a=setup:active cannot be answered".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Does this INVITE ask for a chat (an MSRP media line)?
 pub fn is_chat_invite(req: &Request) -> bool {
     req.method == Method::Invite && is_sdp(&req.headers) && msrp_line(&req.body).is_some()
@@ -483,16 +529,7 @@ impl ChatSession {
         peer: String,
     ) -> Self {
         let msrp_session_id = format!("s{}", alnum(&ctx.ids.tag()));
-        let path = MsrpUri::new(
-            local.msrp_local.ip().to_string(),
-            local.msrp_local.port(),
-            msrp_session_id.clone(),
-        );
-        let local_media = MsrpMedia::chat_offer(
-            local.msrp_local.port(),
-            ConnectionAddress::Ip(local.msrp_local.ip()),
-            vec![path.to_string()],
-        );
+        let local_media = chat_media(&local, &msrp_session_id, local.msrp_tls);
         let sdp_session_id = u64::from(
             u32::from_str_radix(
                 &alnum(&ctx.ids.tag())
@@ -786,6 +823,26 @@ impl ChatSession {
             );
             return s;
         };
+        // RFC 4975 §8.1, §14.1: we answer in the offer's transport, when we can.
+        if let Err(why) = offer_transport_usable(&offer, s.local.msrp_tls) {
+            let w = Warning::new(399, "isc", &why);
+            s.respond(
+                &key,
+                &invite,
+                488,
+                vec![make_header("Warning", &w.to_string())],
+            );
+            s.end(
+                now,
+                EndReason::Error {
+                    status: Some(488),
+                    reason: why,
+                    warning: None,
+                },
+            );
+            return s;
+        }
+        s.local_media = chat_media(&s.local, &s.msrp_session_id, offer.is_tls());
         // seed 003 9.2.2 step 2: Large Message, file transfer or chat
         let kind = session_kind(&offer);
         if kind != SessionKind::Chat {
@@ -1154,7 +1211,12 @@ impl ChatSession {
             response: resp,
         });
         self.state = State::Accepted;
-        self.start_msrp(now);
+        // When we are the active side we connect once the ACK shows the
+        // offerer has our answer: a B2BUA binds our connection to the leg
+        // that answer creates, and a bind SEND ahead of it gets 481.
+        if !self.active {
+            self.start_msrp(now);
+        }
     }
 
     /// Declines an incoming chat (603 Decline, RFC 3261 §21.6.2).
@@ -1687,6 +1749,9 @@ impl ChatSession {
         }
         if self.state == State::Accepted {
             self.state = State::Established;
+            if self.active && self.msrp.is_none() {
+                self.start_msrp(now);
+            }
             self.events.push_back(ChatEvent::Started {
                 chat: self.id,
                 peer: self.peer.clone(),
@@ -1778,6 +1843,7 @@ impl ChatSession {
             self.msrp_out.push_back(MsrpOut::Connect {
                 chat: self.id,
                 peer,
+                tls: remote_path.first().is_some_and(|u| u.secure),
             });
         }
         let _ = now;
@@ -2417,6 +2483,54 @@ pub fn wants_timer(req: &Request) -> bool {
 mod tests {
     use super::*;
 
+    fn local(tls: bool) -> ChatLocal {
+        ChatLocal {
+            aor: "sip:bob@isc.local".into(),
+            display_name: None,
+            contact_uri: "sip:bob@127.0.0.1:5080;transport=udp".into(),
+            instance_id: None,
+            sip_local: "127.0.0.1:5080".parse().unwrap(),
+            transport: Transport::Udp,
+            msrp_local: "127.0.0.1:6080".parse().unwrap(),
+            msrp_tls: tls,
+            timer: SessionTimerConfig::default(),
+            composing: ComposingConfig::default(),
+            msrp_chunk_size: 2048,
+        }
+    }
+
+    #[test]
+    fn our_line_over_tls_is_msrps_and_active() {
+        // RFC 4975 §8.1, §14.1: TCP/TLS/MSRP with an msrps: path; we connect.
+        let m = chat_media(&local(true), "s1", true);
+        assert_eq!(m.transport, "TCP/TLS/MSRP");
+        assert_eq!(m.path, ["msrps://127.0.0.1:6080/s1;tcp"]);
+        assert_eq!(m.setup, Some(Setup::Active));
+        assert_eq!(m.check_transport(), Ok(()));
+        let m = chat_media(&local(false), "s1", false);
+        assert_eq!(m.transport, "TCP/MSRP");
+        assert_eq!(m.path, ["msrp://127.0.0.1:6080/s1;tcp"]);
+        assert_eq!(m.setup, Some(Setup::ActPass));
+    }
+
+    #[test]
+    fn msrps_offers_we_cannot_meet_are_named() {
+        let mut offer = chat_media(&local(true), "peer", true);
+        offer.setup = Some(Setup::Passive);
+        assert_eq!(offer_transport_usable(&offer, true), Ok(()));
+        let why = offer_transport_usable(&offer, false).unwrap_err();
+        assert!(why.contains("not set up on this device"), "{why}");
+        offer.setup = Some(Setup::Active);
+        let why = offer_transport_usable(&offer, true).unwrap_err();
+        assert!(why.contains("a=setup:active"), "{why}");
+        // a plain offer is fine either way; a mixed one is not
+        let mut plain = chat_media(&local(false), "peer", false);
+        assert_eq!(offer_transport_usable(&plain, true), Ok(()));
+        plain.transport = "TCP/TLS/MSRP".into();
+        let why = offer_transport_usable(&plain, true).unwrap_err();
+        assert!(why.contains("does not match"), "{why}");
+    }
+
     /// Our Contact must survive rsip's typed Contact: peers (the server's
     /// B2BUA among them) build dialogs from it.
     #[test]
@@ -2429,6 +2543,7 @@ mod tests {
             sip_local: "127.0.0.1:5080".parse().unwrap(),
             transport: Transport::Udp,
             msrp_local: "127.0.0.1:6080".parse().unwrap(),
+            msrp_tls: false,
             timer: SessionTimerConfig::default(),
             composing: ComposingConfig::default(),
             msrp_chunk_size: 2048,

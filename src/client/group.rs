@@ -467,6 +467,7 @@ mod refresh_tests {
             timer: Default::default(),
             composing: Default::default(),
             msrp_chunk_size: 2048,
+            msrp_tls: false,
         };
         let mut w = ConferenceWatch::new(1, "sip:conf-1@isc.local", &mut ids);
         let sub = w.subscribe(&local, &mut ids, CONFERENCE_EXPIRES).unwrap();

@@ -426,7 +426,8 @@ fn client_tls(
         _ => server_text,
     };
     let name = args.tls_name.as_deref().unwrap_or(host);
-    crate::net::tls::ClientTls::from_ca_file(&ca, name)
+    crate::net::tls::ClientTls::from_ca_file(&ca)
+        .map(|t| t.with_name(name))
         .map_err(|e| HeadlessError::Tls(e.to_string()))
 }
 
@@ -891,7 +892,7 @@ mod tests {
         assert_eq!(o.ua.transport, Transport::Tls);
         assert_eq!(o.ua.server, "127.0.0.1:5998".parse().unwrap());
         let tls = o.ua.tls.unwrap();
-        assert_eq!(tls.server_name, "127.0.0.1");
+        assert_eq!(tls.server_name.as_deref(), Some("127.0.0.1"));
         assert_eq!(tls.anchors, crate::net::tls::load_anchors(&cert).unwrap());
         let named = ClientArgs {
             server: Some("localhost:5061".into()),
@@ -899,7 +900,7 @@ mod tests {
             ..args.clone()
         };
         let o = HeadlessOptions::resolve(&named, &config).unwrap();
-        assert_eq!(o.ua.tls.unwrap().server_name, "localhost");
+        assert_eq!(o.ua.tls.unwrap().server_name.as_deref(), Some("localhost"));
         let nothing = HeadlessOptions::resolve(&args, &Config::default()).unwrap_err();
         assert!(nothing.to_string().contains("--tls-ca"), "{nothing}");
     }

@@ -63,8 +63,10 @@ pub struct UaConfig {
     /// Our own address, as put in Via and Contact.
     pub local: SocketAddr,
     pub transport: Transport,
-    /// With `transport` TLS: whom to trust and which name the server's
-    /// certificate must carry (RFC 3261 §26.3.1).
+    /// TLS towards the server: whom to trust and which name its
+    /// certificate must carry (RFC 3261 §26.3.1). With it chats are offered
+    /// over `msrps:` (RFC 4975 §14.1) and connect to the server over TLS,
+    /// and SIP goes over TLS when `transport` says so.
     pub tls: Option<crate::net::tls::ClientTls>,
     /// Registration lifetime asked for (seconds).
     pub register_expires: u32,

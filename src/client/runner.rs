@@ -155,15 +155,23 @@ pub async fn spawn_client_with(
     bind: SocketAddr,
     ids: Box<dyn IdGen>,
 ) -> io::Result<ClientHandle> {
-    // RFC 3261 §26.2: over TLS the server's certificate is checked against
-    // the anchors we were given; without them there is no TLS.
-    let tls = match (&cfg.tls, cfg.transport) {
-        (Some(t), _) => TlsOptions {
+    // RFC 3261 §26.2, RFC 4975 §14.1: over TLS the server's certificate is
+    // checked against the anchors we were given (for the name given, else
+    // the address connected to); without them there is no TLS.
+    let client_tls = match &cfg.tls {
+        Some(t) => Some(
+            t.connector()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let tls = match (&client_tls, cfg.transport) {
+        (Some((connector, name)), _) => TlsOptions {
             listen: None,
-            connect: Some(
-                t.connector()
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
-            ),
+            connect: Some((
+                connector.clone(),
+                name.clone().unwrap_or_else(|| cfg.server.ip().into()),
+            )),
         },
         (None, Transport::Tls) => {
             return Err(io::Error::new(
@@ -179,6 +187,11 @@ pub async fn spawn_client_with(
     cfg.local = local;
     // MSRP for chats: one listener per client on the same address, any port
     let (msrp, msrp_events) = MsrpTransport::bind(SocketAddr::new(local.ip(), 0)).await?;
+    // msrps: (RFC 4975 §14.1): the same TLS client side
+    let msrp_tls = client_tls.map(|(connector, server_name)| MsrpTlsClient {
+        connector,
+        server_name,
+    });
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (wire, first_wire) = broadcast::channel(1024);
@@ -194,6 +207,7 @@ pub async fn spawn_client_with(
         transport,
         incoming,
         msrp,
+        msrp_tls,
         msrp_events,
         commands: cmd_rx,
         events: ev_tx,
@@ -219,10 +233,18 @@ struct Driver {
     transport: SipTransport,
     incoming: mpsc::Receiver<crate::net::Incoming>,
     msrp: MsrpTransport,
+    msrp_tls: Option<MsrpTlsClient>,
     msrp_events: mpsc::Receiver<MsrpNetEvent>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,
     wire: broadcast::Sender<WireRecord>,
+}
+
+/// The TLS client side for `msrps:` connects.
+struct MsrpTlsClient {
+    connector: crate::net::tls::TlsConnector,
+    /// Checked in the server's certificate; `None` = the peer's IP address.
+    server_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// How long the driver sleeps when the UA has no timer at all.
@@ -360,12 +382,24 @@ impl Driver {
         while let Some(out) = self.ua.poll_msrp() {
             any = true;
             match out {
-                MsrpOut::Connect { chat, peer } => match self.msrp.connect(peer).await {
-                    Ok(conn) => self.ua.msrp_connected(Instant::now(), chat, conn),
-                    Err(e) => self
-                        .ua
-                        .msrp_connect_failed(Instant::now(), chat, &e.to_string()),
-                },
+                MsrpOut::Connect { chat, peer, tls } => {
+                    let res = match (tls, &self.msrp_tls) {
+                        (false, _) => self.msrp.connect(peer).await,
+                        (true, Some(t)) => {
+                            let name = t.server_name.clone().unwrap_or_else(|| peer.ip().into());
+                            self.msrp.connect_tls(peer, &t.connector, name).await
+                        }
+                        (true, None) => Err(io::Error::other(
+                            "msrps: URI but MSRP over TLS is not set up",
+                        )),
+                    };
+                    match res {
+                        Ok(conn) => self.ua.msrp_connected(Instant::now(), chat, conn),
+                        Err(e) => self
+                            .ua
+                            .msrp_connect_failed(Instant::now(), chat, &e.to_string()),
+                    }
+                }
                 MsrpOut::Send { conn, bytes } => {
                     if let Err(e) = self.msrp.send(conn, bytes).await {
                         tracing::debug!(error = %e, conn, "MSRP send failed");

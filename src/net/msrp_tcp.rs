@@ -2,6 +2,11 @@
 //! one local port, opens connections on request, and reports each
 //! connection's raw bytes by connection id. Framing, session matching and
 //! every protocol decision belong to the sans-IO MSRP core.
+//!
+//! `msrps:` (RFC 4975 §14.1): a second listener that accepts TLS
+//! ([`MsrpTransport::listen_tls`]) and TLS connects
+//! ([`MsrpTransport::connect_tls`]); after the handshake a TLS stream goes
+//! through the same reader, writer and partial-chunk bound as plain TCP.
 
 use std::collections::HashMap;
 use std::io;
@@ -9,15 +14,20 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+use super::tls::{TlsAcceptor, TlsConnector};
 
 /// Identifies one TCP connection for the life of the driver.
 pub type ConnId = u64;
 
 /// Bytes queued towards one connection before `send` waits.
 const WRITE_QUEUE: usize = 1024;
+/// How long a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The default bound on a half-sent chunk (`msrp_partial_chunk_timeout_secs`).
 pub const DEFAULT_PARTIAL_CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -78,8 +88,14 @@ fn ends_with_end_line(b: &[u8]) -> bool {
 /// What happened on the MSRP transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsrpNetEvent {
-    /// A peer connected to our listening port (we are the passive side).
-    Accepted { conn: ConnId, peer: SocketAddr },
+    /// A peer connected to our listening port (we are the passive side);
+    /// `tls`: to the `msrps:` one ([`MsrpTransport::listen_tls`]), its
+    /// handshake done.
+    Accepted {
+        conn: ConnId,
+        peer: SocketAddr,
+        tls: bool,
+    },
     /// A connection we opened is up (we are the active side).
     Connected { conn: ConnId, peer: SocketAddr },
     /// Bytes from the peer, in order.
@@ -127,10 +143,15 @@ impl MsrpTransport {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
                         let conn = this.adopt(stream);
                         if this
                             .events
-                            .send(MsrpNetEvent::Accepted { conn, peer })
+                            .send(MsrpNetEvent::Accepted {
+                                conn,
+                                peer,
+                                tls: false,
+                            })
                             .await
                             .is_err()
                         {
@@ -151,11 +172,93 @@ impl MsrpTransport {
         self.local
     }
 
+    /// Also listens on `addr` for `msrps:` (RFC 4975 §14.1): each accepted
+    /// connection does the TLS handshake as the server first; a failed or
+    /// slow one ([`TLS_HANDSHAKE_TIMEOUT`]) is logged and dropped, so the
+    /// MSRP core never sees its bytes. Connections share the ids and events
+    /// of the plain listener. Returns the bound address.
+    pub async fn listen_tls(
+        &self,
+        addr: SocketAddr,
+        acceptor: TlsAcceptor,
+    ) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MSRP TLS accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if this.events.is_closed() {
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                let this = this.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "MSRP TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(%peer, "MSRP TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = this.adopt(tls);
+                    let _ = this
+                        .events
+                        .send(MsrpNetEvent::Accepted {
+                            conn,
+                            peer,
+                            tls: true,
+                        })
+                        .await;
+                });
+            }
+        });
+        Ok(local)
+    }
+
     /// Opens a connection to `peer` (the active side, RFC 6135); a
     /// `Connected` event follows on success.
     pub async fn connect(&self, peer: SocketAddr) -> io::Result<ConnId> {
         let stream = TcpStream::connect(peer).await?;
+        let _ = stream.set_nodelay(true);
         let conn = self.adopt(stream);
+        let _ = self
+            .events
+            .send(MsrpNetEvent::Connected { conn, peer })
+            .await;
+        Ok(conn)
+    }
+
+    /// [`Self::connect`] to an `msrps:` URI (RFC 4975 §14.1): we are the TLS
+    /// client and check the peer's certificate against `name`. A refused
+    /// certificate is the error returned (`invalid peer certificate: ...`).
+    pub async fn connect_tls(
+        &self,
+        peer: SocketAddr,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+    ) -> io::Result<ConnId> {
+        let stream = TcpStream::connect(peer).await?;
+        let _ = stream.set_nodelay(true);
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, stream))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let conn = self.adopt(tls);
         let _ = self
             .events
             .send(MsrpNetEvent::Connected { conn, peer })
@@ -190,10 +293,12 @@ impl MsrpTransport {
         }
     }
 
-    fn adopt(&self, stream: TcpStream) -> ConnId {
+    fn adopt<S>(&self, stream: S) -> ConnId
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         if let Ok(mut w) = self.writers.lock() {
             w.insert(conn, wtx);
@@ -306,5 +411,72 @@ mod tests {
         a.close(a_conn);
         assert_eq!(b_rx.recv().await, Some(MsrpNetEvent::Closed { conn }));
         assert!(b.send(conn, b"x".to_vec()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn tls_listener_carries_msrp_and_refuses_plaintext() {
+        use crate::net::tls::{Identity, connector, server_name};
+        let id = Identity::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let (a, mut a_rx) = MsrpTransport::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let tls_addr = a
+            .listen_tls("127.0.0.1:0".parse().unwrap(), id.acceptor().unwrap())
+            .await
+            .unwrap();
+        let (b, mut b_rx) = MsrpTransport::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let trusting = connector(&id.chain).unwrap();
+        let conn = b
+            .connect_tls(tls_addr, &trusting, server_name("127.0.0.1").unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(
+            b_rx.recv().await,
+            Some(MsrpNetEvent::Connected { .. })
+        ));
+        assert!(matches!(
+            a_rx.recv().await,
+            Some(MsrpNetEvent::Accepted { .. })
+        ));
+        b.send(conn, b"MSRP a1 SEND\r\n".to_vec()).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 14 {
+            match a_rx.recv().await {
+                Some(MsrpNetEvent::Data { bytes, .. }) => got.extend(bytes),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, b"MSRP a1 SEND\r\n");
+
+        // A certificate we do not trust: the connect fails and says why.
+        let other = Identity::self_signed(&["127.0.0.1".into()]).unwrap();
+        let err = b
+            .connect_tls(
+                tls_addr,
+                &connector(&other.chain).unwrap(),
+                server_name("127.0.0.1").unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("certificate"), "{err}");
+
+        // Plaintext MSRP on the TLS port: closed, and nothing reaches the core.
+        let mut raw = TcpStream::connect(tls_addr).await.unwrap();
+        raw.write_all(b"MSRP a2 SEND\r\nTo-Path: msrps://127.0.0.1/x;tcp\r\n\r\n-------a2$\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read_to_end(&mut buf))
+            .await
+            .expect("closed by the server");
+        assert!(!buf.starts_with(b"MSRP"), "no MSRP answer: {buf:?}");
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), a_rx.recv())
+                .await
+                .is_err(),
+            "the core saw nothing"
+        );
     }
 }

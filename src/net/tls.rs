@@ -116,28 +116,41 @@ impl Identity {
     }
 }
 
-/// What a client needs to reach a server over TLS: the certificates it
-/// trusts (`--tls-ca`) and the name the server's certificate must carry
-/// (the host of `--server`, or `--tls-name`). Plain data, so that it can sit
-/// in the client's configuration.
+/// What a client needs to reach its server over TLS (SIP over TLS and
+/// `msrps:`): the certificates it trusts (`--tls-ca`) and the name the
+/// server's certificate must carry (the host of `--server`, or
+/// `--tls-name`; `None` = the IP address connected to). Plain data, so that
+/// it can sit in the client's configuration. A client only ever connects:
+/// it accepts no TLS itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTls {
     pub anchors: Vec<CertificateDer<'static>>,
-    pub server_name: String,
+    pub server_name: Option<String>,
 }
 
 impl ClientTls {
-    /// Reads the anchors from a PEM file.
-    pub fn from_ca_file(ca: &Path, server_name: &str) -> Result<Self, TlsError> {
+    /// Trusting the certificates of the PEM file `ca`, checking the IP
+    /// address connected to.
+    pub fn from_ca_file(ca: &Path) -> Result<Self, TlsError> {
         Ok(ClientTls {
             anchors: load_anchors(ca)?,
-            server_name: server_name.to_owned(),
+            server_name: None,
         })
     }
 
-    /// The rustls connector and checked name.
-    pub fn connector(&self) -> Result<(TlsConnector, ServerName<'static>), TlsError> {
-        Ok((connector(&self.anchors)?, server_name(&self.server_name)?))
+    /// Checking `name` instead (a DNS name or an IP address).
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.server_name = Some(name.to_owned());
+        self
+    }
+
+    /// The rustls connector and the name to check, if one was given.
+    pub fn connector(&self) -> Result<(TlsConnector, Option<ServerName<'static>>), TlsError> {
+        let name = match &self.server_name {
+            Some(n) => Some(server_name(n)?),
+            None => None,
+        };
+        Ok((connector(&self.anchors)?, name))
     }
 }
 

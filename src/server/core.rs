@@ -156,7 +156,8 @@ pub struct ServerCore {
     /// MSRP connections that belong to the focus's relay.
     focus_conns: std::collections::HashSet<u64>,
     /// Accepted MSRP connections not yet claimed by a relay.
-    unclaimed_conns: std::collections::HashSet<u64>,
+    /// Accepted MSRP connections no role has yet, and whether each is TLS.
+    unclaimed_conns: std::collections::HashMap<u64, bool>,
     /// The Deferred Messaging Function, when enabled ([`Self::enable_deferred`]).
     deferred: Option<DeferredFunction>,
     /// Per-source rate limits ([`Self::set_limits`]).
@@ -300,8 +301,8 @@ impl ServerCore {
             return;
         }
         let to_focus = match &input {
-            RelayInput::Accepted { conn } => {
-                self.unclaimed_conns.insert(*conn);
+            RelayInput::Accepted { conn, tls } => {
+                self.unclaimed_conns.insert(*conn, *tls);
                 false
             }
             RelayInput::Connected { leg, conn } => {
@@ -315,12 +316,14 @@ impl ServerCore {
                 self.focus.as_ref().is_some_and(|f| f.owns_leg(*leg))
             }
             RelayInput::Data { conn, bytes } => {
-                if self.unclaimed_conns.remove(conn) && self.focus.is_some() && is_focus_msrp(bytes)
+                if let Some(tls) = self.unclaimed_conns.remove(conn)
+                    && self.focus.is_some()
+                    && is_focus_msrp(bytes)
                 {
                     self.focus_conns.insert(*conn);
                     if let Some(f) = self.focus.as_mut() {
                         let mut ctx = role_ctx!(self, now);
-                        f.handle_msrp(&mut ctx, RelayInput::Accepted { conn: *conn });
+                        f.handle_msrp(&mut ctx, RelayInput::Accepted { conn: *conn, tls });
                     }
                 }
                 self.focus_conns.contains(conn)

@@ -93,6 +93,8 @@ pub struct CpmConfig {
     pub domain: String,
     /// Where the server's MSRP listener is bound.
     pub msrp_local: SocketAddr,
+    /// Its `msrps:` listener (RFC 4975 §14.1), when `[server.tls]` is on.
+    pub msrps_local: Option<SocketAddr>,
     /// Step 1: a User-Agent older than this gets 403 / 132.
     pub required_user_agent_version: Option<String>,
     pub sdp_policy: SdpPolicy,
@@ -290,7 +292,7 @@ impl CpmParticipatingFunction {
             .get_all_raw("Contact")
             .iter()
             .any(|c| c.to_ascii_lowercase().contains("isfocus"));
-        let orig_local = self.local_uri(ctx);
+        let orig_local = self.local_uri(ctx, offer.is_tls());
         let call = self.b2bua.open(ctx, key, req.clone(), source, transport);
         self.calls.insert(
             call,
@@ -435,10 +437,35 @@ impl CpmParticipatingFunction {
                 return Err(CpmRejection::SdpPolicy("no allowed codec".into()));
             }
         }
-        sdp.msrp()
+        let m = sdp
+            .msrp()
             .find(|m| m.port != 0 && !m.path.is_empty())
             .cloned()
-            .ok_or_else(|| CpmRejection::SdpPolicy("no MSRP stream".into()))
+            .ok_or_else(|| CpmRejection::SdpPolicy("no MSRP stream".into()))?;
+        self.check_msrp_transport(&m)?;
+        Ok(m)
+    }
+
+    /// RFC 4975 §8.1, §14.1: proto and path agree, and `msrps:` only where
+    /// we listen for TLS. Over TLS the devices always connect to us (we
+    /// verify nobody's certificate, they verify ours), so an offer that
+    /// wants us to open the connection (`a=setup:passive`) is refused.
+    fn check_msrp_transport(&self, m: &MsrpMedia) -> Result<(), CpmRejection> {
+        m.check_transport()
+            .map_err(|e| CpmRejection::SdpPolicy(e.to_string()))?;
+        if m.is_tls() {
+            if self.config.msrps_local.is_none() {
+                return Err(CpmRejection::SdpPolicy(
+                    "MSRP over TLS (TCP/TLS/MSRP) is not enabled here".into(),
+                ));
+            }
+            if m.setup == Some(Setup::Passive) {
+                return Err(CpmRejection::SdpPolicy(
+                    "over TCP/TLS/MSRP the device connects: a=setup:active or actpass".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn reject(&mut self, ctx: &mut SipCtx<'_>, call: CallRef, rejection: &CpmRejection) {
@@ -462,12 +489,21 @@ impl CpmParticipatingFunction {
             .answer(ctx, call, code, Some(reason), extra, None);
     }
 
-    /// A fresh local MSRP URI (session id of 128 random bits, RFC 4975 §14.1).
-    fn local_uri(&self, ctx: &mut SipCtx<'_>) -> MsrpUri {
+    /// A fresh local MSRP URI (session id of 128 random bits, RFC 4975 §14.1),
+    /// `msrps:` on the TLS listener when `tls`.
+    fn local_uri(&self, ctx: &mut SipCtx<'_>, tls: bool) -> MsrpUri {
         let mut raw = [0u8; 16];
         ctx.ids.fill(&mut raw);
-        let local = self.config.msrp_local;
-        MsrpUri::new(ip_host(local.ip()), local.port(), hex::encode(raw))
+        let local = self.msrp_listener(tls);
+        MsrpUri::new(ip_host(local.ip()), local.port(), hex::encode(raw)).with_secure(tls)
+    }
+
+    /// The plain or the TLS listener (checked to exist by `check_sdp`).
+    fn msrp_listener(&self, tls: bool) -> SocketAddr {
+        match self.config.msrps_local {
+            Some(l) if tls => l,
+            _ => self.config.msrp_local,
+        }
     }
 
     fn connection(&self) -> ConnectionAddress {
@@ -541,20 +577,23 @@ impl CpmParticipatingFunction {
         target: Target,
         accept_instance: Option<String>,
     ) -> Option<usize> {
-        let local = self.local_uri(ctx);
+        // RFC 4975 §14.1: a device that reaches us over SIP over TLS gets
+        // msrps: (it has TLS set up and will check our certificate); one on
+        // plain SIP gets plain msrp:, whatever the originator used.
+        let tls = target.transport == Transport::Tls && self.config.msrps_local.is_some();
+        let local = self.local_uri(ctx, tls);
+        let port = self.msrp_listener(tls).port();
         let connection = self.connection();
         let c = self.calls.get_mut(&call)?;
         // Step 8.b.iii.5 / RFC 6135: our own offer; we connect to the device.
-        let mut media = MsrpMedia::offer(
-            self.config.msrp_local.port(),
-            connection.clone(),
-            vec![local.to_string()],
-            &[],
-        );
+        let mut media =
+            MsrpMedia::offer(port, connection.clone(), vec![local.to_string()], &[]).with_tls(tls);
         media.accept_types = c.offer.accept_types.clone();
         media.accept_wrapped_types = c.offer.accept_wrapped_types.clone();
         media.max_size = c.offer.max_size;
-        media.setup = Some(Setup::Active);
+        // Over TLS the device connects to our TLS listener instead and
+        // checks our certificate (devices have none we could check).
+        media.setup = Some(if tls { Setup::Passive } else { Setup::Active });
         // Large Message (seed 003 9.3.2.1 step 4.c, by analogy for the
         // participating side): the device sees the originator's direction
         // and file attributes, so it can tell Large Message, file transfer
@@ -884,7 +923,8 @@ impl CpmParticipatingFunction {
         accept_wrapped_types: Vec<String>,
     ) -> bool {
         let connection = self.connection();
-        let port = self.config.msrp_local.port();
+        let tls = self.calls.get(&call).is_some_and(|c| c.offer.is_tls());
+        let port = self.msrp_listener(tls).port();
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };

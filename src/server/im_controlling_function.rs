@@ -138,6 +138,8 @@ impl FocusRejection {
 pub struct FocusConfig {
     pub domain: String,
     pub msrp_local: SocketAddr,
+    /// The `msrps:` listener (RFC 4975 §14.1), when `[server.tls]` is on.
+    pub msrps_local: Option<SocketAddr>,
     /// `sip:conf-factory@domain` by default.
     pub factory_uri: String,
     /// Participants of an ad-hoc session, its creator included.
@@ -538,10 +540,29 @@ impl ImControllingFunction {
                 )));
             }
         }
-        sdp.msrp()
+        let m = sdp
+            .msrp()
             .find(|m| m.port != 0 && !m.path.is_empty())
             .cloned()
-            .ok_or_else(|| FocusRejection::SdpPolicy("no MSRP stream".into()))
+            .ok_or_else(|| FocusRejection::SdpPolicy("no MSRP stream".into()))?;
+        // RFC 4975 §8.1, §14.1: proto and path agree; msrps: only where we
+        // listen for TLS, and then the participant connects (we check no
+        // participant's certificate).
+        m.check_transport()
+            .map_err(|e| FocusRejection::SdpPolicy(e.to_string()))?;
+        if m.is_tls() {
+            if self.config.msrps_local.is_none() {
+                return Err(FocusRejection::SdpPolicy(
+                    "MSRP over TLS (TCP/TLS/MSRP) is not enabled here".into(),
+                ));
+            }
+            if m.setup == Some(Setup::Passive) {
+                return Err(FocusRejection::SdpPolicy(
+                    "over TCP/TLS/MSRP the participant connects: a=setup:active or actpass".into(),
+                ));
+            }
+        }
+        Ok(m)
     }
 
     fn new_conference(
@@ -723,7 +744,7 @@ impl ImControllingFunction {
         answer_now: bool,
     ) -> bool {
         let privacy = Self::wants_privacy(req);
-        let local = self.local_uri(ctx);
+        let local = self.local_uri(ctx, offer.is_tls());
         let mut p = self.participant(aor, privacy, call);
         p.side = Some(Side::Incoming);
         p.offers.insert(usize::MAX, (local, offer));
@@ -782,7 +803,6 @@ impl ImControllingFunction {
         accept: (Vec<String>, Vec<String>),
     ) -> bool {
         let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
-        let port = self.config.msrp_local.port();
         let Some(c) = self.confs.get_mut(&conf) else {
             return false;
         };
@@ -799,7 +819,8 @@ impl ImControllingFunction {
             return false;
         };
         let params = MsrpAnswerParams {
-            port,
+            // our URI's port: the TLS listener's for an msrps: offer
+            port: local.port.unwrap_or_default(),
             connection: connection.clone(),
             path: vec![local.to_string()],
             accept_types: accept.0,
@@ -928,7 +949,7 @@ impl ImControllingFunction {
         };
         let mut p = self.participant(aor, false, call);
         for (target, instance, replaces) in targets {
-            let local = self.local_uri(ctx);
+            let local = self.local_uri(ctx, false);
             let connection = ConnectionAddress::Ip(self.config.msrp_local.ip());
             // RFC 4975 §8.2: an MSRP offer lists what it accepts.
             let mut media = MsrpMedia::offer(
@@ -1019,15 +1040,21 @@ impl ImControllingFunction {
         true
     }
 
-    fn local_uri(&self, ctx: &mut SipCtx<'_>) -> MsrpUri {
+    /// A fresh focus URI; `msrps:` on the TLS listener when `tls` (its
+    /// existence checked by `check_sdp`).
+    fn local_uri(&self, ctx: &mut SipCtx<'_>, tls: bool) -> MsrpUri {
         let mut raw = [0u8; 16];
         ctx.ids.fill(&mut raw);
-        let local = self.config.msrp_local;
+        let local = match self.config.msrps_local {
+            Some(l) if tls => l,
+            _ => self.config.msrp_local,
+        };
         MsrpUri::new(
             ip_host(local.ip()),
             local.port(),
             format!("{FOCUS_SESSION_PREFIX}{}", hex::encode(raw)),
         )
+        .with_secure(tls)
     }
 
     // --- responses on our INVITEs -------------------------------------------------
@@ -2201,6 +2228,7 @@ mod tests {
         let config = FocusConfig {
             domain: "isc.local".into(),
             msrp_local: "127.0.0.1:9000".parse().unwrap(),
+            msrps_local: None,
             factory_uri: "sip:conf-factory@isc.local".into(),
             max_adhoc_group_size: 8,
             groups: Vec::new(),

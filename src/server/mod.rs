@@ -25,3 +25,4 @@ pub mod rtp_streamer;
 pub mod runner;
 pub mod sip_util;
 pub mod tls_setup;
+pub use tls_setup::tls_identity;

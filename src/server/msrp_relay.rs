@@ -50,9 +50,10 @@ pub enum LegRole {
 /// What the driver reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayInput {
-    /// A peer connected to our port.
+    /// A peer connected to our port; `tls`: to the `msrps:` one, handshake done.
     Accepted {
         conn: ConnRef,
+        tls: bool,
     },
     /// The connection asked for with [`RelayOutput::Connect`] is up.
     Connected {
@@ -138,6 +139,8 @@ struct Call {
 struct Conn {
     parser: MsrpParser,
     leg: Option<LegId>,
+    /// Accepted on the TLS listener (an `msrps:` leg binds only such).
+    tls: bool,
 }
 
 /// The relay. See the module docs.
@@ -286,8 +289,14 @@ impl MsrpRelay {
 
     pub fn handle_input(&mut self, input: RelayInput) {
         match input {
-            RelayInput::Accepted { conn } => {
-                self.conns.insert(conn, Conn::default());
+            RelayInput::Accepted { conn, tls } => {
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        tls,
+                        ..Conn::default()
+                    },
+                );
             }
             RelayInput::Connected { leg, conn } => {
                 let Some(l) = self.legs.get_mut(&leg) else {
@@ -300,6 +309,7 @@ impl MsrpRelay {
                     Conn {
                         parser: MsrpParser::new(ParserConfig::default()),
                         leg: Some(leg),
+                        tls: false,
                     },
                 );
                 // RFC 4975 §5.4: the active side binds the connection with
@@ -473,6 +483,13 @@ impl MsrpRelay {
                         from = ?from.map(ToString::to_string),
                         "MSRP request for a session from another peer refused"
                     );
+                    self.respond(conn, &frame, 403);
+                    return;
+                }
+                // RFC 4975 §14.1: an msrps: session is reached over TLS only.
+                let secure = self.legs.get(&leg).is_some_and(|l| l.local.secure);
+                if secure && !self.conns.get(&conn).is_some_and(|c| c.tls) {
+                    tracing::warn!(conn, "msrps: session addressed over a plain connection");
                     self.respond(conn, &frame, 403);
                     return;
                 }
@@ -907,7 +924,10 @@ mod tests {
         r.set_streaming(7);
         r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
         let _ = sends(&mut r);
-        r.handle_input(RelayInput::Accepted { conn: 1 });
+        r.handle_input(RelayInput::Accepted {
+            conn: 1,
+            tls: false,
+        });
         let body = vec![b'x'; 10];
         let mut chunker = crate::proto::msrp::Chunker::new(
             MsrpPath::single(uri(9000, "srvA")),
@@ -946,13 +966,51 @@ mod tests {
     }
 
     #[test]
+    fn msrps_leg_binds_only_a_tls_connection() {
+        // RFC 4975 §14.1: our msrps: URI is reached over TLS only.
+        let mut r = MsrpRelay::new("t");
+        let ours = uri(9001, "srvS").with_secure(true);
+        let peer = uri(4000, "alicesess").with_secure(true);
+        let leg = r.add_leg(
+            1,
+            LegRole::Originator,
+            ours.clone(),
+            MsrpPath::single(peer.clone()),
+            None,
+        );
+        r.handle_input(RelayInput::Accepted {
+            conn: 1,
+            tls: false,
+        });
+        r.handle_input(RelayInput::Data {
+            conn: 1,
+            bytes: chat(&ours, &peer, "tx1", "m1", "hi"),
+        });
+        let out = sends(&mut r);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.code(), Some(403), "plain connection refused");
+        assert!(!r.is_connected(leg));
+        r.handle_input(RelayInput::Accepted { conn: 2, tls: true });
+        r.handle_input(RelayInput::Data {
+            conn: 2,
+            bytes: chat(&ours, &peer, "tx2", "m2", "hi"),
+        });
+        let out = sends(&mut r);
+        assert_eq!(out[0].1.code(), Some(200));
+        assert!(r.is_connected(leg));
+    }
+
+    #[test]
     fn exploder_rewrites_paths_and_queues_until_bound() {
         let (mut r, [_a, d1, d2], alice) = setup();
         r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
         let bind = sends(&mut r);
         assert_eq!(bind.len(), 1);
         assert!(bind[0].1.body.is_none(), "binding SEND is empty");
-        r.handle_input(RelayInput::Accepted { conn: 1 });
+        r.handle_input(RelayInput::Accepted {
+            conn: 1,
+            tls: false,
+        });
         r.handle_input(RelayInput::Data {
             conn: 1,
             bytes: chat(&uri(9000, "srvA"), &alice, "tx1", "m1", "hi"),
@@ -985,7 +1043,10 @@ mod tests {
         let (mut r, [a, d1, d2], alice) = setup();
         r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
         r.handle_input(RelayInput::Connected { leg: d2, conn: 3 });
-        r.handle_input(RelayInput::Accepted { conn: 1 });
+        r.handle_input(RelayInput::Accepted {
+            conn: 1,
+            tls: false,
+        });
         r.handle_input(RelayInput::Data {
             conn: 1,
             bytes: chat(&uri(9000, "srvA"), &alice, "tx1", "m1", "hi"),
@@ -1031,7 +1092,10 @@ mod tests {
     #[test]
     fn unknown_session_gets_481_bad_headers_400_garbage_closes() {
         let (mut r, _, alice) = setup();
-        r.handle_input(RelayInput::Accepted { conn: 9 });
+        r.handle_input(RelayInput::Accepted {
+            conn: 9,
+            tls: false,
+        });
         r.handle_input(RelayInput::Data {
             conn: 9,
             bytes: chat(&uri(9000, "nosuch"), &alice, "tx1", "m1", "x"),
@@ -1058,7 +1122,7 @@ mod tests {
             proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..6)) {
             let (mut r, [_, d1, _], _) = setup();
             r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
-            r.handle_input(RelayInput::Accepted { conn: 1 });
+            r.handle_input(RelayInput::Accepted { conn: 1, tls: false });
             for (i, c) in chunks.into_iter().enumerate() {
                 r.handle_input(RelayInput::Data { conn: 1 + (i as u64 % 2), bytes: c });
             }
@@ -1078,7 +1142,7 @@ mod tests {
             last in proptest::prelude::any::<bool>(),
         ) {
             let (mut r, _, alice) = setup();
-            r.handle_input(RelayInput::Accepted { conn: 1 });
+            r.handle_input(RelayInput::Accepted { conn: 1, tls: false });
             let mut m = MsrpMessage::request(
                 MsrpMethod::Send,
                 "tx1",
@@ -1103,7 +1167,10 @@ mod tests {
     #[test]
     fn success_report_comes_from_the_relay() {
         let (mut r, _, alice) = setup();
-        r.handle_input(RelayInput::Accepted { conn: 1 });
+        r.handle_input(RelayInput::Accepted {
+            conn: 1,
+            tls: false,
+        });
         let mut m = parse_message(&chat(&uri(9000, "srvA"), &alice, "tx1", "m1", "hi")).unwrap();
         m.headers.push(MsrpHeader::SuccessReport(true));
         r.handle_input(RelayInput::Data {

@@ -94,6 +94,7 @@ pub struct ServerHandle {
     tls_local: Option<SocketAddr>,
     tls_cert: Option<std::path::PathBuf>,
     msrp: SocketAddr,
+    msrps: Option<SocketAddr>,
     stop: Arc<Notify>,
     wire: broadcast::Sender<WireEvent>,
     task: JoinHandle<()>,
@@ -119,6 +120,12 @@ impl ServerHandle {
     /// The MSRP listener of the B2BUA roles (TCP, same IP, own port).
     pub fn msrp_addr(&self) -> SocketAddr {
         self.msrp
+    }
+
+    /// The `msrps:` listener (MSRP over TLS, RFC 4975 §14.1), when
+    /// `[server.tls]` is on.
+    pub fn msrps_addr(&self) -> Option<SocketAddr> {
+        self.msrps
     }
 
     /// Every message from now on, in and out.
@@ -208,7 +215,7 @@ impl Server {
         let (transport, mut incoming) = SipTransport::bind_tls(
             config.listen,
             TransportLimits::from(&config.limits),
-            tls_options,
+            tls_options.clone(),
         )
         .await?;
         let local = transport.local_addr();
@@ -282,10 +289,23 @@ impl Server {
         )
         .await?;
         let msrp_local = msrp.local_addr();
+        // `[server.tls]`: MSRP over TLS on its own port (RFC 4975 §14.1),
+        // with the SIP listener's certificate.
+        let msrps_local = match &tls_options.listen {
+            Some((_, acceptor)) => {
+                let addr = msrp
+                    .listen_tls(SocketAddr::new(local.ip(), 0), acceptor.clone())
+                    .await?;
+                tracing::info!(%addr, "msrps listener");
+                Some(addr)
+            }
+            None => None,
+        };
         let history = open_history(&options, "history")?;
         let cpm_config = CpmConfig {
             domain: config.domain.clone(),
             msrp_local,
+            msrps_local,
             required_user_agent_version: config.required_user_agent_version.clone(),
             sdp_policy: config.sdp_policy.clone(),
             users: config
@@ -307,6 +327,7 @@ impl Server {
         let focus_config = FocusConfig {
             domain: config.domain.clone(),
             msrp_local,
+            msrps_local,
             factory_uri: config.conference_factory_uri(),
             max_adhoc_group_size: config.max_adhoc_group_size,
             groups: config.groups.clone(),
@@ -402,9 +423,9 @@ impl Server {
                         }
                         ev = msrp_events.recv() => {
                             let input = match ev {
-                                Some(MsrpNetEvent::Accepted { conn, peer }) => {
+                                Some(MsrpNetEvent::Accepted { conn, peer, tls }) => {
                                     msrp_trace.peers.insert(conn, peer);
-                                    Some(RelayInput::Accepted { conn })
+                                    Some(RelayInput::Accepted { conn, tls })
                                 }
                                 // Our own connects are reported through `connect_rx`.
                                 Some(MsrpNetEvent::Connected { .. }) => None,
@@ -493,6 +514,7 @@ impl Server {
             tls_local,
             tls_cert: tls.map(|(_, cert)| cert),
             msrp: msrp_local,
+            msrps: msrps_local,
             stop,
             wire,
             task,

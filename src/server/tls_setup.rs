@@ -40,6 +40,15 @@ mod tests {
         config.tls.enabled = true;
         let (_, cert) = tls_identity(&config).unwrap().unwrap();
         assert_eq!(cert, dir.path().join("tls/cert.pem"));
+        // Made once and kept for the next run.
+        let (first, _) = tls_identity(&config).unwrap().unwrap();
+        let (again, _) = tls_identity(&config).unwrap().unwrap();
+        assert_eq!(first.chain, again.chain);
+        // Configured files are loaded as they are, and named as the file to trust.
+        config.tls.cert = Some(cert.clone());
+        config.tls.key = Some(dir.path().join("tls/key.pem"));
+        let (loaded, named) = tls_identity(&config).unwrap().unwrap();
+        assert_eq!((loaded.chain, named), (first.chain, cert));
         config.tls.cert = Some(dir.path().join("missing.pem"));
         config.tls.key = Some(dir.path().join("missing.key"));
         let e = tls_identity(&config).unwrap_err().to_string();

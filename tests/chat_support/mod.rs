@@ -52,6 +52,7 @@ pub fn local(
         timer,
         composing: ComposingConfig::default(),
         msrp_chunk_size: 2048,
+        msrp_tls: false,
     }
 }
 
@@ -232,7 +233,7 @@ impl Net {
             for o in msrps {
                 moved = true;
                 match o {
-                    MsrpOut::Connect { chat, peer } => {
+                    MsrpOut::Connect { chat, peer, .. } => {
                         let Some(j) = self.peers.iter().position(|p| p.msrp == peer) else {
                             let p = &mut self.peers[i];
                             let mut ctx = ChatCtx {

@@ -31,6 +31,7 @@ fn local() -> ChatLocal {
         timer: SessionTimerConfig::default(),
         composing: ComposingConfig::default(),
         msrp_chunk_size: 2048,
+        msrp_tls: false,
     }
 }
 

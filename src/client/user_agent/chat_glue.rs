@@ -27,6 +27,7 @@ pub(crate) fn new_chats(cfg: &UaConfig, contact_uri: String, clock: WallClock) -
         timer: SessionTimerConfig::default(),
         composing: cfg.composing,
         msrp_chunk_size: 2048,
+        msrp_tls: cfg.tls.is_some(),
     };
     let mut chats = Chats::new(local, clock);
     let g = chats.group_settings_mut();

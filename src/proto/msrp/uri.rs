@@ -54,6 +54,12 @@ impl MsrpUri {
         }
     }
 
+    /// The same URI as `msrps:` (TLS, RFC 4975 §14.1) when `secure`.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
     /// Parses one URI from raw bytes (the entry point a fuzz target calls).
     pub fn parse_bytes(b: &[u8]) -> Result<Self, UriError> {
         let s = std::str::from_utf8(b).map_err(|_| UriError::InvalidChar("URI"))?;
@@ -270,6 +276,16 @@ impl FromStr for MsrpPath {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn secure_uri_prints_msrps_and_differs_from_msrp() {
+        let plain = MsrpUri::new("127.0.0.1", 9000, "s1");
+        let tls = plain.clone().with_secure(true);
+        assert_eq!(tls.to_string(), "msrps://127.0.0.1:9000/s1;tcp");
+        assert_eq!(MsrpUri::parse(&tls.to_string()).unwrap(), tls);
+        assert_ne!(plain, tls, "RFC 4975 §6.1: the scheme is compared");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -21,8 +21,8 @@ mod parse;
 mod rtp;
 
 pub use msrp::{
-    AcceptTypes, CHAT_ACCEPT_TYPES, CHAT_ACCEPT_WRAPPED_TYPES, FileSelector, MsrpAnswerParams,
-    MsrpMedia, Setup, SetupPreference, TcpActiveSide, tcp_active_side,
+    AcceptTypes, CHAT_ACCEPT_TYPES, CHAT_ACCEPT_WRAPPED_TYPES, FileSelector, MSRP_TCP, MSRP_TLS,
+    MsrpAnswerParams, MsrpMedia, Setup, SetupPreference, TcpActiveSide, tcp_active_side,
 };
 pub use parse::parse_sdp;
 pub use rtp::{MediaKind, RtpMap, RtpMedia, codecs};
@@ -67,6 +67,11 @@ pub enum SdpError {
     /// RFC 4145 §4.1 / RFC 6135: the two `a=setup` values do not pair.
     #[error("a=setup:{answer} does not answer a=setup:{offer}")]
     SetupConflict { offer: Setup, answer: Setup },
+    /// RFC 4975 §8.1, §14.1: the m-line proto and the a=path scheme
+    /// disagree (`TCP/MSRP` with `msrps:`, or `TCP/TLS/MSRP` with `msrp:`).
+    /// Answer 488.
+    #[error("m=message proto {transport} does not match a=path URI {uri}")]
+    MsrpTransportMismatch { transport: String, uri: String },
     /// `sdp-rs` panicked on this input (caught; see `parse.rs`).
     #[error("SDP parser failed on this input")]
     ParserPanicked,
@@ -81,6 +86,7 @@ impl SdpError {
                 | Self::UnsupportedCodecs
                 | Self::NoAcceptableMedia
                 | Self::SetupConflict { .. }
+                | Self::MsrpTransportMismatch { .. }
         )
     }
 }

@@ -5,6 +5,11 @@
 use super::{Attribute, ConnectionAddress, Direction, SdpError};
 use std::fmt;
 
+/// The m-line proto of MSRP over TCP (RFC 4975 §8.1).
+pub const MSRP_TCP: &str = "TCP/MSRP";
+/// The m-line proto of MSRP over TLS, with `msrps:` paths (RFC 4975 §8.1, §14.1).
+pub const MSRP_TLS: &str = "TCP/TLS/MSRP";
+
 /// Types a chat client accepts (RFC 4975 §8.6; seed 004 7.1.1: message/cpim).
 pub const CHAT_ACCEPT_TYPES: &[&str] = &[
     "message/cpim",
@@ -166,7 +171,7 @@ impl MsrpMedia {
     ) -> Self {
         Self {
             port,
-            transport: "TCP/MSRP".into(),
+            transport: MSRP_TCP.into(),
             connection: Some(connection),
             path,
             accept_types: accept_types.iter().map(|s| s.to_string()).collect(),
@@ -205,6 +210,37 @@ impl MsrpMedia {
                 &[],
             )
         }
+    }
+
+    /// This line over TLS (`TCP/TLS/MSRP`, RFC 4975 §8.1) or over TCP; the
+    /// caller gives the matching `msrps:` / `msrp:` path.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.transport = if tls { MSRP_TLS } else { MSRP_TCP }.into();
+        self
+    }
+
+    /// True for `TCP/TLS/MSRP`.
+    pub fn is_tls(&self) -> bool {
+        self.transport.eq_ignore_ascii_case(MSRP_TLS)
+    }
+
+    /// RFC 4975 §8.1, §14.1: the proto and the path agree, `TCP/TLS/MSRP`
+    /// with `msrps:` URIs only and `TCP/MSRP` with `msrp:` only. An offer
+    /// mixing them is refused (488).
+    pub fn check_transport(&self) -> Result<(), SdpError> {
+        let tls = self.is_tls();
+        for uri in &self.path {
+            let secure = uri
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("msrps://"));
+            if secure != tls {
+                return Err(SdpError::MsrpTransportMismatch {
+                    transport: self.transport.clone(),
+                    uri: uri.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// True if this line offers a file transfer (RFC 5547 §5: has a
@@ -347,6 +383,7 @@ impl MsrpMedia {
         if self.path.is_empty() {
             return Err(SdpError::MissingAttribute("path"));
         }
+        self.check_transport()?;
         let accept_types = intersect(&self.accept_types, &ours.accept_types);
         if accept_types.is_empty() {
             return Err(SdpError::NoCommonAcceptTypes);
@@ -365,7 +402,7 @@ impl MsrpMedia {
             // RFC 4975 §5.4: without a=setup the offerer connects
             None => Setup::Passive,
         };
-        Ok(MsrpMedia {
+        let answer = MsrpMedia {
             port: ours.port,
             transport: self.transport.clone(),
             connection: Some(ours.connection.clone()),
@@ -380,7 +417,11 @@ impl MsrpMedia {
             file_transfer_id: self.file_transfer_id.clone(),
             file_disposition: None,
             other: Vec::new(),
-        })
+        };
+        // Our path must be of the offer's scheme (an msrps offer needs our
+        // msrps URI: the caller picks it).
+        answer.check_transport()?;
+        Ok(answer)
     }
 }
 
@@ -601,6 +642,66 @@ mod tests {
         let mut answer = chat();
         answer.setup = Some(Setup::Active);
         assert!(tcp_active_side(&offer, &answer).is_err());
+    }
+
+    fn tls_chat() -> MsrpMedia {
+        MsrpMedia::chat_offer(7655, lo(), vec!["msrps://127.0.0.1:7655/abc;tcp".into()])
+            .with_tls(true)
+    }
+
+    #[test]
+    fn prints_and_reads_a_tls_line() {
+        let sdp = Sdp::new("alice", 1, lo()).with_media(tls_chat());
+        let text = sdp.to_string();
+        assert!(text.contains("m=message 7655 TCP/TLS/MSRP *\r\n"), "{text}");
+        assert!(
+            text.contains("a=path:msrps://127.0.0.1:7655/abc;tcp\r\n"),
+            "{text}"
+        );
+        let back = parse_sdp(text.as_bytes()).unwrap();
+        let m = back.msrp().next().unwrap();
+        assert!(m.is_tls());
+        assert_eq!(m.check_transport(), Ok(()));
+        assert_eq!(back, sdp);
+        assert!(!chat().is_tls());
+        assert_eq!(chat().check_transport(), Ok(()));
+    }
+
+    #[test]
+    fn tls_offer_is_answered_over_tls() {
+        let ours = MsrpAnswerParams::chat(9, lo(), vec!["msrps://h:9/b;tcp".into()]);
+        let a = tls_chat().answer(&ours).unwrap();
+        assert_eq!(a.transport, MSRP_TLS);
+        assert_eq!(a.path, ["msrps://h:9/b;tcp"]);
+        // An msrp: URI of ours cannot answer an msrps offer.
+        let plain = MsrpAnswerParams::chat(9, lo(), vec!["msrp://h:9/b;tcp".into()]);
+        let err = tls_chat().answer(&plain).unwrap_err();
+        assert!(matches!(err, SdpError::MsrpTransportMismatch { .. }));
+    }
+
+    #[test]
+    fn proto_and_scheme_must_agree() {
+        // RFC 4975 §8.1: TCP/MSRP with an msrps: path, and the reverse.
+        for (proto, path) in [
+            ("TCP/MSRP", "msrps://127.0.0.1:9/a;tcp"),
+            ("TCP/TLS/MSRP", "msrp://127.0.0.1:9/a;tcp"),
+        ] {
+            let body = format!(
+                "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=message 9 {proto} *\r\na=accept-types:text/plain\r\na=path:{path}\r\n"
+            );
+            let m = parse_sdp(body.as_bytes())
+                .unwrap()
+                .msrp()
+                .next()
+                .unwrap()
+                .clone();
+            let err = m.check_transport().unwrap_err();
+            assert!(err.is_not_acceptable(), "488");
+            assert!(err.to_string().contains(path), "{err}");
+            let ours = MsrpAnswerParams::chat(9, lo(), vec![path.replace("/a;", "/b;")]);
+            assert_eq!(m.answer(&ours).unwrap_err(), err);
+        }
     }
 
     fn arb_token() -> impl Strategy<Value = String> {
