@@ -24,6 +24,9 @@
 //!   are per viewer (what that viewer was sent). A leaving viewer gets an RTCP
 //!   BYE (§6.6).
 //!
+//! [`StreamerSet`] serves many streamers (one per viewing session) from one
+//! loop: wake-ups kept in order, every datagram moved to one queue.
+//!
 //! Nothing here reads a clock: `now` (monotonic) and the wall clock come in.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
