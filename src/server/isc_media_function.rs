@@ -37,7 +37,7 @@
 //! Playback control: INFO with the `isc-playback` Info Package (see
 //! [`super::isc_playback`]) in any CV dialog.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,7 +68,8 @@ use super::isc_playback::{self, PlaybackAction, PlaybackControl};
 use super::location_service::{LocationService, canonical_aor};
 use super::proxy_core::Target;
 use super::rtp_streamer::{
-    MediaDest, RtpStreamer, RtpTransmit, StreamIds, StreamerConfig, ViewerDest, ViewerId,
+    MediaDest, RtpStreamer, RtpTransmit, StreamIds, StreamerConfig, StreamerSet, ViewerDest,
+    ViewerId,
 };
 use super::sip_util::{host_of, local_for, via_text};
 
@@ -435,7 +436,9 @@ struct CvSession {
     viewing: HashSet<usize>,
     /// Sides that announced `Recv-Info: isc-playback`.
     receives_info: HashSet<Side>,
-    streamer: RtpStreamer,
+    /// Whether the content has video (its streamer is in
+    /// [`IscMediaFunction`]'s `streams`).
+    has_video: bool,
     ended: bool,
 }
 
@@ -473,6 +476,11 @@ pub struct IscMediaFunction {
     media: Option<MediaPorts>,
     b2bua: B2bua,
     sessions: HashMap<CallRef, CvSession>,
+    /// Each session's streamer, scheduled by wake-up.
+    streams: StreamerSet<CallRef>,
+    /// Ended sessions, removed once their last datagram is out and no
+    /// branch is pending.
+    ended: BTreeSet<CallRef>,
     /// Our MESSAGE, CANCEL and INFO client transactions.
     own_requests: HashSet<TsxKey>,
     /// The last (monotonic, wall) reading the driver gave.
@@ -488,6 +496,8 @@ impl IscMediaFunction {
             media,
             b2bua: B2bua::new(),
             sessions: HashMap::new(),
+            streams: StreamerSet::new(),
+            ended: BTreeSet::new(),
             own_requests: HashSet::new(),
             wall_anchor: None,
             next_session_id: 1,
@@ -655,6 +665,7 @@ impl IscMediaFunction {
         let originator_dest = viewer_dest(&offer, has_video);
         let receives_info = announces_playback(&req.headers);
         let call = self.b2bua.open(ctx, key, req.clone(), source, transport);
+        let has_video = content.video.is_some();
         let streamer = RtpStreamer::new(
             content,
             self.config.streamer.clone(),
@@ -673,7 +684,7 @@ impl IscMediaFunction {
             cancelled: HashSet::new(),
             viewing: HashSet::new(),
             receives_info: HashSet::new(),
-            streamer,
+            has_video,
             ended: false,
         };
         if receives_info {
@@ -709,6 +720,7 @@ impl IscMediaFunction {
             return;
         }
         self.sessions.insert(call, session);
+        self.streams.insert(call, streamer);
         // seed 000 5.11.1 step 9 / 5.12.x step 10 → 5.4.3.2
         if request.using_multiple_client
             && let Some(cca) = request.communication_client_addr.as_deref()
@@ -1109,7 +1121,10 @@ impl IscMediaFunction {
         } else {
             Vec::new()
         };
-        let has_video = s.streamer.content().video.is_some();
+        let has_video = s.has_video;
+        let Some(streamer) = self.streams.get_mut(call) else {
+            return;
+        };
         let dest = sdp_of(&response.headers, &response.body)
             .map(|sdp| viewer_dest(&sdp, has_video))
             .unwrap_or_default();
@@ -1118,15 +1133,13 @@ impl IscMediaFunction {
         }
         s.viewing.insert(leg);
         // seed 000 5.11.1 "upon receiving 200" step 2: RTP to both sides
-        s.streamer
-            .add_viewer(ctx.now, viewer_of(Side::Outgoing(leg)), dest);
+        streamer.add_viewer(ctx.now, viewer_of(Side::Outgoing(leg)), dest);
         if !s.answered {
             // step 1: 200 to the originator, with our sendonly answer
             s.answered = true;
             let dest = s.originator_dest;
-            s.streamer
-                .add_viewer(ctx.now, viewer_of(Side::Incoming), dest);
-            s.streamer.resume(ctx.now);
+            streamer.add_viewer(ctx.now, viewer_of(Side::Incoming), dest);
+            streamer.resume(ctx.now);
             let body = s.answer.to_bytes();
             let extra = vec![
                 make_header("Allow", ALLOW),
@@ -1254,9 +1267,12 @@ impl IscMediaFunction {
             return;
         };
         s.ended = true;
-        let viewers: Vec<ViewerId> = s.streamer.viewers().map(|(id, _)| id).collect();
-        for id in viewers {
-            s.streamer.remove_viewer(ctx.now, id, wall);
+        self.ended.insert(call);
+        if let Some(streamer) = self.streams.get_mut(call) {
+            let viewers: Vec<ViewerId> = streamer.viewers().map(|(id, _)| id).collect();
+            for id in viewers {
+                streamer.remove_viewer(ctx.now, id, wall);
+            }
         }
         let legs: Vec<(usize, bool, bool)> = self
             .b2bua
@@ -1395,8 +1411,9 @@ impl IscMediaFunction {
                     return;
                 };
                 s.viewing.remove(&leg);
-                s.streamer
-                    .remove_viewer(ctx.now, viewer_of(Side::Outgoing(leg)), wall);
+                if let Some(streamer) = self.streams.get_mut(call) {
+                    streamer.remove_viewer(ctx.now, viewer_of(Side::Outgoing(leg)), wall);
+                }
                 if !s.ended && !s.pending_or_viewing(&self.b2bua, call) {
                     self.b2bua.send_bye(ctx, call, Side::Incoming, None);
                     self.end(ctx, call);
@@ -1451,16 +1468,17 @@ impl IscMediaFunction {
                     .map(|r| s.recipients[*r].aor.clone())
             }),
         };
-        let Some(s) = self.sessions.get_mut(&call) else {
+        let (Some(s), Some(streamer)) = (self.sessions.get_mut(&call), self.streams.get_mut(call))
+        else {
             B2bua::respond(ctx, &key, req, 481, vec![], None);
             return;
         };
         match control.action {
-            PlaybackAction::Pause => s.streamer.pause(ctx.now),
-            PlaybackAction::Resume => s.streamer.resume(ctx.now),
+            PlaybackAction::Pause => streamer.pause(ctx.now),
+            PlaybackAction::Resume => streamer.resume(ctx.now),
             PlaybackAction::Seek => {
                 if let Some(p) = control.position() {
-                    s.streamer.seek(ctx.now, p)
+                    streamer.seek(ctx.now, p)
                 }
             }
         }
@@ -1468,7 +1486,7 @@ impl IscMediaFunction {
         let notice = PlaybackControl {
             action: control.action,
             position_ms: Some(
-                u64::try_from(s.streamer.position(ctx.now).as_millis()).unwrap_or(u64::MAX),
+                u64::try_from(streamer.position(ctx.now).as_millis()).unwrap_or(u64::MAX),
             ),
             by,
         };
@@ -1553,59 +1571,61 @@ impl IscMediaFunction {
         }
     }
 
-    /// When the media must be served next.
+    /// When the media must be served next (the soonest streamer's
+    /// wake-up, kept ordered: no scan of the sessions).
     pub fn poll_media_timeout(&self) -> Option<Instant> {
-        self.sessions
-            .values()
-            .filter_map(|s| s.streamer.poll_timeout())
-            .min()
+        self.streams.poll_timeout()
     }
 
-    /// Sends the media due at `now`; `wall` is the wall clock at `now`.
+    /// Sends the media due at `now` (only the streamers due are served);
+    /// `wall` is the wall clock at `now`.
     pub fn handle_media_timeout(&mut self, now: Instant, wall: NtpTime) {
         self.wall_anchor = Some((now, wall));
-        for s in self.sessions.values_mut() {
-            s.streamer.handle_timeout(now, wall);
-            while s.streamer.poll_event().is_some() {}
-        }
+        self.streams.handle_timeout(now, wall);
+        while self.streams.poll_event().is_some() {}
     }
 
-    /// The next RTP/RTCP datagram (send it from the matching media socket).
+    /// The next RTP/RTCP datagram (send it from the matching media socket):
+    /// O(1) each, one session's in their order. Once none is left, ended
+    /// sessions with no branch pending are removed.
     pub fn poll_rtp_transmit(&mut self) -> Option<RtpTransmit> {
-        let mut done = Vec::new();
-        let mut out = None;
-        for (call, s) in self.sessions.iter_mut() {
-            if let Some(t) = s.streamer.poll_transmit() {
-                out = Some(t);
-                break;
-            }
-            if s.ended {
-                done.push(*call);
-            }
+        if let Some(t) = self.streams.poll_transmit() {
+            return Some(t);
         }
-        for call in done {
-            let pending = self
-                .b2bua
-                .call(call)
-                .is_some_and(|c| c.outgoing.iter().any(|o| o.is_pending()));
-            if !pending {
+        if !self.ended.is_empty() {
+            let done: Vec<CallRef> = self
+                .ended
+                .iter()
+                .copied()
+                .filter(|call| {
+                    !self
+                        .b2bua
+                        .call(*call)
+                        .is_some_and(|c| c.outgoing.iter().any(|o| o.is_pending()))
+                })
+                .collect();
+            for call in done {
+                self.ended.remove(&call);
                 self.sessions.remove(&call);
+                self.streams.remove(call);
                 self.b2bua.remove(call);
             }
+            // their last RTCP BYEs, if any were still held
+            return self.streams.poll_transmit();
         }
-        out
+        None
     }
 
     /// The media position of the session the dialog of `req` belongs to.
     pub fn position_of(&self, call: CallRef, now: Instant) -> Option<Duration> {
-        self.sessions.get(&call).map(|s| s.streamer.position(now))
+        self.streams.get(call).map(|s| s.position(now))
     }
 
     /// The content of a session, for tests and the ladder.
     pub fn content_of(&self, call: CallRef) -> Option<Arc<crate::media::content::Content>> {
-        self.sessions
-            .get(&call)
-            .and_then(|s| self.library.get(&s.streamer.content().id))
+        self.streams
+            .get(call)
+            .and_then(|s| self.library.get(&s.content().id))
     }
 }
 

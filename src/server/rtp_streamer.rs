@@ -24,9 +24,12 @@
 //!   are per viewer (what that viewer was sent). A leaving viewer gets an RTCP
 //!   BYE (§6.6).
 //!
+//! [`StreamerSet`] serves many streamers (one per viewing session) from one
+//! loop: wake-ups kept in order, every datagram moved to one queue.
+//!
 //! Nothing here reads a clock: `now` (monotonic) and the wall clock come in.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,6 +212,9 @@ pub struct RtpStreamer {
     ids: StreamIds,
     timeline: Timeline,
     viewers: BTreeMap<ViewerId, Viewer>,
+    /// Every viewer's `next_sr`, soonest first (so the next wake-up is not
+    /// a scan of the viewers).
+    sr_due: BTreeSet<(Instant, ViewerId)>,
     // audio cursor: index of the next sample to send
     next_sample: u64,
     audio_seq: u16,
@@ -242,6 +248,7 @@ impl RtpStreamer {
                 state: PlayState::Paused,
             },
             viewers: BTreeMap::new(),
+            sr_due: BTreeSet::new(),
             next_sample: 0,
             audio_seq: ids.audio_seq,
             audio_marker: true,
@@ -309,15 +316,21 @@ impl RtpStreamer {
     pub fn add_viewer(&mut self, now: Instant, id: ViewerId, dest: ViewerDest) {
         self.skip_unwatched(now);
         let first = now + self.config.first_sr_delay;
-        self.viewers
-            .entry(id)
-            .and_modify(|v| v.dest = dest)
-            .or_insert(Viewer {
-                dest,
-                audio_stats: SenderStats::default(),
-                video_stats: SenderStats::default(),
-                next_sr: first,
-            });
+        match self.viewers.get_mut(&id) {
+            Some(v) => v.dest = dest,
+            None => {
+                self.viewers.insert(
+                    id,
+                    Viewer {
+                        dest,
+                        audio_stats: SenderStats::default(),
+                        video_stats: SenderStats::default(),
+                        next_sr: first,
+                    },
+                );
+                self.sr_due.insert((first, id));
+            }
+        }
         if self.state() == PlayState::Stopped {
             let pos = self.position(now);
             self.timeline = Timeline::Held {
@@ -341,6 +354,7 @@ impl RtpStreamer {
         let Some(mut viewer) = self.viewers.remove(&id) else {
             return;
         };
+        self.sr_due.remove(&(viewer.next_sr, id));
         self.send_reports(now, wall, id, &mut viewer, true);
         if self.viewers.is_empty() {
             self.timeline = Timeline::Held {
@@ -418,8 +432,10 @@ impl RtpStreamer {
     /// RTP ↔ NTP mapping soon.
     fn report_soon(&mut self, now: Instant) {
         let at = now + self.config.first_sr_delay;
-        for v in self.viewers.values_mut() {
+        self.sr_due.clear();
+        for (id, v) in self.viewers.iter_mut() {
             v.next_sr = at;
+            self.sr_due.insert((at, *id));
         }
     }
 
@@ -479,9 +495,7 @@ impl RtpStreamer {
                 consider(self.instant_of(self.frame_time(self.next_frame)));
             }
             consider(self.instant_of(self.end_of_media()));
-            for v in self.viewers.values() {
-                consider(Some(v.next_sr));
-            }
+            consider(self.sr_due.first().map(|(at, _)| *at));
         }
         next
     }
@@ -495,17 +509,17 @@ impl RtpStreamer {
         if !self.advance(now) {
             return;
         }
-        let due: Vec<ViewerId> = self
-            .viewers
-            .iter()
-            .filter(|(_, v)| v.next_sr <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        let next = now + self.config.sr_interval;
+        while let Some(&(at, id)) = self.sr_due.first() {
+            if at > now {
+                break;
+            }
+            self.sr_due.pop_first();
             if let Some(mut v) = self.viewers.remove(&id) {
                 self.send_reports(now, wall, id, &mut v, false);
-                v.next_sr = now + self.config.sr_interval;
+                v.next_sr = next;
                 self.viewers.insert(id, v);
+                self.sr_due.insert((next, id));
             }
         }
     }
@@ -686,6 +700,179 @@ impl RtpStreamer {
     }
 
     pub fn poll_event(&mut self) -> Option<StreamerEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// Many streamers (one per viewing session) served together, sans-IO, so
+/// that a tick costs what is due, not a scan of every session:
+///
+/// * the wake-ups are kept ordered ([`StreamerSet::poll_timeout`] is the
+///   first one; [`StreamerSet::handle_timeout`] serves only the streamers
+///   due);
+/// * every datagram a streamer makes is moved at once into one queue, in
+///   order, so [`StreamerSet::poll_transmit`] is O(1) per datagram and one
+///   session's datagrams keep their order.
+///
+/// A streamer changed through [`StreamerSet::get_mut`] is re-scheduled and
+/// drained at the next poll or timeout.
+#[derive(Debug)]
+pub struct StreamerSet<K> {
+    streamers: BTreeMap<K, Scheduled>,
+    /// (wake-up, key) of every scheduled streamer, soonest first.
+    wakes: BTreeSet<(Instant, K)>,
+    /// Changed since they were last scheduled and drained.
+    touched: BTreeSet<K>,
+    transmits: VecDeque<RtpTransmit>,
+    events: VecDeque<(K, StreamerEvent)>,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    streamer: RtpStreamer,
+    /// Its entry in `wakes`.
+    wake: Option<Instant>,
+}
+
+impl<K: Ord + Copy> Default for StreamerSet<K> {
+    fn default() -> Self {
+        StreamerSet {
+            streamers: BTreeMap::new(),
+            wakes: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy> StreamerSet<K> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.streamers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streamers.is_empty()
+    }
+
+    /// Adds (or replaces) the streamer of `key`.
+    pub fn insert(&mut self, key: K, streamer: RtpStreamer) {
+        self.remove(key);
+        self.streamers.insert(
+            key,
+            Scheduled {
+                streamer,
+                wake: None,
+            },
+        );
+        self.touched.insert(key);
+    }
+
+    /// Drops the streamer of `key`; what it made before stays queued.
+    pub fn remove(&mut self, key: K) -> Option<RtpStreamer> {
+        let s = self.streamers.remove(&key)?;
+        self.touched.remove(&key);
+        if let Some(at) = s.wake {
+            self.wakes.remove(&(at, key));
+        }
+        Some(self.drain(key, s.streamer))
+    }
+
+    fn drain(&mut self, key: K, mut streamer: RtpStreamer) -> RtpStreamer {
+        self.transmits
+            .extend(std::iter::from_fn(|| streamer.poll_transmit()));
+        self.events
+            .extend(std::iter::from_fn(|| streamer.poll_event()).map(|e| (key, e)));
+        streamer
+    }
+
+    pub fn get(&self, key: K) -> Option<&RtpStreamer> {
+        self.streamers.get(&key).map(|s| &s.streamer)
+    }
+
+    /// The streamer of `key`, to change (it is re-scheduled afterwards).
+    pub fn get_mut(&mut self, key: K) -> Option<&mut RtpStreamer> {
+        let s = self.streamers.get_mut(&key)?;
+        self.touched.insert(key);
+        Some(&mut s.streamer)
+    }
+
+    /// Moves a streamer's datagrams and events to the shared queues and
+    /// files its next wake-up.
+    fn settle(&mut self, key: K) {
+        let Some(s) = self.streamers.get_mut(&key) else {
+            return;
+        };
+        self.transmits
+            .extend(std::iter::from_fn(|| s.streamer.poll_transmit()));
+        self.events
+            .extend(std::iter::from_fn(|| s.streamer.poll_event()).map(|e| (key, e)));
+        let wake = s.streamer.poll_timeout();
+        if wake != s.wake {
+            if let Some(at) = s.wake {
+                self.wakes.remove(&(at, key));
+            }
+            if let Some(at) = wake {
+                self.wakes.insert((at, key));
+            }
+            s.wake = wake;
+        }
+    }
+
+    fn settle_touched(&mut self) {
+        while let Some(key) = self.touched.pop_first() {
+            self.settle(key);
+        }
+    }
+
+    /// The soonest wake-up of any streamer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let scheduled = self.wakes.first().map(|(at, _)| *at);
+        self.touched
+            .iter()
+            .filter_map(|k| self.streamers.get(k)?.streamer.poll_timeout())
+            .chain(scheduled)
+            .min()
+    }
+
+    /// Serves the streamers due at `now`; `wall` is the wall clock at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, wall: NtpTime) {
+        self.settle_touched();
+        let mut due = Vec::new();
+        while let Some(&(at, key)) = self.wakes.first() {
+            if at > now {
+                break;
+            }
+            self.wakes.pop_first();
+            if let Some(s) = self.streamers.get_mut(&key) {
+                s.wake = None;
+            }
+            due.push(key);
+        }
+        for key in due {
+            if let Some(s) = self.streamers.get_mut(&key) {
+                s.streamer.handle_timeout(now, wall);
+            }
+            self.settle(key);
+        }
+    }
+
+    /// The next datagram of any streamer (one streamer's in their order).
+    pub fn poll_transmit(&mut self) -> Option<RtpTransmit> {
+        if self.transmits.is_empty() {
+            self.settle_touched();
+        }
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<(K, StreamerEvent)> {
+        if self.events.is_empty() {
+            self.settle_touched();
+        }
         self.events.pop_front()
     }
 }
@@ -988,5 +1175,127 @@ mod tests {
         assert_eq!(a.len(), 125);
         assert_eq!(a[60].1.timestamp, IDS.audio_ts.wrapping_add(60 * 160));
         assert_eq!(a[60].0, t0 + Duration::from_millis(1200));
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+    use crate::media::content::Audio;
+
+    fn content() -> Arc<Content> {
+        Arc::new(Content {
+            id: "t".into(),
+            title: "t".into(),
+            duration: Duration::from_secs(2),
+            audio: Audio {
+                sample_rate: 8000,
+                samples: vec![0; 16000],
+            },
+            video: None,
+        })
+    }
+
+    fn ids(i: u32) -> StreamIds {
+        StreamIds {
+            audio_ssrc: i,
+            video_ssrc: i + 100_000,
+            audio_seq: i as u16,
+            video_seq: 0,
+            audio_ts: i,
+            video_ts: 0,
+        }
+    }
+
+    fn dest(i: u16) -> ViewerDest {
+        ViewerDest {
+            audio: Some(MediaDest::new(SocketAddr::from((
+                [127, 0, 0, 1],
+                10_000 + 2 * i,
+            )))),
+            video: None,
+        }
+    }
+
+    fn wall(t0: Instant, now: Instant) -> NtpTime {
+        NtpTime::from_unix(Duration::from_secs(1_700_000_000) + (now - t0))
+    }
+
+    /// Many sessions started at different moments: the set sends every
+    /// datagram each lone streamer would, at the same moments and in the
+    /// same order per session, and a change through `get_mut` (a viewer
+    /// leaving) is scheduled and drained.
+    #[test]
+    fn many_streamers_drained_in_order_per_session() {
+        const N: u16 = 300;
+        let t0 = Instant::now();
+        let start = |i: u16| t0 + Duration::from_micros(u64::from(i) * 137);
+        let mut set = StreamerSet::new();
+        let mut alone = Vec::new();
+        for i in 0..N {
+            let mut s = RtpStreamer::new(content(), StreamerConfig::default(), ids(i.into()));
+            s.add_viewer(start(i), ViewerId(1), dest(i));
+            s.resume(start(i));
+            alone.push(RtpStreamer::new(
+                content(),
+                StreamerConfig::default(),
+                ids(i.into()),
+            ));
+            set.insert(u32::from(i), s);
+        }
+        for (i, s) in alone.iter_mut().enumerate() {
+            s.add_viewer(start(i as u16), ViewerId(1), dest(i as u16));
+            s.resume(start(i as u16));
+        }
+        let until = t0 + Duration::from_millis(700);
+        let leave = t0 + Duration::from_millis(500);
+        let mut got: Vec<Vec<(Instant, Vec<u8>)>> = vec![Vec::new(); N as usize];
+        let mut left = false;
+        let mut wakes = 0;
+        while let Some(now) = set.poll_timeout() {
+            if now > until {
+                break;
+            }
+            if !left && now >= leave {
+                // session 7's viewer leaves: its BYE, then nothing more
+                let w = wall(t0, leave);
+                set.get_mut(7).unwrap().remove_viewer(leave, ViewerId(1), w);
+                left = true;
+                continue;
+            }
+            wakes += 1;
+            set.handle_timeout(now, wall(t0, now));
+            while let Some(x) = set.poll_transmit() {
+                let i = usize::from((x.to.port() - 10_000) / 2);
+                got[i].push((now, x.bytes));
+            }
+        }
+        assert!(
+            wakes > 30 * usize::from(N),
+            "every session is served: {wakes}"
+        );
+        assert!(set.poll_transmit().is_none());
+        for (i, s) in alone.iter_mut().enumerate() {
+            let mut want = Vec::new();
+            let stop = if i == 7 { leave } else { until };
+            while let Some(now) = s.poll_timeout() {
+                if now > stop || (i == 7 && now >= leave) {
+                    break;
+                }
+                s.handle_timeout(now, wall(t0, now));
+                while let Some(x) = s.poll_transmit() {
+                    want.push((now, x.bytes));
+                }
+            }
+            if i == 7 {
+                s.remove_viewer(leave, ViewerId(1), wall(t0, leave));
+                let bye = s.poll_transmit().unwrap();
+                let (_, last) = got[7].pop().unwrap();
+                assert_eq!(last, bye.bytes, "the BYE last");
+            }
+            assert_eq!(got[i], want, "session {i}");
+        }
+        assert_eq!(set.poll_timeout().map(|t| t > until), Some(true));
+        assert!(set.remove(7).is_some() && set.len() == usize::from(N) - 1);
     }
 }

@@ -383,6 +383,7 @@ impl Server {
             tokio::spawn(async move {
                 let mut msrp_trace = MsrpTrace::default();
                 let mut overloaded = false;
+                let mut rtp_out = super::rtp_sender::RtpOutQueue::new();
                 loop {
                     let media_wake = core.poll_media_timeout();
                     let wake = [core.poll_timeout(), media_wake]
@@ -457,6 +458,8 @@ impl Server {
                             };
                             core.handle_msrp(Instant::now(), input);
                         }
+                        // video still queued: one turn of the scheduler, then its next slice
+                        _ = tokio::task::yield_now(), if rtp_out.has_bulk() => {}
                         _ = tokio::time::sleep_until(wake.into()) => {
                             let now = Instant::now();
                             if media_wake.is_some_and(|m| m <= now) {
@@ -502,9 +505,14 @@ impl Server {
                             tracing::info!(error = %e, to = %out.to, "send failed");
                         }
                     }
-                    while let Some(t) = core.poll_rtp_transmit() {
-                        media.send(&t).await;
+                    // RTP: what is due now first (the audio due while video went
+                    // out), then one slice of video per turn (RtpOutQueue)
+                    let now = Instant::now();
+                    if core.poll_media_timeout().is_some_and(|m| m <= now) {
+                        core.handle_media_timeout(now, wall_clock());
                     }
+                    rtp_out.extend(std::iter::from_fn(|| core.poll_rtp_transmit()));
+                    rtp_out.send_batch(&media).await;
                 }
             })
         };
