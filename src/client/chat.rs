@@ -1633,13 +1633,17 @@ impl ChatSession {
         match req.method {
             Method::Bye => {
                 self.respond(&key, &req, 200, vec![]);
+                // A connection that is up, or not up yet, may still bring
+                // the rest; one already lost will not.
+                let may_bring = self.conn.is_some() || self.close_grace.is_none();
                 if let Some(LargeLeg::In(l)) = self.large.as_mut()
                     && !l.complete
-                    && self.conn.is_some()
+                    && may_bring
                     && !is_completed_elsewhere(&req.headers)
                 {
                     // The BYE overtook the last chunks (SIP and MSRP go
-                    // their own ways): read on for a while.
+                    // their own ways; the server may still be connecting to
+                    // us with them): read on for a while.
                     l.drain_until = Some(now + DRAIN_GRACE);
                     return;
                 }

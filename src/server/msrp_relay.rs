@@ -123,7 +123,13 @@ struct Leg {
     address: Option<String>,
     /// Message-ID → the one leg a private message goes to (later chunks).
     private: HashMap<String, LegId>,
+    /// Released while relayed SENDs still waited for its connection: kept
+    /// only to deliver them (see [`MsrpRelay::release_leg`]).
+    lingering: bool,
 }
+
+/// Released legs kept at most to deliver what was queued for them.
+const MAX_LINGERING: usize = 1024;
 
 #[derive(Debug)]
 struct Call {
@@ -153,6 +159,8 @@ pub struct MsrpRelay {
     next_leg: LegId,
     next_tid: u64,
     tid_prefix: String,
+    /// How many released legs still wait to deliver their queue.
+    lingering: usize,
     outputs: VecDeque<RelayOutput>,
     events: VecDeque<RelayEvent>,
 }
@@ -169,6 +177,7 @@ impl MsrpRelay {
             next_leg: 1,
             next_tid: 0,
             tid_prefix: tid_prefix.into(),
+            lingering: 0,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -199,6 +208,7 @@ impl MsrpRelay {
                 remote,
                 conn: None,
                 queued: Vec::new(),
+                lingering: false,
                 reassembler: Reassembler::new(MAX_STORED_MESSAGE, 8),
                 address: None,
                 private: HashMap::new(),
@@ -249,10 +259,38 @@ impl MsrpRelay {
     }
 
     /// Seed 001 8.3.2.1.1 step 4.a.iii: drops a leg and closes its connection.
+    ///
+    /// A leg still waiting for its connection with relayed SENDs queued is
+    /// kept until they are delivered: the sender may hang up as soon as we
+    /// acknowledged its last chunk (we are its session's end, seed 003
+    /// 9.4.2), before the recipient's connection is even up. It leaves the
+    /// call at once, is flushed and closed when its connection binds, and is
+    /// dropped if that connection fails ([`MAX_LINGERING`] at most).
     pub fn release_leg(&mut self, leg: LegId) {
+        if self.lingering < MAX_LINGERING
+            && let Some(l) = self.legs.get_mut(&leg)
+            && l.conn.is_none()
+            && !l.queued.is_empty()
+            && !l.lingering
+        {
+            l.lingering = true;
+            self.lingering += 1;
+            let call = l.call;
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.legs.retain(|x| *x != leg);
+            }
+            return;
+        }
+        self.drop_leg(leg);
+    }
+
+    fn drop_leg(&mut self, leg: LegId) {
         let Some(l) = self.legs.remove(&leg) else {
             return;
         };
+        if l.lingering {
+            self.lingering = self.lingering.saturating_sub(1);
+        }
         if let Some(sid) = &l.local.session_id {
             self.by_session.remove(sid);
         }
@@ -325,7 +363,9 @@ impl MsrpRelay {
                 self.flush(leg);
             }
             RelayInput::ConnectFailed { leg } => {
-                if let Some(l) = self.legs.get(&leg) {
+                if self.legs.get(&leg).is_some_and(|l| l.lingering) {
+                    self.drop_leg(leg);
+                } else if let Some(l) = self.legs.get(&leg) {
                     self.events
                         .push_back(RelayEvent::LegDisconnected { call: l.call, leg });
                 }
@@ -695,6 +735,10 @@ impl MsrpRelay {
         for m in queued {
             self.send_on(leg, m);
         }
+        // A released leg has delivered what it waited for: now it goes.
+        if self.legs.get(&leg).is_some_and(|l| l.lingering) {
+            self.drop_leg(leg);
+        }
     }
 }
 
@@ -1036,6 +1080,52 @@ mod tests {
         assert_eq!(out.len(), 2, "bind then the queued SEND");
         assert_eq!(out[1].1.message_id(), Some("m1"));
         assert_eq!(out[1].1.body, fwd.body);
+    }
+
+    /// The sender hangs up right after our 200 for its last chunk, before
+    /// a device's connection is up: the device still gets the message,
+    /// then its connection closes; a released leg whose connection fails
+    /// is dropped without a word.
+    #[test]
+    fn a_released_leg_delivers_what_was_queued_then_goes() {
+        let (mut r, [a, d1, d2], alice) = setup();
+        r.handle_input(RelayInput::Accepted {
+            conn: 1,
+            tls: false,
+        });
+        r.handle_input(RelayInput::Data {
+            conn: 1,
+            bytes: chat(&uri(9000, "srvA"), &alice, "tx1", "m1", "last words"),
+        });
+        let _ = sends(&mut r);
+        r.remove_call(7);
+        // Only the originator's leg had a connection: it closes now.
+        let out: Vec<_> = std::iter::from_fn(|| r.poll_output()).collect();
+        assert!(
+            matches!(out[..], [RelayOutput::Close { conn: 1 }]),
+            "{out:?}"
+        );
+        assert!(!r.is_connected(a));
+        r.handle_input(RelayInput::Connected { leg: d1, conn: 2 });
+        let out: Vec<_> = std::iter::from_fn(|| r.poll_output()).collect();
+        let frames: Vec<MsrpMessage> = out
+            .iter()
+            .filter_map(|o| match o {
+                RelayOutput::Send { bytes, .. } => parse_message(bytes).ok(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames.len(), 2, "bind, then the queued SEND: {out:?}");
+        assert_eq!(frames[1].message_id(), Some("m1"));
+        assert!(matches!(out.last(), Some(RelayOutput::Close { conn: 2 })));
+        assert!(!r.is_connected(d1), "gone once delivered");
+        while r.poll_event().is_some() {}
+        r.handle_input(RelayInput::ConnectFailed { leg: d2 });
+        assert!(
+            r.poll_event().is_none(),
+            "nothing to tell about a released leg"
+        );
+        assert!(!r.is_connected(d2));
     }
 
     #[test]
