@@ -6,14 +6,16 @@
 
 use std::time::Duration;
 
+use isc::client::Command;
 use isc::client::chat::{ChatEvent, ChatId, EndReason};
 use isc::client::chats::ChatCommand;
-use isc::client::runner::{ClientHandle, spawn_client};
-use isc::client::{ClientEvent, Command, UaConfig};
+use isc::client::runner::ClientHandle;
 use isc::proto::sip::transaction::Transport;
 use isc::server::runner::{Server, ServerOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+mod live_client;
 
 async fn client(server: std::net::SocketAddr, user: &str, device: &str) -> ClientHandle {
     client_on(server, user, device, Transport::Udp).await
@@ -25,34 +27,7 @@ async fn client_on(
     device: &str,
     transport: Transport,
 ) -> ClientHandle {
-    let instance = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    let cfg = UaConfig::new(
-        user,
-        "isc.local",
-        user,
-        device,
-        &instance,
-        server,
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    let mut cfg = cfg;
-    cfg.transport = transport;
-    let mut c = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("client binds");
-    let ev = c
-        .wait_for(WAIT, |e| {
-            matches!(
-                e,
-                ClientEvent::Registered { .. } | ClientEvent::RegistrationFailed { .. }
-            )
-        })
-        .await;
-    assert!(
-        matches!(ev, Some(ClientEvent::Registered { .. })),
-        "{user}/{device}: {ev:?}"
-    );
-    c
+    live_client::registered(server, user, device, WAIT, |c| c.transport = transport).await
 }
 
 async fn chat_event(
@@ -60,25 +35,10 @@ async fn chat_event(
     what: &str,
     pred: impl Fn(&ChatEvent) -> bool,
 ) -> ChatEvent {
-    let mut seen = Vec::new();
-    let found = c
-        .wait_for(WAIT, |e| {
-            let hit = matches!(e, ClientEvent::Chat(ce) if pred(ce));
-            if !hit {
-                seen.push(format!("{e:?}"));
-            }
-            hit
-        })
-        .await;
-    match found {
-        Some(ClientEvent::Chat(e)) => e,
-        other => panic!("no {what}: {other:?}; skipped {seen:?}"),
-    }
+    live_client::chat_event(c, WAIT, what, pred).await
 }
 
-async fn chat(c: &ClientHandle, cmd: ChatCommand) {
-    assert!(c.send(Command::Chat(cmd)).await);
-}
+use live_client::chat;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_chats_with_bob_on_two_devices() {

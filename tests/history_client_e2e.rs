@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use isc::client::chat::{ChatEvent, ChatId};
 use isc::client::chats::ChatCommand;
 use isc::client::history::{HistoryEvent, HistoryQuery, parse_rfc3339};
-use isc::client::runner::{ClientHandle, Direction, WireRecord, spawn_client};
-use isc::client::{ClientEvent, Command, UaConfig};
+use isc::client::runner::{ClientHandle, Direction, WireRecord};
+use isc::client::{ClientEvent, Command};
 use isc::proto::bodies::multipart::Multipart;
 use isc::proto::bodies::resource_lists::ResourceLists;
 use isc::proto::sip::headers::HeadersExt;
@@ -28,33 +28,10 @@ use tokio::sync::broadcast;
 const WAIT: Duration = Duration::from_secs(15);
 const ALICE: &str = "sip:alice@isc.local";
 
+mod live_client;
+
 async fn client(server: std::net::SocketAddr, user: &str, device: &str) -> ClientHandle {
-    let instance = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    let cfg = UaConfig::new(
-        user,
-        "isc.local",
-        user,
-        device,
-        &instance,
-        server,
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    let mut c = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("client binds");
-    let ev = c
-        .wait_for(WAIT, |e| {
-            matches!(
-                e,
-                ClientEvent::Registered { .. } | ClientEvent::RegistrationFailed { .. }
-            )
-        })
-        .await;
-    assert!(
-        matches!(ev, Some(ClientEvent::Registered { .. })),
-        "{user}/{device}: {ev:?}"
-    );
-    c
+    live_client::registered(server, user, device, WAIT, |_| {}).await
 }
 
 async fn chat_event(
@@ -62,13 +39,7 @@ async fn chat_event(
     what: &str,
     pred: impl Fn(&ChatEvent) -> bool,
 ) -> ChatEvent {
-    match c
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ce) if pred(ce)))
-        .await
-    {
-        Some(ClientEvent::Chat(e)) => e,
-        other => panic!("no {what}: {other:?}"),
-    }
+    live_client::chat_event(c, WAIT, what, pred).await
 }
 
 async fn history_event(c: &mut ClientHandle) -> HistoryEvent {

@@ -12,7 +12,7 @@ use isc::client::chat::{ChatEvent, EndReason};
 use isc::client::chat_headless::event_json;
 use isc::client::chats::ChatCommand;
 use isc::client::large_message::{Disposition, LargeMessage};
-use isc::client::runner::{ClientHandle, Direction, WireRecord, spawn_client};
+use isc::client::runner::{ClientHandle, Direction, WireRecord};
 use isc::client::{ClientEvent, Command, UaConfig};
 use isc::server::runner::{Server, ServerHandle, ServerOptions};
 use sha2::{Digest, Sha256};
@@ -20,39 +20,15 @@ use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+mod live_client;
+
 async fn client(
     server: std::net::SocketAddr,
     user: &str,
     device: &str,
     tune: impl FnOnce(&mut UaConfig),
 ) -> ClientHandle {
-    let instance = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    let mut cfg = UaConfig::new(
-        user,
-        "isc.local",
-        user,
-        device,
-        &instance,
-        server,
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    tune(&mut cfg);
-    let mut c = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("client binds");
-    let ev = c
-        .wait_for(WAIT, |e| {
-            matches!(
-                e,
-                ClientEvent::Registered { .. } | ClientEvent::RegistrationFailed { .. }
-            )
-        })
-        .await;
-    assert!(
-        matches!(ev, Some(ClientEvent::Registered { .. })),
-        "{user}/{device}: {ev:?}"
-    );
-    c
+    live_client::registered(server, user, device, WAIT, tune).await
 }
 
 /// Every chat event until `last` matches (inclusive).

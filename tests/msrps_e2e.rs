@@ -10,10 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use isc::client::ClientEvent;
 use isc::client::chat::{ChatEvent, ChatId, EndReason};
 use isc::client::chats::ChatCommand;
-use isc::client::runner::{ClientHandle, spawn_client};
-use isc::client::{ClientEvent, Command, UaConfig};
+use isc::client::runner::ClientHandle;
 use isc::net::tls::ClientTls;
 use isc::net::tls::Identity;
 use isc::server::runner::{Direction, Server, ServerHandle, ServerOptions, WireEvent};
@@ -29,6 +29,31 @@ async fn tls_server(dir: &std::path::Path) -> ServerHandle {
     options.config.tls.enabled = true;
     options.config.tls.sip_port = 0;
     Server::start(options).await.expect("server starts")
+}
+
+mod live_client;
+
+use live_client::chat;
+
+async fn client_on(
+    server: SocketAddr,
+    user: &str,
+    tls: Option<ClientTls>,
+    transport: isc::proto::sip::transaction::Transport,
+) -> ClientHandle {
+    live_client::registered(server, user, "phone", WAIT, |c| {
+        c.tls = tls;
+        c.transport = transport;
+    })
+    .await
+}
+
+async fn chat_event(
+    c: &mut ClientHandle,
+    what: &str,
+    pred: impl Fn(&ChatEvent) -> bool,
+) -> ChatEvent {
+    live_client::chat_event(c, WAIT, what, pred).await
 }
 
 /// A device on SIP over TLS (so the CPM function offers it msrps:).
@@ -52,57 +77,6 @@ async fn client(server: SocketAddr, user: &str, tls: Option<ClientTls>) -> Clien
         isc::proto::sip::transaction::Transport::Udp,
     )
     .await
-}
-
-async fn client_on(
-    server: SocketAddr,
-    user: &str,
-    tls: Option<ClientTls>,
-    transport: isc::proto::sip::transaction::Transport,
-) -> ClientHandle {
-    let instance = format!("urn:uuid:{}", uuid::Uuid::new_v4());
-    let mut cfg = UaConfig::new(
-        user,
-        "isc.local",
-        user,
-        "phone",
-        &instance,
-        server,
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    cfg.tls = tls;
-    cfg.transport = transport;
-    let mut c = spawn_client(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("client binds");
-    let ev = c
-        .wait_for(WAIT, |e| {
-            matches!(
-                e,
-                ClientEvent::Registered { .. } | ClientEvent::RegistrationFailed { .. }
-            )
-        })
-        .await;
-    assert!(matches!(ev, Some(ClientEvent::Registered { .. })), "{ev:?}");
-    c
-}
-
-async fn chat_event(
-    c: &mut ClientHandle,
-    what: &str,
-    pred: impl Fn(&ChatEvent) -> bool,
-) -> ChatEvent {
-    let found = c
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Chat(ce) if pred(ce)))
-        .await;
-    match found {
-        Some(ClientEvent::Chat(e)) => e,
-        other => panic!("no {what}: {other:?}"),
-    }
-}
-
-async fn chat(c: &ClientHandle, cmd: ChatCommand) {
-    assert!(c.send(Command::Chat(cmd)).await);
 }
 
 /// alice starts a chat with bob, bob accepts: alice's and bob's chat ids.
