@@ -155,7 +155,6 @@ pub struct ServerCore {
     focus: Option<ImControllingFunction>,
     /// MSRP connections that belong to the focus's relay.
     focus_conns: std::collections::HashSet<u64>,
-    /// Accepted MSRP connections not yet claimed by a relay.
     /// Accepted MSRP connections no role has yet, and whether each is TLS.
     unclaimed_conns: std::collections::HashMap<u64, bool>,
     /// The Deferred Messaging Function, when enabled ([`Self::enable_deferred`]).
