@@ -72,14 +72,20 @@ impl Identity {
     /// A fresh self-signed certificate for `names` (DNS names and IP
     /// addresses; the first is the subject's common name).
     pub fn self_signed(names: &[String]) -> Result<Self, TlsError> {
+        Self::generate(names).map(|(id, _)| id)
+    }
+
+    /// A self-signed identity and its key in PEM (rcgen's own encoding).
+    fn generate(names: &[String]) -> Result<(Self, String), TlsError> {
         let rcgen::CertifiedKey { cert, signing_key } =
             rcgen::generate_simple_self_signed(names.to_vec())?;
-        Ok(Identity {
+        let id = Identity {
             chain: vec![cert.der().clone()],
             key: PrivateKeyDer::try_from(signing_key.serialize_der())
                 .map_err(|e| TlsError::Rustls(rustls::Error::General(e.into())))?,
             cert_pem: cert.pem(),
-        })
+        };
+        Ok((id, signing_key.serialize_pem()))
     }
 
     /// The certificate and key in `dir` (`cert.pem`, `key.pem`), made
@@ -91,7 +97,7 @@ impl Identity {
         if cert.exists() && key.exists() {
             return Ok((Self::load(&cert, &key)?, cert));
         }
-        let id = Self::self_signed(names)?;
+        let (id, key_pem) = Self::generate(names)?;
         let write = |path: &Path, text: &str| {
             std::fs::create_dir_all(dir)
                 .and_then(|()| write_private(path, text))
@@ -101,7 +107,6 @@ impl Identity {
                 })
         };
         write(&cert, &id.cert_pem)?;
-        let key_pem = pem_of_key(&id.key);
         write(&key, &key_pem)?;
         Ok((id, cert))
     }
@@ -223,18 +228,6 @@ fn certs_from_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>
         });
     }
     Ok(certs)
-}
-
-fn pem_of_key(key: &PrivateKeyDer<'_>) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(key.secret_der());
-    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END PRIVATE KEY-----\n");
-    out
 }
 
 /// Writes `text` readable by its owner only (a private key).
